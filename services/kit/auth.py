@@ -1,0 +1,177 @@
+"""Bearer API keys, hashed at rest and scoped to a project.
+
+A key reads `tf_<key id>_<secret>`. Only the SHA-256 of the secret is stored: the secret is 256
+random bits, so a fast hash is enough (a slow password hash protects low-entropy secrets only).
+A key is scoped to one project; an `admin` key with project `*` may act on every project.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import DateTime, MetaData, String, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from services.kit.db import Database
+from services.kit.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from services.kit.names import RESOURCE_ID, RESOURCE_ID_RULE
+
+ALL_PROJECTS = "*"
+ROLES = ("admin", "member")
+MIGRATIONS = Path(__file__).parent / "auth_migrations"
+_CACHE_SECONDS = 10.0
+
+
+class AuthBase(DeclarativeBase):
+    metadata = MetaData()
+
+
+class ApiKeyRow(AuthBase):
+    __tablename__ = "api_keys"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project: Mapped[str] = mapped_column(String(63), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoke_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's id, its project and role."""
+
+    key_id: str
+    project: str
+    role: str
+
+    def require_project(self, project: str) -> None:
+        """Raise PERMISSION_DENIED unless this key may act on `project`."""
+        if self.project != project and not (self.role == "admin" and self.project == ALL_PROJECTS):
+            raise PermissionDenied(
+                f"this API key is scoped to project {self.project!r} and cannot access project {project!r}",
+                reason="PROJECT_FORBIDDEN",
+            )
+
+
+principal_var: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("principal", default=None)
+
+
+def require_project(project: str) -> None:
+    """Check the current caller may act on `project` (set by the auth interceptor)."""
+    principal = principal_var.get()
+    if principal is None:
+        raise Unauthenticated("no API key on this call", reason="MISSING_API_KEY")
+    principal.require_project(project)
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    key_id: str
+    project: str
+    role: str
+    display_name: str
+    create_time: datetime
+    revoke_time: datetime | None
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class ApiKeyStore:
+    """Creates, verifies and revokes API keys in the shared auth database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._cache: dict[str, tuple[float, ApiKeyRow | None]] = {}
+
+    def migrate(self) -> None:
+        self.db.migrate(MIGRATIONS)
+
+    def create(self, project: str, role: str = "member", display_name: str = "") -> tuple[ApiKey, str]:
+        """Make a key; return it and the token, which is shown once and never stored."""
+        if role not in ROLES:
+            raise InvalidArgument.field("role", f"must be one of {', '.join(ROLES)}")
+        if project != ALL_PROJECTS and not RESOURCE_ID.match(project):
+            raise InvalidArgument.field(
+                "project", f"{project!r} is not a valid project id ({RESOURCE_ID_RULE})"
+            )
+        if project == ALL_PROJECTS and role != "admin":
+            raise InvalidArgument.field("project", "only admin keys may cover every project")
+        key_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        row = ApiKeyRow(
+            key_id=key_id,
+            project=project,
+            role=role,
+            secret_sha256=_hash(secret),
+            display_name=display_name,
+            create_time=datetime.now(UTC),
+        )
+        with self.db.transaction() as session:
+            session.add(row)
+        return _to_key(row), f"tf_{key_id}_{secret}"
+
+    def list(self) -> list[ApiKey]:
+        with self.db.transaction() as session:
+            return [_to_key(r) for r in session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.create_time))]
+
+    def revoke(self, key_id: str) -> ApiKey:
+        with self.db.transaction() as session:
+            row = session.get(ApiKeyRow, key_id)
+            if row is None:
+                raise NotFound(f"API key {key_id!r} does not exist")
+            row.revoke_time = row.revoke_time or datetime.now(UTC)
+            self._cache.pop(key_id, None)
+            return _to_key(row)
+
+    def _lookup(self, key_id: str) -> ApiKeyRow | None:
+        cached = self._cache.get(key_id)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        with self.db.transaction() as session:
+            row = session.get(ApiKeyRow, key_id)
+            if row is not None:
+                session.expunge(row)
+        self._cache[key_id] = (time.monotonic() + _CACHE_SECONDS, row)
+        return row
+
+    def authenticate(self, token: str) -> Principal:
+        """Verify a `tf_...` token; raise UNAUTHENTICATED with the reason otherwise.
+
+        Revocation takes effect within ten seconds (the verification cache's lifetime).
+        """
+        prefix, _, rest = token.partition("_")
+        key_id, _, secret = rest.partition("_")
+        if prefix != "tf" or not key_id or not secret:
+            raise Unauthenticated(
+                "the API key is malformed: expected tf_<id>_<secret>", reason="MALFORMED_API_KEY"
+            )
+        row = self._lookup(key_id)
+        if row is None or not hmac.compare_digest(row.secret_sha256, _hash(secret)):
+            raise Unauthenticated("the API key is not valid", reason="INVALID_API_KEY")
+        if row.revoke_time is not None:
+            raise Unauthenticated("the API key has been revoked", reason="REVOKED_API_KEY")
+        return Principal(key_id=row.key_id, project=row.project, role=row.role)
+
+    async def authenticate_async(self, token: str) -> Principal:
+        """`authenticate` without blocking the event loop: a cache miss reads the database on a thread."""
+        key_id = token.split("_")[1] if token.count("_") >= 2 else ""
+        cached = self._cache.get(key_id)
+        if cached and cached[0] > time.monotonic():
+            return self.authenticate(token)
+        return await asyncio.to_thread(self.authenticate, token)
+
+
+def _to_key(row: ApiKeyRow) -> ApiKey:
+    return ApiKey(row.key_id, row.project, row.role, row.display_name, row.create_time, row.revoke_time)

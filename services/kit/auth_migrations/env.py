@@ -1,0 +1,4 @@
+from services.kit.auth import AuthBase
+from services.kit.db import run_migrations
+
+run_migrations(AuthBase.metadata)

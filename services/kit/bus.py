@@ -1,0 +1,182 @@
+"""The event bus on NATS JetStream.
+
+Two streams: `TUNEFORGE_EVENTS` keeps every event (`tuneforge.<service>.<resource>.<verb>`, limits
+retention), `TUNEFORGE_TRAIN_QUEUE` is the training work queue (`tuneforge.train-queue.<priority>`).
+Events are `tuneforge.events.v1.Event` protobufs published with `Nats-Msg-Id` set to the event id,
+so the stream drops a republished copy. Consumers are durable pull consumers; a handler's work is
+made idempotent by a processed-event log keyed by event id (delivery is at least once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Protocol
+
+import nats
+from google.protobuf import any_pb2, timestamp_pb2
+from google.protobuf.message import Message
+from nats.aio.client import Client as NatsClient
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StreamConfig
+from nats.js.errors import NotFoundError
+
+from services.kit.logs import request_id_var
+from tuneforge.events.v1 import event_pb2
+
+log = logging.getLogger(__name__)
+
+EVENTS_STREAM = "TUNEFORGE_EVENTS"
+TRAIN_QUEUE_STREAM = "TUNEFORGE_TRAIN_QUEUE"
+EVENT_SUBJECTS = "tuneforge.*.*.*"
+TRAIN_QUEUE_SUBJECTS = "tuneforge.train-queue.*"
+EVENT_MAX_AGE_SECONDS = 30 * 24 * 3600
+
+STREAMS = (
+    StreamConfig(
+        name=EVENTS_STREAM,
+        subjects=[EVENT_SUBJECTS],
+        retention=RetentionPolicy.LIMITS,
+        max_age=EVENT_MAX_AGE_SECONDS,
+        duplicate_window=120,
+    ),
+    StreamConfig(
+        name=TRAIN_QUEUE_STREAM,
+        subjects=[TRAIN_QUEUE_SUBJECTS],
+        retention=RetentionPolicy.WORK_QUEUE,
+        duplicate_window=120,
+    ),
+)
+
+
+def make_event(*, source: str, type: str, subject: str, project: str, data: Message) -> event_pb2.Event:
+    """Build an event envelope; `type` is also the NATS subject."""
+    packed = any_pb2.Any()
+    packed.Pack(data)
+    time = timestamp_pb2.Timestamp()
+    time.FromDatetime(datetime.now(UTC))
+    return event_pb2.Event(
+        id=str(uuid.uuid4()),
+        source=source,
+        type=type,
+        subject=subject,
+        time=time,
+        project=project,
+        request_id=request_id_var.get(),
+        data=packed,
+    )
+
+
+class ProcessedEventLog(Protocol):
+    """Remembers which events a consumer has handled, so a redelivered one is skipped."""
+
+    async def seen(self, consumer: str, event_id: str) -> bool: ...
+
+    async def mark(self, consumer: str, event_id: str) -> None: ...
+
+
+EventHandler = Callable[[event_pb2.Event], Awaitable[None]]
+
+
+class EventBus:
+    """A NATS connection with JetStream, the TuneForge streams, and publish/consume helpers."""
+
+    def __init__(self, nc: NatsClient, js: JetStreamContext) -> None:
+        self.nc = nc
+        self.js = js
+        self._consumers: list[asyncio.Task[None]] = []
+
+    @classmethod
+    async def connect(cls, url: str, *, name: str, ensure_streams: bool = True) -> EventBus:
+        nc = await nats.connect(url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+        bus = cls(nc, nc.jetstream())
+        if ensure_streams:
+            await bus.ensure_streams()
+        return bus
+
+    async def ensure_streams(self) -> None:
+        """Create the streams, or bring an existing one's configuration up to date."""
+        for config in STREAMS:
+            try:
+                await self.js.stream_info(config.name)
+            except NotFoundError:
+                await self.js.add_stream(config)
+            else:
+                await self.js.update_stream(config)
+
+    async def publish(self, event: event_pb2.Event) -> None:
+        await self.publish_raw(event.type, event.SerializeToString(), event.id)
+
+    async def publish_raw(self, subject: str, payload: bytes, msg_id: str) -> None:
+        await self.js.publish(subject, payload, headers={"Nats-Msg-Id": msg_id})
+
+    def consume(
+        self,
+        durable: str,
+        subject: str,
+        handler: EventHandler,
+        *,
+        processed: ProcessedEventLog | None = None,
+        retry_delay_seconds: float = 2.0,
+    ) -> asyncio.Task[None]:
+        """Run `handler` for every event on `subject` through the durable consumer `durable`.
+
+        An event is acked after the handler returns; a failing handler's event is redelivered
+        after `retry_delay_seconds`. With `processed`, an event already handled is acked unseen.
+        """
+        task = asyncio.create_task(self._consume(durable, subject, handler, processed, retry_delay_seconds))
+        self._consumers.append(task)
+        return task
+
+    async def _consume(
+        self,
+        durable: str,
+        subject: str,
+        handler: EventHandler,
+        processed: ProcessedEventLog | None,
+        retry_delay: float,
+    ) -> None:
+        sub = await self.js.pull_subscribe(
+            subject,
+            durable=durable,
+            stream=EVENTS_STREAM,
+            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=60, max_ack_pending=256),
+        )
+        while True:
+            try:
+                messages = await sub.fetch(32, timeout=1.0)
+            except NatsTimeout:
+                continue
+            for msg in messages:
+                event = event_pb2.Event()
+                try:
+                    event.ParseFromString(msg.data)
+                except Exception:
+                    log.error(
+                        "dropping an undecodable message", extra={"subject": msg.subject, "consumer": durable}
+                    )
+                    await msg.term()
+                    continue
+                try:
+                    if processed is None or not await processed.seen(durable, event.id):
+                        await handler(event)
+                        if processed is not None:
+                            await processed.mark(durable, event.id)
+                except Exception:
+                    log.exception(
+                        "event handler failed; will retry", extra={"event_id": event.id, "consumer": durable}
+                    )
+                    await msg.nak(delay=retry_delay)
+                else:
+                    await msg.ack()
+
+    async def close(self) -> None:
+        for task in self._consumers:
+            task.cancel()
+        await asyncio.gather(*self._consumers, return_exceptions=True)
+        if self.nc.is_connected:
+            await self.nc.drain()

@@ -1,0 +1,102 @@
+"""Domain exceptions shared by every service.
+
+Handlers and domain code raise these; the error interceptor (`services.kit.interceptors`) maps
+each one to a gRPC status with `google.rpc.ErrorInfo` and, for bad input, `google.rpc.BadRequest`.
+This module does not import grpc so that domain code stays transport-free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+ERROR_DOMAIN = "tuneforge.dev"
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One bad field: its dotted path (`model_version.lineage.parent_version`) and what to do."""
+
+    field: str
+    description: str
+
+
+class TuneForgeError(Exception):
+    """Base of all domain errors. `code` names the gRPC status code; `reason` is stable."""
+
+    code = "INTERNAL"
+    default_reason = "INTERNAL"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        violations: Iterable[FieldViolation] = (),
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason or self.default_reason
+        self.violations = tuple(violations)
+        self.metadata = dict(metadata or {})
+
+
+class InvalidArgument(TuneForgeError):
+    code = "INVALID_ARGUMENT"
+    default_reason = "INVALID_ARGUMENT"
+
+    @classmethod
+    def field(cls, field: str, description: str, *, reason: str | None = None) -> InvalidArgument:
+        """One bad field: the message repeats the field so a one-line error still says where."""
+        return cls(f"{field}: {description}", reason=reason, violations=[FieldViolation(field, description)])
+
+    @classmethod
+    def fields(cls, violations: list[FieldViolation]) -> InvalidArgument:
+        summary = "; ".join(f"{v.field}: {v.description}" for v in violations)
+        return cls(summary, violations=violations)
+
+
+class NotFound(TuneForgeError):
+    code = "NOT_FOUND"
+    default_reason = "NOT_FOUND"
+
+
+class AlreadyExists(TuneForgeError):
+    code = "ALREADY_EXISTS"
+    default_reason = "ALREADY_EXISTS"
+
+
+class FailedPrecondition(TuneForgeError):
+    code = "FAILED_PRECONDITION"
+    default_reason = "FAILED_PRECONDITION"
+
+
+class PermissionDenied(TuneForgeError):
+    code = "PERMISSION_DENIED"
+    default_reason = "PERMISSION_DENIED"
+
+
+class Unauthenticated(TuneForgeError):
+    code = "UNAUTHENTICATED"
+    default_reason = "UNAUTHENTICATED"
+
+
+class DataLoss(TuneForgeError):
+    code = "DATA_LOSS"
+    default_reason = "CHECKSUM_MISMATCH"
+
+
+class ResourceExhausted(TuneForgeError):
+    code = "RESOURCE_EXHAUSTED"
+    default_reason = "LIMIT_EXCEEDED"
+
+
+class Aborted(TuneForgeError):
+    code = "ABORTED"
+    default_reason = "ABORTED"
+
+
+class Unavailable(TuneForgeError):
+    code = "UNAVAILABLE"
+    default_reason = "UNAVAILABLE"

@@ -1,0 +1,192 @@
+"""Server interceptors every service installs, outermost first:
+
+1. `RequestIdInterceptor`: takes `x-request-id` from the caller or makes one, returns it.
+2. `LoggingInterceptor`: one structured line per call with method, status and duration.
+3. `ErrorInterceptor`: maps domain exceptions to a status with `ErrorInfo` and `BadRequest`;
+   anything unexpected becomes INTERNAL with a request id to quote, never a traceback.
+4. `AuthInterceptor`: requires `authorization: Bearer tf_...` except on health and reflection.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from services.kit.auth import ApiKeyStore, principal_var
+from services.kit.errors import ERROR_DOMAIN, TuneForgeError, Unauthenticated
+from services.kit.logs import request_id_var
+
+log = logging.getLogger("tuneforge.rpc")
+
+Around = Callable[[str, grpc.aio.ServicerContext], AbstractAsyncContextManager[None]]
+UNAUTHENTICATED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+def _wrap(handler: grpc.RpcMethodHandler, method: str, around: Around) -> grpc.RpcMethodHandler:
+    """Return `handler` with each call run inside `around(method, context)`."""
+    if handler.response_streaming:
+        behavior = handler.unary_stream or handler.stream_stream
+
+        async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async with around(method, context):
+                async for item in behavior(request, context):
+                    yield item
+
+        new: Callable[..., Any] = streaming
+    else:
+        behavior = handler.unary_unary or handler.stream_unary
+
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async with around(method, context):
+                return await behavior(request, context)
+
+        new = unary
+    factory = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }[(handler.request_streaming, handler.response_streaming)]
+    return factory(
+        new,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+class _AroundInterceptor(grpc.aio.ServerInterceptor):
+    def around(self, method: str, context: grpc.aio.ServicerContext) -> AbstractAsyncContextManager[None]:
+        raise NotImplementedError
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        return _wrap(handler, handler_call_details.method, self.around)
+
+
+def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
+    return {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+
+
+class RequestIdInterceptor(_AroundInterceptor):
+    @asynccontextmanager
+    async def around(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        given = _metadata(context).get("x-request-id", "")
+        request_id = given if 0 < len(given) <= 128 and given.isprintable() else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        try:
+            await context.send_initial_metadata((("x-request-id", request_id),))
+            yield
+        finally:
+            request_id_var.reset(token)
+
+
+class LoggingInterceptor(_AroundInterceptor):
+    @asynccontextmanager
+    async def around(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        started = time.perf_counter()
+        outcome = "OK"
+        try:
+            yield
+        except BaseException:
+            code = context.code()
+            outcome = code.name if isinstance(code, grpc.StatusCode) else "CANCELLED"
+            raise
+        finally:
+            principal = principal_var.get()
+            log.info(
+                "rpc",
+                extra={
+                    "method": method,
+                    "status": outcome,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "key_id": principal.key_id if principal else None,
+                },
+            )
+
+
+def rich_status(error: TuneForgeError, request_id: str) -> grpc.Status:
+    """The gRPC status for a domain error: code, message, ErrorInfo and BadRequest details."""
+    code = getattr(code_pb2, error.code)
+    detail = status_pb2.Status(code=code, message=error.message)
+    info = error_details_pb2.ErrorInfo(
+        reason=error.reason, domain=ERROR_DOMAIN, metadata={**error.metadata, "request_id": request_id}
+    )
+    packed = any_pb2.Any()
+    packed.Pack(info)
+    detail.details.append(packed)
+    if error.violations:
+        bad = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                for v in error.violations
+            ]
+        )
+        packed = any_pb2.Any()
+        packed.Pack(bad)
+        detail.details.append(packed)
+    return rpc_status.to_status(detail)
+
+
+class ErrorInterceptor(_AroundInterceptor):
+    @asynccontextmanager
+    async def around(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        try:
+            yield
+        except grpc.aio.AbortError:
+            raise
+        except TuneForgeError as error:
+            status = rich_status(error, request_id_var.get())
+            await context.abort(status.code, status.details, status.trailing_metadata)
+        except Exception:
+            request_id = request_id_var.get()
+            log.exception("unhandled error", extra={"method": method})
+            status = rich_status(
+                TuneForgeError(f"internal error; quote request id {request_id} when reporting it"), request_id
+            )
+            await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+class AuthInterceptor(_AroundInterceptor):
+    def __init__(self, keys: ApiKeyStore) -> None:
+        self.keys = keys
+
+    @asynccontextmanager
+    async def around(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        if method.startswith(UNAUTHENTICATED_PREFIXES):
+            yield
+            return
+        header = _metadata(context).get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if not header:
+            raise Unauthenticated(
+                "this call needs an API key: send `authorization: Bearer tf_...`", reason="MISSING_API_KEY"
+            )
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated(
+                "the authorization header must be `Bearer <API key>`", reason="MALFORMED_API_KEY"
+            )
+        principal = await self.keys.authenticate_async(token.strip())
+        reset = principal_var.set(principal)
+        try:
+            yield
+        finally:
+            principal_var.reset(reset)
+
+
+def standard_interceptors(keys: ApiKeyStore) -> list[grpc.aio.ServerInterceptor]:
+    return [RequestIdInterceptor(), LoggingInterceptor(), ErrorInterceptor(), AuthInterceptor(keys)]

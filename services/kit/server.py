@@ -1,0 +1,146 @@
+"""Service bootstrap: the runtime every service opens (database, keys, store, bus, outbox) and a
+`grpc.aio` server with health checks, reflection, the standard interceptors and graceful shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from sqlalchemy import Table
+
+from services.kit.auth import ApiKeyStore
+from services.kit.bus import EventBus
+from services.kit.db import Database
+from services.kit.interceptors import standard_interceptors
+from services.kit.logs import configure_logging
+from services.kit.names import PageTokens
+from services.kit.outbox import Outbox, OutboxRelay
+from services.kit.settings import KitSettings
+from services.kit.store import ObjectStore
+
+log = logging.getLogger(__name__)
+
+
+def create_server(
+    address: str,
+    *,
+    interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
+    max_message_bytes: int = 16 * 1024 * 1024,
+) -> tuple[grpc.aio.Server, int]:
+    """A grpc.aio server bound to `address` ("127.0.0.1:0" picks a free port); returns it and the port."""
+    server = grpc.aio.server(
+        interceptors=list(interceptors),
+        options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ],
+    )
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot listen on {address}")
+    return server, port
+
+
+@dataclass
+class Runtime:
+    """What a service process holds: settings, its database, API keys, the store and the bus."""
+
+    name: str
+    settings: KitSettings
+    db: Database
+    keys: ApiKeyStore
+    store: ObjectStore
+    bus: EventBus
+    outbox: Outbox
+    relay: OutboxRelay
+    page_tokens: PageTokens
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        await self.relay.stop()
+        for closer in reversed(self.closers):
+            await closer()
+        await self.bus.close()
+        self.db.dispose()
+        self.keys.db.dispose()
+
+
+async def open_runtime(name: str, settings: KitSettings, *, migrations: Path, outbox_table: Table) -> Runtime:
+    """Connect everything a service needs, migrate its schema and start its outbox relay."""
+    configure_logging(settings.log_level, settings.log_format)
+    db = Database(settings.database_url, schema=name)
+    await asyncio.to_thread(db.migrate, migrations)
+    keys = ApiKeyStore(Database(settings.auth_database_url, schema="auth"))
+    await asyncio.to_thread(keys.migrate)
+    store = ObjectStore(
+        settings.s3_endpoint,
+        settings.s3_access_key.get_secret_value(),
+        settings.s3_secret_key.get_secret_value(),
+        settings.s3_bucket,
+        secure=settings.s3_secure,
+        region=settings.s3_region,
+        public_endpoint=settings.s3_public_endpoint,
+    )
+    await store.ensure_bucket()
+    bus = await EventBus.connect(settings.nats_url, name=f"tuneforge-{name}")
+    outbox = Outbox(outbox_table)
+    relay = OutboxRelay(db, outbox, bus)
+    relay.start()
+    return Runtime(
+        name=name,
+        settings=settings,
+        db=db,
+        keys=keys,
+        store=store,
+        bus=bus,
+        outbox=outbox,
+        relay=relay,
+        page_tokens=PageTokens(settings.secret_key.get_secret_value().encode()),
+    )
+
+
+async def serve(runtime: Runtime, register: Callable[[grpc.aio.Server], Iterable[str]]) -> None:
+    """Serve until SIGTERM or SIGINT, then drain: health turns NOT_SERVING, calls get `grace` seconds.
+
+    `register` adds the service's servicers to the server and returns their full service names.
+    """
+    settings = runtime.settings
+    server, port = create_server(
+        settings.listen,
+        interceptors=standard_interceptors(runtime.keys),
+        max_message_bytes=settings.max_message_bytes,
+    )
+    names = list(register(server))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
+    )
+    await server.start()
+    for service_name in ["", *names]:
+        await health_servicer.set(service_name, health_pb2.HealthCheckResponse.SERVING)
+    if settings.port_file:
+        tmp = settings.port_file.with_suffix(".tmp")
+        tmp.write_text(str(port))
+        tmp.replace(settings.port_file)
+    log.info("serving", extra={"service": runtime.name, "port": port})
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    log.info(
+        "shutting down", extra={"service": runtime.name, "grace_seconds": settings.shutdown_grace_seconds}
+    )
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(settings.shutdown_grace_seconds)
+    await runtime.close()

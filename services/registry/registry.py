@@ -1,0 +1,1313 @@
+"""The model registry's domain logic: models, immutable versions, aliases, uploads and downloads.
+
+Handlers in `server.py` call these methods with API messages; everything here runs without grpc.
+Every change is written with its event in one transaction (the outbox), so an event is published
+exactly for the changes that were stored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from sqlalchemy import Select, and_, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from services.kit.auth import require_project
+from services.kit.bus import make_event
+from services.kit.db import Database
+from services.kit.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
+from services.kit.names import (
+    PROJECT,
+    NamePattern,
+    PageTokens,
+    check_id,
+    page_size,
+    parse_filter,
+    parse_order_by,
+)
+from services.kit.outbox import Outbox
+from services.kit.store import ObjectStore
+from services.registry import weights
+from services.registry.convert import (
+    ALIAS,
+    MODEL,
+    UPLOAD,
+    alias_to_proto,
+    model_to_proto,
+    timestamp,
+    version_name,
+    version_to_proto,
+)
+from services.registry.repo import AliasRow, ModelRow, UploadRow, VersionRow, as_utc, utcnow
+from tuneforge.common.v1 import common_pb2
+from tuneforge.events.v1 import registry_events_pb2
+from tuneforge.registry.v1 import model_pb2, registry_service_pb2
+
+SOURCE = "tuneforge/registry"
+MANIFEST_FILE = "MANIFEST.json"
+HEAD_BYTES = 64 * 1024
+
+_VERSION_SEGMENT = re.compile(r"^[1-9][0-9]{0,9}$")
+_ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_TAG_KEY = re.compile(r"^[a-z][a-z0-9_.\-]{0,62}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_UID = re.compile(r"^[0-9a-f]{32}$")
+_EXTERNAL_BASE = re.compile(r"^(hf://[A-Za-z0-9][A-Za-z0-9._\-]*(/[A-Za-z0-9._\-]+)?|local:///\S+)$")
+RESERVED_ALIASES = {"latest"}
+
+
+def _check_version_segment(value: str, field: str) -> str:
+    if _VERSION_SEGMENT.match(value) or _ALIAS.match(value):
+        return value
+    raise InvalidArgument.field(
+        field, f"version {value!r} is neither a version number, an alias nor `latest`"
+    )
+
+
+def _check_alias(value: str, field: str) -> str:
+    if not _ALIAS.match(value):
+        raise InvalidArgument.field(
+            field, f"alias {value!r} must be a lower-case letter then up to 62 letters, digits, '-' or '_'"
+        )
+    return value
+
+
+def _check_uid(value: str, field: str) -> str:
+    if not _UID.match(value):
+        raise InvalidArgument.field(field, f"{value!r} is not an upload id")
+    return value
+
+
+VERSION = NamePattern(
+    "projects/{project}/models/{model}/versions/{version}", {"version": _check_version_segment}
+)
+ALIAS_NAME = NamePattern(ALIAS.template, {"alias": _check_alias})
+UPLOAD_NAME = NamePattern(UPLOAD.template, {"upload": _check_uid})
+DATASET_VERSION = NamePattern(
+    "projects/{project}/datasets/{dataset}/versions/{version}",
+    {
+        "version": lambda v, f: (
+            v if _VERSION_SEGMENT.match(v) else _bad(f, f"dataset version {v!r} is not a number")
+        )
+    },
+)
+TRAINING_JOB = NamePattern("projects/{project}/trainingJobs/{job}")
+
+
+def _bad(field: str, description: str) -> str:
+    raise InvalidArgument.field(field, description)
+
+
+@dataclass(frozen=True)
+class RegistryLimits:
+    max_file_bytes: int = 200 * 1024**3
+    max_version_bytes: int = 1024**4
+    upload_ttl: timedelta = timedelta(hours=6)
+    url_ttl: timedelta = timedelta(hours=1)
+
+
+@dataclass
+class _VersionSpec:
+    """A validated request for a new version: what the caller may set."""
+
+    description: str
+    tags: dict[str, str]
+    metrics: dict[str, float]
+    base_model: str
+    parent_version: str
+    source_job: str
+    dataset_versions: list[dict[str, Any]]
+    hyperparameters: dict[str, Any]
+
+
+@dataclass
+class _Lineage:
+    base_model_ref: str
+    base_version_uid: str | None
+    parent_version_uid: str | None
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation of user input
+
+
+def _check_text(value: str, field: str, limit: int) -> str:
+    if len(value) > limit:
+        raise InvalidArgument.field(field, f"is {len(value)} characters; at most {limit} are allowed")
+    return value
+
+
+def _check_tags(tags: dict[str, str], field: str) -> dict[str, str]:
+    if len(tags) > 64:
+        raise InvalidArgument.field(field, f"has {len(tags)} entries; at most 64 are allowed")
+    for key, value in tags.items():
+        if not _TAG_KEY.match(key):
+            raise InvalidArgument.field(
+                f"{field}.{key}",
+                "tag keys are a lower-case letter then up to 62 letters, digits, '_', '.' or '-'",
+            )
+        if len(value) > 256:
+            raise InvalidArgument.field(f"{field}.{key}", "tag values are at most 256 characters")
+    return dict(tags)
+
+
+def _check_metrics(metrics: dict[str, float], field: str) -> dict[str, float]:
+    if len(metrics) > 256:
+        raise InvalidArgument.field(field, "at most 256 metrics are allowed")
+    for key, value in metrics.items():
+        if not key or len(key) > 128:
+            raise InvalidArgument.field(field, f"metric name {key!r} must be 1-128 characters")
+        if not math.isfinite(value):
+            raise InvalidArgument.field(f"{field}.{key}", f"must be a finite number (got {value})")
+    return dict(metrics)
+
+
+def _check_version_spec(spec: model_pb2.ModelVersion, field: str) -> _VersionSpec:
+    lineage = spec.lineage
+    violations: list[FieldViolation] = []
+
+    def collect(fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except InvalidArgument as exc:
+            violations.extend(exc.violations)
+            return None
+
+    description = collect(lambda: _check_text(spec.description, f"{field}.description", 4000))
+    tags = collect(lambda: _check_tags(dict(spec.tags), f"{field}.tags"))
+    metrics = collect(lambda: _check_metrics(dict(spec.metrics), f"{field}.metrics"))
+    base = lineage.base_model
+    if base and not base.startswith("projects/") and not _EXTERNAL_BASE.match(base):
+        violations.append(
+            FieldViolation(
+                f"{field}.lineage.base_model",
+                f"{base!r} is neither a model version name (projects/…/models/…/versions/N), hf://org/name nor local:///path",
+            )
+        )
+    if lineage.source_job:
+        collect(lambda: TRAINING_JOB.parse(lineage.source_job, f"{field}.lineage.source_job"))
+    datasets = []
+    for i, ref in enumerate(lineage.dataset_versions):
+        path = f"{field}.lineage.dataset_versions[{i}]"
+        collect(
+            lambda ref=ref, path=path: DATASET_VERSION.parse(ref.dataset_version, f"{path}.dataset_version")
+        )
+        if not 0.01 <= ref.sampling_rate <= 10:
+            violations.append(
+                FieldViolation(
+                    f"{path}.sampling_rate", f"must be between 0.01 and 10 (got {ref.sampling_rate})"
+                )
+            )
+        datasets.append({"dataset_version": ref.dataset_version, "sampling_rate": ref.sampling_rate})
+    if violations:
+        raise InvalidArgument.fields(violations)
+    return _VersionSpec(
+        description=description,
+        tags=tags,
+        metrics=metrics,
+        base_model=base,
+        parent_version=lineage.parent_version,
+        source_job=lineage.source_job,
+        dataset_versions=datasets,
+        hyperparameters=json_format.MessageToDict(lineage.hyperparameters),
+    )
+
+
+def _check_declared_files(
+    files: Sequence[common_pb2.FileEntry], limits: RegistryLimits
+) -> list[dict[str, Any]]:
+    if not files:
+        raise InvalidArgument.field("files", "declare at least one file")
+    if len(files) > weights.MAX_FILES:
+        raise InvalidArgument.field("files", f"at most {weights.MAX_FILES} files per version")
+    seen: set[str] = set()
+    out = []
+    total = 0
+    for i, entry in enumerate(files):
+        path = weights.check_path(entry.path, f"files[{i}].path")
+        if path == MANIFEST_FILE:
+            raise InvalidArgument.field(f"files[{i}].path", f"{MANIFEST_FILE} is written by the registry")
+        if path in seen:
+            raise InvalidArgument.field(f"files[{i}].path", f"{path} is declared twice")
+        seen.add(path)
+        if not _SHA256.match(entry.sha256):
+            raise InvalidArgument.field(f"files[{i}].sha256", "must be 64 lower-case hex digits")
+        if not 0 <= entry.size_bytes <= limits.max_file_bytes:
+            raise InvalidArgument.field(
+                f"files[{i}].size_bytes",
+                f"must be between 0 and {limits.max_file_bytes} (got {entry.size_bytes})",
+            )
+        total += entry.size_bytes
+        out.append({"path": path, "size_bytes": entry.size_bytes, "sha256": entry.sha256})
+    if total > limits.max_version_bytes:
+        raise ResourceExhausted(
+            f"the files add up to {total} bytes; a version holds at most {limits.max_version_bytes}"
+        )
+    return out
+
+
+def detect_kind(paths: Sequence[str]) -> int:
+    names = {p.rsplit("/", 1)[-1] for p in paths}
+    if "adapter_config.json" in names:
+        return model_pb2.MODEL_VERSION_KIND_LORA_ADAPTER
+    if "config.json" in names and any(p.endswith(".safetensors") for p in paths):
+        return model_pb2.MODEL_VERSION_KIND_FULL
+    return model_pb2.MODEL_VERSION_KIND_OTHER
+
+
+def _mask_paths(
+    mask_paths: Sequence[str], message: Message, allowed: set[str], field: str = "update_mask"
+) -> set[str]:
+    """AIP-134: an empty mask means every populated mutable field."""
+    if not mask_paths:
+        populated = {fd.name for fd, _ in message.ListFields()}
+        return populated & allowed
+    unknown = [p for p in mask_paths if p not in allowed]
+    if unknown:
+        raise InvalidArgument.field(
+            field, f"cannot update {', '.join(unknown)}; updatable: {', '.join(sorted(allowed))}"
+        )
+    return set(mask_paths)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class ModelRegistry:
+    """Models, versions and aliases of every project, stored in SQL and S3."""
+
+    def __init__(
+        self,
+        db: Database,
+        store: ObjectStore,
+        outbox: Outbox,
+        page_tokens: PageTokens,
+        limits: RegistryLimits,
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.outbox = outbox
+        self.page_tokens = page_tokens
+        self.limits = limits
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _event(
+        self, session: Session, verb: str, resource: str, subject: str, project: str, data: Message
+    ) -> None:
+        self.outbox.add(
+            session,
+            make_event(
+                source=SOURCE,
+                type=f"tuneforge.registry.{resource}.{verb}",
+                subject=subject,
+                project=project,
+                data=data,
+            ),
+        )
+
+    async def _write(self, fn: Callable[[Session], Any]) -> Any:
+        result = await self.db.run(fn)
+        self.outbox.notify()
+        return result
+
+    @staticmethod
+    def _project(parent: str, field: str = "parent") -> str:
+        project = PROJECT.parse(parent, field)["project"]
+        require_project(project)
+        return project
+
+    @staticmethod
+    def _model_ref(name: str, field: str) -> tuple[str, str]:
+        parts = MODEL.parse(name, field)
+        require_project(parts["project"])
+        return parts["project"], parts["model"]
+
+    @staticmethod
+    def _find_model(session: Session, project: str, model_id: str, *, lock: bool = False) -> ModelRow:
+        query = select(ModelRow).where(ModelRow.project == project, ModelRow.model_id == model_id)
+        if lock:
+            query = query.with_for_update()
+        row = session.scalar(query)
+        if row is None:
+            raise NotFound(f"model projects/{project}/models/{model_id} does not exist")
+        return row
+
+    @staticmethod
+    def _stats(session: Session, uids: Sequence[str]) -> dict[str, tuple[int, int | None]]:
+        if not uids:
+            return {}
+        rows = session.execute(
+            select(VersionRow.model_uid, func.count(), func.max(VersionRow.number))
+            .where(VersionRow.model_uid.in_(uids))
+            .group_by(VersionRow.model_uid)
+        ).all()
+        return {uid: (count, latest) for uid, count, latest in rows}
+
+    def _model_proto(self, session: Session, row: ModelRow) -> model_pb2.Model:
+        count, latest = self._stats(session, [row.uid]).get(row.uid, (0, None))
+        return model_to_proto(row, count, latest)
+
+    @staticmethod
+    def _aliases_of(session: Session, version_uids: Sequence[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        if version_uids:
+            for version_uid, alias in session.execute(
+                select(AliasRow.version_uid, AliasRow.alias).where(AliasRow.version_uid.in_(version_uids))
+            ):
+                out.setdefault(version_uid, []).append(alias)
+        return out
+
+    def _version_proto(self, session: Session, row: VersionRow) -> model_pb2.ModelVersion:
+        return version_to_proto(row, self._aliases_of(session, [row.uid]).get(row.uid, []))
+
+    @staticmethod
+    def _resolve_version(
+        session: Session, project: str, model_id: str, segment: str, field: str
+    ) -> VersionRow:
+        model = ModelRegistry._find_model(session, project, model_id)
+        if _VERSION_SEGMENT.match(segment):
+            row = session.scalar(
+                select(VersionRow).where(VersionRow.model_uid == model.uid, VersionRow.number == int(segment))
+            )
+            if row is None:
+                raise NotFound(f"version {segment} of projects/{project}/models/{model_id} does not exist")
+            return row
+        if segment == "latest":
+            row = session.scalar(
+                select(VersionRow)
+                .where(VersionRow.model_uid == model.uid)
+                .order_by(VersionRow.number.desc())
+                .limit(1)
+            )
+            if row is None:
+                raise NotFound(f"projects/{project}/models/{model_id} has no versions yet")
+            return row
+        alias = session.get(AliasRow, (model.uid, segment))
+        if alias is None:
+            raise NotFound(
+                f"projects/{project}/models/{model_id} has no alias {segment!r}", reason="ALIAS_NOT_FOUND"
+            )
+        return alias.version
+
+    def _version_by_name(self, session: Session, name: str, field: str) -> VersionRow:
+        parts = VERSION.parse(name, field)
+        require_project(parts["project"])
+        return self._resolve_version(session, parts["project"], parts["model"], parts["version"], field)
+
+    def _paginate(
+        self,
+        session: Session,
+        query: Select[Any],
+        *,
+        columns: dict[str, Any],
+        order_by: str,
+        default_order: str,
+        tie: Any,
+        size: int,
+        token: str,
+        context: str,
+    ) -> tuple[list[Any], str]:
+        """Keyset pagination on (order column, tie-breaker) with signed, request-bound tokens."""
+        key, desc = parse_order_by(order_by, set(columns), default_order)
+        column = columns[key]
+        context = f"{context}|{key}|{desc}"
+        if token:
+            last = self.page_tokens.decode(token, context)
+            value = last["v"]
+            if isinstance(value, str) and key.endswith("_time"):
+                value = datetime.fromisoformat(value)
+            if desc:
+                query = query.where(or_(column < value, and_(column == value, tie < last["t"])))
+            else:
+                query = query.where(or_(column > value, and_(column == value, tie > last["t"])))
+        query = query.order_by(column.desc() if desc else column, tie.desc() if desc else tie).limit(size + 1)
+        rows = list(session.scalars(query).unique())
+        if len(rows) <= size:
+            return rows, ""
+        rows = rows[:size]
+        last_row = rows[-1]
+        value = getattr(last_row, column.key)
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        return rows, self.page_tokens.encode({"v": value, "t": getattr(last_row, tie.key)}, context)
+
+    # -- models --------------------------------------------------------------------------------
+
+    async def create_model(
+        self, parent: str, model_id: str, model: model_pb2.Model, request_id: str
+    ) -> model_pb2.Model:
+        project = self._project(parent)
+        check_id(model_id, "model_id", what="model id")
+        display_name = _check_text(model.display_name, "model.display_name", 200)
+        description = _check_text(model.description, "model.description", 4000)
+        tags = _check_tags(dict(model.tags), "model.tags")
+        _check_text(request_id, "request_id", 128)
+
+        def create(session: Session) -> model_pb2.Model:
+            if request_id:
+                existing = session.scalar(
+                    select(ModelRow).where(ModelRow.project == project, ModelRow.request_id == request_id)
+                )
+                if existing is not None:
+                    return self._model_proto(session, existing)
+            if session.scalar(
+                select(ModelRow.uid).where(ModelRow.project == project, ModelRow.model_id == model_id)
+            ):
+                raise AlreadyExists(f"model projects/{project}/models/{model_id} already exists")
+            now = utcnow()
+            row = ModelRow(
+                uid=uuid.uuid4().hex,
+                project=project,
+                model_id=model_id,
+                display_name=display_name or model_id,
+                description=description,
+                tags=tags,
+                next_version=1,
+                request_id=request_id or None,
+                create_time=now,
+                update_time=now,
+            )
+            session.add(row)
+            session.flush()
+            proto = model_to_proto(row)
+            self._event(
+                session, "created", "model", proto.name, project, registry_events_pb2.ModelEvent(model=proto)
+            )
+            return proto
+
+        try:
+            return await self._write(create)
+        except IntegrityError:
+            # A concurrent twin won the insert: the retry finds it (same request id) or reports the clash.
+            return await self._write(create)
+
+    async def get_model(self, name: str) -> model_pb2.Model:
+        project, model_id = self._model_ref(name, "name")
+        return await self.db.run(lambda s: self._model_proto(s, self._find_model(s, project, model_id)))
+
+    async def list_models(
+        self, parent: str, size: int, token: str, filter_text: str, order_by: str
+    ) -> tuple[list[model_pb2.Model], str]:
+        project = self._project(parent)
+        size = page_size(size)
+        terms = parse_filter(
+            filter_text, lambda k: k == "model_id" or bool(re.match(r"^tags\.[a-z][a-z0-9_.\-]*$", k))
+        )
+
+        def list_(session: Session) -> tuple[list[model_pb2.Model], str]:
+            query = select(ModelRow).where(ModelRow.project == project)
+            for key, value in terms:
+                if key == "model_id":
+                    query = query.where(ModelRow.model_id == value)
+                else:
+                    query = query.where(ModelRow.tags[key.removeprefix("tags.")].as_string() == value)
+            rows, next_token = self._paginate(
+                session,
+                query,
+                columns={
+                    "create_time": ModelRow.create_time,
+                    "update_time": ModelRow.update_time,
+                    "model_id": ModelRow.model_id,
+                },
+                order_by=order_by,
+                default_order="create_time",
+                tie=ModelRow.uid,
+                size=size,
+                token=token,
+                context=f"ListModels|{project}|{filter_text}",
+            )
+            stats = self._stats(session, [r.uid for r in rows])
+            return [model_to_proto(r, *stats.get(r.uid, (0, None))) for r in rows], next_token
+
+        return await self.db.run(list_)
+
+    async def update_model(self, model: model_pb2.Model, mask_paths: Sequence[str]) -> model_pb2.Model:
+        project, model_id = self._model_ref(model.name, "model.name")
+        paths = _mask_paths(mask_paths, model, {"display_name", "description", "tags"})
+        if "display_name" in paths:
+            _check_text(model.display_name, "model.display_name", 200)
+        if "description" in paths:
+            _check_text(model.description, "model.description", 4000)
+        tags = _check_tags(dict(model.tags), "model.tags") if "tags" in paths else None
+
+        def update_(session: Session) -> model_pb2.Model:
+            row = self._find_model(session, project, model_id, lock=True)
+            if "display_name" in paths:
+                row.display_name = model.display_name or model_id
+            if "description" in paths:
+                row.description = model.description
+            if tags is not None:
+                row.tags = tags
+            row.update_time = utcnow()
+            session.flush()
+            proto = self._model_proto(session, row)
+            self._event(
+                session, "updated", "model", proto.name, project, registry_events_pb2.ModelEvent(model=proto)
+            )
+            return proto
+
+        return await self._write(update_)
+
+    async def delete_model(self, name: str, force: bool) -> None:
+        project, model_id = self._model_ref(name, "name")
+
+        def delete_(session: Session) -> str:
+            row = self._find_model(session, project, model_id, lock=True)
+            aliases = session.scalars(select(AliasRow.alias).where(AliasRow.model_uid == row.uid)).all()
+            if aliases:
+                raise FailedPrecondition(
+                    f"{name} cannot be deleted while aliases point at its versions: {', '.join(sorted(aliases))}; "
+                    "remove them first",
+                    reason="ALIASED",
+                )
+            versions = session.scalars(select(VersionRow).where(VersionRow.model_uid == row.uid)).all()
+            if versions and not force:
+                raise FailedPrecondition(
+                    f"{name} has {len(versions)} versions; delete them first or pass force",
+                    reason="HAS_VERSIONS",
+                )
+            uids = [v.uid for v in versions]
+            if uids:
+                dependents = session.scalars(
+                    select(VersionRow).where(
+                        VersionRow.model_uid != row.uid,
+                        or_(VersionRow.base_version_uid.in_(uids), VersionRow.parent_version_uid.in_(uids)),
+                    )
+                ).all()
+                if dependents:
+                    raise FailedPrecondition(
+                        f"{name} cannot be deleted: other versions build on its versions: "
+                        + ", ".join(version_name(d) for d in dependents[:10]),
+                        reason="HAS_DESCENDANTS",
+                    )
+            model_proto = self._model_proto(session, row)
+            # Children before parents, so the self-referencing foreign keys hold at each step.
+            for version in sorted(versions, key=lambda v: -v.number):
+                proto = version_to_proto(version)
+                session.delete(version)
+                session.flush()
+                self._event(
+                    session,
+                    "deleted",
+                    "model_version",
+                    proto.name,
+                    project,
+                    registry_events_pb2.ModelVersionEvent(model_version=proto),
+                )
+            session.execute(delete(UploadRow).where(UploadRow.model_uid == row.uid))
+            session.delete(row)
+            self._event(
+                session,
+                "deleted",
+                "model",
+                model_proto.name,
+                project,
+                registry_events_pb2.ModelEvent(model=model_proto),
+            )
+            return row.uid
+
+        model_uid = await self._write(delete_)
+        await self.store.delete_prefix(f"models/{model_uid}/")
+
+    # -- versions: creation ---------------------------------------------------------------------
+
+    def _resolve_lineage(self, session: Session, project: str, spec: _VersionSpec, field: str) -> _Lineage:
+        def local_version(name: str, subfield: str) -> VersionRow:
+            parts = VERSION.parse(name, subfield)
+            if parts["project"] != project:
+                raise InvalidArgument.field(
+                    subfield, f"{name} is in another project; lineage stays inside project {project}"
+                )
+            try:
+                return self._resolve_version(session, project, parts["model"], parts["version"], subfield)
+            except NotFound as exc:
+                raise InvalidArgument.field(subfield, exc.message) from None
+
+        base_uid = None
+        base_ref = spec.base_model
+        if spec.base_model.startswith("projects/"):
+            base_uid = local_version(spec.base_model, f"{field}.lineage.base_model").uid
+            base_ref = ""
+        parent_uid = None
+        if spec.parent_version:
+            parent_uid = local_version(spec.parent_version, f"{field}.lineage.parent_version").uid
+        return _Lineage(base_ref, base_uid, parent_uid)
+
+    def _find_by_request_id(self, session: Session, model_uid: str, request_id: str) -> VersionRow | None:
+        if not request_id:
+            return None
+        return session.scalar(
+            select(VersionRow).where(VersionRow.model_uid == model_uid, VersionRow.request_id == request_id)
+        )
+
+    def _insert_version(
+        self,
+        session: Session,
+        *,
+        model_uid: str,
+        version_uid: str,
+        spec: _VersionSpec,
+        files: list[dict[str, Any]],
+        request_id: str,
+        field: str,
+    ) -> model_pb2.ModelVersion:
+        model = session.get(ModelRow, model_uid)
+        if model is None:
+            raise FailedPrecondition(
+                "the model was deleted while the version was uploading", reason="MODEL_DELETED"
+            )
+        existing = self._find_by_request_id(session, model_uid, request_id)
+        if existing is not None:
+            return self._version_proto(session, existing)
+        lineage = self._resolve_lineage(session, model.project, spec, field)
+        number = (
+            session.execute(
+                update(ModelRow)
+                .where(ModelRow.uid == model_uid)
+                .values(next_version=ModelRow.next_version + 1)
+                .returning(ModelRow.next_version)
+            ).scalar_one()
+            - 1
+        )
+        now = utcnow()
+        row = VersionRow(
+            uid=version_uid,
+            model_uid=model_uid,
+            number=number,
+            description=spec.description,
+            tags=spec.tags,
+            kind=detect_kind([f["path"] for f in files]),
+            files=files,
+            total_size_bytes=sum(f["size_bytes"] for f in files),
+            base_model_ref=lineage.base_model_ref,
+            base_version_uid=lineage.base_version_uid,
+            parent_version_uid=lineage.parent_version_uid,
+            source_job=spec.source_job,
+            dataset_versions=spec.dataset_versions,
+            hyperparameters=spec.hyperparameters,
+            metrics=spec.metrics,
+            storage_prefix=f"models/{model_uid}/versions/{version_uid}/",
+            request_id=request_id or None,
+            create_time=now,
+            update_time=now,
+        )
+        session.add(row)
+        session.flush()
+        session.refresh(row)
+        proto = version_to_proto(row)
+        self._event(
+            session,
+            "created",
+            "model_version",
+            proto.name,
+            model.project,
+            registry_events_pb2.ModelVersionEvent(model_version=proto),
+        )
+        return proto
+
+    async def _write_manifest(self, prefix: str, files: list[dict[str, Any]]) -> None:
+        manifest = {"files": sorted(files, key=lambda f: f["path"])}
+        await self.store.put_bytes(
+            prefix + MANIFEST_FILE, json.dumps(manifest, indent=1).encode(), content_type="application/json"
+        )
+
+    async def upload_version(
+        self, requests: AsyncIterator[registry_service_pb2.UploadModelVersionRequest]
+    ) -> model_pb2.ModelVersion:
+        """Create a version from an upload stream; on any failure nothing is left behind."""
+        first = await anext(requests, None)
+        if first is None or first.WhichOneof("payload") != "header":
+            raise InvalidArgument.field("header", "the first message of the stream must be the header")
+        header = first.header
+        project, model_id = self._model_ref(header.parent, "header.parent")
+        spec = _check_version_spec(header.model_version, "header.model_version")
+        request_id = _check_text(header.request_id, "header.request_id", 128)
+
+        def prepare(session: Session) -> tuple[str, model_pb2.ModelVersion | None, str]:
+            model = self._find_model(session, project, model_id)
+            existing = self._find_by_request_id(session, model.uid, request_id)
+            if existing is not None:
+                return model.uid, self._version_proto(session, existing), ""
+            self._resolve_lineage(session, project, spec, "header.model_version")
+            upload_uid = uuid.uuid4().hex
+            now = utcnow()
+            # Recorded before any byte is stored: if this process dies mid-stream, the sweeper
+            # finds the row once it expires and deletes what was stored.
+            session.add(
+                UploadRow(
+                    uid=upload_uid,
+                    model_uid=model.uid,
+                    mode="stream",
+                    spec=b"",
+                    files=[],
+                    storage_prefix=f"models/{model.uid}/versions/{upload_uid}/",
+                    request_id=None,
+                    version_uid=None,
+                    expire_time=now + self.limits.upload_ttl,
+                    create_time=now,
+                )
+            )
+            return model.uid, None, upload_uid
+
+        model_uid, existing, version_uid = await self.db.run(prepare)
+        if existing is not None:
+            return existing
+        prefix = f"models/{model_uid}/versions/{version_uid}/"
+        try:
+            files = await self._receive_files(requests, prefix)
+
+            def commit(session: Session) -> model_pb2.ModelVersion:
+                proto = self._insert_version(
+                    session,
+                    model_uid=model_uid,
+                    version_uid=version_uid,
+                    spec=spec,
+                    files=files,
+                    request_id=request_id,
+                    field="header.model_version",
+                )
+                session.execute(delete(UploadRow).where(UploadRow.uid == version_uid))
+                return proto
+
+            await self._write_manifest(prefix, files)
+            proto = await self._write(commit)
+        except BaseException:
+            await self._discard_upload(version_uid, prefix)
+            raise
+        if proto.uid != version_uid:  # a concurrent retry with the same request id won
+            await self._discard_upload(version_uid, prefix)
+        return proto
+
+    async def _discard_upload(self, upload_uid: str, prefix: str) -> None:
+        await self.store.delete_prefix(prefix)
+        await self.db.run(lambda s: s.execute(delete(UploadRow).where(UploadRow.uid == upload_uid)))
+
+    async def _receive_files(
+        self, requests: AsyncIterator[registry_service_pb2.UploadModelVersionRequest], prefix: str
+    ) -> list[dict[str, Any]]:
+        files: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        total = 0
+        message = await anext(requests, None)
+        while True:
+            if message is None:
+                raise InvalidArgument.field(
+                    "finish", "the stream ended before the finish message; nothing was stored"
+                )
+            kind = message.WhichOneof("payload")
+            if kind == "finish":
+                if message.finish.file_count != len(files):
+                    raise InvalidArgument.field(
+                        "finish.file_count",
+                        f"says {message.finish.file_count} files but {len(files)} were sent",
+                    )
+                if not files:
+                    raise InvalidArgument.field("chunk", "a version needs at least one file")
+                return files
+            if kind != "chunk":
+                raise InvalidArgument.field(
+                    kind or "payload", "only chunks and a finish message may follow the header"
+                )
+            index = len(files)
+            field = f"files[{index}]"
+            path = weights.check_path(message.chunk.path, f"{field}.path")
+            if path == MANIFEST_FILE:
+                raise InvalidArgument.field(f"{field}.path", f"{MANIFEST_FILE} is written by the registry")
+            if path in seen:
+                raise InvalidArgument.field(f"{field}.path", f"{path} was sent twice")
+            seen.add(path)
+            state: dict[str, Any] = {}
+            stored = await self.store.put_stream(
+                prefix + path,
+                self._file_chunks(requests, message.chunk, path, field, state),
+                max_bytes=min(self.limits.max_file_bytes, self.limits.max_version_bytes - total),
+            )
+            if state["sha256"] and state["sha256"] != stored.sha256:
+                raise InvalidArgument.field(
+                    f"{field}.sha256",
+                    f"{path}: the client says sha256 {state['sha256'][:12]}… but the bytes received hash to "
+                    f"{stored.sha256[:12]}…; the upload was corrupted in transit",
+                    reason="CHECKSUM_MISMATCH",
+                )
+            total += stored.size_bytes
+            files.append({"path": path, "size_bytes": stored.size_bytes, "sha256": stored.sha256})
+            message = await anext(requests, None)
+
+    @staticmethod
+    async def _file_chunks(
+        requests: AsyncIterator[registry_service_pb2.UploadModelVersionRequest],
+        chunk: common_pb2.FileChunk,
+        path: str,
+        field: str,
+        state: dict[str, Any],
+    ) -> AsyncIterator[bytes]:
+        """The data of one file: chunks up to the one marked eof. The head is checked first."""
+        head = bytearray()
+        checked = False
+        while True:
+            if not checked:
+                head += chunk.data
+                if len(head) >= HEAD_BYTES or chunk.eof:
+                    weights.check_content(path, bytes(head), f"{field}.path")
+                    checked = True
+                    yield bytes(head)
+            elif chunk.data:
+                yield chunk.data
+            if chunk.eof:
+                if chunk.sha256 and not _SHA256.match(chunk.sha256):
+                    raise InvalidArgument.field(f"{field}.sha256", "must be 64 lower-case hex digits")
+                state["sha256"] = chunk.sha256
+                return
+            message = await anext(requests, None)
+            if message is None:
+                raise InvalidArgument.field(
+                    "finish", f"the stream ended in the middle of {path}; nothing was stored"
+                )
+            if message.WhichOneof("payload") != "chunk" or message.chunk.path != path:
+                raise InvalidArgument.field(
+                    f"{field}.eof", f"{path} was not finished (no chunk with eof) before the next message"
+                )
+            chunk = message.chunk
+
+    async def create_upload(
+        self,
+        parent: str,
+        spec_message: model_pb2.ModelVersion,
+        files: Sequence[common_pb2.FileEntry],
+        request_id: str,
+    ) -> model_pb2.ModelVersionUpload:
+        project, model_id = self._model_ref(parent, "parent")
+        _check_version_spec(spec_message, "model_version")
+        declared = _check_declared_files(files, self.limits)
+        _check_text(request_id, "request_id", 128)
+
+        def create(session: Session) -> UploadRow:
+            model = self._find_model(session, project, model_id)
+            if request_id:
+                existing = session.scalar(
+                    select(UploadRow).where(
+                        UploadRow.model_uid == model.uid, UploadRow.request_id == request_id
+                    )
+                )
+                if existing is not None:
+                    return existing
+            self._resolve_lineage(
+                session, project, _check_version_spec(spec_message, "model_version"), "model_version"
+            )
+            uid = uuid.uuid4().hex
+            now = utcnow()
+            row = UploadRow(
+                uid=uid,
+                model_uid=model.uid,
+                mode="presigned",
+                spec=spec_message.SerializeToString(),
+                files=declared,
+                storage_prefix=f"models/{model.uid}/versions/{uid}/",
+                request_id=request_id or None,
+                version_uid=None,
+                expire_time=now + self.limits.upload_ttl,
+                create_time=now,
+            )
+            session.add(row)
+            session.flush()
+            return row
+
+        row = await self.db.run(create)
+        expires = min(self.limits.url_ttl, as_utc(row.expire_time) - utcnow())
+        return model_pb2.ModelVersionUpload(
+            name=UPLOAD.format(project=project, model=model_id, upload=row.uid),
+            urls=[
+                common_pb2.PresignedUrl(
+                    path=f["path"],
+                    url=self.store.presigned_put(
+                        row.storage_prefix + f["path"], max(expires, timedelta(seconds=1))
+                    ),
+                    method="PUT",
+                    sha256=f["sha256"],
+                    size_bytes=f["size_bytes"],
+                )
+                for f in row.files
+            ],
+            expire_time=timestamp(row.expire_time),
+        )
+
+    async def commit_upload(self, name: str) -> model_pb2.ModelVersion:
+        parts = UPLOAD_NAME.parse(name, "name")
+        require_project(parts["project"])
+
+        def load(session: Session) -> tuple[UploadRow, model_pb2.ModelVersion | None]:
+            model = self._find_model(session, parts["project"], parts["model"])
+            row = session.get(UploadRow, parts["upload"])
+            if row is None or row.model_uid != model.uid or row.mode != "presigned":
+                raise NotFound(f"upload {name} does not exist (it may have expired)")
+            if row.version_uid:
+                version = session.get(VersionRow, row.version_uid)
+                if version is not None:
+                    return row, self._version_proto(session, version)
+            if as_utc(row.expire_time) < utcnow():
+                raise FailedPrecondition(f"upload {name} expired; start a new one", reason="UPLOAD_EXPIRED")
+            return row, None
+
+        row, done = await self.db.run(load)
+        if done is not None:
+            return done
+        spec_message = model_pb2.ModelVersion.FromString(row.spec)
+        spec = _check_version_spec(spec_message, "model_version")
+        for i, declared in enumerate(row.files):
+            key = row.storage_prefix + declared["path"]
+            field = f"files[{i}]"
+            if not await self.store.exists(key):
+                raise FailedPrecondition(
+                    f"{declared['path']} has not been uploaded yet; PUT it to its URL, then commit",
+                    reason="FILE_MISSING",
+                    metadata={"path": declared["path"]},
+                )
+            weights.check_content(
+                declared["path"], await self.store.read_range(key, 0, HEAD_BYTES), f"{field}.path"
+            )
+            stored = await self.store.hash_object(key)
+            if (stored.size_bytes, stored.sha256) != (declared["size_bytes"], declared["sha256"]):
+                raise FailedPrecondition(
+                    f"{declared['path']}: declared {declared['size_bytes']} bytes with sha256 {declared['sha256'][:12]}…, "
+                    f"uploaded {stored.size_bytes} bytes with sha256 {stored.sha256[:12]}…; upload it again",
+                    reason="CHECKSUM_MISMATCH",
+                    metadata={"path": declared["path"]},
+                )
+        await self._write_manifest(row.storage_prefix, row.files)
+
+        def commit(session: Session) -> model_pb2.ModelVersion:
+            upload = session.get(UploadRow, row.uid, with_for_update=True)
+            if upload is None:
+                raise NotFound(f"upload {name} does not exist (it may have expired)")
+            if upload.version_uid:
+                version = session.get(VersionRow, upload.version_uid)
+                if version is not None:
+                    return self._version_proto(session, version)
+            proto = self._insert_version(
+                session,
+                model_uid=row.model_uid,
+                version_uid=row.uid,
+                spec=spec,
+                files=row.files,
+                request_id="",
+                field="model_version",
+            )
+            upload.version_uid = proto.uid
+            return proto
+
+        return await self._write(commit)
+
+    async def sweep_expired_uploads(self) -> int:
+        """Delete the stored files of uploads that expired uncommitted; return how many were swept."""
+        now = utcnow()
+        rows = await self.db.run(
+            lambda s: [
+                (r.uid, r.storage_prefix, r.version_uid)
+                for r in s.scalars(select(UploadRow).where(UploadRow.expire_time < now))
+            ]
+        )
+        for uid, prefix, committed in rows:
+            if not committed:
+                await self.store.delete_prefix(prefix)
+            await self.db.run(lambda s, uid=uid: s.execute(delete(UploadRow).where(UploadRow.uid == uid)))
+        return len(rows)
+
+    # -- versions: reading, updating, deleting --------------------------------------------------
+
+    async def get_version(self, name: str) -> model_pb2.ModelVersion:
+        return await self.db.run(lambda s: self._version_proto(s, self._version_by_name(s, name, "name")))
+
+    async def list_versions(
+        self, parent: str, size: int, token: str, filter_text: str, order_by: str
+    ) -> tuple[list[model_pb2.ModelVersion], str]:
+        project, model_id = self._model_ref(parent, "parent")
+        size = page_size(size)
+        lineage_keys = {"lineage.parent_version", "lineage.base_model", "lineage.source_job"}
+        terms = parse_filter(
+            filter_text,
+            lambda k: k == "kind" or k in lineage_keys or bool(re.match(r"^tags\.[a-z][a-z0-9_.\-]*$", k)),
+        )
+
+        def list_(session: Session) -> tuple[list[model_pb2.ModelVersion], str]:
+            model = self._find_model(session, project, model_id)
+            query = select(VersionRow).where(VersionRow.model_uid == model.uid)
+            for key, value in terms:
+                if key == "kind":
+                    kinds = {
+                        k.removeprefix("MODEL_VERSION_KIND_"): v
+                        for k, v in model_pb2.ModelVersionKind.items()
+                    }
+                    if value.upper().removeprefix("MODEL_VERSION_KIND_") not in kinds:
+                        raise InvalidArgument.field(
+                            "filter", f"kind {value!r} is not one of {', '.join(kinds)}"
+                        )
+                    query = query.where(
+                        VersionRow.kind == kinds[value.upper().removeprefix("MODEL_VERSION_KIND_")]
+                    )
+                elif key == "lineage.source_job":
+                    query = query.where(VersionRow.source_job == value)
+                elif key in ("lineage.parent_version", "lineage.base_model"):
+                    column = (
+                        VersionRow.parent_version_uid
+                        if key.endswith("parent_version")
+                        else VersionRow.base_version_uid
+                    )
+                    try:
+                        target = self._version_by_name(session, value, "filter").uid
+                    except (InvalidArgument, NotFound):
+                        if key.endswith("base_model"):
+                            query = query.where(VersionRow.base_model_ref == value)
+                            continue
+                        raise
+                    query = query.where(column == target)
+                else:
+                    query = query.where(VersionRow.tags[key.removeprefix("tags.")].as_string() == value)
+            rows, next_token = self._paginate(
+                session,
+                query,
+                columns={"version": VersionRow.number, "create_time": VersionRow.create_time},
+                order_by=order_by,
+                default_order="version",
+                tie=VersionRow.uid,
+                size=size,
+                token=token,
+                context=f"ListModelVersions|{project}|{model_id}|{filter_text}",
+            )
+            aliases = self._aliases_of(session, [r.uid for r in rows])
+            return [version_to_proto(r, aliases.get(r.uid, [])) for r in rows], next_token
+
+        return await self.db.run(list_)
+
+    async def update_version(
+        self, version: model_pb2.ModelVersion, mask_paths: Sequence[str]
+    ) -> model_pb2.ModelVersion:
+        parts = VERSION.parse(version.name, "model_version.name")
+        require_project(parts["project"])
+        paths = _mask_paths(mask_paths, version, {"description", "tags", "metrics"})
+        if "description" in paths:
+            _check_text(version.description, "model_version.description", 4000)
+        tags = _check_tags(dict(version.tags), "model_version.tags") if "tags" in paths else None
+        metrics = (
+            _check_metrics(dict(version.metrics), "model_version.metrics") if "metrics" in paths else None
+        )
+
+        def update_(session: Session) -> model_pb2.ModelVersion:
+            row = self._version_by_name(session, version.name, "model_version.name")
+            if "description" in paths:
+                row.description = version.description
+            if tags is not None:
+                row.tags = tags
+            if metrics is not None:
+                row.metrics = metrics
+            row.update_time = utcnow()
+            session.flush()
+            proto = self._version_proto(session, row)
+            self._event(
+                session,
+                "updated",
+                "model_version",
+                proto.name,
+                parts["project"],
+                registry_events_pb2.ModelVersionEvent(model_version=proto),
+            )
+            return proto
+
+        return await self._write(update_)
+
+    async def delete_version(self, name: str) -> None:
+        parts = VERSION.parse(name, "name")
+        require_project(parts["project"])
+        if not _VERSION_SEGMENT.match(parts["version"]):
+            raise InvalidArgument.field("name", "delete a version by its number, not by an alias")
+
+        def delete_(session: Session) -> str:
+            row = self._version_by_name(session, name, "name")
+            aliases = self._aliases_of(session, [row.uid]).get(row.uid, [])
+            if aliases:
+                raise FailedPrecondition(
+                    f"{name} cannot be deleted while aliases point at it: {', '.join(sorted(aliases))}; move or remove them first",
+                    reason="ALIASED",
+                )
+            dependents = session.scalars(
+                select(VersionRow).where(
+                    or_(VersionRow.base_version_uid == row.uid, VersionRow.parent_version_uid == row.uid)
+                )
+            ).all()
+            if dependents:
+                raise FailedPrecondition(
+                    f"{name} cannot be deleted: these versions build on it: "
+                    + ", ".join(version_name(d) for d in dependents[:10]),
+                    reason="HAS_DESCENDANTS",
+                )
+            proto = version_to_proto(row)
+            prefix = row.storage_prefix
+            session.delete(row)
+            self._event(
+                session,
+                "deleted",
+                "model_version",
+                proto.name,
+                parts["project"],
+                registry_events_pb2.ModelVersionEvent(model_version=proto),
+            )
+            return prefix
+
+        prefix = await self._write(delete_)
+        await self.store.delete_prefix(prefix)
+
+    async def download(self, name: str, paths: Sequence[str]) -> AsyncIterator[common_pb2.FileChunk]:
+        """The version's files as chunks; each file's last chunk comes only after it verified."""
+        row = await self.db.run(lambda s: self._version_by_name(s, name, "name"))
+        by_path = {f["path"]: f for f in row.files}
+        if paths:
+            missing = [p for p in paths if p not in by_path]
+            if missing:
+                raise InvalidArgument.field("paths", f"not in this version: {', '.join(missing)}")
+            selected = [by_path[p] for p in paths]
+        else:
+            selected = row.files
+        for entry in selected:
+            previous: bytes | None = None
+            async for data in self.store.iter_verified(
+                row.storage_prefix + entry["path"],
+                sha256=entry["sha256"],
+                size_bytes=entry["size_bytes"],
+                label=entry["path"],
+            ):
+                if previous is not None:
+                    yield common_pb2.FileChunk(path=entry["path"], data=previous)
+                previous = data
+            yield common_pb2.FileChunk(
+                path=entry["path"], data=previous or b"", eof=True, sha256=entry["sha256"]
+            )
+
+    async def download_urls(self, name: str) -> tuple[str, list[common_pb2.PresignedUrl]]:
+        row = await self.db.run(lambda s: self._version_by_name(s, name, "name"))
+        return version_name(row), [
+            common_pb2.PresignedUrl(
+                path=f["path"],
+                url=self.store.presigned_get(row.storage_prefix + f["path"], self.limits.url_ttl),
+                method="GET",
+                sha256=f["sha256"],
+                size_bytes=f["size_bytes"],
+            )
+            for f in row.files
+        ]
+
+    # -- aliases -------------------------------------------------------------------------------
+
+    async def set_alias(self, parent: str, alias: str, version: str) -> model_pb2.ModelAlias:
+        project, model_id = self._model_ref(parent, "parent")
+        _check_alias(alias, "alias")
+        if alias in RESERVED_ALIASES:
+            raise InvalidArgument.field("alias", f"{alias!r} is reserved")
+        target = VERSION.parse(version, "version")
+        if (target["project"], target["model"]) != (project, model_id):
+            raise InvalidArgument.field("version", f"{version} is not a version of {parent}")
+
+        def set_(session: Session) -> model_pb2.ModelAlias:
+            model = self._find_model(session, project, model_id, lock=True)
+            row_version = self._resolve_version(session, project, model_id, target["version"], "version")
+            row = session.get(AliasRow, (model.uid, alias))
+            previous = ""
+            if row is None:
+                row = AliasRow(
+                    model_uid=model.uid, alias=alias, version_uid=row_version.uid, update_time=utcnow()
+                )
+                session.add(row)
+            else:
+                previous = version_name(row.version)
+                row.version_uid = row_version.uid
+                row.update_time = utcnow()
+            session.flush()
+            session.refresh(row)
+            proto = alias_to_proto(row)
+            self._event(
+                session,
+                "set",
+                "model_alias",
+                proto.name,
+                project,
+                registry_events_pb2.ModelAliasEvent(alias=proto, previous_version=previous),
+            )
+            return proto
+
+        return await self._write(set_)
+
+    def _alias_ref(self, name: str) -> dict[str, str]:
+        parts = ALIAS_NAME.parse(name, "name")
+        require_project(parts["project"])
+        return parts
+
+    def _find_alias(self, session: Session, parts: dict[str, str]) -> AliasRow:
+        model = self._find_model(session, parts["project"], parts["model"])
+        row = session.get(AliasRow, (model.uid, parts["alias"]))
+        if row is None:
+            raise NotFound(
+                f"projects/{parts['project']}/models/{parts['model']} has no alias {parts['alias']!r}",
+                reason="ALIAS_NOT_FOUND",
+            )
+        return row
+
+    async def get_alias(self, name: str) -> model_pb2.ModelAlias:
+        parts = self._alias_ref(name)
+        return await self.db.run(lambda s: alias_to_proto(self._find_alias(s, parts)))
+
+    async def list_aliases(
+        self, parent: str, size: int, token: str
+    ) -> tuple[list[model_pb2.ModelAlias], str]:
+        project, model_id = self._model_ref(parent, "parent")
+        size = page_size(size)
+
+        def list_(session: Session) -> tuple[list[model_pb2.ModelAlias], str]:
+            model = self._find_model(session, project, model_id)
+            rows, next_token = self._paginate(
+                session,
+                select(AliasRow).where(AliasRow.model_uid == model.uid),
+                columns={"alias": AliasRow.alias},
+                order_by="",
+                default_order="alias",
+                tie=AliasRow.alias,
+                size=size,
+                token=token,
+                context=f"ListModelAliases|{project}|{model_id}",
+            )
+            return [alias_to_proto(r) for r in rows], next_token
+
+        return await self.db.run(list_)
+
+    async def delete_alias(self, name: str) -> None:
+        parts = self._alias_ref(name)
+
+        def delete_(session: Session) -> None:
+            row = self._find_alias(session, parts)
+            proto = alias_to_proto(row)
+            session.delete(row)
+            self._event(
+                session,
+                "deleted",
+                "model_alias",
+                proto.name,
+                parts["project"],
+                registry_events_pb2.ModelAliasEvent(alias=proto, previous_version=proto.version),
+            )
+
+        await self._write(delete_)

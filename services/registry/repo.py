@@ -1,0 +1,130 @@
+"""The registry's tables. Objects in S3 are keyed by the server-made uids stored here."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from services.kit.outbox import add_kit_tables
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData()
+
+
+OUTBOX, PROCESSED_EVENTS = add_kit_tables(Base.metadata)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every stored time is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class ModelRow(Base):
+    __tablename__ = "models"
+    __table_args__ = (
+        UniqueConstraint("project", "model_id", name="uq_models_project_model_id"),
+        UniqueConstraint("project", "request_id", name="uq_models_project_request_id"),
+    )
+
+    uid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project: Mapped[str] = mapped_column(String(63), index=True)
+    model_id: Mapped[str] = mapped_column(String(63))
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    tags: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    next_version: Mapped[int] = mapped_column(Integer, default=1)
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class VersionRow(Base):
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        UniqueConstraint("model_uid", "number", name="uq_versions_model_number"),
+        UniqueConstraint("model_uid", "request_id", name="uq_versions_model_request_id"),
+    )
+
+    uid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model_uid: Mapped[str] = mapped_column(ForeignKey("models.uid", ondelete="RESTRICT"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(Text, default="")
+    tags: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    kind: Mapped[int] = mapped_column(Integer)
+    files: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    total_size_bytes: Mapped[int] = mapped_column(BigInteger)
+    base_model_ref: Mapped[str] = mapped_column(String(500), default="")
+    base_version_uid: Mapped[str | None] = mapped_column(
+        ForeignKey("model_versions.uid", ondelete="RESTRICT"), nullable=True, index=True
+    )
+    parent_version_uid: Mapped[str | None] = mapped_column(
+        ForeignKey("model_versions.uid", ondelete="RESTRICT"), nullable=True, index=True
+    )
+    source_job: Mapped[str] = mapped_column(String(255), default="")
+    dataset_versions: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    metrics: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+    storage_prefix: Mapped[str] = mapped_column(String(200))
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    model: Mapped[ModelRow] = relationship(lazy="joined", innerjoin=True)
+    base_version: Mapped[VersionRow | None] = relationship(
+        foreign_keys=[base_version_uid], remote_side=[uid], lazy="selectin"
+    )
+    parent_version: Mapped[VersionRow | None] = relationship(
+        foreign_keys=[parent_version_uid], remote_side=[uid], lazy="selectin"
+    )
+
+
+class AliasRow(Base):
+    __tablename__ = "model_aliases"
+
+    model_uid: Mapped[str] = mapped_column(ForeignKey("models.uid", ondelete="RESTRICT"), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(63), primary_key=True)
+    version_uid: Mapped[str] = mapped_column(
+        ForeignKey("model_versions.uid", ondelete="RESTRICT"), index=True
+    )
+    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    model: Mapped[ModelRow] = relationship(lazy="joined", innerjoin=True)
+    version: Mapped[VersionRow] = relationship(lazy="joined", innerjoin=True)
+
+
+class UploadRow(Base):
+    """A version upload in progress (presigned or streamed). Expired uncommitted ones are swept."""
+
+    __tablename__ = "model_version_uploads"
+    __table_args__ = (UniqueConstraint("model_uid", "request_id", name="uq_uploads_model_request_id"),)
+
+    uid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model_uid: Mapped[str] = mapped_column(ForeignKey("models.uid", ondelete="CASCADE"), index=True)
+    mode: Mapped[str] = mapped_column(String(16))
+    spec: Mapped[bytes] = mapped_column(default=b"")
+    files: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    storage_prefix: Mapped[str] = mapped_column(String(200))
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    version_uid: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    expire_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    model: Mapped[ModelRow] = relationship(lazy="joined", innerjoin=True)

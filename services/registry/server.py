@@ -1,0 +1,190 @@
+"""The registry's gRPC edge: thin handlers over `ModelRegistry`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+from google.protobuf import empty_pb2
+from pydantic import Field
+
+from services.kit.server import open_runtime, serve
+from services.kit.settings import KitSettings, load_settings
+from services.registry.registry import ModelRegistry, RegistryLimits
+from services.registry.repo import OUTBOX
+from tuneforge.registry.v1 import model_pb2, registry_service_pb2, registry_service_pb2_grpc
+
+log = logging.getLogger(__name__)
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class RegistrySettings(KitSettings):
+    registry_max_file_bytes: int = Field(200 * 1024**3, ge=1)
+    registry_max_version_bytes: int = Field(1024**4, ge=1)
+    registry_upload_ttl_seconds: int = Field(6 * 3600, ge=60)
+    registry_url_ttl_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
+    registry_sweep_interval_seconds: float = Field(60.0, gt=0)
+
+
+class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+
+    async def CreateModel(
+        self, request: registry_service_pb2.CreateModelRequest, context: grpc.aio.ServicerContext
+    ) -> model_pb2.Model:
+        return await self.registry.create_model(
+            request.parent, request.model_id, request.model, request.request_id
+        )
+
+    async def GetModel(
+        self, request: registry_service_pb2.GetModelRequest, context: grpc.aio.ServicerContext
+    ) -> model_pb2.Model:
+        return await self.registry.get_model(request.name)
+
+    async def ListModels(
+        self, request: registry_service_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> registry_service_pb2.ListModelsResponse:
+        models, token = await self.registry.list_models(
+            request.parent, request.page_size, request.page_token, request.filter, request.order_by
+        )
+        return registry_service_pb2.ListModelsResponse(models=models, next_page_token=token)
+
+    async def UpdateModel(
+        self, request: registry_service_pb2.UpdateModelRequest, context: grpc.aio.ServicerContext
+    ) -> model_pb2.Model:
+        return await self.registry.update_model(request.model, list(request.update_mask.paths))
+
+    async def DeleteModel(
+        self, request: registry_service_pb2.DeleteModelRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        await self.registry.delete_model(request.name, request.force)
+        return empty_pb2.Empty()
+
+    async def UploadModelVersion(
+        self,
+        request_iterator: AsyncIterator[registry_service_pb2.UploadModelVersionRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> model_pb2.ModelVersion:
+        return await self.registry.upload_version(aiter(request_iterator))
+
+    async def CreateModelVersionUpload(
+        self, request: registry_service_pb2.CreateModelVersionUploadRequest, context: grpc.aio.ServicerContext
+    ) -> model_pb2.ModelVersionUpload:
+        return await self.registry.create_upload(
+            request.parent, request.model_version, request.files, request.request_id
+        )
+
+    async def CommitModelVersionUpload(
+        self, request: registry_service_pb2.CommitModelVersionUploadRequest, context: grpc.aio.ServicerContext
+    ) -> model_pb2.ModelVersion:
+        return await self.registry.commit_upload(request.name)
+
+    async def GetModelVersion(
+        self, request: registry_service_pb2.GetModelVersionRequest, context: grpc.aio.ServicerContext
+    ) -> model_pb2.ModelVersion:
+        return await self.registry.get_version(request.name)
+
+    async def ListModelVersions(
+        self, request: registry_service_pb2.ListModelVersionsRequest, context: grpc.aio.ServicerContext
+    ) -> registry_service_pb2.ListModelVersionsResponse:
+        versions, token = await self.registry.list_versions(
+            request.parent, request.page_size, request.page_token, request.filter, request.order_by
+        )
+        return registry_service_pb2.ListModelVersionsResponse(model_versions=versions, next_page_token=token)
+
+    async def UpdateModelVersion(
+        self, request: registry_service_pb2.UpdateModelVersionRequest, context: grpc.aio.ServicerContext
+    ) -> model_pb2.ModelVersion:
+        return await self.registry.update_version(request.model_version, list(request.update_mask.paths))
+
+    async def DeleteModelVersion(
+        self, request: registry_service_pb2.DeleteModelVersionRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        await self.registry.delete_version(request.name)
+        return empty_pb2.Empty()
+
+    async def DownloadModelVersion(
+        self, request: registry_service_pb2.DownloadModelVersionRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[registry_service_pb2.DownloadModelVersionResponse]:
+        async for chunk in self.registry.download(request.name, list(request.paths)):
+            yield registry_service_pb2.DownloadModelVersionResponse(chunk=chunk)
+
+    async def GenerateModelVersionDownloadUrls(
+        self,
+        request: registry_service_pb2.GenerateModelVersionDownloadUrlsRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> registry_service_pb2.GenerateModelVersionDownloadUrlsResponse:
+        name, urls = await self.registry.download_urls(request.name)
+        return registry_service_pb2.GenerateModelVersionDownloadUrlsResponse(model_version=name, urls=urls)
+
+    async def SetModelAlias(
+        self, request: registry_service_pb2.SetModelAliasRequest, context: grpc.aio.ServicerContext
+    ) -> model_pb2.ModelAlias:
+        return await self.registry.set_alias(request.parent, request.alias, request.version)
+
+    async def GetModelAlias(
+        self, request: registry_service_pb2.GetModelAliasRequest, context: grpc.aio.ServicerContext
+    ) -> model_pb2.ModelAlias:
+        return await self.registry.get_alias(request.name)
+
+    async def ListModelAliases(
+        self, request: registry_service_pb2.ListModelAliasesRequest, context: grpc.aio.ServicerContext
+    ) -> registry_service_pb2.ListModelAliasesResponse:
+        aliases, token = await self.registry.list_aliases(
+            request.parent, request.page_size, request.page_token
+        )
+        return registry_service_pb2.ListModelAliasesResponse(aliases=aliases, next_page_token=token)
+
+    async def DeleteModelAlias(
+        self, request: registry_service_pb2.DeleteModelAliasRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        await self.registry.delete_alias(request.name)
+        return empty_pb2.Empty()
+
+
+async def _sweep_forever(registry: ModelRegistry, interval: float) -> None:
+    while True:
+        try:
+            swept = await registry.sweep_expired_uploads()
+            if swept:
+                log.info("swept expired uploads", extra={"count": swept})
+        except Exception:
+            log.warning("sweeping expired uploads failed", exc_info=True)
+        await asyncio.sleep(interval)
+
+
+async def main() -> None:
+    settings = load_settings(RegistrySettings)
+    runtime = await open_runtime("registry", settings, migrations=MIGRATIONS, outbox_table=OUTBOX)
+    registry = ModelRegistry(
+        runtime.db,
+        runtime.store,
+        runtime.outbox,
+        runtime.page_tokens,
+        RegistryLimits(
+            max_file_bytes=settings.registry_max_file_bytes,
+            max_version_bytes=settings.registry_max_version_bytes,
+            upload_ttl=timedelta(seconds=settings.registry_upload_ttl_seconds),
+            url_ttl=timedelta(seconds=settings.registry_url_ttl_seconds),
+        ),
+    )
+    sweeper = asyncio.create_task(_sweep_forever(registry, settings.registry_sweep_interval_seconds))
+
+    async def stop_sweeper() -> None:
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+
+    runtime.closers.append(stop_sweeper)
+
+    def register(server: grpc.aio.Server) -> list[str]:
+        registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(RegistryServicer(registry), server)
+        return [registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name]
+
+    await serve(runtime, register)

@@ -1,0 +1,235 @@
+"""The embedded local suite: NATS, an S3 server and the TuneForge services on loopback ports,
+with SQLite under one data folder. A restart on the same folder keeps every model, key and event.
+
+    suite = LocalSuite(Path("~/.tuneforge").expanduser())
+    suite.start()       # prints nothing; see suite.endpoints and suite.admin_key
+    ...
+    suite.stop()
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from minio import Minio
+
+from services.kit.auth import ALL_PROJECTS, ApiKeyStore
+from services.kit.db import Database
+from services.suite.processes import (
+    LOOPBACK,
+    ManagedProcess,
+    choose_seaweed_ports,
+    free_port,
+    nats_process,
+    port_is_free,
+    seaweed_process,
+)
+
+SERVICES = ("registry",)
+STATE_FILE = "suite.json"
+ENDPOINTS_FILE = "endpoints.json"
+ADMIN_KEY_FILE = "admin.key"
+
+
+@dataclass
+class SuiteState:
+    """What must survive a restart: credentials and the ports last used."""
+
+    s3_access_key: str
+    s3_secret_key: str
+    secret_key: str
+    nats_port: int = 0
+    seaweed_ports: dict[str, int] = field(default_factory=dict)
+    service_ports: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> SuiteState:
+        if path.exists():
+            return cls(**json.loads(path.read_text()))
+        return cls(
+            s3_access_key="tf" + secrets.token_hex(8),
+            s3_secret_key=secrets.token_urlsafe(24),
+            secret_key=secrets.token_urlsafe(32),
+        )
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.chmod(0o600)
+        tmp.replace(path)
+
+
+def _reuse_or_new(previous: int, used: set[int]) -> int:
+    return previous if previous and previous not in used and port_is_free(previous) else free_port(used)
+
+
+def _tcp_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((LOOPBACK, port)) == 0
+
+
+def grpc_serving(address: str, service: str = "", timeout: float = 1.0) -> bool:
+    """True when the gRPC health service at `address` reports SERVING."""
+    with grpc.insecure_channel(address) as channel:
+        try:
+            response = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout
+            )
+        except grpc.RpcError:
+            return False
+    return response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+class LocalSuite:
+    """Starts and stops the whole platform on one machine."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        services: tuple[str, ...] = SERVICES,
+        database_url: str | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.data_dir = data_dir.resolve()
+        self.services = services
+        self.database_url = database_url
+        self.extra_env = dict(extra_env or {})
+        self.processes: dict[str, ManagedProcess] = {}
+        self.state: SuiteState | None = None
+
+    # -- layout --------------------------------------------------------------------------------
+
+    def _database_url(self, schema: str) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'db' / f'{schema}.db'}"
+
+    @property
+    def admin_key(self) -> str:
+        return (self.data_dir / ADMIN_KEY_FILE).read_text().strip()
+
+    @property
+    def endpoints(self) -> dict[str, str]:
+        assert self.state is not None, "the suite is not started"
+        out = {
+            "nats": f"nats://{LOOPBACK}:{self.state.nats_port}",
+            "s3": f"{LOOPBACK}:{self.state.seaweed_ports['s3']}",
+        }
+        out.update({name: f"{LOOPBACK}:{port}" for name, port in self.state.service_ports.items()})
+        return out
+
+    def service_env(self, name: str) -> dict[str, str]:
+        """The environment a service process of this suite runs with."""
+        assert self.state is not None
+        return {
+            "TUNEFORGE_LISTEN": f"{LOOPBACK}:{self.state.service_ports[name]}",
+            "TUNEFORGE_PORT_FILE": str(self.data_dir / "run" / f"{name}.port"),
+            "TUNEFORGE_DATABASE_URL": self._database_url(name),
+            "TUNEFORGE_AUTH_DATABASE_URL": self._database_url("auth"),
+            "TUNEFORGE_NATS_URL": self.endpoints["nats"],
+            "TUNEFORGE_S3_ENDPOINT": self.endpoints["s3"],
+            "TUNEFORGE_S3_ACCESS_KEY": self.state.s3_access_key,
+            "TUNEFORGE_S3_SECRET_KEY": self.state.s3_secret_key,
+            "TUNEFORGE_SECRET_KEY": self.state.secret_key,
+            "TUNEFORGE_LOG_FORMAT": "json",
+            "TUNEFORGE_SHUTDOWN_GRACE_SECONDS": "3",
+            **self.extra_env,
+        }
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self, timeout: float = 90.0) -> None:
+        """Start every component and wait until each is healthy; on failure stop what started."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        state_path = self.data_dir / STATE_FILE
+        self.state = state = SuiteState.load_or_create(state_path)
+        used: set[int] = set()
+        state.nats_port = _reuse_or_new(state.nats_port, used)
+        used.add(state.nats_port)
+        state.seaweed_ports = choose_seaweed_ports(state.seaweed_ports)
+        used.update(state.seaweed_ports.values())
+        for name in self.services:
+            state.service_ports[name] = _reuse_or_new(state.service_ports.get(name, 0), used)
+            used.add(state.service_ports[name])
+        state.save(state_path)
+        try:
+            nats = nats_process(self.data_dir, state.nats_port)
+            self.processes["nats"] = nats
+            nats.start()
+            nats.wait_ready(lambda: _tcp_open(state.nats_port), timeout)
+
+            s3 = seaweed_process(self.data_dir, state.seaweed_ports, state.s3_access_key, state.s3_secret_key)
+            self.processes["s3"] = s3
+            s3.start()
+            client = Minio(self.endpoints["s3"], state.s3_access_key, state.s3_secret_key, secure=False, region="us-east-1")
+            s3.wait_ready(lambda: client.list_buckets() is not None, timeout)
+
+            self._ensure_admin_key()
+            for name in self.services:
+                self.start_service(name, timeout)
+            endpoints = self.data_dir / ENDPOINTS_FILE
+            endpoints.write_text(json.dumps(self.endpoints, indent=2))
+        except BaseException:
+            self.stop()
+            raise
+
+    def start_service(self, name: str, timeout: float = 60.0) -> ManagedProcess:
+        port_file = self.data_dir / "run" / f"{name}.port"
+        port_file.parent.mkdir(parents=True, exist_ok=True)
+        port_file.unlink(missing_ok=True)
+        process = ManagedProcess(
+            name=name,
+            argv=[sys.executable, "-m", f"services.{name}"],
+            log_path=self.data_dir / "logs" / f"{name}.log",
+            env={**self.service_env(name), "PYTHONPATH": _source_root()},
+        )
+        self.processes[name] = process
+        process.start()
+        address = self.endpoints[name]
+        process.wait_ready(lambda: port_file.exists() and grpc_serving(address), timeout)
+        return process
+
+    def _ensure_admin_key(self) -> None:
+        key_file = self.data_dir / ADMIN_KEY_FILE
+        keys = ApiKeyStore(Database(self._database_url("auth"), schema="auth"))
+        try:
+            keys.migrate()
+            if not key_file.exists():
+                _, token = keys.create(ALL_PROJECTS, "admin", "local suite administrator")
+                fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write(token + "\n")
+        finally:
+            keys.db.dispose()
+
+    def stop(self) -> None:
+        """Stop services first, then storage and messaging, so nothing loses its backend mid-write."""
+        order = [n for n in self.processes if n not in ("s3", "nats")] + ["s3", "nats"]
+        for name in order:
+            process = self.processes.get(name)
+            if process is not None:
+                process.stop(grace=10.0 if name not in ("s3",) else 5.0)
+        self.processes.clear()
+        (self.data_dir / ENDPOINTS_FILE).unlink(missing_ok=True)
+
+    def __enter__(self) -> LocalSuite:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _source_root() -> str:
+    """The folder holding the `services` package, so children import the same code."""
+    return str(Path(__file__).resolve().parents[2])

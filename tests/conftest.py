@@ -1,0 +1,71 @@
+"""Shared fixtures: a real local suite (NATS, SeaweedFS S3, the services) started once per test
+session on free loopback ports, and clients for it. Each test gets its own project, so tests do
+not see each other's resources.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.kit.auth import ApiKeyStore
+from services.kit.db import Database
+from services.suite.suite import LocalSuite
+from tuneforge import Client
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("TUNEFORGE_TEST_POSTGRES_URL"):
+        return
+    skip = pytest.mark.skip(reason="set TUNEFORGE_TEST_POSTGRES_URL to run PostgreSQL tests")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSuite]:
+    local = LocalSuite(tmp_path_factory.mktemp("suite"), extra_env={"TUNEFORGE_REGISTRY_SWEEP_INTERVAL_SECONDS": "1"})
+    local.start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture(scope="session")
+def keys(suite: LocalSuite) -> Iterator[ApiKeyStore]:
+    store = ApiKeyStore(Database(suite.service_env("registry")["TUNEFORGE_AUTH_DATABASE_URL"], schema="auth"))
+    yield store
+    store.db.dispose()
+
+
+@pytest.fixture
+def project() -> str:
+    return "p-" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def client(suite: LocalSuite, project: str) -> Iterator[Client]:
+    """A client with the suite's admin key, working in this test's own project."""
+    with Client(suite.endpoints["registry"], api_key=suite.admin_key, project=project) as c:
+        yield c
+
+
+def write_model_folder(folder: Path, *, tensor_bytes: int = 4096, seed: int = 0, extra: dict[str, bytes] | None = None) -> Path:
+    """A small Hugging Face-shaped folder: config.json and safetensors weights."""
+    import json
+
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    save_file({"weight": rng.standard_normal(max(1, tensor_bytes // 4)).astype(np.float32)}, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 8}))
+    for name, data in (extra or {}).items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    return folder
