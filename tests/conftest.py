@@ -29,7 +29,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSuite]:
-    local = LocalSuite(tmp_path_factory.mktemp("suite"), extra_env={"TUNEFORGE_REGISTRY_SWEEP_INTERVAL_SECONDS": "1"})
+    local = LocalSuite(
+        tmp_path_factory.mktemp("suite"), extra_env={"TUNEFORGE_REGISTRY_SWEEP_INTERVAL_SECONDS": "1"}
+    )
     local.start()
     yield local
     local.stop()
@@ -54,7 +56,9 @@ def client(suite: LocalSuite, project: str) -> Iterator[Client]:
         yield c
 
 
-def write_model_folder(folder: Path, *, tensor_bytes: int = 4096, seed: int = 0, extra: dict[str, bytes] | None = None) -> Path:
+def write_model_folder(
+    folder: Path, *, tensor_bytes: int = 4096, seed: int = 0, extra: dict[str, bytes] | None = None
+) -> Path:
     """A small Hugging Face-shaped folder: config.json and safetensors weights."""
     import json
 
@@ -63,7 +67,10 @@ def write_model_folder(folder: Path, *, tensor_bytes: int = 4096, seed: int = 0,
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    save_file({"weight": rng.standard_normal(max(1, tensor_bytes // 4)).astype(np.float32)}, str(folder / "model.safetensors"))
+    save_file(
+        {"weight": rng.standard_normal(max(1, tensor_bytes // 4)).astype(np.float32)},
+        str(folder / "model.safetensors"),
+    )
     (folder / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 8}))
     for name, data in (extra or {}).items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)

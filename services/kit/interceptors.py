@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 import uuid
@@ -24,6 +25,11 @@ from grpc_status import rpc_status
 from services.kit.auth import ApiKeyStore, principal_var
 from services.kit.errors import ERROR_DOMAIN, TuneForgeError, Unauthenticated
 from services.kit.logs import request_id_var
+
+# Per-call facts that inner interceptors learn and outer ones log (the caller's key id).
+call_info_var: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "call_info", default=None
+)
 
 log = logging.getLogger("tuneforge.rpc")
 
@@ -88,10 +94,12 @@ class RequestIdInterceptor(_AroundInterceptor):
         given = _metadata(context).get("x-request-id", "")
         request_id = given if 0 < len(given) <= 128 and given.isprintable() else uuid.uuid4().hex
         token = request_id_var.set(request_id)
+        info = call_info_var.set({})
         try:
             await context.send_initial_metadata((("x-request-id", request_id),))
             yield
         finally:
+            call_info_var.reset(info)
             request_id_var.reset(token)
 
 
@@ -107,14 +115,13 @@ class LoggingInterceptor(_AroundInterceptor):
             outcome = code.name if isinstance(code, grpc.StatusCode) else "CANCELLED"
             raise
         finally:
-            principal = principal_var.get()
             log.info(
                 "rpc",
                 extra={
                     "method": method,
                     "status": outcome,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    "key_id": principal.key_id if principal else None,
+                    "key_id": (call_info_var.get() or {}).get("key_id"),
                 },
             )
 
@@ -181,6 +188,9 @@ class AuthInterceptor(_AroundInterceptor):
                 "the authorization header must be `Bearer <API key>`", reason="MALFORMED_API_KEY"
             )
         principal = await self.keys.authenticate_async(token.strip())
+        info = call_info_var.get()
+        if info is not None:
+            info["key_id"] = principal.key_id
         reset = principal_var.set(principal)
         try:
             yield

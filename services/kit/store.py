@@ -35,18 +35,18 @@ class StoredObject:
     key: str
     size_bytes: int
     sha256: str
+    head: bytes = b""
 
 
 class _QueueReader(io.RawIOBase):
     """A file-like object a minio upload thread reads; bytes arrive through a queue."""
 
-    def __init__(self, q: queue.Queue[object], max_bytes: int | None) -> None:
+    def __init__(self, q: queue.Queue[object]) -> None:
         self.q = q
         self.buffer = bytearray()
         self.done = False
         self.digest = hashlib.sha256()
         self.size = 0
-        self.max_bytes = max_bytes
 
     def readable(self) -> bool:
         return True
@@ -122,7 +122,7 @@ class ObjectStore:
         stored under `key`.
         """
         q: queue.Queue[object] = queue.Queue(maxsize=8)
-        reader = _QueueReader(q, max_bytes)
+        reader = _QueueReader(q)
         upload = asyncio.create_task(
             asyncio.to_thread(
                 self.client.put_object,
@@ -194,17 +194,6 @@ class ObjectStore:
                 raise NotFound(f"object {key} is missing from the store", reason="OBJECT_MISSING") from None
             raise
 
-    async def read_range(self, key: str, offset: int, length: int) -> bytes:
-        def _read() -> bytes:
-            response = self._get(key, offset, length)
-            try:
-                return response.read()
-            finally:
-                response.close()
-                response.release_conn()
-
-        return await asyncio.to_thread(_read)
-
     async def iter_verified(
         self, key: str, *, sha256: str, size_bytes: int, label: str, chunk_size: int = READ_CHUNK
     ) -> AsyncIterator[bytes]:
@@ -240,21 +229,24 @@ class ObjectStore:
         if held is not None:
             yield held
 
-    async def hash_object(self, key: str) -> StoredObject:
-        """Read an object whole to learn its size and SHA-256."""
+    async def hash_object(self, key: str, *, head_bytes: int = 0) -> StoredObject:
+        """Read an object whole to learn its size and SHA-256, keeping its first `head_bytes`."""
 
         def _hash() -> StoredObject:
             response = self._get(key)
             digest = hashlib.sha256()
             size = 0
+            head = bytearray()
             try:
                 for chunk in response.stream(READ_CHUNK):
                     digest.update(chunk)
                     size += len(chunk)
+                    if len(head) < head_bytes:
+                        head += chunk[: head_bytes - len(head)]
             finally:
                 response.close()
                 response.release_conn()
-            return StoredObject(key, size, digest.hexdigest())
+            return StoredObject(key, size, digest.hexdigest(), bytes(head))
 
         return await asyncio.to_thread(_hash)
 

@@ -980,10 +980,8 @@ class ModelRegistry:
                     reason="FILE_MISSING",
                     metadata={"path": declared["path"]},
                 )
-            weights.check_content(
-                declared["path"], await self.store.read_range(key, 0, HEAD_BYTES), f"{field}.path"
-            )
-            stored = await self.store.hash_object(key)
+            stored = await self.store.hash_object(key, head_bytes=HEAD_BYTES)
+            weights.check_content(declared["path"], stored.head, f"{field}.path")
             if (stored.size_bytes, stored.sha256) != (declared["size_bytes"], declared["sha256"]):
                 raise FailedPrecondition(
                     f"{declared['path']}: declared {declared['size_bytes']} bytes with sha256 {declared['sha256'][:12]}…, "

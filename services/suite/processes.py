@@ -88,7 +88,9 @@ class ManagedProcess:
             except Exception:
                 pass
             time.sleep(0.1)
-        raise TimeoutError(f"{self.name} was not ready after {timeout:.0f} s; see {self.log_path}:\n{self.tail()}")
+        raise TimeoutError(
+            f"{self.name} was not ready after {timeout:.0f} s; see {self.log_path}:\n{self.tail()}"
+        )
 
     def tail(self, lines: int = 15) -> str:
         try:
@@ -116,7 +118,16 @@ class ManagedProcess:
 def nats_process(data_dir: Path, port: int) -> ManagedProcess:
     return ManagedProcess(
         name="nats",
-        argv=[find_binary("nats-server"), "-a", LOOPBACK, "-p", str(port), "-js", "-sd", str(data_dir / "nats")],
+        argv=[
+            find_binary("nats-server"),
+            "-a",
+            LOOPBACK,
+            "-p",
+            str(port),
+            "-js",
+            "-sd",
+            str(data_dir / "nats"),
+        ],
         log_path=data_dir / "logs" / "nats.log",
     )
 
@@ -135,7 +146,9 @@ SEAWEED_PORTS = (
 )
 
 
-def seaweed_process(data_dir: Path, ports: dict[str, int], access_key: str, secret_key: str) -> ManagedProcess:
+def seaweed_process(
+    data_dir: Path, ports: dict[str, int], access_key: str, secret_key: str
+) -> ManagedProcess:
     """`weed mini` with every port on loopback, telemetry and the admin UI off."""
     root = data_dir / "s3"
     root.mkdir(parents=True, exist_ok=True)

@@ -171,7 +171,13 @@ class LocalSuite:
             s3 = seaweed_process(self.data_dir, state.seaweed_ports, state.s3_access_key, state.s3_secret_key)
             self.processes["s3"] = s3
             s3.start()
-            client = Minio(self.endpoints["s3"], state.s3_access_key, state.s3_secret_key, secure=False, region="us-east-1")
+            client = Minio(
+                self.endpoints["s3"],
+                state.s3_access_key,
+                state.s3_secret_key,
+                secure=False,
+                region="us-east-1",
+            )
             s3.wait_ready(lambda: client.list_buckets() is not None, timeout)
 
             self._ensure_admin_key()
