@@ -32,7 +32,7 @@ from tuneforge.common.v1 import common_pb2
 from tuneforge.errors import DataLossError, TuneForgeError
 from tuneforge.registry.v1 import model_pb2, registry_service_pb2, registry_service_pb2_grpc
 
-CHUNK_BYTES = 1024 * 1024
+CHUNK_BYTES = 4 * 1024 * 1024
 T = TypeVar("T")
 
 _RETRY_POLICY = {

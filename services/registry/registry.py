@@ -63,6 +63,8 @@ from tuneforge.registry.v1 import model_pb2, registry_service_pb2
 SOURCE = "tuneforge/registry"
 MANIFEST_FILE = "MANIFEST.json"
 HEAD_BYTES = 64 * 1024
+# Download messages: large enough to keep per-message overhead small, well under the 16 MiB limit.
+DOWNLOAD_CHUNK_BYTES = 4 * 1024 * 1024
 
 _VERSION_SEGMENT = re.compile(r"^[1-9][0-9]{0,9}$")
 _ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -1189,6 +1191,7 @@ class ModelRegistry:
                 sha256=entry["sha256"],
                 size_bytes=entry["size_bytes"],
                 label=entry["path"],
+                chunk_size=DOWNLOAD_CHUNK_BYTES,
             ):
                 if previous is not None:
                     yield common_pb2.FileChunk(path=entry["path"], data=previous)

@@ -1,0 +1,138 @@
+"""A transcript of the CLI as a user meets it: commands, `--json`, and one-line errors for mistakes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from services.suite.suite import LocalSuite
+from tests.conftest import write_model_folder
+
+
+@pytest.fixture
+def tf(suite: LocalSuite, project: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    env = {
+        **os.environ,
+        "TUNEFORGE_HOME": str(tmp_path / "home"),
+        "TUNEFORGE_ENDPOINT": suite.endpoints["registry"],
+        "TUNEFORGE_API_KEY": suite.admin_key,
+        "TUNEFORGE_PROJECT": project,
+        "COLUMNS": "200",
+    }
+
+    def run(
+        *args: str, code: int = 0, extra_env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "tuneforge", *args],
+            env={**env, **(extra_env or {})},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == code, (
+            f"tuneforge {' '.join(args)} -> {result.returncode}\n{result.stdout}\n{result.stderr}"
+        )
+        return result
+
+    return run
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line, got:\n{result.stderr}"
+    assert lines[0].startswith("error: ") and "Traceback" not in result.stderr
+    return lines[0]
+
+
+def test_cli_transcript(tf, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    folder = write_model_folder(tmp_path / "model")
+    assert (
+        "created projects/"
+        in tf("models", "create", "essay", "--display-name", "Essay grader", "--tag", "task=essay").stdout
+    )
+    listed = json.loads(tf("--json", "models", "list").stdout)
+    assert [m["display_name"] for m in listed] == ["Essay grader"] and listed[0]["tags"] == {"task": "essay"}
+    assert "essay" in tf("models", "list").stdout
+
+    uploaded = json.loads(
+        tf(
+            "--json", "models", "upload", "essay", str(folder), "--base-model", "hf://Qwen/Qwen2.5-0.5B"
+        ).stdout
+    )
+    assert (
+        uploaded["name"].endswith("/versions/1")
+        and uploaded["lineage"]["base_model"] == "hf://Qwen/Qwen2.5-0.5B"
+    )
+    assert (
+        "versions/2"
+        in tf("models", "upload", "essay", str(folder), "--parent", "essay/1", "--presigned").stdout
+    )
+    assert (
+        "essay@production -> essay/2" in tf("models", "alias", "set", "essay", "production", "essay/2").stdout
+    )
+    shown = tf("models", "show", "essay@production").stdout
+    assert "model.safetensors" in shown and "production" in shown
+    versions = json.loads(tf("--json", "models", "versions", "essay").stdout)
+    assert "aliases" not in versions[0] and versions[1]["aliases"] == ["production"]
+    assert "2 files verified" in tf("models", "download", "essay@production", str(tmp_path / "out")).stdout
+    assert (tmp_path / "out" / "model.safetensors").read_bytes() == (
+        folder / "model.safetensors"
+    ).read_bytes()
+    assert json.loads(tf("--json", "models", "alias", "list", "essay").stdout)[0]["version"].endswith(
+        "/versions/2"
+    )
+
+    # Mistakes: each one line, non-zero exit, no traceback.
+    line = one_line_error(tf("models", "create", "Bad_Name", code=1))
+    assert "INVALID_ARGUMENT" in line and "model_id" in line
+    assert "NOT_FOUND" in one_line_error(tf("models", "show", "nope", code=1))
+    assert "ALIAS_NOT_FOUND" not in one_line_error(tf("models", "show", "essay@staging", code=1))
+    line = one_line_error(tf("models", "delete", "essay/2", code=1))
+    assert "FAILED_PRECONDITION" in line and "production" in line
+    unsafe = write_model_folder(tmp_path / "unsafe", extra={"pytorch_model.bin": b"\x80\x04"})
+    assert "safetensors" in one_line_error(tf("models", "upload", "essay", str(unsafe), code=1))
+    assert "UNAUTHENTICATED" in one_line_error(
+        tf("models", "list", code=1, extra_env={"TUNEFORGE_API_KEY": "tf_x_y"})
+    )
+    line = one_line_error(tf("models", "list", code=1, extra_env={"TUNEFORGE_ENDPOINT": "127.0.0.1:1"}))
+    assert "cannot reach TuneForge" in line
+    assert "KEY=VALUE" in tf("models", "create", "x", "--tag", "novalue", code=2).stderr
+    tf("models", "frobnicate", code=2)
+
+    tf("models", "alias", "rm", "essay", "production")
+    assert "deleted essay" in tf("models", "delete", "essay", "--force").stdout
+
+
+def test_keys_and_status_commands(tf, suite: LocalSuite) -> None:  # type: ignore[no-untyped-def]
+    created = json.loads(
+        tf(
+            "--json",
+            "keys",
+            "create",
+            "--project",
+            "cli-proj",
+            "--name",
+            "ci",
+            "--data-dir",
+            str(suite.data_dir),
+        ).stdout
+    )
+    assert created["api_key"].startswith("tf_") and created["project"] == "cli-proj"
+    listed = json.loads(tf("--json", "keys", "list", "--data-dir", str(suite.data_dir)).stdout)
+    assert created["key_id"] in {k["key_id"] for k in listed}
+    assert "revoked" in tf("keys", "revoke", created["key_id"], "--data-dir", str(suite.data_dir)).stdout
+    one_line_error(tf("keys", "revoke", "nope", "--data-dir", str(suite.data_dir), code=1))
+
+    status = json.loads(tf("--json", "status", "--data-dir", str(suite.data_dir)).stdout)
+    assert {s["component"]: s["status"] for s in status} == {
+        "nats": "serving",
+        "s3": "serving",
+        "registry": "serving",
+    }
+    assert "no running suite" in tf("status", "--data-dir", "/nonexistent", code=2).stderr

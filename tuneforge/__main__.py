@@ -1,0 +1,5 @@
+"""`python -m tuneforge` runs the CLI."""
+
+from tuneforge.cli import main
+
+main()

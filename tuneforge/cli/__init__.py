@@ -1,0 +1,58 @@
+"""The `tuneforge` command line. `--json` on any command prints machine-readable output; a user
+mistake prints one line starting with `error:` and exits with status 1 (2 for usage errors)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from tuneforge.cli import models, quickstart, suite
+from tuneforge.cli.output import Options, err_console
+from tuneforge.errors import TuneForgeError
+
+app = typer.Typer(
+    name="tuneforge",
+    help="TuneForge: fine-tune language models on your own task, self-hosted.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def global_options(
+    ctx: typer.Context,
+    endpoint: Annotated[
+        str | None, typer.Option(help="host:port of the services [env: TUNEFORGE_ENDPOINT]")
+    ] = None,
+    api_key: Annotated[str | None, typer.Option(help="API key [env: TUNEFORGE_API_KEY]")] = None,
+    project: Annotated[
+        str | None, typer.Option(help="project [env: TUNEFORGE_PROJECT, default: default]")
+    ] = None,
+    json: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
+) -> None:
+    ctx.obj = Options(endpoint=endpoint, api_key=api_key, project=project, json=json)
+
+
+app.command()(suite.up)
+app.command()(suite.status)
+app.command()(quickstart.quickstart)
+app.add_typer(models.app, name="models")
+app.add_typer(suite.keys_app, name="keys")
+
+
+def _one_line(error: TuneForgeError) -> str:
+    if error.code == "UNAVAILABLE":
+        return f"cannot reach TuneForge ({error.message}); is the suite running? Start it with `tuneforge up`"
+    return f"{error.code}: {error.message}"
+
+
+def main() -> None:
+    try:
+        app()
+    except TuneForgeError as error:
+        err_console.print(f"error: {_one_line(error)}", markup=False, soft_wrap=True, highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
