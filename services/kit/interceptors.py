@@ -115,7 +115,9 @@ class LoggingInterceptor(_AroundInterceptor):
             outcome = code.name if isinstance(code, grpc.StatusCode) else "CANCELLED"
             raise
         finally:
-            log.info(
+            # Probes call health checks every few seconds: keep them out of the info log.
+            log.log(
+                logging.DEBUG if method.startswith(UNAUTHENTICATED_PREFIXES) else logging.INFO,
                 "rpc",
                 extra={
                     "method": method,

@@ -7,6 +7,7 @@ exactly for the changes that were stored.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -773,6 +774,7 @@ class ModelRegistry:
         if existing is not None:
             return existing
         prefix = f"models/{model_uid}/versions/{version_uid}/"
+        heartbeat = asyncio.create_task(self._keep_upload_alive(version_uid))
         try:
             files = await self._receive_files(requests, prefix)
 
@@ -794,9 +796,23 @@ class ModelRegistry:
         except BaseException:
             await self._discard_upload(version_uid, prefix)
             raise
+        finally:
+            heartbeat.cancel()
         if proto.uid != version_uid:  # a concurrent retry with the same request id won
             await self._discard_upload(version_uid, prefix)
         return proto
+
+    async def _keep_upload_alive(self, upload_uid: str) -> None:
+        """Push a streaming upload's expiry forward while it runs, so only dead uploads are swept."""
+        interval = self.limits.upload_ttl.total_seconds() / 3
+        while True:
+            await asyncio.sleep(interval)
+            expire = utcnow() + self.limits.upload_ttl
+            await self.db.run(
+                lambda s, expire=expire: s.execute(
+                    update(UploadRow).where(UploadRow.uid == upload_uid).values(expire_time=expire)
+                )
+            )
 
     async def _discard_upload(self, upload_uid: str, prefix: str) -> None:
         await self.store.delete_prefix(prefix)

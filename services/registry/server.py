@@ -26,7 +26,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 class RegistrySettings(KitSettings):
     registry_max_file_bytes: int = Field(200 * 1024**3, ge=1)
     registry_max_version_bytes: int = Field(1024**4, ge=1)
-    registry_upload_ttl_seconds: int = Field(6 * 3600, ge=60)
+    registry_upload_ttl_seconds: int = Field(6 * 3600, ge=1)
     registry_url_ttl_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
     registry_sweep_interval_seconds: float = Field(60.0, gt=0)
 

@@ -136,3 +136,50 @@ def test_keys_and_status_commands(tf, suite: LocalSuite) -> None:  # type: ignor
         "registry": "serving",
     }
     assert "no running suite" in tf("status", "--data-dir", "/nonexistent", code=2).stderr
+
+
+def test_up_prints_endpoints_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    import signal
+    import socket
+
+    data_dir = tmp_path / "home"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tuneforge", "--json", "up", "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        text = ""
+        while True:
+            line = process.stdout.readline()  # type: ignore[union-attr]
+            assert line, f"tuneforge up exited early:\n{process.stderr.read()}"  # type: ignore[union-attr]
+            text += line
+            if line.startswith("}"):
+                break
+        started = json.loads(text)
+        assert started["admin_api_key"].startswith("tf_")
+        assert set(started["endpoints"]) == {"nats", "s3", "registry"}
+        status = subprocess.run(
+            [sys.executable, "-m", "tuneforge", "status", "--data-dir", str(data_dir)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert status.returncode == 0 and status.stdout.count("serving") == 3
+        process.send_signal(signal.SIGINT)
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    for address in started["endpoints"].values():
+        host, port = address.removeprefix("nats://").rsplit(":", 1)
+        with socket.socket() as s:
+            assert s.connect_ex((host, int(port))) != 0, f"{address} still listening after Ctrl-C"
+    status = subprocess.run(
+        [sys.executable, "-m", "tuneforge", "status", "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert status.returncode == 2 and "no running suite" in status.stderr
