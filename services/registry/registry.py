@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -17,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from google.protobuf import json_format
 from google.protobuf.message import Message
 from sqlalchemy import Select, and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -29,14 +27,11 @@ from services.kit.db import Database
 from services.kit.errors import (
     AlreadyExists,
     FailedPrecondition,
-    FieldViolation,
     InvalidArgument,
     NotFound,
-    ResourceExhausted,
 )
 from services.kit.names import (
     PROJECT,
-    NamePattern,
     PageTokens,
     check_id,
     page_size,
@@ -47,7 +42,6 @@ from services.kit.outbox import Outbox
 from services.kit.store import ObjectStore
 from services.registry import weights
 from services.registry.convert import (
-    ALIAS,
     MODEL,
     UPLOAD,
     alias_to_proto,
@@ -57,87 +51,33 @@ from services.registry.convert import (
     version_to_proto,
 )
 from services.registry.repo import AliasRow, ModelRow, UploadRow, VersionRow, as_utc, utcnow
+from services.registry.validation import (
+    ALIAS_NAME,
+    MANIFEST_FILE,
+    RESERVED_ALIASES,
+    SHA256_HEX,
+    UPLOAD_NAME,
+    VERSION,
+    VERSION_SEGMENT,
+    RegistryLimits,
+    VersionSpec,
+    check_alias,
+    check_declared_files,
+    check_metrics,
+    check_tags,
+    check_text,
+    check_version_spec,
+    detect_kind,
+    resolve_update_mask,
+)
 from tuneforge.common.v1 import common_pb2
 from tuneforge.events.v1 import registry_events_pb2
 from tuneforge.registry.v1 import model_pb2, registry_service_pb2
 
 SOURCE = "tuneforge/registry"
-MANIFEST_FILE = "MANIFEST.json"
 HEAD_BYTES = 64 * 1024
 # Download messages: large enough to keep per-message overhead small, well under the 16 MiB limit.
 DOWNLOAD_CHUNK_BYTES = 4 * 1024 * 1024
-
-_VERSION_SEGMENT = re.compile(r"^[1-9][0-9]{0,9}$")
-_ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_TAG_KEY = re.compile(r"^[a-z][a-z0-9_.\-]{0,62}$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_UID = re.compile(r"^[0-9a-f]{32}$")
-_EXTERNAL_BASE = re.compile(r"^(hf://[A-Za-z0-9][A-Za-z0-9._\-]*(/[A-Za-z0-9._\-]+)?|local:///\S+)$")
-RESERVED_ALIASES = {"latest"}
-
-
-def _check_version_segment(value: str, field: str) -> str:
-    if _VERSION_SEGMENT.match(value) or _ALIAS.match(value):
-        return value
-    raise InvalidArgument.field(
-        field, f"version {value!r} is neither a version number, an alias nor `latest`"
-    )
-
-
-def _check_alias(value: str, field: str) -> str:
-    if not _ALIAS.match(value):
-        raise InvalidArgument.field(
-            field, f"alias {value!r} must be a lower-case letter then up to 62 letters, digits, '-' or '_'"
-        )
-    return value
-
-
-def _check_uid(value: str, field: str) -> str:
-    if not _UID.match(value):
-        raise InvalidArgument.field(field, f"{value!r} is not an upload id")
-    return value
-
-
-VERSION = NamePattern(
-    "projects/{project}/models/{model}/versions/{version}", {"version": _check_version_segment}
-)
-ALIAS_NAME = NamePattern(ALIAS.template, {"alias": _check_alias})
-UPLOAD_NAME = NamePattern(UPLOAD.template, {"upload": _check_uid})
-DATASET_VERSION = NamePattern(
-    "projects/{project}/datasets/{dataset}/versions/{version}",
-    {
-        "version": lambda v, f: (
-            v if _VERSION_SEGMENT.match(v) else _bad(f, f"dataset version {v!r} is not a number")
-        )
-    },
-)
-TRAINING_JOB = NamePattern("projects/{project}/trainingJobs/{job}")
-
-
-def _bad(field: str, description: str) -> str:
-    raise InvalidArgument.field(field, description)
-
-
-@dataclass(frozen=True)
-class RegistryLimits:
-    max_file_bytes: int = 200 * 1024**3
-    max_version_bytes: int = 1024**4
-    upload_ttl: timedelta = timedelta(hours=6)
-    url_ttl: timedelta = timedelta(hours=1)
-
-
-@dataclass
-class _VersionSpec:
-    """A validated request for a new version: what the caller may set."""
-
-    description: str
-    tags: dict[str, str]
-    metrics: dict[str, float]
-    base_model: str
-    parent_version: str
-    source_job: str
-    dataset_versions: list[dict[str, Any]]
-    hyperparameters: dict[str, Any]
 
 
 @dataclass
@@ -145,152 +85,6 @@ class _Lineage:
     base_model_ref: str
     base_version_uid: str | None
     parent_version_uid: str | None
-
-
-# ---------------------------------------------------------------------------------------------
-# Validation of user input
-
-
-def _check_text(value: str, field: str, limit: int) -> str:
-    if len(value) > limit:
-        raise InvalidArgument.field(field, f"is {len(value)} characters; at most {limit} are allowed")
-    return value
-
-
-def _check_tags(tags: dict[str, str], field: str) -> dict[str, str]:
-    if len(tags) > 64:
-        raise InvalidArgument.field(field, f"has {len(tags)} entries; at most 64 are allowed")
-    for key, value in tags.items():
-        if not _TAG_KEY.match(key):
-            raise InvalidArgument.field(
-                f"{field}.{key}",
-                "tag keys are a lower-case letter then up to 62 letters, digits, '_', '.' or '-'",
-            )
-        if len(value) > 256:
-            raise InvalidArgument.field(f"{field}.{key}", "tag values are at most 256 characters")
-    return dict(tags)
-
-
-def _check_metrics(metrics: dict[str, float], field: str) -> dict[str, float]:
-    if len(metrics) > 256:
-        raise InvalidArgument.field(field, "at most 256 metrics are allowed")
-    for key, value in metrics.items():
-        if not key or len(key) > 128:
-            raise InvalidArgument.field(field, f"metric name {key!r} must be 1-128 characters")
-        if not math.isfinite(value):
-            raise InvalidArgument.field(f"{field}.{key}", f"must be a finite number (got {value})")
-    return dict(metrics)
-
-
-def _check_version_spec(spec: model_pb2.ModelVersion, field: str) -> _VersionSpec:
-    lineage = spec.lineage
-    violations: list[FieldViolation] = []
-
-    def collect(fn: Callable[[], Any]) -> Any:
-        try:
-            return fn()
-        except InvalidArgument as exc:
-            violations.extend(exc.violations)
-            return None
-
-    description = collect(lambda: _check_text(spec.description, f"{field}.description", 4000))
-    tags = collect(lambda: _check_tags(dict(spec.tags), f"{field}.tags"))
-    metrics = collect(lambda: _check_metrics(dict(spec.metrics), f"{field}.metrics"))
-    base = lineage.base_model
-    if base and not base.startswith("projects/") and not _EXTERNAL_BASE.match(base):
-        violations.append(
-            FieldViolation(
-                f"{field}.lineage.base_model",
-                f"{base!r} is neither a model version name (projects/…/models/…/versions/N), hf://org/name nor local:///path",
-            )
-        )
-    if lineage.source_job:
-        collect(lambda: TRAINING_JOB.parse(lineage.source_job, f"{field}.lineage.source_job"))
-    datasets = []
-    for i, ref in enumerate(lineage.dataset_versions):
-        path = f"{field}.lineage.dataset_versions[{i}]"
-        collect(
-            lambda ref=ref, path=path: DATASET_VERSION.parse(ref.dataset_version, f"{path}.dataset_version")
-        )
-        if not 0.01 <= ref.sampling_rate <= 10:
-            violations.append(
-                FieldViolation(
-                    f"{path}.sampling_rate", f"must be between 0.01 and 10 (got {ref.sampling_rate})"
-                )
-            )
-        datasets.append({"dataset_version": ref.dataset_version, "sampling_rate": ref.sampling_rate})
-    if violations:
-        raise InvalidArgument.fields(violations)
-    return _VersionSpec(
-        description=description,
-        tags=tags,
-        metrics=metrics,
-        base_model=base,
-        parent_version=lineage.parent_version,
-        source_job=lineage.source_job,
-        dataset_versions=datasets,
-        hyperparameters=json_format.MessageToDict(lineage.hyperparameters),
-    )
-
-
-def _check_declared_files(
-    files: Sequence[common_pb2.FileEntry], limits: RegistryLimits
-) -> list[dict[str, Any]]:
-    if not files:
-        raise InvalidArgument.field("files", "declare at least one file")
-    if len(files) > weights.MAX_FILES:
-        raise InvalidArgument.field("files", f"at most {weights.MAX_FILES} files per version")
-    seen: set[str] = set()
-    out = []
-    total = 0
-    for i, entry in enumerate(files):
-        path = weights.check_path(entry.path, f"files[{i}].path")
-        if path == MANIFEST_FILE:
-            raise InvalidArgument.field(f"files[{i}].path", f"{MANIFEST_FILE} is written by the registry")
-        if path in seen:
-            raise InvalidArgument.field(f"files[{i}].path", f"{path} is declared twice")
-        seen.add(path)
-        if not _SHA256.match(entry.sha256):
-            raise InvalidArgument.field(f"files[{i}].sha256", "must be 64 lower-case hex digits")
-        if not 0 <= entry.size_bytes <= limits.max_file_bytes:
-            raise InvalidArgument.field(
-                f"files[{i}].size_bytes",
-                f"must be between 0 and {limits.max_file_bytes} (got {entry.size_bytes})",
-            )
-        total += entry.size_bytes
-        out.append({"path": path, "size_bytes": entry.size_bytes, "sha256": entry.sha256})
-    if total > limits.max_version_bytes:
-        raise ResourceExhausted(
-            f"the files add up to {total} bytes; a version holds at most {limits.max_version_bytes}"
-        )
-    return out
-
-
-def detect_kind(paths: Sequence[str]) -> int:
-    names = {p.rsplit("/", 1)[-1] for p in paths}
-    if "adapter_config.json" in names:
-        return model_pb2.MODEL_VERSION_KIND_LORA_ADAPTER
-    if "config.json" in names and any(p.endswith(".safetensors") for p in paths):
-        return model_pb2.MODEL_VERSION_KIND_FULL
-    return model_pb2.MODEL_VERSION_KIND_OTHER
-
-
-def _mask_paths(
-    mask_paths: Sequence[str], message: Message, allowed: set[str], field: str = "update_mask"
-) -> set[str]:
-    """AIP-134: an empty mask means every populated mutable field."""
-    if not mask_paths:
-        populated = {fd.name for fd, _ in message.ListFields()}
-        return populated & allowed
-    unknown = [p for p in mask_paths if p not in allowed]
-    if unknown:
-        raise InvalidArgument.field(
-            field, f"cannot update {', '.join(unknown)}; updatable: {', '.join(sorted(allowed))}"
-        )
-    return set(mask_paths)
-
-
-# ---------------------------------------------------------------------------------------------
 
 
 class ModelRegistry:
@@ -386,7 +180,7 @@ class ModelRegistry:
         session: Session, project: str, model_id: str, segment: str, field: str
     ) -> VersionRow:
         model = ModelRegistry._find_model(session, project, model_id)
-        if _VERSION_SEGMENT.match(segment):
+        if VERSION_SEGMENT.match(segment):
             row = session.scalar(
                 select(VersionRow).where(VersionRow.model_uid == model.uid, VersionRow.number == int(segment))
             )
@@ -459,10 +253,10 @@ class ModelRegistry:
     ) -> model_pb2.Model:
         project = self._project(parent)
         check_id(model_id, "model_id", what="model id")
-        display_name = _check_text(model.display_name, "model.display_name", 200)
-        description = _check_text(model.description, "model.description", 4000)
-        tags = _check_tags(dict(model.tags), "model.tags")
-        _check_text(request_id, "request_id", 128)
+        display_name = check_text(model.display_name, "model.display_name", 200)
+        description = check_text(model.description, "model.description", 4000)
+        tags = check_tags(dict(model.tags), "model.tags")
+        check_text(request_id, "request_id", 128)
 
         def create(session: Session) -> model_pb2.Model:
             if request_id:
@@ -544,12 +338,12 @@ class ModelRegistry:
 
     async def update_model(self, model: model_pb2.Model, mask_paths: Sequence[str]) -> model_pb2.Model:
         project, model_id = self._model_ref(model.name, "model.name")
-        paths = _mask_paths(mask_paths, model, {"display_name", "description", "tags"})
+        paths = resolve_update_mask(mask_paths, model, {"display_name", "description", "tags"})
         if "display_name" in paths:
-            _check_text(model.display_name, "model.display_name", 200)
+            check_text(model.display_name, "model.display_name", 200)
         if "description" in paths:
-            _check_text(model.description, "model.description", 4000)
-        tags = _check_tags(dict(model.tags), "model.tags") if "tags" in paths else None
+            check_text(model.description, "model.description", 4000)
+        tags = check_tags(dict(model.tags), "model.tags") if "tags" in paths else None
 
         def update_(session: Session) -> model_pb2.Model:
             row = self._find_model(session, project, model_id, lock=True)
@@ -632,7 +426,7 @@ class ModelRegistry:
 
     # -- versions: creation ---------------------------------------------------------------------
 
-    def _resolve_lineage(self, session: Session, project: str, spec: _VersionSpec, field: str) -> _Lineage:
+    def _resolve_lineage(self, session: Session, project: str, spec: VersionSpec, field: str) -> _Lineage:
         def local_version(name: str, subfield: str) -> VersionRow:
             parts = VERSION.parse(name, subfield)
             if parts["project"] != project:
@@ -667,7 +461,7 @@ class ModelRegistry:
         *,
         model_uid: str,
         version_uid: str,
-        spec: _VersionSpec,
+        spec: VersionSpec,
         files: list[dict[str, Any]],
         request_id: str,
         field: str,
@@ -741,8 +535,8 @@ class ModelRegistry:
             raise InvalidArgument.field("header", "the first message of the stream must be the header")
         header = first.header
         project, model_id = self._model_ref(header.parent, "header.parent")
-        spec = _check_version_spec(header.model_version, "header.model_version")
-        request_id = _check_text(header.request_id, "header.request_id", 128)
+        spec = check_version_spec(header.model_version, "header.model_version")
+        request_id = check_text(header.request_id, "header.request_id", 128)
 
         def prepare(session: Session) -> tuple[str, model_pb2.ModelVersion | None, str]:
             model = self._find_model(session, project, model_id)
@@ -890,7 +684,7 @@ class ModelRegistry:
             elif chunk.data:
                 yield chunk.data
             if chunk.eof:
-                if chunk.sha256 and not _SHA256.match(chunk.sha256):
+                if chunk.sha256 and not SHA256_HEX.match(chunk.sha256):
                     raise InvalidArgument.field(f"{field}.sha256", "must be 64 lower-case hex digits")
                 state["sha256"] = chunk.sha256
                 return
@@ -913,9 +707,9 @@ class ModelRegistry:
         request_id: str,
     ) -> model_pb2.ModelVersionUpload:
         project, model_id = self._model_ref(parent, "parent")
-        _check_version_spec(spec_message, "model_version")
-        declared = _check_declared_files(files, self.limits)
-        _check_text(request_id, "request_id", 128)
+        check_version_spec(spec_message, "model_version")
+        declared = check_declared_files(files, self.limits)
+        check_text(request_id, "request_id", 128)
 
         def create(session: Session) -> UploadRow:
             model = self._find_model(session, project, model_id)
@@ -928,7 +722,7 @@ class ModelRegistry:
                 if existing is not None:
                     return existing
             self._resolve_lineage(
-                session, project, _check_version_spec(spec_message, "model_version"), "model_version"
+                session, project, check_version_spec(spec_message, "model_version"), "model_version"
             )
             uid = uuid.uuid4().hex
             now = utcnow()
@@ -988,7 +782,7 @@ class ModelRegistry:
         if done is not None:
             return done
         spec_message = model_pb2.ModelVersion.FromString(row.spec)
-        spec = _check_version_spec(spec_message, "model_version")
+        spec = check_version_spec(spec_message, "model_version")
         for i, declared in enumerate(row.files):
             key = row.storage_prefix + declared["path"]
             field = f"files[{i}]"
@@ -1117,12 +911,12 @@ class ModelRegistry:
     ) -> model_pb2.ModelVersion:
         parts = VERSION.parse(version.name, "model_version.name")
         require_project(parts["project"])
-        paths = _mask_paths(mask_paths, version, {"description", "tags", "metrics"})
+        paths = resolve_update_mask(mask_paths, version, {"description", "tags", "metrics"})
         if "description" in paths:
-            _check_text(version.description, "model_version.description", 4000)
-        tags = _check_tags(dict(version.tags), "model_version.tags") if "tags" in paths else None
+            check_text(version.description, "model_version.description", 4000)
+        tags = check_tags(dict(version.tags), "model_version.tags") if "tags" in paths else None
         metrics = (
-            _check_metrics(dict(version.metrics), "model_version.metrics") if "metrics" in paths else None
+            check_metrics(dict(version.metrics), "model_version.metrics") if "metrics" in paths else None
         )
 
         def update_(session: Session) -> model_pb2.ModelVersion:
@@ -1151,7 +945,7 @@ class ModelRegistry:
     async def delete_version(self, name: str) -> None:
         parts = VERSION.parse(name, "name")
         require_project(parts["project"])
-        if not _VERSION_SEGMENT.match(parts["version"]):
+        if not VERSION_SEGMENT.match(parts["version"]):
             raise InvalidArgument.field("name", "delete a version by its number, not by an alias")
 
         def delete_(session: Session) -> str:
@@ -1233,7 +1027,7 @@ class ModelRegistry:
 
     async def set_alias(self, parent: str, alias: str, version: str) -> model_pb2.ModelAlias:
         project, model_id = self._model_ref(parent, "parent")
-        _check_alias(alias, "alias")
+        check_alias(alias, "alias")
         if alias in RESERVED_ALIASES:
             raise InvalidArgument.field("alias", f"{alias!r} is reserved")
         target = VERSION.parse(version, "version")
