@@ -6,6 +6,7 @@ not see each other's resources.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,13 @@ from services.kit.auth import ApiKeyStore
 from services.kit.db import Database
 from services.suite.suite import LocalSuite
 from tuneforge import Client
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Clients fall back to the local suite under TUNEFORGE_HOME: never the user's own.
+    os.environ["TUNEFORGE_HOME"] = tempfile.mkdtemp(prefix="tuneforge-home-")
+    for variable in ("TUNEFORGE_ENDPOINT", "TUNEFORGE_API_KEY", "TUNEFORGE_PROJECT"):
+        os.environ.pop(variable, None)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

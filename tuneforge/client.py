@@ -75,8 +75,9 @@ class Connection:
                 or os.environ.get("TUNEFORGE_ENDPOINT")
                 or local.get(service, "")
             )
-        key = api_key or os.environ.get("TUNEFORGE_API_KEY", "")
-        if not key and (home / "admin.key").exists():
+        # An explicit "" means "send no key"; None means "look it up".
+        key = api_key if api_key is not None else os.environ.get("TUNEFORGE_API_KEY", "")
+        if api_key is None and not key and (home / "admin.key").exists():
             key = (home / "admin.key").read_text().strip()
         return cls(endpoints, key, project or os.environ.get("TUNEFORGE_PROJECT", "default"))
 
