@@ -22,7 +22,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.kit.db import Database
 from services.kit.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
-from services.kit.names import RESOURCE_ID, RESOURCE_ID_RULE
+from services.kit.names import RESOURCE_ID, RESOURCE_ID_RULE, NamePattern
 
 ALL_PROJECTS = "*"
 ROLES = ("admin", "member")
@@ -72,6 +72,13 @@ def require_project(project: str) -> None:
     if principal is None:
         raise Unauthenticated("no API key on this call", reason="MISSING_API_KEY")
     principal.require_project(project)
+
+
+def parse_in_project(pattern: NamePattern, name: str, field: str) -> dict[str, str]:
+    """Parse a resource name and check the caller may act on its project."""
+    parts = pattern.parse(name, field)
+    require_project(parts["project"])
+    return parts
 
 
 @dataclass(frozen=True)

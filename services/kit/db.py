@@ -11,14 +11,17 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import MetaData, create_engine, event, text
+from sqlalchemy import MetaData, Select, and_, create_engine, event, or_, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from services.kit.names import PageTokens, parse_order_by
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -101,3 +104,44 @@ def run_migrations(target_metadata: MetaData) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+
+
+def keyset_page(
+    session: Session,
+    query: Select[Any],
+    *,
+    tokens: PageTokens,
+    columns: dict[str, Any],
+    order_by: str,
+    default_order: str,
+    tie: Any,
+    size: int,
+    token: str,
+    context: str,
+) -> tuple[list[Any], str]:
+    """One page of `query` by keyset pagination on (order column, tie-breaker).
+
+    `columns` maps the names `order_by` may use to columns; the token is signed and bound to
+    `context` (method, parent, filter) and the order, so it cannot be altered or reused elsewhere.
+    """
+    key, desc = parse_order_by(order_by, set(columns), default_order)
+    column = columns[key]
+    context = f"{context}|{key}|{desc}"
+    if token:
+        last = tokens.decode(token, context)
+        value = last["v"]
+        if isinstance(value, str) and key.endswith("_time"):
+            value = datetime.fromisoformat(value)
+        if desc:
+            query = query.where(or_(column < value, and_(column == value, tie < last["t"])))
+        else:
+            query = query.where(or_(column > value, and_(column == value, tie > last["t"])))
+    query = query.order_by(column.desc() if desc else column, tie.desc() if desc else tie).limit(size + 1)
+    rows = list(session.scalars(query).unique())
+    if len(rows) <= size:
+        return rows, ""
+    rows = rows[:size]
+    value = getattr(rows[-1], column.key)
+    if isinstance(value, datetime):
+        value = value.isoformat()
+    return rows, tokens.encode({"v": value, "t": getattr(rows[-1], tie.key)}, context)

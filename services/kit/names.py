@@ -148,3 +148,28 @@ def parse_order_by(text: str, allowed: set[str], default: str, field: str = "ord
             f"{text!r} is not supported; use one of {', '.join(sorted(allowed))}, optionally followed by desc",
         )
     return parts[0], len(parts) == 2 and parts[1] == "desc"
+
+
+TAG_KEY = re.compile(r"^[a-z][a-z0-9_.\-]{0,62}$")
+
+
+def check_text(value: str, field: str, limit: int) -> str:
+    """A free-text field of at most `limit` characters."""
+    if len(value) > limit:
+        raise InvalidArgument.field(field, f"is {len(value)} characters; at most {limit} are allowed")
+    return value
+
+
+def check_tags(tags: dict[str, str], field: str) -> dict[str, str]:
+    """Key-value tags: at most 64, keys like `task` or `eval.bleu`, values at most 256 characters."""
+    if len(tags) > 64:
+        raise InvalidArgument.field(field, f"has {len(tags)} entries; at most 64 are allowed")
+    for key, value in tags.items():
+        if not TAG_KEY.match(key):
+            raise InvalidArgument.field(
+                f"{field}.{key}",
+                "tag keys are a lower-case letter then up to 62 letters, digits, '_', '.' or '-'",
+            )
+        if len(value) > 256:
+            raise InvalidArgument.field(f"{field}.{key}", "tag values are at most 256 characters")
+    return dict(tags)

@@ -10,16 +10,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
+from google.protobuf.message import Message
 from sqlalchemy import Column, DateTime, Integer, LargeBinary, MetaData, String, Table, delete, insert, select
 from sqlalchemy.orm import Session
 
-from services.kit.bus import EventBus
+from services.kit.bus import EventBus, make_event
 from services.kit.db import Database
 from tuneforge.events.v1 import event_pb2
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _outbox_columns() -> list[Column]:
@@ -50,9 +54,31 @@ def add_kit_tables(metadata: MetaData) -> tuple[Table, Table]:
 class Outbox:
     """Writes events into the outbox inside the caller's transaction."""
 
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, service: str) -> None:
         self.table = table
+        self.service = service
         self.wakeup = asyncio.Event()
+
+    def emit(
+        self, session: Session, resource: str, verb: str, subject: str, project: str, data: Message
+    ) -> None:
+        """Record `tuneforge.<service>.<resource>.<verb>` about `subject` in this transaction."""
+        self.add(
+            session,
+            make_event(
+                source=f"tuneforge/{self.service}",
+                type=f"tuneforge.{self.service}.{resource}.{verb}",
+                subject=subject,
+                project=project,
+                data=data,
+            ),
+        )
+
+    async def write(self, db: Database, fn: Callable[[Session], T]) -> T:
+        """Run a change in one transaction, then wake the relay for the events it recorded."""
+        result = await db.run(fn)
+        self.notify()
+        return result
 
     def add(self, session: Session, event: event_pb2.Event) -> None:
         session.execute(

@@ -91,7 +91,7 @@ async def open_runtime(name: str, settings: KitSettings, *, migrations: Path, ou
     )
     await store.ensure_bucket()
     bus = await EventBus.connect(settings.nats_url, name=f"tuneforge-{name}")
-    outbox = Outbox(outbox_table)
+    outbox = Outbox(outbox_table, name)
     relay = OutboxRelay(db, outbox, bus)
     relay.start()
     return Runtime(

@@ -11,33 +11,24 @@ import asyncio
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from google.protobuf.message import Message
-from sqlalchemy import Select, and_, delete, func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.kit.auth import require_project
-from services.kit.bus import make_event
-from services.kit.db import Database
+from services.kit.db import Database, keyset_page
 from services.kit.errors import (
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
 )
-from services.kit.names import (
-    PROJECT,
-    PageTokens,
-    check_id,
-    page_size,
-    parse_filter,
-    parse_order_by,
-)
+from services.kit.names import PROJECT, PageTokens, check_id, check_tags, check_text, page_size, parse_filter
 from services.kit.outbox import Outbox
 from services.kit.store import ObjectStore
 from services.registry import weights
@@ -64,8 +55,6 @@ from services.registry.validation import (
     check_alias,
     check_declared_files,
     check_metrics,
-    check_tags,
-    check_text,
     check_version_spec,
     detect_kind,
     resolve_update_mask,
@@ -105,25 +94,6 @@ class ModelRegistry:
         self.limits = limits
 
     # -- helpers -------------------------------------------------------------------------------
-
-    def _event(
-        self, session: Session, verb: str, resource: str, subject: str, project: str, data: Message
-    ) -> None:
-        self.outbox.add(
-            session,
-            make_event(
-                source=SOURCE,
-                type=f"tuneforge.registry.{resource}.{verb}",
-                subject=subject,
-                project=project,
-                data=data,
-            ),
-        )
-
-    async def _write(self, fn: Callable[[Session], Any]) -> Any:
-        result = await self.db.run(fn)
-        self.outbox.notify()
-        return result
 
     @staticmethod
     def _project(parent: str, field: str = "parent") -> str:
@@ -209,43 +179,6 @@ class ModelRegistry:
         require_project(parts["project"])
         return self._resolve_version(session, parts["project"], parts["model"], parts["version"], field)
 
-    def _paginate(
-        self,
-        session: Session,
-        query: Select[Any],
-        *,
-        columns: dict[str, Any],
-        order_by: str,
-        default_order: str,
-        tie: Any,
-        size: int,
-        token: str,
-        context: str,
-    ) -> tuple[list[Any], str]:
-        """Keyset pagination on (order column, tie-breaker) with signed, request-bound tokens."""
-        key, desc = parse_order_by(order_by, set(columns), default_order)
-        column = columns[key]
-        context = f"{context}|{key}|{desc}"
-        if token:
-            last = self.page_tokens.decode(token, context)
-            value = last["v"]
-            if isinstance(value, str) and key.endswith("_time"):
-                value = datetime.fromisoformat(value)
-            if desc:
-                query = query.where(or_(column < value, and_(column == value, tie < last["t"])))
-            else:
-                query = query.where(or_(column > value, and_(column == value, tie > last["t"])))
-        query = query.order_by(column.desc() if desc else column, tie.desc() if desc else tie).limit(size + 1)
-        rows = list(session.scalars(query).unique())
-        if len(rows) <= size:
-            return rows, ""
-        rows = rows[:size]
-        last_row = rows[-1]
-        value = getattr(last_row, column.key)
-        if isinstance(value, datetime):
-            value = value.isoformat()
-        return rows, self.page_tokens.encode({"v": value, "t": getattr(last_row, tie.key)}, context)
-
     # -- models --------------------------------------------------------------------------------
 
     async def create_model(
@@ -285,16 +218,16 @@ class ModelRegistry:
             session.add(row)
             session.flush()
             proto = model_to_proto(row)
-            self._event(
-                session, "created", "model", proto.name, project, registry_events_pb2.ModelEvent(model=proto)
+            self.outbox.emit(
+                session, "model", "created", proto.name, project, registry_events_pb2.ModelEvent(model=proto)
             )
             return proto
 
         try:
-            return await self._write(create)
+            return await self.outbox.write(self.db, create)
         except IntegrityError:
             # A concurrent twin won the insert: the retry finds it (same request id) or reports the clash.
-            return await self._write(create)
+            return await self.outbox.write(self.db, create)
 
     async def get_model(self, name: str) -> model_pb2.Model:
         project, model_id = self._model_ref(name, "name")
@@ -316,9 +249,10 @@ class ModelRegistry:
                     query = query.where(ModelRow.model_id == value)
                 else:
                     query = query.where(ModelRow.tags[key.removeprefix("tags.")].as_string() == value)
-            rows, next_token = self._paginate(
+            rows, next_token = keyset_page(
                 session,
                 query,
+                tokens=self.page_tokens,
                 columns={
                     "create_time": ModelRow.create_time,
                     "update_time": ModelRow.update_time,
@@ -356,12 +290,12 @@ class ModelRegistry:
             row.update_time = utcnow()
             session.flush()
             proto = self._model_proto(session, row)
-            self._event(
-                session, "updated", "model", proto.name, project, registry_events_pb2.ModelEvent(model=proto)
+            self.outbox.emit(
+                session, "model", "updated", proto.name, project, registry_events_pb2.ModelEvent(model=proto)
             )
             return proto
 
-        return await self._write(update_)
+        return await self.outbox.write(self.db, update_)
 
     async def delete_model(self, name: str, force: bool) -> None:
         project, model_id = self._model_ref(name, "name")
@@ -401,27 +335,27 @@ class ModelRegistry:
                 proto = version_to_proto(version)
                 session.delete(version)
                 session.flush()
-                self._event(
+                self.outbox.emit(
                     session,
-                    "deleted",
                     "model_version",
+                    "deleted",
                     proto.name,
                     project,
                     registry_events_pb2.ModelVersionEvent(model_version=proto),
                 )
             session.execute(delete(UploadRow).where(UploadRow.model_uid == row.uid))
             session.delete(row)
-            self._event(
+            self.outbox.emit(
                 session,
-                "deleted",
                 "model",
+                "deleted",
                 model_proto.name,
                 project,
                 registry_events_pb2.ModelEvent(model=model_proto),
             )
             return row.uid
 
-        model_uid = await self._write(delete_)
+        model_uid = await self.outbox.write(self.db, delete_)
         await self.store.delete_prefix(f"models/{model_uid}/")
 
     # -- versions: creation ---------------------------------------------------------------------
@@ -510,10 +444,10 @@ class ModelRegistry:
         session.flush()
         session.refresh(row)
         proto = version_to_proto(row)
-        self._event(
+        self.outbox.emit(
             session,
-            "created",
             "model_version",
+            "created",
             proto.name,
             model.project,
             registry_events_pb2.ModelVersionEvent(model_version=proto),
@@ -586,7 +520,7 @@ class ModelRegistry:
                 return proto
 
             await self._write_manifest(prefix, files)
-            proto = await self._write(commit)
+            proto = await self.outbox.write(self.db, commit)
         except BaseException:
             await self._discard_upload(version_uid, prefix)
             raise
@@ -823,7 +757,7 @@ class ModelRegistry:
             upload.version_uid = proto.uid
             return proto
 
-        return await self._write(commit)
+        return await self.outbox.write(self.db, commit)
 
     async def sweep_expired_uploads(self) -> int:
         """Delete the stored files of uploads that expired uncommitted; return how many were swept."""
@@ -890,9 +824,10 @@ class ModelRegistry:
                     query = query.where(column == target)
                 else:
                     query = query.where(VersionRow.tags[key.removeprefix("tags.")].as_string() == value)
-            rows, next_token = self._paginate(
+            rows, next_token = keyset_page(
                 session,
                 query,
+                tokens=self.page_tokens,
                 columns={"version": VersionRow.number, "create_time": VersionRow.create_time},
                 order_by=order_by,
                 default_order="version",
@@ -930,17 +865,17 @@ class ModelRegistry:
             row.update_time = utcnow()
             session.flush()
             proto = self._version_proto(session, row)
-            self._event(
+            self.outbox.emit(
                 session,
-                "updated",
                 "model_version",
+                "updated",
                 proto.name,
                 parts["project"],
                 registry_events_pb2.ModelVersionEvent(model_version=proto),
             )
             return proto
 
-        return await self._write(update_)
+        return await self.outbox.write(self.db, update_)
 
     async def delete_version(self, name: str) -> None:
         parts = VERSION.parse(name, "name")
@@ -970,17 +905,17 @@ class ModelRegistry:
             proto = version_to_proto(row)
             prefix = row.storage_prefix
             session.delete(row)
-            self._event(
+            self.outbox.emit(
                 session,
-                "deleted",
                 "model_version",
+                "deleted",
                 proto.name,
                 parts["project"],
                 registry_events_pb2.ModelVersionEvent(model_version=proto),
             )
             return prefix
 
-        prefix = await self._write(delete_)
+        prefix = await self.outbox.write(self.db, delete_)
         await self.store.delete_prefix(prefix)
 
     async def download(self, name: str, paths: Sequence[str]) -> AsyncIterator[common_pb2.FileChunk]:
@@ -1051,17 +986,17 @@ class ModelRegistry:
             session.flush()
             session.refresh(row)
             proto = alias_to_proto(row)
-            self._event(
+            self.outbox.emit(
                 session,
-                "set",
                 "model_alias",
+                "set",
                 proto.name,
                 project,
                 registry_events_pb2.ModelAliasEvent(alias=proto, previous_version=previous),
             )
             return proto
 
-        return await self._write(set_)
+        return await self.outbox.write(self.db, set_)
 
     def _alias_ref(self, name: str) -> dict[str, str]:
         parts = ALIAS_NAME.parse(name, "name")
@@ -1090,9 +1025,10 @@ class ModelRegistry:
 
         def list_(session: Session) -> tuple[list[model_pb2.ModelAlias], str]:
             model = self._find_model(session, project, model_id)
-            rows, next_token = self._paginate(
+            rows, next_token = keyset_page(
                 session,
                 select(AliasRow).where(AliasRow.model_uid == model.uid),
+                tokens=self.page_tokens,
                 columns={"alias": AliasRow.alias},
                 order_by="",
                 default_order="alias",
@@ -1112,13 +1048,13 @@ class ModelRegistry:
             row = self._find_alias(session, parts)
             proto = alias_to_proto(row)
             session.delete(row)
-            self._event(
+            self.outbox.emit(
                 session,
-                "deleted",
                 "model_alias",
+                "deleted",
                 proto.name,
                 parts["project"],
                 registry_events_pb2.ModelAliasEvent(alias=proto, previous_version=proto.version),
             )
 
-        await self._write(delete_)
+        await self.outbox.write(self.db, delete_)

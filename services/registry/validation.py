@@ -16,7 +16,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from services.kit.errors import FieldViolation, InvalidArgument, ResourceExhausted
-from services.kit.names import NamePattern
+from services.kit.names import NamePattern, check_tags, check_text
 from services.registry import weights
 from services.registry.convert import ALIAS, UPLOAD
 from tuneforge.common.v1 import common_pb2
@@ -26,7 +26,6 @@ MANIFEST_FILE = "MANIFEST.json"
 
 VERSION_SEGMENT = re.compile(r"^[1-9][0-9]{0,9}$")
 ALIAS_ID = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-TAG_KEY = re.compile(r"^[a-z][a-z0-9_.\-]{0,62}$")
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 UID_HEX = re.compile(r"^[0-9a-f]{32}$")
 EXTERNAL_BASE = re.compile(r"^(hf://[A-Za-z0-9][A-Za-z0-9._\-]*(/[A-Za-z0-9._\-]+)?|local:///\S+)$")
@@ -99,26 +98,6 @@ class VersionSpec:
 
 # ---------------------------------------------------------------------------------------------
 # Validation of user input
-
-
-def check_text(value: str, field: str, limit: int) -> str:
-    if len(value) > limit:
-        raise InvalidArgument.field(field, f"is {len(value)} characters; at most {limit} are allowed")
-    return value
-
-
-def check_tags(tags: dict[str, str], field: str) -> dict[str, str]:
-    if len(tags) > 64:
-        raise InvalidArgument.field(field, f"has {len(tags)} entries; at most 64 are allowed")
-    for key, value in tags.items():
-        if not TAG_KEY.match(key):
-            raise InvalidArgument.field(
-                f"{field}.{key}",
-                "tag keys are a lower-case letter then up to 62 letters, digits, '_', '.' or '-'",
-            )
-        if len(value) > 256:
-            raise InvalidArgument.field(f"{field}.{key}", "tag values are at most 256 characters")
-    return dict(tags)
 
 
 def check_metrics(metrics: dict[str, float], field: str) -> dict[str, float]:

@@ -57,7 +57,7 @@ def _processed_log(tmp_path: Path) -> tuple[Database, SqlProcessedEventLog, Outb
     metadata = MetaData()
     outbox_table, processed_table = add_kit_tables(metadata)
     metadata.create_all(db.engine)
-    return db, SqlProcessedEventLog(db, processed_table), Outbox(outbox_table)
+    return db, SqlProcessedEventLog(db, processed_table), Outbox(outbox_table, "tests")
 
 
 async def test_duplicates_are_dropped_and_failed_handlers_retry(suite: LocalSuite) -> None:

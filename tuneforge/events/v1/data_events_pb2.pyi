@@ -1,0 +1,19 @@
+from tuneforge.data.v1 import dataset_pb2 as _dataset_pb2
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DatasetEvent(_message.Message):
+    __slots__ = ("dataset",)
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    dataset: _dataset_pb2.Dataset
+    def __init__(self, dataset: _Optional[_Union[_dataset_pb2.Dataset, _Mapping]] = ...) -> None: ...
+
+class DatasetVersionEvent(_message.Message):
+    __slots__ = ("dataset_version",)
+    DATASET_VERSION_FIELD_NUMBER: _ClassVar[int]
+    dataset_version: _dataset_pb2.DatasetVersion
+    def __init__(self, dataset_version: _Optional[_Union[_dataset_pb2.DatasetVersion, _Mapping]] = ...) -> None: ...
