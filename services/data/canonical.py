@@ -1,0 +1,93 @@
+"""The canonical, TRL-ready row of each dataset kind, and its Parquet schema.
+
+    text                 {"id", "text"}
+    sft                  {"id", "messages": [{"role", "content"}, ...]}          ends with assistant
+    preference           {"id", "prompt": [...], "chosen": [assistant], "rejected": [assistant]}
+    unpaired_preference  {"id", "prompt": [...], "completion": [assistant], "label": bool}
+    prompt_only          {"id", "prompt": [...], "reference": str}                reference may be ""
+    eval                 {"id", "prompt": [...], "reference": str}
+
+`prompt` is a conversation ending with a user turn (an optional system turn first). TRL's
+SFTTrainer, DPOTrainer, KTOTrainer and GRPOTrainer take these columns as they are.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from enum import StrEnum
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+class Kind(StrEnum):
+    TEXT = "text"
+    SFT = "sft"
+    PREFERENCE = "preference"
+    UNPAIRED_PREFERENCE = "unpaired_preference"
+    PROMPT_ONLY = "prompt_only"
+    EVAL = "eval"
+
+
+ROLES = ("system", "user", "assistant")
+MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+
+SCHEMAS: dict[Kind, pa.Schema] = {
+    Kind.TEXT: pa.schema([("id", pa.string()), ("text", pa.string())]),
+    Kind.SFT: pa.schema([("id", pa.string()), ("messages", MESSAGES)]),
+    Kind.PREFERENCE: pa.schema(
+        [("id", pa.string()), ("prompt", MESSAGES), ("chosen", MESSAGES), ("rejected", MESSAGES)]
+    ),
+    Kind.UNPAIRED_PREFERENCE: pa.schema(
+        [("id", pa.string()), ("prompt", MESSAGES), ("completion", MESSAGES), ("label", pa.bool_())]
+    ),
+    Kind.PROMPT_ONLY: pa.schema([("id", pa.string()), ("prompt", MESSAGES), ("reference", pa.string())]),
+    Kind.EVAL: pa.schema([("id", pa.string()), ("prompt", MESSAGES), ("reference", pa.string())]),
+}
+
+Row = dict[str, Any]
+
+
+def text_fields(row: Row, kind: Kind) -> Iterator[tuple[str, str]]:
+    """Every text of a row with its role: `prompt`, `response` or `text` (what lengths are measured on)."""
+    if kind == Kind.TEXT:
+        yield "text", row["text"]
+        return
+    if kind == Kind.SFT:
+        for message in row["messages"]:
+            yield ("response" if message["role"] == "assistant" else "prompt"), message["content"]
+        return
+    for message in row["prompt"]:
+        yield "prompt", message["content"]
+    for key in ("chosen", "rejected", "completion"):
+        for message in row.get(key) or []:
+            yield "response", message["content"]
+    if row.get("reference"):
+        yield "response", row["reference"]
+
+
+def characters(row: Row, kind: Kind) -> int:
+    return sum(len(text) for _, text in text_fields(row, kind))
+
+
+def content_key(row: Row, kind: Kind) -> str:
+    """The row's content without its id: equal keys mean exact duplicates."""
+    return "\x1e".join(f"{field}\x1f{text}" for field, text in text_fields(row, kind)) + (
+        f"\x1d{row['label']}" if kind == Kind.UNPAIRED_PREFERENCE else ""
+    )
+
+
+def to_table(rows: list[Row], kind: Kind) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=SCHEMAS[kind])
+
+
+def to_parquet_bytes(rows: list[Row], kind: Kind) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(to_table(rows, kind), buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+def from_parquet_bytes(data: bytes) -> list[Row]:
+    return pq.read_table(io.BytesIO(data)).to_pylist()
