@@ -62,7 +62,7 @@ def project() -> str:
 @pytest.fixture
 def client(suite: LocalSuite, project: str) -> Iterator[Client]:
     """A client with the suite's admin key, working in this test's own project."""
-    with Client(suite.endpoints["registry"], api_key=suite.admin_key, project=project) as c:
+    with Client(suite.endpoints, api_key=suite.admin_key, project=project) as c:
         yield c
 
 

@@ -123,11 +123,8 @@ def shingles(text: str, size: int) -> set[bytes]:
 
 
 def minhashes(texts: list[str], *, shingle_size: int, num_perm: int, seed: int = 1) -> Iterator[MinHash]:
-    template = MinHash(num_perm=num_perm, seed=seed)
-    for text in texts:
-        m = MinHash(num_perm=num_perm, seed=seed, permutations=template.permutations)
-        m.update_batch(list(shingles(text, shingle_size)))
-        yield m
+    """MinHashes of texts' character shingles (datasketch's generator shares one permutation set)."""
+    return MinHash.generator((list(shingles(t, shingle_size)) for t in texts), num_perm=num_perm, seed=seed)
 
 
 def near_duplicate_of(

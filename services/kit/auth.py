@@ -64,6 +64,8 @@ class Principal:
 
 
 principal_var: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("principal", default=None)
+# The caller's own key, so a service can call another on the caller's behalf (never logged).
+bearer_var: contextvars.ContextVar[str] = contextvars.ContextVar("bearer", default="")
 
 
 def require_project(project: str) -> None:

@@ -22,7 +22,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from services.kit.auth import ApiKeyStore, principal_var
+from services.kit.auth import ApiKeyStore, bearer_var, principal_var
 from services.kit.errors import ERROR_DOMAIN, TuneForgeError, Unauthenticated
 from services.kit.logs import request_id_var
 
@@ -194,9 +194,11 @@ class AuthInterceptor(_AroundInterceptor):
         if info is not None:
             info["key_id"] = principal.key_id
         reset = principal_var.set(principal)
+        reset_bearer = bearer_var.set(token.strip())
         try:
             yield
         finally:
+            bearer_var.reset(reset_bearer)
             principal_var.reset(reset)
 
 

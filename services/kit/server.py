@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterable
@@ -63,6 +64,28 @@ class Runtime:
     relay: OutboxRelay
     page_tokens: PageTokens
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def run_periodically(self, name: str, interval: float, job: Callable[[], Awaitable[int]]) -> None:
+        """Run `job` every `interval` seconds until shutdown; it returns how many things it did."""
+
+        async def loop() -> None:
+            while True:
+                try:
+                    done = await job()
+                    if done:
+                        log.info(name, extra={"service": self.name, "count": done})
+                except Exception:
+                    log.warning(f"{name} failed", exc_info=True)
+                await asyncio.sleep(interval)
+
+        task = asyncio.create_task(loop())
+
+        async def stop() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        self.closers.append(stop)
 
     async def close(self) -> None:
         await self.relay.stop()

@@ -15,6 +15,7 @@ import queue
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import urllib3
 from minio import Minio
@@ -174,6 +175,18 @@ class ObjectStore:
             self.client.put_object, self.bucket, key, io.BytesIO(data), len(data), content_type=content_type
         )
         return StoredObject(key, len(data), hashlib.sha256(data).hexdigest())
+
+    async def put_file(self, key: str, path: Path, content_type: str = "application/octet-stream") -> None:
+        """Upload a local file (multipart when large)."""
+        await asyncio.to_thread(
+            self.client.fput_object, self.bucket, key, str(path), content_type=content_type
+        )
+
+    async def get_file(self, key: str, path: Path, *, sha256: str, size_bytes: int, label: str) -> None:
+        """Download an object to a local file, verifying its size and SHA-256 (DataLoss otherwise)."""
+        with path.open("wb") as out:
+            async for chunk in self.iter_verified(key, sha256=sha256, size_bytes=size_bytes, label=label):
+                await asyncio.to_thread(out.write, chunk)
 
     async def get_bytes(self, key: str) -> bytes:
         def _get() -> bytes:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf import struct_pb2
 
 from services.kit.names import NamePattern
-from services.registry.repo import AliasRow, ModelRow, VersionRow, as_utc
+from services.kit.times import to_timestamp
+from services.registry.repo import AliasRow, ModelRow, VersionRow
 from tuneforge.common.v1 import common_pb2
 from tuneforge.registry.v1 import model_pb2
 
@@ -17,10 +16,7 @@ ALIAS = NamePattern("projects/{project}/models/{model}/aliases/{alias}")
 UPLOAD = NamePattern("projects/{project}/models/{model}/uploads/{upload}")
 
 
-def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(as_utc(value))
-    return ts
+timestamp = to_timestamp
 
 
 def model_name(row: ModelRow) -> str:

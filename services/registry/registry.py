@@ -31,6 +31,7 @@ from services.kit.errors import (
 from services.kit.names import PROJECT, PageTokens, check_id, check_tags, check_text, page_size, parse_filter
 from services.kit.outbox import Outbox
 from services.kit.store import ObjectStore
+from services.kit.times import as_utc, utcnow
 from services.registry import weights
 from services.registry.convert import (
     MODEL,
@@ -41,7 +42,7 @@ from services.registry.convert import (
     version_name,
     version_to_proto,
 )
-from services.registry.repo import AliasRow, ModelRow, UploadRow, VersionRow, as_utc, utcnow
+from services.registry.repo import AliasRow, ModelRow, UploadRow, VersionRow
 from services.registry.validation import (
     ALIAS_NAME,
     MANIFEST_FILE,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -148,17 +146,6 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         return empty_pb2.Empty()
 
 
-async def _sweep_forever(registry: ModelRegistry, interval: float) -> None:
-    while True:
-        try:
-            swept = await registry.sweep_expired_uploads()
-            if swept:
-                log.info("swept expired uploads", extra={"count": swept})
-        except Exception:
-            log.warning("sweeping expired uploads failed", exc_info=True)
-        await asyncio.sleep(interval)
-
-
 async def main() -> None:
     settings = load_settings(RegistrySettings)
     runtime = await open_runtime("registry", settings, migrations=MIGRATIONS, outbox_table=OUTBOX)
@@ -174,14 +161,9 @@ async def main() -> None:
             url_ttl=timedelta(seconds=settings.registry_url_ttl_seconds),
         ),
     )
-    sweeper = asyncio.create_task(_sweep_forever(registry, settings.registry_sweep_interval_seconds))
-
-    async def stop_sweeper() -> None:
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
-
-    runtime.closers.append(stop_sweeper)
+    runtime.run_periodically(
+        "swept expired uploads", settings.registry_sweep_interval_seconds, registry.sweep_expired_uploads
+    )
 
     def register(server: grpc.aio.Server) -> list[str]:
         registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(RegistryServicer(registry), server)

@@ -33,7 +33,7 @@ from services.suite.processes import (
     seaweed_process,
 )
 
-SERVICES = ("registry",)
+SERVICES = ("registry", "data")
 STATE_FILE = "suite.json"
 ENDPOINTS_FILE = "endpoints.json"
 ADMIN_KEY_FILE = "admin.key"
@@ -142,6 +142,11 @@ class LocalSuite:
             "TUNEFORGE_S3_SECRET_KEY": self.state.s3_secret_key,
             "TUNEFORGE_SECRET_KEY": self.state.secret_key,
             "TUNEFORGE_LOG_FORMAT": "json",
+            **{
+                f"TUNEFORGE_{other.upper()}_ENDPOINT": f"{LOOPBACK}:{port}"
+                for other, port in self.state.service_ports.items()
+                if other != name
+            },
             "TUNEFORGE_SHUTDOWN_GRACE_SECONDS": "3",
             **self.extra_env,
         }

@@ -18,8 +18,7 @@ from tests.conftest import write_model_folder
 def tf(suite: LocalSuite, project: str, tmp_path: Path):  # type: ignore[no-untyped-def]
     env = {
         **os.environ,
-        "TUNEFORGE_HOME": str(tmp_path / "home"),
-        "TUNEFORGE_ENDPOINT": suite.endpoints["registry"],
+        "TUNEFORGE_HOME": str(suite.data_dir),
         "TUNEFORGE_API_KEY": suite.admin_key,
         "TUNEFORGE_PROJECT": project,
         "COLUMNS": "200",
@@ -159,14 +158,14 @@ def test_up_prints_endpoints_and_ctrl_c_stops_everything(tmp_path: Path) -> None
                 break
         started = json.loads(text)
         assert started["admin_api_key"].startswith("tf_")
-        assert set(started["endpoints"]) == {"nats", "s3", "registry"}
+        assert set(started["endpoints"]) == {"nats", "s3", "registry", "data"}
         status = subprocess.run(
             [sys.executable, "-m", "tuneforge", "status", "--data-dir", str(data_dir)],
             capture_output=True,
             text=True,
             timeout=60,
         )
-        assert status.returncode == 0 and status.stdout.count("serving") == 3
+        assert status.returncode == 0 and status.stdout.count("serving") == 4
         process.send_signal(signal.SIGINT)
         assert process.wait(60) == 0
     finally:

@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
+from tuneforge.api._calls import folder_files
 from tuneforge.cli.output import emit_json, human_bytes, options, table, transfer_progress
-from tuneforge.client import Client, folder_files
+from tuneforge.client import Client
 from tuneforge.registry.v1 import model_pb2
 
 app = typer.Typer(help="Models and their versions in the registry.", no_args_is_help=True)

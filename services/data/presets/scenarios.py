@@ -296,7 +296,15 @@ PRESENT = [
     ("cleans", "clean", "the kitchen on Saturdays"),
     ("visits", "visit", "the museum twice a year"),
 ]
-PAST_TIMES = ["Yesterday", "Last week", "Last night", "Two days ago", "Last summer", "Last Sunday", "This morning"]
+PAST_TIMES = [
+    "Yesterday",
+    "Last week",
+    "Last night",
+    "Two days ago",
+    "Last summer",
+    "Last Sunday",
+    "This morning",
+]
 PAST_SUBJECTS = ["I", "we", "she", "they", "my parents", "our class"]
 PAST = [
     ("went", "go", "to the park"),

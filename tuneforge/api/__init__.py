@@ -1,0 +1,1 @@
+"""The SDK's per-service parts, reached as `client.models`, `client.data`, ..."""
