@@ -40,7 +40,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSuite]:
     local = LocalSuite(
-        tmp_path_factory.mktemp("suite"), extra_env={"TUNEFORGE_REGISTRY_SWEEP_INTERVAL_SECONDS": "1"}
+        tmp_path_factory.mktemp("suite"),
+        extra_env={
+            "TUNEFORGE_REGISTRY_SWEEP_INTERVAL_SECONDS": "1",
+            "TUNEFORGE_DATA_MAX_LINE_BYTES": "65536",
+            "TUNEFORGE_DATA_MAX_UPLOAD_BYTES": str(8 * 1024 * 1024),
+        },
     )
     local.start()
     yield local

@@ -76,7 +76,8 @@ def _record_id(record: Record, filename: str, fmt: Format) -> str | RowError:
                 f"`id` is longer than {MAX_ID_LENGTH} characters",
             )
         return text
-    return f"{filename}#{record.row}" if fmt == Format.PARQUET else f"{filename}:{record.line}"
+    # Line-based formats hold one record per line start; elsewhere the record index is the address.
+    return f"{filename}#{record.row}" if fmt in (Format.PARQUET, Format.JSON) else f"{filename}:{record.line}"
 
 
 def ingest_file(path: Path, kind: Kind, options: IngestOptions, limits: Limits | None = None) -> IngestResult:

@@ -297,7 +297,7 @@ def from_trl(record: Any, kind: Kind) -> Row:
     return {"prompt": prompt, "reference": reference}
 
 
-def _alpaca_conversation(record: dict[str, Any], with_output: bool) -> list[Message]:
+def _alpaca_conversation(record: dict[str, Any]) -> list[Message]:
     messages: list[Message] = []
     if record.get("system"):
         messages.append({"role": "system", "content": _string(record["system"], "system", role="system")})
@@ -314,10 +314,6 @@ def _alpaca_conversation(record: dict[str, Any], with_output: bool) -> list[Mess
     if not isinstance(extra, str):
         raise Problem("input", "WRONG_TYPE", f"`input` must be a string, not {_type_name(extra)}")
     messages.append({"role": "user", "content": instruction + ("\n" + extra if extra.strip() else "")})
-    if with_output and record.get("output") not in (None, ""):
-        messages.append(
-            {"role": "assistant", "content": _string(record["output"], "output", role="assistant")}
-        )
     return messages
 
 
@@ -325,21 +321,22 @@ def from_alpaca(record: Any, kind: Kind) -> Row:
     record = _object(record, "record")
     if kind == Kind.PREFERENCE:
         return _preference(
-            _alpaca_conversation(record, with_output=False),
+            _alpaca_conversation(record),
             _as_answer(_need(record, "chosen"), "chosen"),
             _as_answer(_need(record, "rejected"), "rejected"),
         )
     if kind == Kind.UNPAIRED_PREFERENCE:
         return {
-            "prompt": _alpaca_conversation(record, with_output=False),
+            "prompt": _alpaca_conversation(record),
             "completion": _as_answer(_need(record, "output"), "output"),
             "label": _label(
                 _need(record, "kto_tag") if "label" not in record else record["label"], "kto_tag"
             ),
         }
-    if kind in (Kind.SFT, Kind.EVAL):
-        _string(_need(record, "output"), "output", role="assistant")
-    return _from_conversation(_alpaca_conversation(record, with_output=True), kind, "instruction")
+    messages = _alpaca_conversation(record)
+    if kind in (Kind.SFT, Kind.EVAL) or record.get("output") not in (None, ""):
+        messages.append({"role": "assistant", "content": _string(_need(record, "output"), "output", role="assistant")})
+    return _from_conversation(messages, kind, "instruction")
 
 
 _SHAREGPT_ROLES = {
