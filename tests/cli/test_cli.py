@@ -182,3 +182,68 @@ def test_up_prints_endpoints_and_ctrl_c_stops_everything(tmp_path: Path) -> None
         timeout=60,
     )
     assert status.returncode == 2 and "no running suite" in status.stderr
+
+
+def test_data_cli_transcript(tf, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    good = tmp_path / "chat.jsonl"
+    good.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": f"q{i % 8}"},
+                        {"role": "assistant", "content": f"a{i % 8}"},
+                    ]
+                }
+            )
+            + "\n"
+            for i in range(20)
+        )
+    )
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(good.read_text() + '{"messages": [{"role": "user", "content": "no answer"}]}\n')
+    assert "created projects/" in tf("data", "create", "chats", "--kind", "sft").stdout
+    shown = tf("data", "upload", "chats", str(good)).stdout
+    assert "chats/1" in shown and "ready" in shown
+    failed = tf("data", "upload", "chats", str(bad), code=1)
+    assert (
+        "MISSING_ASSISTANT_TURN" in failed.stdout and "bad.jsonl" in failed.stdout and "21" in failed.stdout
+    )
+    assert "FAILED validation" in failed.stderr
+    skipped = json.loads(tf("--json", "data", "upload", "chats", str(bad), "--on-error", "skip").stdout)
+    assert skipped["row_count"] == "20" and skipped["skipped_row_count"] == "1"
+    rows = tf("data", "rows", "chats/1", "--limit", "3").stdout.splitlines()
+    assert len(rows) == 3 and json.loads(rows[0])["id"] == "chat.jsonl:1"
+    assert "exact / near duplicates" in tf("data", "insight", "chats/1").stdout
+    cleaned = json.loads(
+        tf(
+            "--json",
+            "data",
+            "clean",
+            "chats/1",
+            "--op",
+            "exact_dedup",
+            "--op",
+            '{"near_dedup": {"threshold": 0.9}}',
+        ).stdout
+    )
+    assert cleaned["row_count"] == "8"
+    assert (
+        "train chats/5 (6 rows), validation chats/6 (2 rows)"
+        in tf("data", "split", "chats/4", "--validation-ratio", "0.25").stdout
+    )
+    plan = tf("data", "mix", "--source", "chats/5=2", "--source", "chats/6=0.5").stdout
+    assert "12" in plan and "%" in plan
+    assert (
+        "(13 rows)"
+        in tf("data", "mix", "--source", "chats/5=2", "--source", "chats/6=0.5", "--into", "chats").stdout
+    )
+    table = tf("data", "versions", "chats").stdout
+    assert "FAILED" in table and "mixture" in table
+    assert "作文批改" in tf("data", "presets", "list").stdout
+    assert "essay-grading-train/1: 300 rows" in tf("data", "presets", "install", "essay-grading").stdout
+
+    assert "kind" in one_line_error(tf("data", "create", "x", "--kind", "chat", code=1))
+    assert "NOT_FOUND" in one_line_error(tf("data", "rows", "nope/1", code=1))
+    assert "failed validation and holds no data" in one_line_error(tf("data", "rows", "chats/2", code=1))
+    assert "VERSION=RATE" in tf("data", "mix", "--source", "chats/5", code=2).stderr

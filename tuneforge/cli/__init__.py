@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from tuneforge.cli import models, quickstart, suite
+from tuneforge.cli import data, models, quickstart, suite
 from tuneforge.cli.output import Options, err_console
 from tuneforge.errors import TuneForgeError
 
@@ -39,6 +39,7 @@ app.command()(suite.up)
 app.command()(suite.status)
 app.command()(quickstart.quickstart)
 app.add_typer(models.app, name="models")
+app.add_typer(data.app, name="data")
 app.add_typer(suite.keys_app, name="keys")
 
 
