@@ -40,6 +40,8 @@ protos: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/registry_throughput.py
+	$(BIN)/python bench/data_ingest.py
+	$(BIN)/python bench/near_dedup.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -83,14 +83,18 @@ _INVISIBLE = re.compile(
 
 
 # NFKC would turn Chinese full-width punctuation (，。！？：；（）) into ASCII; Chinese text keeps it.
-_CJK_PUNCTUATION = re.compile(r"([\uff01\uff08\uff09\uff0c\uff1a\uff1b\uff1f\u3001\u3002\u300a-\u300f\u3010\u3011\u201c\u201d\u2018\u2019])")
+_CJK_PUNCTUATION = re.compile(
+    r"([\uff01\uff08\uff09\uff0c\uff1a\uff1b\uff1f\u3001\u3002\u300a-\u300f\u3010\u3011\u201c\u201d\u2018\u2019])"
+)
 
 
 def normalize_unicode(text: str) -> str:
     """NFKC (full-width letters and digits, ligatures, compatibility forms), keeping Chinese
     punctuation, then without invisible and control characters."""
     parts = _CJK_PUNCTUATION.split(text)
-    normalized = "".join(part if i % 2 else unicodedata.normalize("NFKC", part) for i, part in enumerate(parts))
+    normalized = "".join(
+        part if i % 2 else unicodedata.normalize("NFKC", part) for i, part in enumerate(parts)
+    )
     return _INVISIBLE.sub("", normalized)
 
 

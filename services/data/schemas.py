@@ -335,7 +335,9 @@ def from_alpaca(record: Any, kind: Kind) -> Row:
         }
     messages = _alpaca_conversation(record)
     if kind in (Kind.SFT, Kind.EVAL) or record.get("output") not in (None, ""):
-        messages.append({"role": "assistant", "content": _string(_need(record, "output"), "output", role="assistant")})
+        messages.append(
+            {"role": "assistant", "content": _string(_need(record, "output"), "output", role="assistant")}
+        )
     return _from_conversation(messages, kind, "instruction")
 
 

@@ -133,6 +133,7 @@ def test_keys_and_status_commands(tf, suite: LocalSuite) -> None:  # type: ignor
         "nats": "serving",
         "s3": "serving",
         "registry": "serving",
+        "data": "serving",
     }
     assert "no running suite" in tf("status", "--data-dir", "/nonexistent", code=2).stderr
 

@@ -1,8 +1,9 @@
 """`tuneforge quickstart`: the platform end to end on one machine, offline.
 
-Today it brings the local suite up, builds a small model folder (Llama layout, random weights,
-safetensors), registers it as a version with lineage, points `production` at it, downloads it back
-verifying every file, and prints a summary. Later stages (data, training, evaluation) join here.
+Today it brings the local suite up, installs the essay-grading preset (作文批改) and looks into its
+data, builds a small model folder (Llama layout, random weights, safetensors), registers it as a
+version with lineage, points `production` at it, downloads it back verifying every file, and prints
+a summary. Later stages (training, evaluation) join here.
 """
 
 from __future__ import annotations
@@ -93,7 +94,21 @@ def quickstart(
         with console.status("starting NATS, S3 and the services …"):
             suite.start()
         stage("local suite", ", ".join(f"{k} {v}" for k, v in sorted(suite.endpoints.items())), t)
-        with Client(suite.endpoints["registry"], api_key=suite.admin_key, project="quickstart") as client:
+        with Client(suite.endpoints, api_key=suite.admin_key, project="quickstart") as client:
+            t = time.perf_counter()
+            installed = client.data.install_preset("essay-grading", request_id="quickstart-essay-grading")
+            counts = ", ".join(
+                f"{v.name.split('/')[3]} {v.row_count} rows" for v in installed.dataset_versions
+            )
+            stage("essay-grading preset", counts, t)
+            t = time.perf_counter()
+            report = client.data.insight("essay-grading-train").report
+            stage(
+                "data insight",
+                f"prompt p50 {report['prompt_characters']['p50']:.0f} chars, response p50 "
+                f"{report['response_characters']['p50']:.0f} chars, {int(report['exact_duplicates'])} exact duplicates",
+                t,
+            )
             t = time.perf_counter()
             with tempfile.TemporaryDirectory() as tmp:
                 folder = build_model_folder(Path(tmp) / "model")
