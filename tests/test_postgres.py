@@ -1,7 +1,8 @@
-"""The registry on PostgreSQL: the same API over a suite whose services use a PostgreSQL database."""
+"""The services on PostgreSQL: the same APIs over a suite whose services use a PostgreSQL database."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from tuneforge import Client
 
 
 @pytest.mark.postgres
-def test_registry_on_postgres(postgres_url: str, tmp_path: Path) -> None:
+def test_registry_and_data_on_postgres(postgres_url: str, tmp_path: Path) -> None:
     folder = write_model_folder(tmp_path / "m", tensor_bytes=1024 * 1024)
     with (
         LocalSuite(tmp_path / "suite", database_url=postgres_url) as suite,
