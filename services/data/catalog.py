@@ -249,6 +249,39 @@ class DataCatalog:
 
     # -- datasets ------------------------------------------------------------------------------
 
+    def _insert_dataset(
+        self,
+        session: Session,
+        project: str,
+        dataset_id: str,
+        kind: Kind,
+        display_name: str,
+        description: str,
+        tags: dict[str, str],
+        request_id: str,
+    ) -> DatasetRow:
+        now = utcnow()
+        row = DatasetRow(
+            uid=uuid.uuid4().hex,
+            project=project,
+            dataset_id=dataset_id,
+            display_name=display_name or dataset_id,
+            description=description,
+            kind=kind.value,
+            tags=tags,
+            next_version=1,
+            request_id=request_id or None,
+            create_time=now,
+            update_time=now,
+        )
+        session.add(row)
+        session.flush()
+        proto = dataset_to_proto(row)
+        self.outbox.emit(
+            session, "dataset", "created", proto.name, project, data_events_pb2.DatasetEvent(dataset=proto)
+        )
+        return row
+
     async def create_dataset(
         self, parent: str, dataset_id: str, dataset: dataset_pb2.Dataset, request_id: str
     ) -> dataset_pb2.Dataset:
@@ -276,32 +309,10 @@ class DataCatalog:
                 )
             ):
                 raise AlreadyExists(f"dataset projects/{project}/datasets/{dataset_id} already exists")
-            now = utcnow()
-            row = DatasetRow(
-                uid=uuid.uuid4().hex,
-                project=project,
-                dataset_id=dataset_id,
-                display_name=display_name or dataset_id,
-                description=description,
-                kind=kind.value,
-                tags=tags,
-                next_version=1,
-                request_id=request_id or None,
-                create_time=now,
-                update_time=now,
+            row = self._insert_dataset(
+                session, project, dataset_id, kind, display_name, description, tags, request_id
             )
-            session.add(row)
-            session.flush()
-            proto = dataset_to_proto(row)
-            self.outbox.emit(
-                session,
-                "dataset",
-                "created",
-                proto.name,
-                project,
-                data_events_pb2.DatasetEvent(dataset=proto),
-            )
-            return proto
+            return dataset_to_proto(row)
 
         try:
             return await self.outbox.write(self.db, create)
@@ -1191,32 +1202,9 @@ class DataCatalog:
                         reason="KIND_CONFLICT",
                     )
                 return row
-            now = utcnow()
-            row = DatasetRow(
-                uid=uuid.uuid4().hex,
-                project=project,
-                dataset_id=dataset_id,
-                display_name=dataset_id,
-                description=f"from preset {preset_id}",
-                kind=kind.value,
-                tags={"preset": preset_id},
-                next_version=1,
-                request_id=None,
-                create_time=now,
-                update_time=now,
+            return self._insert_dataset(
+                session, project, dataset_id, kind, "", f"from preset {preset_id}", {"preset": preset_id}, ""
             )
-            session.add(row)
-            session.flush()
-            proto = dataset_to_proto(row)
-            self.outbox.emit(
-                session,
-                "dataset",
-                "created",
-                proto.name,
-                project,
-                data_events_pb2.DatasetEvent(dataset=proto),
-            )
-            return row
 
         return await self.outbox.write(self.db, ensure)
 
