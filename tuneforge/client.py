@@ -25,6 +25,7 @@ import grpc
 
 from tuneforge.api.datasets import Datasets
 from tuneforge.api.models import Models
+from tuneforge.api.training import Training
 from tuneforge.errors import TuneForgeError
 
 _RETRY_POLICY = {
@@ -34,7 +35,11 @@ _RETRY_POLICY = {
     "backoffMultiplier": 2,
     "retryableStatusCodes": ["UNAVAILABLE"],
 }
-_SERVICES = ("tuneforge.registry.v1.RegistryService", "tuneforge.data.v1.DataService")
+_SERVICES = (
+    "tuneforge.registry.v1.RegistryService",
+    "tuneforge.data.v1.DataService",
+    "tuneforge.train.v1.TrainService",
+)
 
 
 def tuneforge_home() -> Path:
@@ -162,6 +167,7 @@ class Client:
         self._channels: dict[str, grpc.Channel] = {}
         self.models = Models(self)
         self.data = Datasets(self)
+        self.train = Training(self)
 
     def _channel(self, service: str) -> grpc.Channel:
         address = self.connection.endpoints.get(service, "")

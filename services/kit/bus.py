@@ -10,6 +10,7 @@ made idempotent by a processed-event log keyed by event id (delivery is at least
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -179,4 +180,8 @@ class EventBus:
             task.cancel()
         await asyncio.gather(*self._consumers, return_exceptions=True)
         if self.nc.is_connected:
-            await self.nc.drain()
+            # JetStream publishes are acknowledged before `publish` returns, so nothing is in
+            # flight; `drain` would wait on pull subscriptions with a fetch outstanding.
+            with contextlib.suppress(Exception):
+                await self.nc.flush(timeout=2)
+            await self.nc.close()

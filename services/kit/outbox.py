@@ -80,6 +80,14 @@ class Outbox:
         self.notify()
         return result
 
+    def enqueue(self, session: Session, subject: str, payload: bytes, message_id: str) -> None:
+        """A work-queue message sent with the same guarantee as events: only if this transaction commits."""
+        session.execute(
+            insert(self.table).values(
+                event_id=message_id, subject=subject, payload=payload, create_time=datetime.now(UTC)
+            )
+        )
+
     def add(self, session: Session, event: event_pb2.Event) -> None:
         session.execute(
             insert(self.table).values(

@@ -33,10 +33,11 @@ from services.suite.processes import (
     seaweed_process,
 )
 
-SERVICES = ("registry", "data")
+SERVICES = ("registry", "data", "train")
 STATE_FILE = "suite.json"
 ENDPOINTS_FILE = "endpoints.json"
 ADMIN_KEY_FILE = "admin.key"
+WORKER_KEY_FILE = "worker.key"
 
 
 @dataclass
@@ -99,11 +100,15 @@ class LocalSuite:
         services: tuple[str, ...] = SERVICES,
         database_url: str | None = None,
         extra_env: dict[str, str] | None = None,
+        workers: int = 1,
+        local_model_dirs: tuple[Path, ...] = (),
     ) -> None:
         self.data_dir = data_dir.resolve()
         self.services = services
         self.database_url = database_url
         self.extra_env = dict(extra_env or {})
+        self.workers = workers if "train" in services else 0
+        self.local_model_dirs = local_model_dirs
         self.processes: dict[str, ManagedProcess] = {}
         self.state: SuiteState | None = None
 
@@ -148,6 +153,7 @@ class LocalSuite:
                 if other != name
             },
             "TUNEFORGE_SHUTDOWN_GRACE_SECONDS": "3",
+            "TUNEFORGE_TRAIN_LOCAL_MODEL_DIRS": ":".join(str(d) for d in self.local_model_dirs),
             **self.extra_env,
         }
 
@@ -185,9 +191,11 @@ class LocalSuite:
             )
             s3.wait_ready(lambda: client.list_buckets() is not None, timeout)
 
-            self._ensure_admin_key()
+            self._ensure_keys()
             for name in self.services:
                 self.start_service(name, timeout)
+            for index in range(self.workers):
+                self.start_worker(index, timeout)
             endpoints = self.data_dir / ENDPOINTS_FILE
             endpoints.write_text(json.dumps(self.endpoints, indent=2))
         except BaseException:
@@ -210,22 +218,54 @@ class LocalSuite:
         process.wait_ready(lambda: port_file.exists() and grpc_serving(address), timeout)
         return process
 
-    def _ensure_admin_key(self) -> None:
-        key_file = self.data_dir / ADMIN_KEY_FILE
+    def start_worker(self, index: int, timeout: float = 60.0) -> ManagedProcess:
+        """A training worker; it pulls jobs from the queue the train service fills."""
+        name = f"worker-{index}"
+        env = self.service_env("train")
+        env.pop("TUNEFORGE_PORT_FILE")
+        log_path = self.data_dir / "logs" / f"{name}.log"
+        start_offset = log_path.stat().st_size if log_path.exists() else 0
+        process = ManagedProcess(
+            name=name,
+            argv=[sys.executable, "-m", "services.train.worker"],
+            log_path=log_path,
+            env={
+                **env,
+                "PYTHONPATH": _source_root(),
+                "TUNEFORGE_WORKER_API_KEY": (self.data_dir / WORKER_KEY_FILE).read_text().strip(),
+                "TUNEFORGE_WORKER_NAME": name,
+                "TUNEFORGE_TRAIN_WORK_DIR": str(self.data_dir / "work" / name),
+                **self.extra_env,
+            },
+        )
+        self.processes[name] = process
+        process.start()
+        process.wait_ready(
+            lambda: "worker ready" in log_path.read_bytes()[start_offset:].decode(errors="replace"), timeout
+        )
+        return process
+
+    def _ensure_keys(self) -> None:
         keys = ApiKeyStore(Database(self._database_url("auth"), schema="auth"))
         try:
             keys.migrate()
-            if not key_file.exists():
-                _, token = keys.create(ALL_PROJECTS, "admin", "local suite administrator")
-                fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(fd, "w") as f:
-                    f.write(token + "\n")
+            for file, note in (
+                (ADMIN_KEY_FILE, "local suite administrator"),
+                (WORKER_KEY_FILE, "local training workers"),
+            ):
+                key_file = self.data_dir / file
+                if not key_file.exists():
+                    _, token = keys.create(ALL_PROJECTS, "admin", note)
+                    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                    with os.fdopen(fd, "w") as f:
+                        f.write(token + "\n")
         finally:
             keys.db.dispose()
 
     def stop(self) -> None:
         """Stop services first, then storage and messaging, so nothing loses its backend mid-write."""
-        order = [n for n in self.processes if n not in ("s3", "nats")] + ["s3", "nats"]
+        workers = [n for n in self.processes if n.startswith("worker-")]
+        order = workers + [n for n in self.processes if n not in ("s3", "nats", *workers)] + ["s3", "nats"]
         for name in order:
             process = self.processes.get(name)
             if process is not None:

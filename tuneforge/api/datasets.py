@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import urllib.request
 import uuid
@@ -65,7 +66,11 @@ class Datasets:
 
     def __init__(self, client: Client) -> None:
         self._client = client
-        self._stub = data_service_pb2_grpc.DataServiceStub(client._channel("data"))
+
+    @functools.cached_property
+    def _stub(self) -> data_service_pb2_grpc.DataServiceStub:
+        # Connected on first use, so a client that never calls this service needs no endpoint for it.
+        return data_service_pb2_grpc.DataServiceStub(self._client._channel("data"))
 
     # -- names ---------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shutil
 import urllib.request
@@ -27,7 +28,11 @@ class Models:
 
     def __init__(self, client: Client) -> None:
         self._client = client
-        self._stub = registry_service_pb2_grpc.RegistryServiceStub(client._channel("registry"))
+
+    @functools.cached_property
+    def _stub(self) -> registry_service_pb2_grpc.RegistryServiceStub:
+        # Connected on first use, so a client that never calls this service needs no endpoint for it.
+        return registry_service_pb2_grpc.RegistryServiceStub(self._client._channel("registry"))
 
     # -- names ---------------------------------------------------------------------------------
 

@@ -1,0 +1,394 @@
+"""Training jobs on the control plane: validate, queue, report, cancel, watch.
+
+Nothing here imports torch: the data and the model are checked with `tokenizers` and `pyarrow`
+before a job may reach a worker, so an impossible job fails here with the field named.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from services.kit.auth import bearer_var, parse_in_project, require_project
+from services.kit.db import Database, keyset_page
+from services.kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from services.kit.names import PROJECT, NamePattern, PageTokens, check_id, check_text, page_size, parse_filter
+from services.kit.outbox import Outbox
+from services.kit.times import utcnow
+from services.train.convert import (
+    JOB,
+    STATES,
+    TERMINAL,
+    checkpoint_to_proto,
+    job_name,
+    job_to_proto,
+    metric_to_proto,
+)
+from services.train.repo import CheckpointRow, JobRow, MetricRow
+from services.train.spec import METHODS, JobSpec, spec_from_proto
+from tuneforge.events.v1 import train_events_pb2
+from tuneforge.train.v1 import train_service_pb2, training_job_pb2
+
+QUEUE_SUBJECT = "tuneforge.train-queue.{priority}"
+MODEL = NamePattern("projects/{project}/models/{model}")
+_MODEL_VERSION = re.compile(r"^projects/[^/]+/models/[^/]+/versions/[^/]+$")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "config.json")
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    registry: str
+    data: str
+    local_model_dirs: tuple[Path, ...] = ()
+    spool_dir: str | None = None
+
+
+def emit_job(
+    outbox: Outbox, session: Session, row: JobRow, verb: str = "state_changed"
+) -> training_job_pb2.TrainingJob:
+    proto = job_to_proto(row)
+    outbox.emit(
+        session, "job", verb, proto.name, row.project, train_events_pb2.TrainingJobEvent(training_job=proto)
+    )
+    return proto
+
+
+class TrainingJobs:
+    def __init__(self, db: Database, outbox: Outbox, page_tokens: PageTokens, endpoints: Endpoints) -> None:
+        self.db = db
+        self.outbox = outbox
+        self.page_tokens = page_tokens
+        self.endpoints = endpoints
+
+    # -- validation against the data and the model ---------------------------------------------
+
+    def _check_against_world(self, project: str, spec: JobSpec) -> dict[str, Any]:
+        """Fetch the base model's config and tokenizer and the datasets; check every field against
+        them. Runs on a worker thread with the caller's own API key. Returns facts for the job row."""
+        import pyarrow.parquet as pq
+        from tokenizers import Tokenizer
+
+        from tuneforge import Client
+        from tuneforge.errors import TuneForgeError
+
+        prefix = "training_job"
+        with (
+            tempfile.TemporaryDirectory(dir=self.endpoints.spool_dir) as tmp,
+            Client(
+                {"registry": self.endpoints.registry, "data": self.endpoints.data},
+                api_key=bearer_var.get(),
+                project=project,
+            ) as client,
+        ):
+            model_dir = Path(tmp) / "model"
+            if spec.base_model.startswith("local:///"):
+                local = Path(spec.base_model.removeprefix("local://"))
+                allowed = [
+                    d for d in self.endpoints.local_model_dirs if local.resolve().is_relative_to(d.resolve())
+                ]
+                if not allowed:
+                    raise InvalidArgument.field(
+                        f"{prefix}.base_model",
+                        f"{local} is not inside a folder the operator allowed (TUNEFORGE_TRAIN_LOCAL_MODEL_DIRS)",
+                    )
+                if not (local / "config.json").exists():
+                    raise InvalidArgument.field(
+                        f"{prefix}.base_model",
+                        f"{local} holds no config.json: not a Hugging Face model folder",
+                    )
+                model_dir = local
+            elif _MODEL_VERSION.match(spec.base_model):
+                if spec.base_model.split("/")[1] != project:
+                    raise InvalidArgument.field(
+                        f"{prefix}.base_model", f"{spec.base_model} is in another project"
+                    )
+                try:
+                    version = client.models.get_version(spec.base_model)
+                except TuneForgeError as error:
+                    raise InvalidArgument.field(f"{prefix}.base_model", error.message) from None
+                files = {f.path for f in version.files}
+                if "adapter_config.json" in files:
+                    raise InvalidArgument.field(
+                        f"{prefix}.base_model",
+                        f"{version.name} is a LoRA adapter; train from a full model (incremental training from adapters is not available yet)",
+                    )
+                if "config.json" not in files:
+                    raise InvalidArgument.field(
+                        f"{prefix}.base_model", f"{version.name} holds no config.json: not a model"
+                    )
+                client.models.download(
+                    version.name, model_dir, paths=[f for f in TOKENIZER_FILES if f in files]
+                )
+                spec.base_model = version.name  # an alias resolves to the version it points at now
+            else:
+                raise InvalidArgument.field(
+                    f"{prefix}.base_model",
+                    f"{spec.base_model!r} is neither a model version name nor local:///path",
+                )
+            config = json.loads((model_dir / "config.json").read_text())
+            model_limit = int(config.get("max_position_embeddings") or 1 << 20)
+            if not (model_dir / "tokenizer.json").exists():
+                raise InvalidArgument.field(
+                    f"{prefix}.base_model", "the model has no tokenizer.json (a fast tokenizer is required)"
+                )
+            tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+            kind = METHODS[spec.method]
+
+            def rows_of(ref: str, field: str) -> tuple[str, list[dict[str, Any]]]:
+                try:
+                    version = client.data.get_version(ref)
+                except TuneForgeError as error:
+                    raise InvalidArgument.field(field, error.message) from None
+                from tuneforge.api.datasets import KIND_NAMES
+
+                if version.state != 1:
+                    raise InvalidArgument.field(field, f"{version.name} failed validation and holds no data")
+                if KIND_NAMES.get(version.kind) != kind:
+                    raise InvalidArgument.field(
+                        field,
+                        f"{version.name} holds {KIND_NAMES.get(version.kind)} data; {spec.method} trains on {kind} data",
+                    )
+                target = Path(tmp) / uuid.uuid4().hex
+                client.data.download(version.name, target)
+                return version.name, pq.read_table(target / "data.parquet").to_pylist()
+
+            sizes = []
+            lengths: list[int] = []
+            prompts: list[int] = []
+            for i, ref in enumerate(spec.training_data):
+                # `latest` resolves now: the job trains on exactly the versions it was validated with.
+                ref["dataset_version"], rows = rows_of(ref["dataset_version"], f"{prefix}.training_data[{i}].dataset_version")
+                sizes.append(round(len(rows) * ref["sampling_rate"]))
+                for row in rows[:2000]:
+                    if kind == "text":
+                        lengths.append(len(tokenizer.encode(row["text"]).ids))
+                        prompts.append(1)
+                    else:
+                        turns = [len(tokenizer.encode(m["content"]).ids) + 4 for m in row["messages"]]
+                        lengths.append(sum(turns))
+                        prompts.append(sum(turns[:-1]))
+            if spec.validation_data:
+                spec.validation_data = rows_of(spec.validation_data, f"{prefix}.validation_data")[0]
+        hp = spec.hyperparameters
+        if hp.max_sequence_length:
+            if hp.max_sequence_length > model_limit:
+                raise InvalidArgument.field(
+                    f"{prefix}.hyperparameters.max_sequence_length",
+                    f"{hp.max_sequence_length} is beyond the model's {model_limit} positions",
+                )
+            if prompts and hp.max_sequence_length <= min(prompts):
+                raise InvalidArgument.field(
+                    f"{prefix}.hyperparameters.max_sequence_length",
+                    f"{hp.max_sequence_length} tokens leave no room for an answer: the shortest prompt is {min(prompts)} tokens",
+                )
+        train_rows = sum(sizes) * (1 - spec.validation_split)
+        steps = math.ceil(
+            math.ceil(train_rows / (hp.batch_size * hp.gradient_accumulation_steps)) * hp.epochs
+        )
+        if hp.checkpoint_interval_steps > steps:
+            raise InvalidArgument.field(
+                f"{prefix}.hyperparameters.checkpoint_interval_steps",
+                f"{hp.checkpoint_interval_steps} is more than the {steps} steps this run will take: no checkpoint would be saved",
+            )
+        if hp.validation_interval_steps > steps:
+            raise InvalidArgument.field(
+                f"{prefix}.hyperparameters.validation_interval_steps",
+                f"{hp.validation_interval_steps} is more than the {steps} steps this run will take",
+            )
+        limit = min(hp.max_sequence_length or model_limit, model_limit)
+        return {"total_steps": steps, "overlength": sum(1 for n in lengths if n > limit)}
+
+    # -- the API -------------------------------------------------------------------------------
+
+    async def create(
+        self, parent: str, job_id: str, job: training_job_pb2.TrainingJob, request_id: str
+    ) -> training_job_pb2.TrainingJob:
+        project = PROJECT.parse(parent, "parent")["project"]
+        require_project(project)
+        job_id = (
+            check_id(job_id, "training_job_id", what="job id") if job_id else f"job-{uuid.uuid4().hex[:10]}"
+        )
+        check_text(request_id, "request_id", 128)
+        check_text(job.display_name, "training_job.display_name", 200)
+        spec = spec_from_proto(job)
+        if spec.output_model:
+            parts = MODEL.parse(spec.output_model, "training_job.output_model")
+            if parts["project"] != project:
+                raise InvalidArgument.field(
+                    "training_job.output_model", "outputs are registered in the job's own project"
+                )
+        else:
+            spec.output_model = MODEL.format(project=project, model=job_id)
+        if request_id:
+            existing = await self.db.run(
+                lambda s: s.scalar(
+                    select(JobRow).where(JobRow.project == project, JobRow.request_id == request_id)
+                )
+            )
+            if existing is not None:
+                return job_to_proto(existing)
+        facts = await asyncio.to_thread(self._check_against_world, project, spec)
+
+        def insert(session: Session) -> training_job_pb2.TrainingJob:
+            if session.scalar(select(JobRow.uid).where(JobRow.project == project, JobRow.job_id == job_id)):
+                raise AlreadyExists(f"training job projects/{project}/trainingJobs/{job_id} already exists")
+            now = utcnow()
+            row = JobRow(
+                uid=uuid.uuid4().hex,
+                project=project,
+                job_id=job_id,
+                display_name=job.display_name or job_id,
+                state="queued",
+                method=spec.method,
+                spec=spec.to_json(),
+                total_steps=facts["total_steps"],
+                overlength_samples=facts["overlength"],
+                metrics={},
+                attempt=0,
+                cancel_requested=False,
+                request_id=request_id or None,
+                create_time=now,
+                update_time=now,
+            )
+            session.add(row)
+            session.flush()
+            proto = emit_job(self.outbox, session, row, "created")
+            self.outbox.enqueue(
+                session, QUEUE_SUBJECT.format(priority="normal"), row.uid.encode(), f"queue-{row.uid}"
+            )
+            return proto
+
+        try:
+            return await self.outbox.write(self.db, insert)
+        except IntegrityError:
+            existing = await self.db.run(
+                lambda s: s.scalar(
+                    select(JobRow).where(JobRow.project == project, JobRow.request_id == request_id)
+                )
+            )
+            if existing is None:
+                raise
+            return job_to_proto(existing)
+
+    def _find(self, session: Session, name: str, field: str = "name") -> JobRow:
+        parts = parse_in_project(JOB, name, field)
+        row = session.scalar(
+            select(JobRow).where(JobRow.project == parts["project"], JobRow.job_id == parts["job"])
+        )
+        if row is None:
+            raise NotFound(f"training job {name} does not exist")
+        return row
+
+    async def get(self, name: str) -> training_job_pb2.TrainingJob:
+        return await self.db.run(lambda s: job_to_proto(self._find(s, name)))
+
+    async def list(
+        self, parent: str, size: int, token: str, filter_text: str
+    ) -> tuple[list[training_job_pb2.TrainingJob], str]:
+        project = PROJECT.parse(parent, "parent")["project"]
+        require_project(project)
+        size = page_size(size)
+        terms = parse_filter(filter_text, lambda k: k in ("state", "method"))
+
+        def list_(session: Session) -> tuple[list[training_job_pb2.TrainingJob], str]:
+            query = select(JobRow).where(JobRow.project == project)
+            for key, value in terms:
+                if key == "state":
+                    if value.lower() not in STATES:
+                        raise InvalidArgument.field("filter", f"state is one of {', '.join(STATES)}")
+                    query = query.where(JobRow.state == value.lower())
+                else:
+                    query = query.where(JobRow.method == value)
+            rows, next_token = keyset_page(
+                session,
+                query,
+                tokens=self.page_tokens,
+                columns={"create_time": JobRow.create_time},
+                order_by="create_time desc",
+                default_order="create_time",
+                tie=JobRow.uid,
+                size=size,
+                token=token,
+                context=f"ListTrainingJobs|{project}|{filter_text}",
+            )
+            return [job_to_proto(r) for r in rows], next_token
+
+        return await self.db.run(list_)
+
+    async def cancel(self, name: str) -> training_job_pb2.TrainingJob:
+        def cancel_(session: Session) -> training_job_pb2.TrainingJob:
+            row = self._find(session, name)
+            if row.state in TERMINAL:
+                raise FailedPrecondition(f"{name} is already {row.state}", reason="JOB_FINISHED")
+            row.cancel_requested = True
+            row.update_time = utcnow()
+            if row.state == "queued":
+                row.state = "cancelled"
+                row.end_time = utcnow()
+                return emit_job(self.outbox, session, row)
+            return job_to_proto(row)  # the worker stops the child and records CANCELLED
+
+        return await self.outbox.write(self.db, cancel_)
+
+    async def checkpoints(self, parent: str) -> list[training_job_pb2.Checkpoint]:
+        def list_(session: Session) -> list[training_job_pb2.Checkpoint]:
+            row = self._find(session, parent, "parent")
+            rows = session.scalars(
+                select(CheckpointRow).where(CheckpointRow.job_uid == row.uid).order_by(CheckpointRow.step)
+            )
+            return [checkpoint_to_proto(c, job_name(row)) for c in rows]
+
+        return await self.db.run(list_)
+
+    async def _metric_rows(
+        self, parent: str, after_step: int, after_id: int
+    ) -> list[tuple[int, training_job_pb2.MetricPoint]]:
+        def list_(session: Session) -> list[tuple[int, training_job_pb2.MetricPoint]]:
+            row = self._find(session, parent, "parent")
+            rows = session.scalars(
+                select(MetricRow)
+                .where(MetricRow.job_uid == row.uid, MetricRow.step > after_step, MetricRow.id > after_id)
+                .order_by(MetricRow.id)
+            )
+            return [(m.id, metric_to_proto(m)) for m in rows]
+
+        return await self.db.run(list_)
+
+    async def metrics(self, parent: str) -> list[training_job_pb2.MetricPoint]:
+        return sorted(
+            (p for _, p in await self._metric_rows(parent, -1, 0)),
+            key=lambda p: (p.step, p.has_validation_loss),
+        )
+
+    async def watch(
+        self, name: str, after_step: int
+    ) -> AsyncIterator[train_service_pb2.WatchTrainingJobResponse]:
+        """What was recorded after `after_step`, then changes as they happen, until the job ends."""
+        cursor = 0
+        last_seen: tuple[Any, ...] | None = None
+        while True:
+            job = await self.get(name)
+            for row_id, point in await self._metric_rows(name, after_step, cursor):
+                cursor = row_id
+                yield train_service_pb2.WatchTrainingJobResponse(metric_point=point)
+            key = (job.state, job.current_step, job.total_steps, job.final_model_version, job.error.reason)
+            if key != last_seen:
+                last_seen = key
+                yield train_service_pb2.WatchTrainingJobResponse(training_job=job)
+            if job.state in (STATES["succeeded"], STATES["failed"], STATES["cancelled"]):
+                for _, point in await self._metric_rows(name, after_step, cursor):
+                    yield train_service_pb2.WatchTrainingJobResponse(metric_point=point)
+                return
+            await asyncio.sleep(0.5)

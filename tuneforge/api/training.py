@@ -1,0 +1,162 @@
+"""`client.train`: training jobs."""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from google.protobuf import json_format
+
+from tuneforge.api._calls import call, pages
+from tuneforge.common.v1 import common_pb2
+from tuneforge.errors import TuneForgeError
+from tuneforge.train.v1 import train_service_pb2, train_service_pb2_grpc, training_job_pb2
+
+if TYPE_CHECKING:
+    from tuneforge.client import Client
+
+STATE_NAMES = {
+    v: k.removeprefix("TRAINING_JOB_STATE_").lower() for k, v in training_job_pb2.TrainingJobState.items()
+}
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+class Training:
+    """The train service."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    @functools.cached_property
+    def _stub(self) -> train_service_pb2_grpc.TrainServiceStub:
+        # Connected on first use, so a client that never calls this service needs no endpoint for it.
+        return train_service_pb2_grpc.TrainServiceStub(self._client._channel("train"))
+
+    def job_name(self, ref: str) -> str:
+        return ref if ref.startswith("projects/") else f"projects/{self._client.project}/trainingJobs/{ref}"
+
+    def create(
+        self,
+        *,
+        base_model: str,
+        training_data: Mapping[str, float],
+        method: str = "sft",
+        tuning: str = "lora",
+        job_id: str = "",
+        display_name: str = "",
+        validation_data: str = "",
+        validation_split: float = 0.0,
+        output_model: str = "",
+        hyperparameters: Mapping[str, Any] | None = None,
+        lora: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
+    ) -> training_job_pb2.TrainingJob:
+        """Queue a job. `base_model` is a model version (`m/3`, `m@production`, full name) or `local:///path`;
+        `training_data` maps dataset versions (`essays/2`, `essays`) to sampling rates."""
+        if base_model.startswith(("projects/", "local://")):
+            base = base_model
+        else:
+            base = self._client.models.version_name(base_model)
+        job = training_job_pb2.TrainingJob(
+            display_name=display_name,
+            base_model=base,
+            method=method,
+            tuning=tuning,
+            training_data=[
+                common_pb2.DatasetVersionRef(
+                    dataset_version=self._client.data.version_name(ref), sampling_rate=rate
+                )
+                for ref, rate in training_data.items()
+            ],
+            validation_data=self._client.data.version_name(validation_data) if validation_data else "",
+            validation_split=validation_split,
+            output_model=self._client.models.model_name(output_model) if output_model else "",
+        )
+        if hyperparameters:
+            json_format.ParseDict(dict(hyperparameters), job.hyperparameters)
+        if lora:
+            json_format.ParseDict(dict(lora), job.lora)
+        return call(
+            self._stub.CreateTrainingJob,
+            train_service_pb2.CreateTrainingJobRequest(
+                parent=f"projects/{self._client.project}",
+                training_job_id=job_id,
+                training_job=job,
+                request_id=request_id or str(uuid.uuid4()),
+            ),
+        )
+
+    def get(self, ref: str) -> training_job_pb2.TrainingJob:
+        return call(
+            self._stub.GetTrainingJob, train_service_pb2.GetTrainingJobRequest(name=self.job_name(ref))
+        )
+
+    def list(self, *, filter: str = "", page_size: int = 0) -> Iterator[training_job_pb2.TrainingJob]:
+        def fetch(token: str) -> tuple[list[training_job_pb2.TrainingJob], str]:
+            response = call(
+                self._stub.ListTrainingJobs,
+                train_service_pb2.ListTrainingJobsRequest(
+                    parent=f"projects/{self._client.project}",
+                    page_size=page_size,
+                    page_token=token,
+                    filter=filter,
+                ),
+            )
+            return list(response.training_jobs), response.next_page_token
+
+        return pages(fetch)
+
+    def cancel(self, ref: str) -> training_job_pb2.TrainingJob:
+        return call(
+            self._stub.CancelTrainingJob, train_service_pb2.CancelTrainingJobRequest(name=self.job_name(ref))
+        )
+
+    def watch(
+        self, ref: str, *, after_step: int = 0
+    ) -> Iterator[training_job_pb2.TrainingJob | training_job_pb2.MetricPoint]:
+        """Job updates and metric points as they happen, until the job ends (recorded ones first)."""
+        stream = self._stub.WatchTrainingJob(
+            train_service_pb2.WatchTrainingJobRequest(name=self.job_name(ref), after_step=after_step)
+        )
+        try:
+            for update in stream:
+                yield update.training_job if update.HasField("training_job") else update.metric_point
+        except Exception as error:
+            import grpc
+
+            if isinstance(error, grpc.RpcError):
+                raise TuneForgeError.from_rpc_error(error) from None
+            raise
+
+    def wait(self, ref: str, *, timeout: float = 3600) -> training_job_pb2.TrainingJob:
+        """Block until the job ends (through the watch stream, not by polling)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        job = self.get(ref)
+        for update in self.watch(ref):
+            if isinstance(update, training_job_pb2.TrainingJob):
+                job = update
+                if STATE_NAMES[job.state] in TERMINAL:
+                    return job
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{job.name} did not finish within {timeout} s")
+        return self.get(ref)
+
+    def checkpoints(self, ref: str) -> list[training_job_pb2.Checkpoint]:
+        return list(
+            call(
+                self._stub.ListCheckpoints,
+                train_service_pb2.ListCheckpointsRequest(parent=self.job_name(ref)),
+            ).checkpoints
+        )
+
+    def metrics(self, ref: str) -> list[training_job_pb2.MetricPoint]:
+        return list(
+            call(
+                self._stub.ListMetricPoints,
+                train_service_pb2.ListMetricPointsRequest(parent=self.job_name(ref)),
+            ).metric_points
+        )
