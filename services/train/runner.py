@@ -206,7 +206,9 @@ def run(job_dir: Path) -> int:
             logging_steps=1,
             save_strategy="steps",
             save_steps=save_steps,
-            save_total_limit=hp.checkpoint_count + 1,
+            # The worker uploads each checkpoint, then prunes the local copies it does not keep: the
+            # trainer must not delete a folder while it is being uploaded.
+            save_total_limit=None,
             eval_strategy="steps" if validating else "no",
             eval_steps=hp.validation_interval_steps or None,
             metric_for_best_model="eval_loss" if validating else None,

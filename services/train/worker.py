@@ -455,6 +455,9 @@ class Worker:
 
         for dropped in await self.outbox.write(self.db, store):
             await self.store.delete_prefix(dropped)
+            # The local copy goes too (the folder name matches the step in the S3 prefix).
+            step_dropped = dropped.rstrip("/").rsplit("step-", 1)[-1]
+            await asyncio.to_thread(shutil.rmtree, folder.parent / f"checkpoint-{step_dropped}", True)
 
     def _register(self, row: JobRow, job_dir: Path, run: Run) -> dict[str, Any]:
         """Register the final model, and the best checkpoint when it differs, with lineage."""
