@@ -117,3 +117,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'test.db'}"
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small Llama with a tokenizer trained on the project's own corpora, built once."""
+    from services.train.tiny import build_tiny_model, project_texts
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", project_texts())

@@ -245,10 +245,15 @@ def run(job_dir: Path) -> int:
         tokenizer.save_pretrained(str(final))
         (final / "training_args.bin").unlink(missing_ok=True)
         best_loss = trainer.state.best_metric if validating else None
+        runtime = float(result.metrics.get("train_runtime", 0.0))
+        tokens = next((float(h["num_tokens"]) for h in reversed(trainer.state.log_history) if "num_tokens" in h), 0.0)
         progress.write(
             "done",
             step=trainer.state.global_step,
             train_loss=float(result.training_loss),
+            train_runtime=runtime,
+            tokens=tokens,
+            tokens_per_second=tokens / runtime if runtime else 0.0,
             best_validation_loss=best_loss,
             best_checkpoint=trainer.state.best_model_checkpoint,
             stopped_early=trainer.state.global_step < total_steps,

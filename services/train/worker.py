@@ -466,7 +466,7 @@ class Worker:
         spec = JobSpec.from_json(row.spec)
         done = run.done or {}
         model_id = spec.output_model.rsplit("/", 1)[-1]
-        metrics = {"train_loss": done["train_loss"], "steps": float(done["step"])}
+        metrics = {"train_loss": done["train_loss"], "steps": float(done["step"]), "tokens_per_second": done.get("tokens_per_second", 0.0)}
         if done.get("best_validation_loss") is not None:
             metrics["best_validation_loss"] = done["best_validation_loss"]
         lineage = {

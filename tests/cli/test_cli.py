@@ -248,3 +248,54 @@ def test_data_cli_transcript(tf, tmp_path: Path) -> None:  # type: ignore[no-unt
     assert "NOT_FOUND" in one_line_error(tf("data", "rows", "nope/1", code=1))
     assert "failed validation and holds no data" in one_line_error(tf("data", "rows", "chats/2", code=1))
     assert "VERSION=RATE" in tf("data", "mix", "--source", "chats/5", code=2).stderr
+
+
+def test_train_cli_transcript(tf, suite: LocalSuite, project: str, tiny_model_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    from tuneforge import Client
+
+    with Client(suite.endpoints, api_key=suite.admin_key, project=project) as client:
+        client.models.create("tiny")
+        client.models.upload("tiny", tiny_model_dir)
+        client.data.install_preset("math-grading")
+    line = one_line_error(
+        tf(
+            "train",
+            "create",
+            "--base-model",
+            "tiny/1",
+            "--data",
+            "math-grading-train=0.1",
+            "--hp",
+            "learning_rate=-1",
+            code=1,
+        )
+    )
+    assert "training_job.hyperparameters.learning_rate" in line
+    created = json.loads(
+        tf(
+            "--json",
+            "train",
+            "create",
+            "--base-model",
+            "tiny/1",
+            "--data",
+            "math-grading-train=0.1",
+            "--job-id",
+            "cli-job",
+            "--hp",
+            "epochs=1",
+            "--hp",
+            "batch_size=8",
+            "--hp",
+            "learning_rate=0.002",
+        ).stdout
+    )
+    assert created["state"] == "TRAINING_JOB_STATE_QUEUED"
+    updates = [json.loads(x) for x in tf("--json", "train", "watch", "cli-job").stdout.splitlines()]
+    assert any("metric_point" in u for u in updates)
+    assert updates[-1]["training_job"]["state"] == "TRAINING_JOB_STATE_SUCCEEDED", "the stream ends with the final state"
+    shown = tf("train", "show", "cli-job").stdout
+    assert "succeeded" in shown and "final model" in shown
+    assert "cli-job" in tf("train", "list").stdout
+    assert "FAILED_PRECONDITION" in one_line_error(tf("train", "cancel", "cli-job", code=1))
+    assert "NOT_FOUND" in one_line_error(tf("train", "show", "nope", code=1))

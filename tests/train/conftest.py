@@ -7,14 +7,6 @@ import pytest
 from tuneforge import Client
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small Llama with a tokenizer trained on the project's own corpora, built once."""
-    from services.train.tiny import build_tiny_model, project_texts
-
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", project_texts())
-
-
 @pytest.fixture
 def base_model(client: Client, tiny_model_dir: Path) -> str:
     """The tiny model registered in this test's project; returns the version's name."""

@@ -1,0 +1,235 @@
+"""`tuneforge train ...` and `tuneforge worker`: training jobs."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from google.protobuf import json_format
+from rich.console import Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from tuneforge.api.training import STATE_NAMES, TERMINAL
+from tuneforge.cli.models import client, parse_pairs
+from tuneforge.cli.output import console, emit_json, options, table
+from tuneforge.train.v1 import training_job_pb2
+
+app = typer.Typer(
+    help="Training jobs: create, watch the loss live, cancel, list checkpoints.", no_args_is_help=True
+)
+BLOCKS = " ▁▂▃▄▅▆▇█"
+
+
+def loss_chart(losses: list[float], width: int = 60, height: int = 8) -> str:
+    """A terminal chart of the last `width` losses, `height` rows of block characters."""
+    if not losses:
+        return "(no loss yet)"
+    values = losses[-width:]
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    levels = [int((v - low) / span * (height * 8 - 1)) for v in values]
+    rows = []
+    for row in range(height - 1, -1, -1):
+        line = "".join(
+            BLOCKS[min(8, max(0, level - row * 8 + 1))] if level >= row * 8 else " " for level in levels
+        )
+        label = f"{high:8.4f} ┤" if row == height - 1 else f"{low:8.4f} ┤" if row == 0 else "         │"
+        rows.append(label + line)
+    return "\n".join(rows)
+
+
+def describe(job: training_job_pb2.TrainingJob) -> list[tuple[str, str]]:
+    rows = [
+        ("name", job.name),
+        ("state", STATE_NAMES[job.state]),
+        ("base model", job.base_model),
+        ("method / tuning", f"{job.method} / {job.tuning}"),
+        (
+            "data",
+            ", ".join(
+                f"{d.dataset_version.split('/')[3]}/v{d.dataset_version.split('/')[5]}×{d.sampling_rate:g}"
+                for d in job.training_data
+            ),
+        ),
+        ("steps", f"{job.current_step} / {job.total_steps}"),
+        ("over-length samples", str(job.overlength_samples)),
+        ("attempt", str(job.attempt)),
+    ]
+    if job.final_model_version:
+        rows.append(("final model", job.final_model_version))
+    if job.best_model_version:
+        rows.append(("best checkpoint", job.best_model_version))
+    if job.metrics:
+        rows.append(("metrics", ", ".join(f"{k}={v:.4g}" for k, v in sorted(job.metrics.items()))))
+    if job.error.reason:
+        rows.append(("error", f"{job.error.reason}: {job.error.message}"))
+    return rows
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    base_model: Annotated[str, typer.Option(help="model version (m/N, m@alias) or local:///path")],
+    data: Annotated[
+        list[str], typer.Option("--data", help="DATASET_VERSION=RATE, repeatable (e.g. essays=1.0)")
+    ],
+    method: Annotated[str, typer.Option(help="sft or post_pretrain")] = "sft",
+    tuning: Annotated[str, typer.Option(help="lora or full")] = "lora",
+    job_id: str = "",
+    validation_data: str = "",
+    validation_split: float = 0.0,
+    output_model: str = "",
+    hp: Annotated[
+        list[str] | None,
+        typer.Option("--hp", help="HYPERPARAMETER=VALUE, repeatable (epochs=3 learning_rate=3e-4 ...)"),
+    ] = None,
+    watch: Annotated[bool, typer.Option(help="watch the job after creating it")] = False,
+) -> None:
+    """Validate and queue a training job."""
+    rates = {}
+    for value in data:
+        ref, sep, rate = value.rpartition("=")
+        if not sep:
+            raise typer.BadParameter(f"{value!r} is not DATASET_VERSION=RATE", param_hint="--data")
+        rates[ref] = float(rate)
+    hyperparameters = {
+        k: json.loads(v) if v[:1] in "-0123456789tf{[" else v for k, v in parse_pairs(hp, "--hp").items()
+    }
+    job = client(ctx).train.create(
+        base_model=base_model,
+        training_data=rates,
+        method=method,
+        tuning=tuning,
+        job_id=job_id,
+        validation_data=validation_data,
+        validation_split=validation_split,
+        output_model=output_model,
+        hyperparameters=hyperparameters,
+    )
+    if options(ctx).json and not watch:
+        emit_json(job)
+        return
+    typer.echo(f"queued {job.name} ({job.total_steps} steps)")
+    if watch:
+        watch_job(ctx, job.name)
+
+
+@app.command("watch")
+def watch_job(ctx: typer.Context, job: str) -> None:
+    """Follow a job: a progress bar and the live loss, until it ends."""
+    c = client(ctx)
+    if options(ctx).json:
+        for update in c.train.watch(job):
+            key = "training_job" if isinstance(update, training_job_pb2.TrainingJob) else "metric_point"
+            typer.echo(json.dumps({key: json_format.MessageToDict(update, preserving_proto_field_name=True)}))
+        return
+    losses: list[float] = []
+    validation: list[float] = []
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    task = progress.add_task("queued", total=None)
+    last = c.train.get(job)
+    with Live(console=console, refresh_per_second=4) as live:
+        for update in c.train.watch(job):
+            if isinstance(update, training_job_pb2.TrainingJob):
+                last = update
+                progress.update(
+                    task,
+                    description=STATE_NAMES[update.state],
+                    total=update.total_steps or None,
+                    completed=update.current_step,
+                )
+            elif update.has_validation_loss:
+                validation.append(update.validation_loss)
+            else:
+                losses.append(update.loss)
+                progress.update(task, completed=update.step)
+            caption = f"loss {losses[-1]:.4f}" if losses else ""
+            if validation:
+                caption += f"   validation loss {validation[-1]:.4f}"
+            live.update(Group(progress, Text(loss_chart(losses)), Text(caption)))
+    table(last.name.rsplit("/", 1)[-1], ["field", "value"], describe(c.train.get(job)))
+    if STATE_NAMES[last.state] == "failed":
+        raise typer.Exit(1)
+
+
+@app.command("list")
+def list_jobs(
+    ctx: typer.Context, filter: Annotated[str, typer.Option(help='e.g. state = "running"')] = ""
+) -> None:
+    """List training jobs, newest first."""
+    jobs = list(client(ctx).train.list(filter=filter))
+    if options(ctx).json:
+        emit_json(jobs)
+        return
+    table(
+        "training jobs",
+        ["job", "state", "method", "steps", "final model"],
+        [
+            (
+                j.name.rsplit("/", 1)[-1],
+                STATE_NAMES[j.state],
+                f"{j.method}/{j.tuning}",
+                f"{j.current_step}/{j.total_steps}",
+                j.final_model_version,
+            )
+            for j in jobs
+        ],
+    )
+
+
+@app.command("show")
+def show(ctx: typer.Context, job: str) -> None:
+    """Show a job."""
+    result = client(ctx).train.get(job)
+    emit_json(result) if options(ctx).json else table(
+        result.name.rsplit("/", 1)[-1], ["field", "value"], describe(result)
+    )
+
+
+@app.command("cancel")
+def cancel(ctx: typer.Context, job: str) -> None:
+    """Cancel a job (a running one stops promptly; checkpoints are kept)."""
+    result = client(ctx).train.cancel(job)
+    emit_json(result) if options(ctx).json else typer.echo(
+        f"{result.name}: {STATE_NAMES[result.state]}{' (stopping)' if STATE_NAMES[result.state] not in TERMINAL else ''}"
+    )
+
+
+@app.command("checkpoints")
+def checkpoints(ctx: typer.Context, job: str) -> None:
+    """List a job's kept checkpoints."""
+    items = client(ctx).train.checkpoints(job)
+    if options(ctx).json:
+        emit_json(items)
+        return
+    table(
+        "checkpoints",
+        ["step", "epoch", "validation loss", "best"],
+        [
+            (
+                c.step,
+                f"{c.epoch:.2f}",
+                f"{c.validation_loss:.4f}" if c.validation_loss else "",
+                "★" if c.best else "",
+            )
+            for c in items
+        ],
+    )
+
+
+def worker() -> None:
+    """Run a training worker (settings from TUNEFORGE_* variables; `tuneforge up` starts one)."""
+    import asyncio
+
+    from services.train.worker import main
+
+    asyncio.run(main())
