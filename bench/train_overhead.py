@@ -40,6 +40,33 @@ print(json.dumps({"tokens": tokens, "runtime": result.metrics["train_runtime"]})
 """
 
 
+def run_runner_alone(model_dir: Path, rows_file: Path, job: Path) -> float:
+    """The platform's training child on the same rows and settings, without the services around it."""
+    from services.train.spec import Hyperparameters, JobSpec
+
+    job.mkdir()
+    (job / "base").symlink_to(model_dir)
+    (job / "train.jsonl").write_text(rows_file.read_text())
+    spec = JobSpec(
+        base_model="local:///bench",
+        method="sft",
+        tuning="full",
+        training_data=[],
+        hyperparameters=Hyperparameters(
+            epochs=1,
+            batch_size=8,
+            learning_rate=1e-3,
+            checkpoint_interval_steps=20,
+            max_sequence_length=256,
+            checkpoint_count=100,
+        ),
+    )
+    (job / "spec.json").write_text(json.dumps(spec.to_json()))
+    subprocess.run([sys.executable, "-m", "services.train.runner", str(job)], check=True, capture_output=True)
+    done = [json.loads(x) for x in (job / "progress.jsonl").read_text().splitlines() if '"done"' in x][-1]
+    return done["tokens_per_second"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -72,7 +99,7 @@ def main() -> None:
         ]
         rows_file = root / "rows.jsonl"
         rows_file.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-        platform, plain = [], []
+        platform, plain, runner = [], [], []
         with (
             LocalSuite(root / "suite") as suite,
             Client(suite.endpoints, api_key=suite.admin_key, project="bench") as client,
@@ -91,6 +118,7 @@ def main() -> None:
                 )
                 result = json.loads(out.stdout.strip().splitlines()[-1])
                 plain.append(result["tokens"] / result["runtime"])
+                runner.append(run_runner_alone(model_dir, rows_file, root / f"runner-{i}"))
                 job = client.train.create(
                     base_model=base,
                     training_data={"rows": 1.0},
@@ -107,15 +135,22 @@ def main() -> None:
                 done = client.train.wait(job.name, timeout=1800)
                 platform.append(done.metrics["tokens_per_second"])
                 time.sleep(1)
-    p, q = statistics.median(platform), statistics.median(plain)
+    p, q, r = statistics.median(platform), statistics.median(plain), statistics.median(runner)
     print(
         f"SFT (full) of a {args.layers}-layer, hidden {args.hidden} model on {args.rows} rows, median of {args.repeats}"
     )
     print(f"  plain TRL script     {q:10.0f} tokens/s")
-    print(f"  TuneForge job        {p:10.0f} tokens/s   cost {100 * (1 - p / q):+.1f}%")
+    print(
+        f"  TuneForge runner     {r:10.0f} tokens/s   cost {100 * (1 - r / q):+.1f}%   (the training child alone)"
+    )
+    print(
+        f"  TuneForge job        {p:10.0f} tokens/s   cost {100 * (1 - p / q):+.1f}%   (with the services, uploads, bookkeeping)"
+    )
     out_dir = Path(__file__).parent / "results"
     out_dir.mkdir(exist_ok=True)
-    (out_dir / "train_overhead.json").write_text(json.dumps({"platform": platform, "plain": plain}, indent=2))
+    (out_dir / "train_overhead.json").write_text(
+        json.dumps({"platform": platform, "runner": runner, "plain": plain}, indent=2)
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ before a job may reach a worker, so an impossible job fails here with the field 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import re
@@ -26,6 +27,7 @@ from services.kit.db import Database, keyset_page
 from services.kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.kit.names import PROJECT, NamePattern, PageTokens, check_id, check_text, page_size, parse_filter
 from services.kit.outbox import Outbox
+from services.kit.store import ObjectStore
 from services.kit.times import utcnow
 from services.train.convert import (
     JOB,
@@ -65,12 +67,49 @@ def emit_job(
     return proto
 
 
+def _check_step(value: str, field: str) -> str:
+    if not value.isdigit() or len(value) > 12:
+        raise InvalidArgument.field(field, f"checkpoint {value!r} is not a step number")
+    return value
+
+
+CHECKPOINT = NamePattern("projects/{project}/trainingJobs/{job}/checkpoints/{step}", {"step": _check_step})
+# Optimizer state and trainer bookkeeping stay with the checkpoint; a model version gets the model.
+NOT_MODEL_FILES = {
+    "optimizer.pt",
+    "scheduler.pt",
+    "rng_state.pth",
+    "trainer_state.json",
+    "training_args.bin",
+    "scaler.pt",
+}
+
+
+def lineage_of(row: JobRow) -> dict[str, Any]:
+    spec = JobSpec.from_json(row.spec)
+    data = spec.to_json()
+    return {
+        "base_model": spec.base_model,
+        "source_job": job_name(row),
+        "dataset_versions": spec.training_data,
+        "hyperparameters": {
+            "method": spec.method,
+            "tuning": spec.tuning,
+            **data["hyperparameters"],
+            "lora": data["lora"],
+        },
+    }
+
+
 class TrainingJobs:
-    def __init__(self, db: Database, outbox: Outbox, page_tokens: PageTokens, endpoints: Endpoints) -> None:
+    def __init__(
+        self, db: Database, outbox: Outbox, page_tokens: PageTokens, endpoints: Endpoints, store: ObjectStore
+    ) -> None:
         self.db = db
         self.outbox = outbox
         self.page_tokens = page_tokens
         self.endpoints = endpoints
+        self.store = store
 
     # -- validation against the data and the model ---------------------------------------------
 
@@ -169,7 +208,9 @@ class TrainingJobs:
             prompts: list[int] = []
             for i, ref in enumerate(spec.training_data):
                 # `latest` resolves now: the job trains on exactly the versions it was validated with.
-                ref["dataset_version"], rows = rows_of(ref["dataset_version"], f"{prefix}.training_data[{i}].dataset_version")
+                ref["dataset_version"], rows = rows_of(
+                    ref["dataset_version"], f"{prefix}.training_data[{i}].dataset_version"
+                )
                 sizes.append(round(len(rows) * ref["sampling_rate"]))
                 for row in rows[:2000]:
                     if kind == "text":
@@ -392,3 +433,65 @@ class TrainingJobs:
                     yield train_service_pb2.WatchTrainingJobResponse(metric_point=point)
                 return
             await asyncio.sleep(0.5)
+
+    async def register_checkpoint(self, name: str, request_id: str) -> str:
+        """Register a kept checkpoint's model files as a version of the job's output model."""
+        parts = parse_in_project(CHECKPOINT, name, "name")
+        check_text(request_id, "request_id", 128)
+
+        def load(session: Session) -> tuple[JobRow, CheckpointRow]:
+            job = self._find(session, JOB.format(project=parts["project"], job=parts["job"]))
+            checkpoint = session.get(CheckpointRow, (job.uid, int(parts["step"])))
+            if checkpoint is None:
+                raise NotFound(f"{name} is not a kept checkpoint; `ListCheckpoints` shows them")
+            return job, checkpoint
+
+        job, checkpoint = await self.db.run(load)
+        from tuneforge import Client
+        from tuneforge.errors import AlreadyExistsError
+
+        with tempfile.TemporaryDirectory(dir=self.endpoints.spool_dir) as tmp:
+            folder = Path(tmp)
+            for entry in checkpoint.files:
+                if Path(entry["path"]).name in NOT_MODEL_FILES:
+                    continue
+                target = folder / entry["path"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                await self.store.get_file(
+                    checkpoint.storage_prefix + entry["path"],
+                    target,
+                    sha256=entry["sha256"],
+                    size_bytes=entry["size_bytes"],
+                    label=entry["path"],
+                )
+            spec = JobSpec.from_json(job.spec)
+            metrics = {
+                "step": float(checkpoint.step),
+                **(
+                    {"validation_loss": checkpoint.validation_loss}
+                    if checkpoint.validation_loss is not None
+                    else {}
+                ),
+            }
+
+            def register() -> str:
+                with Client(
+                    {"registry": self.endpoints.registry}, api_key=bearer_var.get(), project=job.project
+                ) as client:
+                    model_id = spec.output_model.rsplit("/", 1)[-1]
+                    with contextlib.suppress(AlreadyExistsError):
+                        client.models.create(
+                            model_id, tags={"source_job": job.job_id}, request_id=f"{job.uid}-model"
+                        )
+                    version = client.models.upload(
+                        model_id,
+                        folder,
+                        description=f"checkpoint at step {checkpoint.step} of {job_name(job)}",
+                        tags={"checkpoint_step": str(checkpoint.step)},
+                        metrics=metrics,
+                        lineage=lineage_of(job),
+                        request_id=request_id or f"{job.uid}-checkpoint-{checkpoint.step}",
+                    )
+                    return version.name
+
+            return await asyncio.to_thread(register)

@@ -246,7 +246,9 @@ def run(job_dir: Path) -> int:
         (final / "training_args.bin").unlink(missing_ok=True)
         best_loss = trainer.state.best_metric if validating else None
         runtime = float(result.metrics.get("train_runtime", 0.0))
-        tokens = next((float(h["num_tokens"]) for h in reversed(trainer.state.log_history) if "num_tokens" in h), 0.0)
+        tokens = next(
+            (float(h["num_tokens"]) for h in reversed(trainer.state.log_history) if "num_tokens" in h), 0.0
+        )
         progress.write(
             "done",
             step=trainer.state.global_step,

@@ -69,6 +69,13 @@ class TrainServicer(train_service_pb2_grpc.TrainServiceServicer):
             checkpoints=await self.jobs.checkpoints(request.parent)
         )
 
+    async def RegisterCheckpoint(
+        self, request: train_service_pb2.RegisterCheckpointRequest, context: Context
+    ) -> train_service_pb2.RegisterCheckpointResponse:
+        return train_service_pb2.RegisterCheckpointResponse(
+            model_version=await self.jobs.register_checkpoint(request.name, request.request_id)
+        )
+
     async def ListMetricPoints(
         self, request: train_service_pb2.ListMetricPointsRequest, context: Context
     ) -> train_service_pb2.ListMetricPointsResponse:
@@ -90,6 +97,7 @@ async def main() -> None:
             local_model_dirs=tuple(Path(p) for p in settings.train_local_model_dirs.split(":") if p),
             spool_dir=settings.train_spool_dir,
         ),
+        runtime.store,
     )
 
     def register(server: grpc.aio.Server) -> list[str]:

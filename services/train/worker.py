@@ -44,7 +44,7 @@ from services.kit.settings import KitSettings, load_settings
 from services.kit.store import ObjectStore
 from services.kit.times import utcnow
 from services.train.convert import checkpoint_to_proto, job_name, metric_to_proto
-from services.train.jobs import emit_job
+from services.train.jobs import NOT_MODEL_FILES, emit_job, lineage_of
 from services.train.repo import OUTBOX, CheckpointRow, JobRow, MetricRow
 from services.train.spec import METHODS, JobSpec
 from tuneforge.events.v1 import train_events_pb2
@@ -52,14 +52,6 @@ from tuneforge.events.v1 import train_events_pb2
 log = logging.getLogger("tuneforge.worker")
 MIGRATIONS = Path(__file__).parent / "migrations"
 NOT_A_CHECKPOINT_FILE = {"training_args.bin"}  # a pickle of the arguments; never stored or loaded
-MODEL_FILES_EXCLUDED = {
-    "optimizer.pt",
-    "scheduler.pt",
-    "rng_state.pth",
-    "trainer_state.json",
-    "training_args.bin",
-    "scaler.pt",
-}
 
 
 class WorkerSettings(KitSettings):
@@ -104,6 +96,7 @@ class Worker:
         self.outbox = outbox
         self.stopping = asyncio.Event()
         self.child: asyncio.subprocess.Process | None = None
+        self._niced = False
 
     # -- the queue -----------------------------------------------------------------------------
 
@@ -275,6 +268,12 @@ class Worker:
             preexec_fn=_die_with_parent,
             env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
         )
+        # Uploads, hashing and bookkeeping yield the CPU to training: the worker lowers its own
+        # priority once the child (which keeps the normal priority) has started.
+        if not self._niced:
+            with contextlib.suppress(OSError):
+                os.nice(10)
+            self._niced = True
         run = Run()
         last_cancel_check = 0.0
         try:
@@ -466,20 +465,14 @@ class Worker:
         spec = JobSpec.from_json(row.spec)
         done = run.done or {}
         model_id = spec.output_model.rsplit("/", 1)[-1]
-        metrics = {"train_loss": done["train_loss"], "steps": float(done["step"]), "tokens_per_second": done.get("tokens_per_second", 0.0)}
+        metrics = {
+            "train_loss": done["train_loss"],
+            "steps": float(done["step"]),
+            "tokens_per_second": done.get("tokens_per_second", 0.0),
+        }
         if done.get("best_validation_loss") is not None:
             metrics["best_validation_loss"] = done["best_validation_loss"]
-        lineage = {
-            "base_model": spec.base_model,
-            "source_job": job_name(row),
-            "dataset_versions": spec.training_data,
-            "hyperparameters": {
-                "method": spec.method,
-                "tuning": spec.tuning,
-                **spec.to_json()["hyperparameters"],
-                "lora": spec.to_json()["lora"],
-            },
-        }
+        lineage = lineage_of(row)
         outcome: dict[str, Any] = {"state": "succeeded", "metrics": metrics}
         with self._client(row.project) as client:
             with contextlib.suppress(AlreadyExistsError):
@@ -509,7 +502,7 @@ class Worker:
                 best_dir = job_dir / "best"
                 best_dir.mkdir()
                 for path in Path(best).iterdir():
-                    if path.is_file() and path.name not in MODEL_FILES_EXCLUDED:
+                    if path.is_file() and path.name not in NOT_MODEL_FILES:
                         shutil.copy(path, best_dir / path.name)
                 version = client.models.upload(
                     model_id,

@@ -293,7 +293,9 @@ def test_train_cli_transcript(tf, suite: LocalSuite, project: str, tiny_model_di
     assert created["state"] == "TRAINING_JOB_STATE_QUEUED"
     updates = [json.loads(x) for x in tf("--json", "train", "watch", "cli-job").stdout.splitlines()]
     assert any("metric_point" in u for u in updates)
-    assert updates[-1]["training_job"]["state"] == "TRAINING_JOB_STATE_SUCCEEDED", "the stream ends with the final state"
+    assert updates[-1]["training_job"]["state"] == "TRAINING_JOB_STATE_SUCCEEDED", (
+        "the stream ends with the final state"
+    )
     shown = tf("train", "show", "cli-job").stdout
     assert "succeeded" in shown and "final model" in shown
     assert "cli-job" in tf("train", "list").stdout

@@ -264,3 +264,23 @@ def test_worker_killed_mid_job_is_resumed_by_another(tiny_model_dir: Path, tmp_p
         versions = list(client.models.list_versions(done.output_model.rsplit("/", 1)[-1]))
         assert [v.name for v in versions] == [done.final_model_version], "registered once"
         assert json.loads(json.dumps(dict(versions[0].metrics)))["steps"] == done.total_steps
+
+
+def test_a_kept_checkpoint_can_be_registered_later(
+    client: Client, base_model: str, math_data: None, tmp_path: Path
+) -> None:
+    job = client.train.create(
+        base_model=base_model,
+        training_data={"math-grading-train": 0.2},
+        hyperparameters={**FAST, "checkpoint_interval_steps": 3, "checkpoint_count": 2},
+    )
+    done = client.train.wait(job.name, timeout=300)
+    assert STATE_NAMES[done.state] == "succeeded", done.error
+    step = client.train.checkpoints(job.name)[0].step
+    name = client.train.register_checkpoint(job.name, step)
+    assert client.train.register_checkpoint(job.name, step) == name, "idempotent"
+    version = client.models.get_version(name)
+    assert version.tags["checkpoint_step"] == str(step) and version.lineage.source_job == done.name
+    assert {f.path for f in version.files} >= {"adapter_model.safetensors", "adapter_config.json"}
+    assert not {f.path for f in version.files} & {"optimizer.pt", "scheduler.pt", "rng_state.pth"}
+    expect_error("NOT_FOUND", client.train.register_checkpoint, job.name, 999)

@@ -153,6 +153,15 @@ class Training:
             ).checkpoints
         )
 
+    def register_checkpoint(self, ref: str, step: int, *, request_id: str = "") -> str:
+        """Register a kept checkpoint as a model version; returns the version's name."""
+        return call(
+            self._stub.RegisterCheckpoint,
+            train_service_pb2.RegisterCheckpointRequest(
+                name=f"{self.job_name(ref)}/checkpoints/{step}", request_id=request_id
+            ),
+        ).model_version
+
     def metrics(self, ref: str) -> list[training_job_pb2.MetricPoint]:
         return list(
             call(

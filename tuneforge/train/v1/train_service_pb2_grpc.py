@@ -72,6 +72,11 @@ class TrainServiceStub:
                 request_serializer=tuneforge_dot_train_dot_v1_dot_train__service__pb2.ListMetricPointsRequest.SerializeToString,
                 response_deserializer=tuneforge_dot_train_dot_v1_dot_train__service__pb2.ListMetricPointsResponse.FromString,
                 _registered_method=True)
+        self.RegisterCheckpoint = channel.unary_unary(
+                '/tuneforge.train.v1.TrainService/RegisterCheckpoint',
+                request_serializer=tuneforge_dot_train_dot_v1_dot_train__service__pb2.RegisterCheckpointRequest.SerializeToString,
+                response_deserializer=tuneforge_dot_train_dot_v1_dot_train__service__pb2.RegisterCheckpointResponse.FromString,
+                _registered_method=True)
 
 
 class TrainServiceServicer:
@@ -128,6 +133,14 @@ class TrainServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RegisterCheckpoint(self, request, context):
+        """Registers a kept checkpoint (its model or adapter files, never optimizer state) as a model
+        version of the job's output model, with the job's lineage. Idempotent by `request_id`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrainServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -165,6 +178,11 @@ def add_TrainServiceServicer_to_server(servicer, server):
                     servicer.ListMetricPoints,
                     request_deserializer=tuneforge_dot_train_dot_v1_dot_train__service__pb2.ListMetricPointsRequest.FromString,
                     response_serializer=tuneforge_dot_train_dot_v1_dot_train__service__pb2.ListMetricPointsResponse.SerializeToString,
+            ),
+            'RegisterCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterCheckpoint,
+                    request_deserializer=tuneforge_dot_train_dot_v1_dot_train__service__pb2.RegisterCheckpointRequest.FromString,
+                    response_serializer=tuneforge_dot_train_dot_v1_dot_train__service__pb2.RegisterCheckpointResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -358,6 +376,33 @@ class TrainService:
             '/tuneforge.train.v1.TrainService/ListMetricPoints',
             tuneforge_dot_train_dot_v1_dot_train__service__pb2.ListMetricPointsRequest.SerializeToString,
             tuneforge_dot_train_dot_v1_dot_train__service__pb2.ListMetricPointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuneforge.train.v1.TrainService/RegisterCheckpoint',
+            tuneforge_dot_train_dot_v1_dot_train__service__pb2.RegisterCheckpointRequest.SerializeToString,
+            tuneforge_dot_train_dot_v1_dot_train__service__pb2.RegisterCheckpointResponse.FromString,
             options,
             channel_credentials,
             insecure,
