@@ -134,6 +134,7 @@ def test_keys_and_status_commands(tf, suite: LocalSuite) -> None:  # type: ignor
         "s3": "serving",
         "registry": "serving",
         "data": "serving",
+        "train": "serving",
     }
     assert "no running suite" in tf("status", "--data-dir", "/nonexistent", code=2).stderr
 
@@ -159,14 +160,14 @@ def test_up_prints_endpoints_and_ctrl_c_stops_everything(tmp_path: Path) -> None
                 break
         started = json.loads(text)
         assert started["admin_api_key"].startswith("tf_")
-        assert set(started["endpoints"]) == {"nats", "s3", "registry", "data"}
+        assert set(started["endpoints"]) == {"nats", "s3", "registry", "data", "train"}
         status = subprocess.run(
             [sys.executable, "-m", "tuneforge", "status", "--data-dir", str(data_dir)],
             capture_output=True,
             text=True,
             timeout=60,
         )
-        assert status.returncode == 0 and status.stdout.count("serving") == 4
+        assert status.returncode == 0 and status.stdout.count("serving") == 5
         process.send_signal(signal.SIGINT)
         assert process.wait(60) == 0
     finally:
