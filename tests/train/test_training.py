@@ -284,3 +284,27 @@ def test_a_kept_checkpoint_can_be_registered_later(
     assert {f.path for f in version.files} >= {"adapter_model.safetensors", "adapter_config.json"}
     assert not {f.path for f in version.files} & {"optimizer.pt", "scheduler.pt", "rng_state.pth"}
     expect_error("NOT_FOUND", client.train.register_checkpoint, job.name, 999)
+
+
+def test_two_workers_share_one_queue(tiny_model_dir: Path, tmp_path: Path) -> None:
+    with (
+        LocalSuite(tmp_path / "suite", workers=2) as suite,
+        Client(suite.endpoints, api_key=suite.admin_key, project="pool") as client,
+    ):
+        client.models.create("tiny-base")
+        base = client.models.upload("tiny-base", tiny_model_dir).name
+        client.data.install_preset("math-grading")
+        jobs = [
+            client.train.create(
+                base_model=base,
+                training_data={"math-grading-train": 0.1},
+                hyperparameters={**FAST, "epochs": 1},
+            )
+            for _ in range(2)
+        ]
+        for job in jobs:
+            assert STATE_NAMES[client.train.wait(job.name, timeout=300).state] == "succeeded"
+        logs = [(suite.data_dir / "logs" / f"worker-{i}.log").read_text() for i in range(2)]
+        ended = [log.count('"message": "job ended"') for log in logs]
+        assert ended == [1, 1], "each worker took one job"
+        assert all(client.train.get(job.name).attempt == 1 for job in jobs)
