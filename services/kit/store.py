@@ -207,6 +207,19 @@ class ObjectStore:
                 raise NotFound(f"object {key} is missing from the store", reason="OBJECT_MISSING") from None
             raise
 
+    async def read_range(self, key: str, offset: int, length: int) -> bytes:
+        """`length` bytes of an object from `offset` (fewer at its end)."""
+
+        def _read() -> bytes:
+            response = self._get(key, offset, length)
+            try:
+                return response.read()
+            finally:
+                response.close()
+                response.release_conn()
+
+        return await asyncio.to_thread(_read)
+
     async def iter_verified(
         self, key: str, *, sha256: str, size_bytes: int, label: str, chunk_size: int = READ_CHUNK
     ) -> AsyncIterator[bytes]:

@@ -70,6 +70,7 @@ def version_to_proto(row: VersionRow, aliases: list[str] | None = None) -> model
         aliases=sorted(aliases or []),
         create_time=timestamp(row.create_time),
         update_time=timestamp(row.update_time),
+        catalog=model_pb2.CatalogInfo(**(row.catalog or {})),
     )
 
 

@@ -8,19 +8,24 @@ exactly for the changes that were stored.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import re
+import sys
+import tarfile
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services.kit.auth import require_project
+from services.kit.auth import principal_var, require_project
 from services.kit.db import Database, keyset_page
 from services.kit.errors import (
     AlreadyExists,
@@ -33,6 +38,7 @@ from services.kit.outbox import Outbox
 from services.kit.store import ObjectStore
 from services.kit.times import as_utc, utcnow
 from services.registry import weights
+from services.registry.catalog import read_catalog
 from services.registry.convert import (
     MODEL,
     UPLOAD,
@@ -42,7 +48,7 @@ from services.registry.convert import (
     version_name,
     version_to_proto,
 )
-from services.registry.repo import AliasRow, ModelRow, UploadRow, VersionRow
+from services.registry.repo import AliasHistoryRow, AliasRow, ModelRow, UploadRow, VersionRow
 from services.registry.validation import (
     ALIAS_NAME,
     MANIFEST_FILE,
@@ -65,6 +71,8 @@ from tuneforge.events.v1 import registry_events_pb2
 from tuneforge.registry.v1 import model_pb2, registry_service_pb2
 
 SOURCE = "tuneforge/registry"
+# Operation -> the targets it takes (empty: none).
+DERIVATIONS = {"merge_lora": (), "convert_dtype": ("bfloat16", "float16"), "quantize": ("int8", "int4")}
 HEAD_BYTES = 64 * 1024
 # Download messages: large enough to keep per-message overhead small, well under the 16 MiB limit.
 DOWNLOAD_CHUNK_BYTES = 4 * 1024 * 1024
@@ -400,6 +408,7 @@ class ModelRegistry:
         files: list[dict[str, Any]],
         request_id: str,
         field: str,
+        catalog: dict[str, Any] | None = None,
     ) -> model_pb2.ModelVersion:
         model = session.get(ModelRow, model_uid)
         if model is None:
@@ -440,6 +449,7 @@ class ModelRegistry:
             request_id=request_id or None,
             create_time=now,
             update_time=now,
+            catalog=catalog or {},
         )
         session.add(row)
         session.flush()
@@ -506,6 +516,7 @@ class ModelRegistry:
         heartbeat = asyncio.create_task(self._keep_upload_alive(version_uid))
         try:
             files = await self._receive_files(requests, prefix)
+            catalog = await read_catalog(self.store, prefix, files)
 
             def commit(session: Session) -> model_pb2.ModelVersion:
                 proto = self._insert_version(
@@ -516,6 +527,7 @@ class ModelRegistry:
                     files=files,
                     request_id=request_id,
                     field="header.model_version",
+                    catalog=catalog,
                 )
                 session.execute(delete(UploadRow).where(UploadRow.uid == version_uid))
                 return proto
@@ -736,6 +748,7 @@ class ModelRegistry:
                     reason="CHECKSUM_MISMATCH",
                     metadata={"path": declared["path"]},
                 )
+        catalog = await read_catalog(self.store, row.storage_prefix, row.files)
         await self._write_manifest(row.storage_prefix, row.files)
 
         def commit(session: Session) -> model_pb2.ModelVersion:
@@ -754,6 +767,7 @@ class ModelRegistry:
                 files=row.files,
                 request_id="",
                 field="model_version",
+                catalog=catalog,
             )
             upload.version_uid = proto.uid
             return proto
@@ -987,6 +1001,7 @@ class ModelRegistry:
             session.flush()
             session.refresh(row)
             proto = alias_to_proto(row)
+            self._record_alias(session, model.uid, alias, previous, proto.version)
             self.outbox.emit(
                 session,
                 "model_alias",
@@ -1048,6 +1063,7 @@ class ModelRegistry:
         def delete_(session: Session) -> None:
             row = self._find_alias(session, parts)
             proto = alias_to_proto(row)
+            self._record_alias(session, row.model_uid, row.alias, proto.version, "")
             session.delete(row)
             self.outbox.emit(
                 session,
@@ -1059,3 +1075,341 @@ class ModelRegistry:
             )
 
         await self.outbox.write(self.db, delete_)
+
+    # -- alias history, lineage, catalogue, export, derivation ----------------------------------
+
+    @staticmethod
+    def _record_alias(session: Session, model_uid: str, alias: str, before: str, after: str) -> None:
+        principal = principal_var.get()
+        session.add(
+            AliasHistoryRow(
+                model_uid=model_uid,
+                alias=alias,
+                from_version=before,
+                to_version=after,
+                actor=principal.key_id if principal else "",
+                time=utcnow(),
+            )
+        )
+
+    async def alias_history(self, parent: str) -> list[model_pb2.AliasHistoryEntry]:
+        project, model_id = self._model_ref(parent, "parent")
+
+        def list_(session: Session) -> list[model_pb2.AliasHistoryEntry]:
+            model = self._find_model(session, project, model_id)
+            rows = session.scalars(
+                select(AliasHistoryRow)
+                .where(AliasHistoryRow.model_uid == model.uid)
+                .order_by(AliasHistoryRow.id)
+            )
+            return [
+                model_pb2.AliasHistoryEntry(
+                    alias=r.alias,
+                    from_version=r.from_version,
+                    to_version=r.to_version,
+                    actor=r.actor,
+                    time=timestamp(r.time),
+                )
+                for r in rows
+            ]
+
+        return await self.db.run(list_)
+
+    async def lineage_graph(
+        self, name: str
+    ) -> tuple[str, list[model_pb2.LineageNode], list[model_pb2.LineageEdge]]:
+        """Ancestors (base, parent, derivation source) and descendants of a version, with edges."""
+
+        def walk(session: Session) -> tuple[str, list[model_pb2.LineageNode], list[model_pb2.LineageEdge]]:
+            root = self._version_by_name(session, name, "name")
+            seen: dict[str, VersionRow] = {root.uid: root}
+            edges: set[tuple[str, str, str]] = set()
+            frontier = [root]
+            while frontier:  # ancestors
+                row = frontier.pop()
+                for relation, source in (("base", row.base_version), ("parent", row.parent_version)):
+                    if source is None:
+                        continue
+                    if relation == "parent" and (row.catalog or {}).get("derivation"):
+                        relation = "derived"
+                    edges.add((row.uid, source.uid, relation))
+                    if source.uid not in seen:
+                        seen[source.uid] = source
+                        frontier.append(source)
+            frontier = [root]
+            while frontier:  # descendants
+                row = frontier.pop()
+                children = session.scalars(
+                    select(VersionRow).where(
+                        or_(VersionRow.base_version_uid == row.uid, VersionRow.parent_version_uid == row.uid)
+                    )
+                ).all()
+                for child in children:
+                    if child.model.project != root.model.project:
+                        continue
+                    relation = (
+                        "base"
+                        if child.base_version_uid == row.uid
+                        else "derived"
+                        if (child.catalog or {}).get("derivation")
+                        else "parent"
+                    )
+                    edges.add((child.uid, row.uid, relation))
+                    if child.uid not in seen:
+                        seen[child.uid] = child
+                        frontier.append(child)
+            aliases = self._aliases_of(session, list(seen))
+            nodes = []
+            for row in sorted(seen.values(), key=lambda r: r.create_time):
+                proto = version_to_proto(row, aliases.get(row.uid, []))
+                nodes.append(
+                    model_pb2.LineageNode(
+                        model_version=proto.name,
+                        kind=proto.kind,
+                        lineage=proto.lineage,
+                        derivation=(row.catalog or {}).get("derivation", ""),
+                        aliases=proto.aliases,
+                    )
+                )
+            return (
+                version_name(root),
+                nodes,
+                [
+                    model_pb2.LineageEdge(
+                        child=version_name(seen[c]), source=version_name(seen[p]), relation=r
+                    )
+                    for c, p, r in sorted(edges)
+                ],
+            )
+
+        return await self.db.run(walk)
+
+    async def search_catalog(self, parent: str, filter_text: str) -> list[tuple[model_pb2.ModelVersion, str]]:
+        project = self._project(parent)
+        keys = {"family", "kind", "method", "alias", "min_parameters", "max_parameters"}
+        terms = parse_filter(
+            filter_text, lambda k: k in keys or bool(re.match(r"^tags\.[a-z][a-z0-9_.\-]*$", k))
+        )
+        for key, value in terms:
+            if key.endswith("_parameters") and not value.isdigit():
+                raise InvalidArgument.field("filter", f"{key} takes a whole number (got {value!r})")
+
+        def search(session: Session) -> list[tuple[model_pb2.ModelVersion, str]]:
+            rows = session.scalars(
+                select(VersionRow)
+                .join(ModelRow)
+                .where(ModelRow.project == project)
+                .order_by(VersionRow.create_time.desc())
+                .limit(1000)
+            ).all()
+            aliases = self._aliases_of(session, [r.uid for r in rows])
+            out = []
+            for row in rows:
+                proto = version_to_proto(row, aliases.get(row.uid, []))
+                method = (
+                    str(row.hyperparameters.get("method", ""))
+                    if row.source_job
+                    else ("derived" if (row.catalog or {}).get("derivation") else "base")
+                )
+                facts = {
+                    "family": proto.catalog.family,
+                    "kind": model_pb2.ModelVersionKind.Name(proto.kind)
+                    .removeprefix("MODEL_VERSION_KIND_")
+                    .lower(),
+                    "method": method,
+                }
+                keep = True
+                for key, value in terms:
+                    if key in facts:
+                        keep &= facts[key] == value.lower() if key == "kind" else facts[key] == value
+                    elif key == "alias":
+                        keep &= value in proto.aliases
+                    elif key == "min_parameters":
+                        keep &= proto.catalog.parameter_count >= int(value)
+                    elif key == "max_parameters":
+                        keep &= proto.catalog.parameter_count <= int(value)
+                    else:  # a version's own tags, then its model's
+                        tag = key.removeprefix("tags.")
+                        keep &= proto.tags.get(tag, row.model.tags.get(tag)) == value
+                if keep:
+                    out.append((proto, method))
+            return out
+
+        return await self.db.run(search)
+
+    async def export_archive(self, name: str) -> AsyncIterator[bytes]:
+        """The version's files as a tar stream (a plain Hugging Face folder), verified as read."""
+        row = await self.db.run(lambda s: self._version_by_name(s, name, "name"))
+        manifest = json.dumps({"model_version": version_name(row), "files": row.files}, indent=1).encode()
+        for entry in [*row.files, {"path": MANIFEST_FILE, "size_bytes": len(manifest), "sha256": ""}]:
+            info = tarfile.TarInfo(entry["path"])
+            info.size = entry["size_bytes"]
+            info.mode = 0o644
+            info.mtime = int(row.create_time.timestamp())
+            yield info.tobuf(format=tarfile.PAX_FORMAT)
+            if entry["path"] == MANIFEST_FILE:
+                yield manifest
+            else:
+                async for chunk in self.store.iter_verified(
+                    row.storage_prefix + entry["path"],
+                    sha256=entry["sha256"],
+                    size_bytes=entry["size_bytes"],
+                    label=entry["path"],
+                    chunk_size=DOWNLOAD_CHUNK_BYTES,
+                ):
+                    yield chunk
+            padding = -entry["size_bytes"] % tarfile.BLOCKSIZE
+            if padding:
+                yield b"\0" * padding
+        yield b"\0" * (2 * tarfile.BLOCKSIZE)
+
+    async def derive(
+        self, name: str, operation: str, target: str, output_model: str, request_id: str
+    ) -> model_pb2.ModelVersion:
+        """Merge, convert or quantize a version in a child process (torch), and register the result."""
+        if operation not in DERIVATIONS:
+            raise InvalidArgument.field("operation", f"{operation!r} is not one of {', '.join(DERIVATIONS)}")
+        allowed = DERIVATIONS[operation]
+        if allowed and target not in allowed:
+            raise InvalidArgument.field(
+                "target", f"{operation} takes one of {', '.join(allowed)} (got {target!r})"
+            )
+        check_text(request_id, "request_id", 128)
+        def load(session: Session) -> tuple[VersionRow, VersionRow | None, model_pb2.ModelVersion]:
+            row = self._version_by_name(session, name, "name")
+            return row, row.base_version, version_to_proto(row)  # relations read while the session is open
+
+        source, base_row, source_proto = await self.db.run(load)
+        project = source.model.project
+        out_project, out_model = (
+            self._model_ref(output_model, "output_model")
+            if output_model
+            else (project, source.model.model_id)
+        )
+        if out_project != project:
+            raise InvalidArgument.field("output_model", "derived versions stay in the source's project")
+        is_adapter = source.kind == model_pb2.MODEL_VERSION_KIND_LORA_ADAPTER
+        if operation == "merge_lora" and not is_adapter:
+            raise FailedPrecondition(
+                f"{version_name(source)} is not a LoRA adapter; nothing to merge", reason="NOT_AN_ADAPTER"
+            )
+        if operation != "merge_lora" and source.kind != model_pb2.MODEL_VERSION_KIND_FULL:
+            raise FailedPrecondition(
+                f"{version_name(source)} is not a full model; merge the adapter first",
+                reason="NOT_A_FULL_MODEL",
+            )
+        if operation == "merge_lora" and base_row is None:
+            raise FailedPrecondition(
+                f"{version_name(source)} names no registered base model to merge into", reason="NO_BASE"
+            )
+        if importlib.util.find_spec("torch") is None:
+            raise FailedPrecondition(
+                "this registry host has no torch: install tuneforge[worker] to derive models",
+                reason="NO_TORCH",
+            )
+        key = request_id or f"derive-{source.uid}-{operation}-{target}"
+        target_model = await self.db.run(lambda s: self._find_model(s, out_project, out_model))
+        existing = await self.db.run(lambda s: self._find_by_request_id(s, target_model.uid, key))
+        if existing is not None:
+            return await self.db.run(lambda s: self._version_proto(s, s.get(VersionRow, existing.uid)))
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            await self._fetch(source, work / "source")
+            if operation == "merge_lora":
+                await self._fetch(base_row, work / "base")
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "services.registry.derive",
+                operation,
+                target,
+                str(work),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            output, _ = await process.communicate()
+            if process.returncode != 0:
+                raise FailedPrecondition(
+                    f"{operation} failed: {output.decode(errors='replace')[-600:]}",
+                    reason="DERIVATION_FAILED",
+                )
+            lineage = model_pb2.Lineage(
+                base_model=version_name(source.base_version)
+                if source.base_version
+                else source.base_model_ref,
+                parent_version=version_name(source),
+                source_job=source.source_job,
+            )
+            lineage.dataset_versions.extend(source_proto.lineage.dataset_versions)
+            lineage.hyperparameters.update(source.hyperparameters)
+            label = operation if operation == "merge_lora" else f"{operation}:{target}"
+            spec = model_pb2.ModelVersion(
+                description=f"{label} of {version_name(source)}",
+                tags={"derivation": label},
+                metrics={"source_size_bytes": float(source.total_size_bytes)},
+                lineage=lineage,
+            )
+            return await self._create_from_folder(
+                out_project,
+                out_model,
+                work / "output",
+                spec,
+                key,
+                {"derivation": label, "derived_from": version_name(source)},
+            )
+
+    async def _fetch(self, row: VersionRow, folder: Path) -> None:
+        for entry in row.files:
+            target = folder / entry["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            await self.store.get_file(
+                row.storage_prefix + entry["path"],
+                target,
+                sha256=entry["sha256"],
+                size_bytes=entry["size_bytes"],
+                label=entry["path"],
+            )
+
+    async def _create_from_folder(
+        self,
+        project: str,
+        model_id: str,
+        folder: Path,
+        spec_message: model_pb2.ModelVersion,
+        request_id: str,
+        catalog_extra: dict[str, str],
+    ) -> model_pb2.ModelVersion:
+        """A new version from files on this host, through the same checks as an upload."""
+        spec = check_version_spec(spec_message, "model_version")
+        model = await self.db.run(lambda s: self._find_model(s, project, model_id))
+        version_uid = uuid.uuid4().hex
+        prefix = f"models/{model.uid}/versions/{version_uid}/"
+        try:
+            files = []
+            paths = await asyncio.to_thread(lambda: sorted(p for p in folder.rglob("*") if p.is_file()))
+            for path in paths:
+                relative = weights.check_path(path.relative_to(folder).as_posix(), "files")
+                head = await asyncio.to_thread(lambda p=path: p.open("rb").read(HEAD_BYTES))
+                weights.check_content(relative, head, "files")
+                await self.store.put_file(prefix + relative, path)
+                stored = await self.store.hash_object(prefix + relative)
+                files.append({"path": relative, "size_bytes": stored.size_bytes, "sha256": stored.sha256})
+            catalog = {**await read_catalog(self.store, prefix, files), **catalog_extra}
+            await self._write_manifest(prefix, files)
+            spec.metrics["size_bytes"] = float(sum(f["size_bytes"] for f in files))
+            return await self.outbox.write(
+                self.db,
+                lambda s: self._insert_version(
+                    s,
+                    model_uid=model.uid,
+                    version_uid=version_uid,
+                    spec=spec,
+                    files=files,
+                    request_id=request_id,
+                    field="model_version",
+                    catalog=catalog,
+                ),
+            )
+        except BaseException:
+            await self.store.delete_prefix(prefix)
+            raise

@@ -77,6 +77,7 @@ class VersionRow(Base):
     request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    catalog: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     model: Mapped[ModelRow] = relationship(lazy="joined", innerjoin=True)
     base_version: Mapped[VersionRow | None] = relationship(
@@ -119,3 +120,17 @@ class UploadRow(Base):
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     model: Mapped[ModelRow] = relationship(lazy="joined", innerjoin=True)
+
+
+class AliasHistoryRow(Base):
+    """Every move of an alias, kept while the model exists."""
+
+    __tablename__ = "alias_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_uid: Mapped[str] = mapped_column(ForeignKey("models.uid", ondelete="CASCADE"), index=True)
+    alias: Mapped[str] = mapped_column(String(63))
+    from_version: Mapped[str] = mapped_column(String(255), default="")
+    to_version: Mapped[str] = mapped_column(String(255), default="")
+    actor: Mapped[str] = mapped_column(String(64), default="")
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -139,6 +139,40 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         )
         return registry_service_pb2.ListModelAliasesResponse(aliases=aliases, next_page_token=token)
 
+    async def ListAliasHistory(
+        self, request: registry_service_pb2.ListAliasHistoryRequest, context: grpc.aio.ServicerContext
+    ) -> registry_service_pb2.ListAliasHistoryResponse:
+        return registry_service_pb2.ListAliasHistoryResponse(
+            entries=await self.registry.alias_history(request.parent)
+        )
+
+    async def GetLineageGraph(
+        self, request: registry_service_pb2.GetLineageGraphRequest, context: grpc.aio.ServicerContext
+    ) -> registry_service_pb2.GetLineageGraphResponse:
+        root, nodes, edges = await self.registry.lineage_graph(request.name)
+        return registry_service_pb2.GetLineageGraphResponse(root=root, nodes=nodes, edges=edges)
+
+    async def SearchCatalog(
+        self, request: registry_service_pb2.SearchCatalogRequest, context: grpc.aio.ServicerContext
+    ) -> registry_service_pb2.SearchCatalogResponse:
+        entries = await self.registry.search_catalog(request.parent, request.filter)
+        return registry_service_pb2.SearchCatalogResponse(
+            entries=[registry_service_pb2.CatalogEntry(model_version=v, method=m) for v, m in entries]
+        )
+
+    async def ExportModelVersion(
+        self, request: registry_service_pb2.ExportModelVersionRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[registry_service_pb2.ExportModelVersionResponse]:
+        async for data in self.registry.export_archive(request.name):
+            yield registry_service_pb2.ExportModelVersionResponse(data=data)
+
+    async def DeriveModelVersion(
+        self, request: registry_service_pb2.DeriveModelVersionRequest, context: grpc.aio.ServicerContext
+    ) -> model_pb2.ModelVersion:
+        return await self.registry.derive(
+            request.name, request.operation, request.target, request.output_model, request.request_id
+        )
+
     async def DeleteModelAlias(
         self, request: registry_service_pb2.DeleteModelAliasRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:

@@ -337,6 +337,170 @@ class Models:
                     "DATA_LOSS", f"{url.path} did not verify: its sha256 differs from the manifest"
                 )
 
+    # -- import, catalogue, lineage, export, derivation ---------------------------------------
+
+    def import_model(
+        self,
+        source: str | Path,
+        model_id: str,
+        *,
+        display_name: str = "",
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> model_pb2.ModelVersion:
+        """Import a base model from a local Hugging Face folder or a hub id (`Qwen/Qwen2.5-0.5B`).
+
+        A hub model is fetched with huggingface_hub, safetensors and configuration only; then both
+        go through the same path: the registry refuses pickles and remote-code configs and records
+        the model's family, size, context length, dtype, license and chat template.
+        """
+        folder = Path(source)
+        if folder.is_dir():
+            reference = f"local://{folder.resolve()}"
+        else:
+            from huggingface_hub import snapshot_download
+
+            reference = f"hf://{source}"
+            folder = Path(
+                snapshot_download(
+                    str(source),
+                    allow_patterns=[
+                        "*.safetensors",
+                        "*.json",
+                        "*.jinja",
+                        "tokenizer.model",
+                        "README.md",
+                        "LICENSE*",
+                    ],
+                )
+            )
+        try:
+            self.create(
+                model_id,
+                display_name=display_name,
+                description=description,
+                tags=tags,
+                request_id=f"import-{model_id}",
+            )
+        except TuneForgeError as error:
+            if error.code != "ALREADY_EXISTS":
+                raise
+        return self.upload(
+            model_id,
+            folder,
+            description=description or f"imported from {reference}",
+            lineage={"base_model": reference},
+            progress=progress,
+        )
+
+    def catalog(self, *, filter: str = "") -> list[registry_service_pb2.CatalogEntry]:
+        """Versions of every model in the project with their catalogue facts (newest first)."""
+        return list(
+            call(
+                self._stub.SearchCatalog,
+                registry_service_pb2.SearchCatalogRequest(
+                    parent=f"projects/{self._client.project}", filter=filter
+                ),
+            ).entries
+        )
+
+    def lineage(self, ref: str) -> registry_service_pb2.GetLineageGraphResponse:
+        """Ancestors and descendants of a version, with the job, data and hyperparameters of each step."""
+        return call(
+            self._stub.GetLineageGraph,
+            registry_service_pb2.GetLineageGraphRequest(name=self.version_name(ref)),
+        )
+
+    def alias_history(self, model: str) -> list[model_pb2.AliasHistoryEntry]:
+        return list(
+            call(
+                self._stub.ListAliasHistory,
+                registry_service_pb2.ListAliasHistoryRequest(parent=self.model_name(model)),
+            ).entries
+        )
+
+    def export(
+        self, ref: str, dest: str | Path, *, progress: Callable[[int], None] | None = None
+    ) -> model_pb2.ModelVersion:
+        """Export a version as a plain Hugging Face folder through one streamed tar archive; every
+        member is checked against the version's manifest before it is put in place."""
+        import tarfile
+
+        version = self.get_version(ref)
+        expected = {f.path: f.sha256 for f in version.files}
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        staging = dest / f".tuneforge-export-{uuid.uuid4().hex[:8]}"
+        stream = self._stub.ExportModelVersion(
+            registry_service_pb2.ExportModelVersionRequest(name=version.name)
+        )
+
+        class _Reader:
+            def __init__(self) -> None:
+                self.buffer = b""
+                self.chunks = (r.data for r in stream)
+
+            def read(self, n: int = -1) -> bytes:
+                while n < 0 or len(self.buffer) < n:
+                    chunk = next(self.chunks, None)
+                    if chunk is None:
+                        break
+                    if progress:
+                        progress(len(chunk))
+                    self.buffer += chunk
+                out, self.buffer = (self.buffer, b"") if n < 0 else (self.buffer[:n], self.buffer[n:])
+                return out
+
+        try:
+            with tarfile.open(fileobj=_Reader(), mode="r|") as archive:
+                for member in archive:
+                    if (
+                        not member.isfile()
+                        or member.name not in {*expected, "MANIFEST.json"}
+                        or member.name.startswith(("/", ".."))
+                    ):
+                        raise DataLossError("DATA_LOSS", f"unexpected member {member.name!r} in the archive")
+                    target = staging / member.name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    digest = hashlib.sha256()
+                    source = archive.extractfile(member)
+                    with target.open("wb") as out:
+                        while block := source.read(CHUNK_BYTES):  # type: ignore[union-attr]
+                            digest.update(block)
+                            out.write(block)
+                    if member.name in expected and digest.hexdigest() != expected[member.name]:
+                        raise DataLossError(
+                            "DATA_LOSS", f"{member.name} did not verify: its sha256 differs from the manifest"
+                        )
+            missing = [p for p in expected if not (staging / p).exists()]
+            if missing:
+                raise DataLossError("DATA_LOSS", f"the archive lacks {', '.join(missing)}")
+            for path in expected:
+                final = dest / path
+                final.parent.mkdir(parents=True, exist_ok=True)
+                (staging / path).replace(final)
+        except grpc.RpcError as error:
+            raise TuneForgeError.from_rpc_error(error) from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return version
+
+    def derive(
+        self, ref: str, operation: str, target: str = "", *, output_model: str = "", request_id: str = ""
+    ) -> model_pb2.ModelVersion:
+        """`merge_lora`, `convert_dtype` (`bfloat16`/`float16`) or `quantize` (`int8`/`int4`) into a new version."""
+        return call(
+            self._stub.DeriveModelVersion,
+            registry_service_pb2.DeriveModelVersionRequest(
+                name=self.version_name(ref),
+                operation=operation,
+                target=target,
+                output_model=self.model_name(output_model) if output_model else "",
+                request_id=request_id,
+            ),
+        )
+
     # -- aliases -------------------------------------------------------------------------------
 
     def set_alias(self, model: str, alias: str, version: str) -> model_pb2.ModelAlias:

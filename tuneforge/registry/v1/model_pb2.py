@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from tuneforge.common.v1 import common_pb2 as tuneforge_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!tuneforge/registry/v1/model.proto\x12\x15tuneforge.registry.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a tuneforge/common/v1/common.proto\"\xc1\x02\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x34\n\x04tags\x18\x05 \x03(\x0b\x32&.tuneforge.registry.v1.Model.TagsEntry\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rversion_count\x18\x08 \x01(\x03\x12\x16\n\x0elatest_version\x18\t \x01(\t\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbd\x01\n\x07Lineage\x12\x12\n\nbase_model\x18\x01 \x01(\t\x12\x16\n\x0eparent_version\x18\x02 \x01(\t\x12\x12\n\nsource_job\x18\x03 \x01(\t\x12@\n\x10\x64\x61taset_versions\x18\x04 \x03(\x0b\x32&.tuneforge.common.v1.DatasetVersionRef\x12\x30\n\x0fhyperparameters\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xbf\x04\n\x0cModelVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12;\n\x04tags\x18\x04 \x03(\x0b\x32-.tuneforge.registry.v1.ModelVersion.TagsEntry\x12\x35\n\x04kind\x18\x05 \x01(\x0e\x32\'.tuneforge.registry.v1.ModelVersionKind\x12-\n\x05\x66iles\x18\x06 \x03(\x0b\x32\x1e.tuneforge.common.v1.FileEntry\x12\x18\n\x10total_size_bytes\x18\x07 \x01(\x03\x12/\n\x07lineage\x18\x08 \x01(\x0b\x32\x1e.tuneforge.registry.v1.Lineage\x12\x41\n\x07metrics\x18\t \x03(\x0b\x32\x30.tuneforge.registry.v1.ModelVersion.MetricsEntry\x12\x0f\n\x07\x61liases\x18\n \x03(\t\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\\\n\nModelAlias\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12/\n\x0bupdate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x84\x01\n\x12ModelVersionUpload\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\x04urls\x18\x02 \x03(\x0b\x32!.tuneforge.common.v1.PresignedUrl\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x96\x01\n\x10ModelVersionKind\x12\"\n\x1eMODEL_VERSION_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17MODEL_VERSION_KIND_FULL\x10\x01\x12#\n\x1fMODEL_VERSION_KIND_LORA_ADAPTER\x10\x02\x12\x1c\n\x18MODEL_VERSION_KIND_OTHER\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!tuneforge/registry/v1/model.proto\x12\x15tuneforge.registry.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a tuneforge/common/v1/common.proto\"\xc1\x02\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x34\n\x04tags\x18\x05 \x03(\x0b\x32&.tuneforge.registry.v1.Model.TagsEntry\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rversion_count\x18\x08 \x01(\x03\x12\x16\n\x0elatest_version\x18\t \x01(\t\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbd\x01\n\x07Lineage\x12\x12\n\nbase_model\x18\x01 \x01(\t\x12\x16\n\x0eparent_version\x18\x02 \x01(\t\x12\x12\n\nsource_job\x18\x03 \x01(\t\x12@\n\x10\x64\x61taset_versions\x18\x04 \x03(\x0b\x32&.tuneforge.common.v1.DatasetVersionRef\x12\x30\n\x0fhyperparameters\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xf4\x04\n\x0cModelVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12;\n\x04tags\x18\x04 \x03(\x0b\x32-.tuneforge.registry.v1.ModelVersion.TagsEntry\x12\x35\n\x04kind\x18\x05 \x01(\x0e\x32\'.tuneforge.registry.v1.ModelVersionKind\x12-\n\x05\x66iles\x18\x06 \x03(\x0b\x32\x1e.tuneforge.common.v1.FileEntry\x12\x18\n\x10total_size_bytes\x18\x07 \x01(\x03\x12/\n\x07lineage\x18\x08 \x01(\x0b\x32\x1e.tuneforge.registry.v1.Lineage\x12\x41\n\x07metrics\x18\t \x03(\x0b\x32\x30.tuneforge.registry.v1.ModelVersion.MetricsEntry\x12\x0f\n\x07\x61liases\x18\n \x03(\t\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x07\x63\x61talog\x18\r \x01(\x0b\x32\".tuneforge.registry.v1.CatalogInfo\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xb4\x01\n\x0b\x43\x61talogInfo\x12\x0e\n\x06\x66\x61mily\x18\x01 \x01(\t\x12\x17\n\x0fparameter_count\x18\x02 \x01(\x03\x12\x16\n\x0e\x63ontext_length\x18\x03 \x01(\x03\x12\x0e\n\x06\x64types\x18\x04 \x03(\t\x12\x0f\n\x07license\x18\x05 \x01(\t\x12\x19\n\x11has_chat_template\x18\x06 \x01(\x08\x12\x12\n\nderivation\x18\x07 \x01(\t\x12\x14\n\x0c\x64\x65rived_from\x18\x08 \x01(\t\"\x85\x01\n\x11\x41liasHistoryEntry\x12\r\n\x05\x61lias\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_version\x18\x02 \x01(\t\x12\x12\n\nto_version\x18\x03 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb1\x01\n\x0bLineageNode\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x35\n\x04kind\x18\x02 \x01(\x0e\x32\'.tuneforge.registry.v1.ModelVersionKind\x12/\n\x07lineage\x18\x03 \x01(\x0b\x32\x1e.tuneforge.registry.v1.Lineage\x12\x12\n\nderivation\x18\x04 \x01(\t\x12\x0f\n\x07\x61liases\x18\x05 \x03(\t\">\n\x0bLineageEdge\x12\r\n\x05\x63hild\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x10\n\x08relation\x18\x03 \x01(\t\"\\\n\nModelAlias\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12/\n\x0bupdate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x84\x01\n\x12ModelVersionUpload\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\x04urls\x18\x02 \x03(\x0b\x32!.tuneforge.common.v1.PresignedUrl\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x96\x01\n\x10ModelVersionKind\x12\"\n\x1eMODEL_VERSION_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17MODEL_VERSION_KIND_FULL\x10\x01\x12#\n\x1fMODEL_VERSION_KIND_LORA_ADAPTER\x10\x02\x12\x1c\n\x18MODEL_VERSION_KIND_OTHER\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,8 +40,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODELVERSION_TAGSENTRY']._serialized_options = b'8\001'
   _globals['_MODELVERSION_METRICSENTRY']._loaded_options = None
   _globals['_MODELVERSION_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_MODELVERSIONKIND']._serialized_start=1481
-  _globals['_MODELVERSIONKIND']._serialized_end=1631
+  _globals['_MODELVERSIONKIND']._serialized_start=2097
+  _globals['_MODELVERSIONKIND']._serialized_end=2247
   _globals['_MODEL']._serialized_start=158
   _globals['_MODEL']._serialized_end=479
   _globals['_MODEL_TAGSENTRY']._serialized_start=436
@@ -49,13 +49,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LINEAGE']._serialized_start=482
   _globals['_LINEAGE']._serialized_end=671
   _globals['_MODELVERSION']._serialized_start=674
-  _globals['_MODELVERSION']._serialized_end=1249
+  _globals['_MODELVERSION']._serialized_end=1302
   _globals['_MODELVERSION_TAGSENTRY']._serialized_start=436
   _globals['_MODELVERSION_TAGSENTRY']._serialized_end=479
-  _globals['_MODELVERSION_METRICSENTRY']._serialized_start=1203
-  _globals['_MODELVERSION_METRICSENTRY']._serialized_end=1249
-  _globals['_MODELALIAS']._serialized_start=1251
-  _globals['_MODELALIAS']._serialized_end=1343
-  _globals['_MODELVERSIONUPLOAD']._serialized_start=1346
-  _globals['_MODELVERSIONUPLOAD']._serialized_end=1478
+  _globals['_MODELVERSION_METRICSENTRY']._serialized_start=1256
+  _globals['_MODELVERSION_METRICSENTRY']._serialized_end=1302
+  _globals['_CATALOGINFO']._serialized_start=1305
+  _globals['_CATALOGINFO']._serialized_end=1485
+  _globals['_ALIASHISTORYENTRY']._serialized_start=1488
+  _globals['_ALIASHISTORYENTRY']._serialized_end=1621
+  _globals['_LINEAGENODE']._serialized_start=1624
+  _globals['_LINEAGENODE']._serialized_end=1801
+  _globals['_LINEAGEEDGE']._serialized_start=1803
+  _globals['_LINEAGEEDGE']._serialized_end=1865
+  _globals['_MODELALIAS']._serialized_start=1867
+  _globals['_MODELALIAS']._serialized_end=1959
+  _globals['_MODELVERSIONUPLOAD']._serialized_start=1962
+  _globals['_MODELVERSIONUPLOAD']._serialized_end=2094
 # @@protoc_insertion_point(module_scope)

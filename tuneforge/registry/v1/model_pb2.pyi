@@ -67,7 +67,7 @@ class Lineage(_message.Message):
     def __init__(self, base_model: _Optional[str] = ..., parent_version: _Optional[str] = ..., source_job: _Optional[str] = ..., dataset_versions: _Optional[_Iterable[_Union[_common_pb2.DatasetVersionRef, _Mapping]]] = ..., hyperparameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class ModelVersion(_message.Message):
-    __slots__ = ("name", "uid", "description", "tags", "kind", "files", "total_size_bytes", "lineage", "metrics", "aliases", "create_time", "update_time")
+    __slots__ = ("name", "uid", "description", "tags", "kind", "files", "total_size_bytes", "lineage", "metrics", "aliases", "create_time", "update_time", "catalog")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -94,6 +94,7 @@ class ModelVersion(_message.Message):
     ALIASES_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_FIELD_NUMBER: _ClassVar[int]
     name: str
     uid: str
     description: str
@@ -106,7 +107,66 @@ class ModelVersion(_message.Message):
     aliases: _containers.RepeatedScalarFieldContainer[str]
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., uid: _Optional[str] = ..., description: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., kind: _Optional[_Union[ModelVersionKind, str]] = ..., files: _Optional[_Iterable[_Union[_common_pb2.FileEntry, _Mapping]]] = ..., total_size_bytes: _Optional[int] = ..., lineage: _Optional[_Union[Lineage, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., aliases: _Optional[_Iterable[str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    catalog: CatalogInfo
+    def __init__(self, name: _Optional[str] = ..., uid: _Optional[str] = ..., description: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., kind: _Optional[_Union[ModelVersionKind, str]] = ..., files: _Optional[_Iterable[_Union[_common_pb2.FileEntry, _Mapping]]] = ..., total_size_bytes: _Optional[int] = ..., lineage: _Optional[_Union[Lineage, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., aliases: _Optional[_Iterable[str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., catalog: _Optional[_Union[CatalogInfo, _Mapping]] = ...) -> None: ...
+
+class CatalogInfo(_message.Message):
+    __slots__ = ("family", "parameter_count", "context_length", "dtypes", "license", "has_chat_template", "derivation", "derived_from")
+    FAMILY_FIELD_NUMBER: _ClassVar[int]
+    PARAMETER_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    DTYPES_FIELD_NUMBER: _ClassVar[int]
+    LICENSE_FIELD_NUMBER: _ClassVar[int]
+    HAS_CHAT_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    DERIVATION_FIELD_NUMBER: _ClassVar[int]
+    DERIVED_FROM_FIELD_NUMBER: _ClassVar[int]
+    family: str
+    parameter_count: int
+    context_length: int
+    dtypes: _containers.RepeatedScalarFieldContainer[str]
+    license: str
+    has_chat_template: bool
+    derivation: str
+    derived_from: str
+    def __init__(self, family: _Optional[str] = ..., parameter_count: _Optional[int] = ..., context_length: _Optional[int] = ..., dtypes: _Optional[_Iterable[str]] = ..., license: _Optional[str] = ..., has_chat_template: _Optional[bool] = ..., derivation: _Optional[str] = ..., derived_from: _Optional[str] = ...) -> None: ...
+
+class AliasHistoryEntry(_message.Message):
+    __slots__ = ("alias", "from_version", "to_version", "actor", "time")
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    FROM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TO_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    alias: str
+    from_version: str
+    to_version: str
+    actor: str
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, alias: _Optional[str] = ..., from_version: _Optional[str] = ..., to_version: _Optional[str] = ..., actor: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class LineageNode(_message.Message):
+    __slots__ = ("model_version", "kind", "lineage", "derivation", "aliases")
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    LINEAGE_FIELD_NUMBER: _ClassVar[int]
+    DERIVATION_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    model_version: str
+    kind: ModelVersionKind
+    lineage: Lineage
+    derivation: str
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model_version: _Optional[str] = ..., kind: _Optional[_Union[ModelVersionKind, str]] = ..., lineage: _Optional[_Union[Lineage, _Mapping]] = ..., derivation: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class LineageEdge(_message.Message):
+    __slots__ = ("child", "source", "relation")
+    CHILD_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    RELATION_FIELD_NUMBER: _ClassVar[int]
+    child: str
+    source: str
+    relation: str
+    def __init__(self, child: _Optional[str] = ..., source: _Optional[str] = ..., relation: _Optional[str] = ...) -> None: ...
 
 class ModelAlias(_message.Message):
     __slots__ = ("name", "version", "update_time")

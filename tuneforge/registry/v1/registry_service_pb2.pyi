@@ -10,6 +10,82 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ListAliasHistoryRequest(_message.Message):
+    __slots__ = ("parent",)
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    def __init__(self, parent: _Optional[str] = ...) -> None: ...
+
+class ListAliasHistoryResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[_model_pb2.AliasHistoryEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[_model_pb2.AliasHistoryEntry, _Mapping]]] = ...) -> None: ...
+
+class GetLineageGraphRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetLineageGraphResponse(_message.Message):
+    __slots__ = ("root", "nodes", "edges")
+    ROOT_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    EDGES_FIELD_NUMBER: _ClassVar[int]
+    root: str
+    nodes: _containers.RepeatedCompositeFieldContainer[_model_pb2.LineageNode]
+    edges: _containers.RepeatedCompositeFieldContainer[_model_pb2.LineageEdge]
+    def __init__(self, root: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[_model_pb2.LineageNode, _Mapping]]] = ..., edges: _Optional[_Iterable[_Union[_model_pb2.LineageEdge, _Mapping]]] = ...) -> None: ...
+
+class SearchCatalogRequest(_message.Message):
+    __slots__ = ("parent", "filter")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    filter: str
+    def __init__(self, parent: _Optional[str] = ..., filter: _Optional[str] = ...) -> None: ...
+
+class CatalogEntry(_message.Message):
+    __slots__ = ("model_version", "method")
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    model_version: _model_pb2.ModelVersion
+    method: str
+    def __init__(self, model_version: _Optional[_Union[_model_pb2.ModelVersion, _Mapping]] = ..., method: _Optional[str] = ...) -> None: ...
+
+class SearchCatalogResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[CatalogEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[CatalogEntry, _Mapping]]] = ...) -> None: ...
+
+class ExportModelVersionRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ExportModelVersionResponse(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class DeriveModelVersionRequest(_message.Message):
+    __slots__ = ("name", "operation", "target", "output_model", "request_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_MODEL_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    operation: str
+    target: str
+    output_model: str
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., operation: _Optional[str] = ..., target: _Optional[str] = ..., output_model: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
 class CreateModelRequest(_message.Message):
     __slots__ = ("parent", "model_id", "model", "request_id")
     PARENT_FIELD_NUMBER: _ClassVar[int]

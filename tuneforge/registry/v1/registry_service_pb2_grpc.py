@@ -131,6 +131,31 @@ class RegistryServiceStub:
                 request_serializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.DeleteModelAliasRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.ListAliasHistory = channel.unary_unary(
+                '/tuneforge.registry.v1.RegistryService/ListAliasHistory',
+                request_serializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.ListAliasHistoryRequest.SerializeToString,
+                response_deserializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.ListAliasHistoryResponse.FromString,
+                _registered_method=True)
+        self.GetLineageGraph = channel.unary_unary(
+                '/tuneforge.registry.v1.RegistryService/GetLineageGraph',
+                request_serializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.GetLineageGraphRequest.SerializeToString,
+                response_deserializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.GetLineageGraphResponse.FromString,
+                _registered_method=True)
+        self.SearchCatalog = channel.unary_unary(
+                '/tuneforge.registry.v1.RegistryService/SearchCatalog',
+                request_serializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.SearchCatalogRequest.SerializeToString,
+                response_deserializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.SearchCatalogResponse.FromString,
+                _registered_method=True)
+        self.ExportModelVersion = channel.unary_stream(
+                '/tuneforge.registry.v1.RegistryService/ExportModelVersion',
+                request_serializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.ExportModelVersionRequest.SerializeToString,
+                response_deserializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.ExportModelVersionResponse.FromString,
+                _registered_method=True)
+        self.DeriveModelVersion = channel.unary_unary(
+                '/tuneforge.registry.v1.RegistryService/DeriveModelVersion',
+                request_serializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.DeriveModelVersionRequest.SerializeToString,
+                response_deserializer=tuneforge_dot_registry_dot_v1_dot_model__pb2.ModelVersion.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
@@ -272,6 +297,45 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAliasHistory(self, request, context):
+        """The history of a model's aliases: who moved which alias, when, from which version to which.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLineageGraph(self, request, context):
+        """A version's lineage in one call: its ancestors (base, parents, derivation sources) and its
+        descendants, each with the job, datasets and hyperparameters that made it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchCatalog(self, request, context):
+        """Searches the catalogue (模型广场): versions of every model in a project with their catalogue
+        facts and metrics side by side.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportModelVersion(self, request, context):
+        """Streams a version as a tar archive of a plain Hugging Face folder; each member is verified
+        against the manifest as it is read (DATA_LOSS otherwise).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeriveModelVersion(self, request, context):
+        """Derives a new full version: merge a LoRA adapter into its base, convert dtype, or quantize
+        weights (int8/int4, torchao). Runs on the registry's host; the version records how it was made.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -364,6 +428,31 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.DeleteModelAlias,
                     request_deserializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.DeleteModelAliasRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ListAliasHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAliasHistory,
+                    request_deserializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.ListAliasHistoryRequest.FromString,
+                    response_serializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.ListAliasHistoryResponse.SerializeToString,
+            ),
+            'GetLineageGraph': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLineageGraph,
+                    request_deserializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.GetLineageGraphRequest.FromString,
+                    response_serializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.GetLineageGraphResponse.SerializeToString,
+            ),
+            'SearchCatalog': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchCatalog,
+                    request_deserializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.SearchCatalogRequest.FromString,
+                    response_serializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.SearchCatalogResponse.SerializeToString,
+            ),
+            'ExportModelVersion': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportModelVersion,
+                    request_deserializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.ExportModelVersionRequest.FromString,
+                    response_serializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.ExportModelVersionResponse.SerializeToString,
+            ),
+            'DeriveModelVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeriveModelVersion,
+                    request_deserializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.DeriveModelVersionRequest.FromString,
+                    response_serializer=tuneforge_dot_registry_dot_v1_dot_model__pb2.ModelVersion.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -857,6 +946,141 @@ class RegistryService:
             '/tuneforge.registry.v1.RegistryService/DeleteModelAlias',
             tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.DeleteModelAliasRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAliasHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuneforge.registry.v1.RegistryService/ListAliasHistory',
+            tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.ListAliasHistoryRequest.SerializeToString,
+            tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.ListAliasHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLineageGraph(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuneforge.registry.v1.RegistryService/GetLineageGraph',
+            tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.GetLineageGraphRequest.SerializeToString,
+            tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.GetLineageGraphResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchCatalog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuneforge.registry.v1.RegistryService/SearchCatalog',
+            tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.SearchCatalogRequest.SerializeToString,
+            tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.SearchCatalogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportModelVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tuneforge.registry.v1.RegistryService/ExportModelVersion',
+            tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.ExportModelVersionRequest.SerializeToString,
+            tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.ExportModelVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeriveModelVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuneforge.registry.v1.RegistryService/DeriveModelVersion',
+            tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.DeriveModelVersionRequest.SerializeToString,
+            tuneforge_dot_registry_dot_v1_dot_model__pb2.ModelVersion.FromString,
             options,
             channel_credentials,
             insecure,
