@@ -6,6 +6,7 @@ One run starts a local suite, writes a file of random bytes, and times, for the 
   raw put / get   minio `fput_object` / `fget_object` straight to the suite's S3 server
   stream          `Client.models.upload` / `download` through the registry over gRPC (sha256 checked
                   on both sides, manifest written, version committed in SQL, event published)
+  export archive  `Client.models.export`: one streamed tar of the version, verified on both sides
   presigned       the same through presigned URLs (registry commits after hashing the object)
 Figures are medians of the repeats, in MiB/s, with each path's ratio to the raw client.
 """
@@ -93,6 +94,7 @@ def main() -> None:
                     "presigned download",
                     lambda i=i: client.models.download(f"bench/{2 * i + 2}", root / f"p-{i}", presigned=True),
                 )
+                measure("export archive", lambda i=i: client.models.export(f"bench/{2 * i + 1}", root / f"e-{i}"))
             results = {name: statistics.median(values) for name, values in samples.items()}
             client.close()
 

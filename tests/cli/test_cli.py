@@ -302,3 +302,20 @@ def test_train_cli_transcript(tf, suite: LocalSuite, project: str, tiny_model_di
     assert "cli-job" in tf("train", "list").stdout
     assert "FAILED_PRECONDITION" in one_line_error(tf("train", "cancel", "cli-job", code=1))
     assert "NOT_FOUND" in one_line_error(tf("train", "show", "nope", code=1))
+
+
+def test_catalogue_cli_transcript(tf, tiny_model_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    shown = tf("models", "import", str(tiny_model_dir), "tiny-cli").stdout
+    assert "llama" in shown and "family / parameters" in shown
+    assert "tiny-cli/1" in tf("models", "catalog", "--filter", 'family = "llama"').stdout
+    tf("models", "upload", "tiny-cli", str(tiny_model_dir), "--parent", "tiny-cli/1")
+    tree = tf("models", "lineage", "tiny-cli/2").stdout
+    assert "tiny-cli/1" in tree and "tiny-cli/2 ◀" in tree and "parent" in tree
+    assert "files verified" in tf("models", "export", "tiny-cli/1", str(tmp_path / "export")).stdout
+    assert (tmp_path / "export" / "model.safetensors").exists()
+    assert "quantize:int8" in tf("models", "derive", "tiny-cli/1", "quantize", "int8").stdout
+    tf("models", "alias", "set", "tiny-cli", "production", "tiny-cli/2")
+    assert "(removed)" not in tf("models", "alias", "history", "tiny-cli").stdout
+    assert "is not a LoRA adapter" in one_line_error(
+        tf("models", "derive", "tiny-cli/1", "merge_lora", code=1)
+    )

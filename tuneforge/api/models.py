@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import shutil
 import urllib.request
 import uuid
@@ -436,24 +437,31 @@ class Models:
             registry_service_pb2.ExportModelVersionRequest(name=version.name)
         )
 
-        class _Reader:
-            def __init__(self) -> None:
-                self.buffer = b""
-                self.chunks = (r.data for r in stream)
+        class _Stream(io.RawIOBase):
+            """The gRPC chunks as a file, without copying them more than once."""
 
-            def read(self, n: int = -1) -> bytes:
-                while n < 0 or len(self.buffer) < n:
+            def __init__(self) -> None:
+                self.chunks = (r.data for r in stream)
+                self.view = memoryview(b"")
+
+            def readable(self) -> bool:
+                return True
+
+            def readinto(self, buffer: Any) -> int:
+                while not self.view:
                     chunk = next(self.chunks, None)
                     if chunk is None:
-                        break
+                        return 0
                     if progress:
                         progress(len(chunk))
-                    self.buffer += chunk
-                out, self.buffer = (self.buffer, b"") if n < 0 else (self.buffer[:n], self.buffer[n:])
-                return out
+                    self.view = memoryview(chunk)
+                n = min(len(buffer), len(self.view))
+                buffer[:n] = self.view[:n]
+                self.view = self.view[n:]
+                return n
 
         try:
-            with tarfile.open(fileobj=_Reader(), mode="r|") as archive:
+            with tarfile.open(fileobj=io.BufferedReader(_Stream(), 1 << 20), mode="r|") as archive:
                 for member in archive:
                     if (
                         not member.isfile()

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from tuneforge.api._calls import folder_files
-from tuneforge.cli.output import emit_json, human_bytes, options, table, transfer_progress
+from tuneforge.cli.output import console, emit_json, human_bytes, options, table, to_dict, transfer_progress
 from tuneforge.client import Client
 from tuneforge.registry.v1 import model_pb2
 
@@ -66,6 +66,12 @@ def show_version(version: model_pb2.ModelVersion) -> None:
             ),
             ("metrics", ", ".join(f"{k}={v:g}" for k, v in sorted(version.metrics.items()))),
             ("tags", ", ".join(f"{k}={v}" for k, v in sorted(version.tags.items()))),
+            ("family / parameters", f"{version.catalog.family} / {version.catalog.parameter_count:,}"),
+            ("context / dtypes", f"{version.catalog.context_length} / {', '.join(version.catalog.dtypes)}"),
+            (
+                "license / chat template",
+                f"{version.catalog.license or '?'} / {'yes' if version.catalog.has_chat_template else 'no'}",
+            ),
             ("created", version.create_time.ToDatetime().isoformat(timespec="seconds")),
         ],
     )
@@ -253,6 +259,170 @@ def delete(
         emit_json({"deleted": ref})
     else:
         typer.echo(f"deleted {ref}")
+
+
+@app.command("import")
+def import_model(
+    ctx: typer.Context,
+    source: Annotated[
+        str, typer.Argument(help="a local Hugging Face folder, or a hub id such as Qwen/Qwen2.5-0.5B")
+    ],
+    model_id: Annotated[str, typer.Argument(help="the model to create or add a version to")],
+    display_name: str = "",
+    tag: Annotated[list[str] | None, typer.Option(help="KEY=VALUE, repeatable")] = None,
+) -> None:
+    """Import a base model (safetensors only; remote-code models are refused) into the catalogue."""
+    version = client(ctx).models.import_model(
+        source, model_id, display_name=display_name, tags=parse_pairs(tag, "--tag")
+    )
+    if options(ctx).json:
+        emit_json(version)
+    else:
+        show_version(version)
+
+
+@app.command("catalog")
+def catalog(
+    ctx: typer.Context,
+    filter: Annotated[str, typer.Option(help='e.g. family = "llama" AND kind = "full"')] = "",
+) -> None:
+    """The catalogue (模型广场): every version with its family, size, method and metrics side by side."""
+    entries = client(ctx).models.catalog(filter=filter)
+    if options(ctx).json:
+        emit_json([{"model_version": to_dict(e.model_version), "method": e.method} for e in entries])
+        return
+    metric_names = sorted({k for e in entries for k in e.model_version.metrics})[:6]
+    table(
+        "catalogue",
+        ["version", "kind", "family", "parameters", "context", "method", "aliases", *metric_names],
+        [
+            (
+                short(v.name),
+                KIND.get(v.kind, "?"),
+                v.catalog.family,
+                f"{v.catalog.parameter_count:,}",
+                v.catalog.context_length or "",
+                e.method,
+                ", ".join(v.aliases),
+                *[f"{v.metrics[m]:.4g}" if m in v.metrics else "" for m in metric_names],
+            )
+            for e in entries
+            for v in [e.model_version]
+        ],
+    )
+
+
+@app.command("lineage")
+def lineage(
+    ctx: typer.Context, ref: Annotated[str, typer.Argument(help="model/N, model@alias or model")]
+) -> None:
+    """Print a version's ancestors and descendants as a tree, with the job and data of each step."""
+    from rich.tree import Tree
+
+    graph = client(ctx).models.lineage(ref)
+    if options(ctx).json:
+        emit_json(to_dict(graph))
+        return
+    nodes = {n.model_version: n for n in graph.nodes}
+    children: dict[str, list[tuple[str, str]]] = {}
+    has_source = set()
+    for edge in graph.edges:
+        if edge.relation == "base" and any(
+            e.child == edge.child and e.relation != "base" for e in graph.edges
+        ):
+            continue  # drawn under its parent; the base is still named on the node
+        children.setdefault(edge.source, []).append((edge.child, edge.relation))
+        has_source.add(edge.child)
+
+    def label(name: str, relation: str = "") -> str:
+        node = nodes[name]
+        parts = [
+            f"[bold]{short(name)}[/bold]" + (" ◀" if name == graph.root else ""),
+            KIND.get(node.kind, "?"),
+        ]
+        if relation:
+            parts.insert(0, f"[dim]{relation}[/dim]")
+        if node.derivation:
+            parts.append(f"derived: {node.derivation}")
+        if node.lineage.source_job:
+            parts.append(f"job {node.lineage.source_job.rsplit('/', 1)[-1]}")
+        if node.lineage.dataset_versions:
+            parts.append(
+                "data "
+                + ", ".join(
+                    f"{d.dataset_version.split('/')[3]}/v{d.dataset_version.split('/')[5]}×{d.sampling_rate:g}"
+                    for d in node.lineage.dataset_versions
+                )
+            )
+        if node.aliases:
+            parts.append("@" + ", @".join(node.aliases))
+        return "  ".join(parts)
+
+    def grow(tree: Tree, name: str) -> None:
+        for child, relation in sorted(children.get(name, [])):
+            grow(tree.add(label(child, relation)), child)
+
+    for root in [n.model_version for n in graph.nodes if n.model_version not in has_source]:
+        tree = Tree(label(root))
+        grow(tree, root)
+        console.print(tree)
+
+
+@app.command("export")
+def export(ctx: typer.Context, ref: str, dest: Path) -> None:
+    """Export a version as a plain Hugging Face folder through one verified, streamed archive."""
+    c = client(ctx)
+    version = c.models.get_version(ref)
+    with transfer_progress(version.total_size_bytes, "export", not options(ctx).json) as progress:
+        task = progress.add_task(f"exporting {short(version.name)}", total=version.total_size_bytes)
+        c.models.export(version.name, dest, progress=lambda n: progress.advance(task, n))
+    if options(ctx).json:
+        emit_json({"model_version": version.name, "dest": str(dest)})
+    else:
+        typer.echo(f"exported {version.name} to {dest} ({len(version.files)} files verified)")
+
+
+@app.command("derive")
+def derive(
+    ctx: typer.Context,
+    ref: str,
+    operation: Annotated[str, typer.Argument(help="merge_lora, convert_dtype or quantize")],
+    target: Annotated[
+        str, typer.Argument(help="bfloat16/float16 for convert_dtype, int8/int4 for quantize")
+    ] = "",
+    output_model: str = "",
+) -> None:
+    """Merge a LoRA adapter into its base, convert dtype, or quantize weights, as a new version."""
+    version = client(ctx).models.derive(ref, operation, target, output_model=output_model)
+    if options(ctx).json:
+        emit_json(version)
+    else:
+        typer.echo(
+            f"created {version.name} ({version.catalog.derivation}, {human_bytes(version.total_size_bytes)})"
+        )
+
+
+@alias_app.command("history")
+def alias_history(ctx: typer.Context, model: str) -> None:
+    """Who moved which alias when, from which version to which."""
+    entries = client(ctx).models.alias_history(model)
+    if options(ctx).json:
+        emit_json(entries)
+        return
+    table(
+        f"alias history of {model}",
+        ["time", "alias", "from", "to", "by key"],
+        [
+            (
+                h.time.ToDatetime().isoformat(timespec="seconds"),
+                h.alias,
+                short(h.from_version) if h.from_version else "",
+                short(h.to_version) if h.to_version else "(removed)",
+                h.actor,
+            )
+            for h in entries
+        ],
+    )
 
 
 @alias_app.command("set")
