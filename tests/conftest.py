@@ -125,3 +125,15 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from services.train.tiny import build_tiny_model, project_texts
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", project_texts())
+
+
+@pytest.fixture
+def base_model(client: Client, tiny_model_dir: Path) -> str:
+    """The tiny model registered in this test's project; returns the version's name."""
+    client.models.create("tiny-base")
+    return client.models.upload("tiny-base", tiny_model_dir).name
+
+
+@pytest.fixture
+def math_data(client: Client) -> None:
+    client.data.install_preset("math-grading")

@@ -24,6 +24,7 @@ from pathlib import Path
 import grpc
 
 from tuneforge.api.datasets import Datasets
+from tuneforge.api.evaluations import Evaluations
 from tuneforge.api.models import Models
 from tuneforge.api.training import Training
 from tuneforge.errors import TuneForgeError
@@ -39,6 +40,7 @@ _SERVICES = (
     "tuneforge.registry.v1.RegistryService",
     "tuneforge.data.v1.DataService",
     "tuneforge.train.v1.TrainService",
+    "tuneforge.eval.v1.EvalService",
 )
 
 
@@ -168,6 +170,7 @@ class Client:
         self.models = Models(self)
         self.data = Datasets(self)
         self.train = Training(self)
+        self.evals = Evaluations(self)
 
     def _channel(self, service: str) -> grpc.Channel:
         address = self.connection.endpoints.get(service, "")

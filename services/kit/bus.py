@@ -35,6 +35,8 @@ EVENTS_STREAM = "TUNEFORGE_EVENTS"
 TRAIN_QUEUE_STREAM = "TUNEFORGE_TRAIN_QUEUE"
 EVENT_SUBJECTS = "tuneforge.*.*.*"
 TRAIN_QUEUE_SUBJECTS = "tuneforge.train-queue.*"
+EVAL_QUEUE_STREAM = "TUNEFORGE_EVAL_QUEUE"
+EVAL_QUEUE_SUBJECTS = "tuneforge.eval-queue.*"
 EVENT_MAX_AGE_SECONDS = 30 * 24 * 3600
 
 STREAMS = (
@@ -48,6 +50,12 @@ STREAMS = (
     StreamConfig(
         name=TRAIN_QUEUE_STREAM,
         subjects=[TRAIN_QUEUE_SUBJECTS],
+        retention=RetentionPolicy.WORK_QUEUE,
+        duplicate_window=120,
+    ),
+    StreamConfig(
+        name=EVAL_QUEUE_STREAM,
+        subjects=[EVAL_QUEUE_SUBJECTS],
         retention=RetentionPolicy.WORK_QUEUE,
         duplicate_window=120,
     ),

@@ -1275,6 +1275,7 @@ class ModelRegistry:
                 "target", f"{operation} takes one of {', '.join(allowed)} (got {target!r})"
             )
         check_text(request_id, "request_id", 128)
+
         def load(session: Session) -> tuple[VersionRow, VersionRow | None, model_pb2.ModelVersion]:
             row = self._version_by_name(session, name, "name")
             return row, row.base_version, version_to_proto(row)  # relations read while the session is open

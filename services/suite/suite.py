@@ -33,7 +33,7 @@ from services.suite.processes import (
     seaweed_process,
 )
 
-SERVICES = ("registry", "data", "train")
+SERVICES = ("registry", "data", "train", "eval")
 STATE_FILE = "suite.json"
 ENDPOINTS_FILE = "endpoints.json"
 ADMIN_KEY_FILE = "admin.key"
@@ -108,6 +108,7 @@ class LocalSuite:
         self.database_url = database_url
         self.extra_env = dict(extra_env or {})
         self.workers = workers if "train" in services else 0
+        self.eval_workers = 1 if "eval" in services else 0
         self.local_model_dirs = local_model_dirs
         self.processes: dict[str, ManagedProcess] = {}
         self.state: SuiteState | None = None
@@ -196,6 +197,8 @@ class LocalSuite:
                 self.start_service(name, timeout)
             for index in range(self.workers):
                 self.start_worker(index, timeout)
+            for index in range(self.eval_workers):
+                self.start_worker(index, timeout, kind="eval")
             endpoints = self.data_dir / ENDPOINTS_FILE
             endpoints.write_text(json.dumps(self.endpoints, indent=2))
         except BaseException:
@@ -218,16 +221,16 @@ class LocalSuite:
         process.wait_ready(lambda: port_file.exists() and grpc_serving(address), timeout)
         return process
 
-    def start_worker(self, index: int, timeout: float = 60.0) -> ManagedProcess:
-        """A training worker; it pulls jobs from the queue the train service fills."""
-        name = f"worker-{index}"
-        env = self.service_env("train")
+    def start_worker(self, index: int, timeout: float = 60.0, kind: str = "train") -> ManagedProcess:
+        """A training (or evaluation) worker; it pulls jobs from the queue its service fills."""
+        name = f"worker-{index}" if kind == "train" else f"{kind}-worker-{index}"
+        env = self.service_env(kind)
         env.pop("TUNEFORGE_PORT_FILE")
         log_path = self.data_dir / "logs" / f"{name}.log"
         start_offset = log_path.stat().st_size if log_path.exists() else 0
         process = ManagedProcess(
             name=name,
-            argv=[sys.executable, "-m", "services.train.worker"],
+            argv=[sys.executable, "-m", f"services.{kind}.worker"],
             log_path=log_path,
             env={
                 **env,
@@ -235,6 +238,7 @@ class LocalSuite:
                 "TUNEFORGE_WORKER_API_KEY": (self.data_dir / WORKER_KEY_FILE).read_text().strip(),
                 "TUNEFORGE_WORKER_NAME": name,
                 "TUNEFORGE_TRAIN_WORK_DIR": str(self.data_dir / "work" / name),
+                "TUNEFORGE_EVAL_WORK_DIR": str(self.data_dir / "work" / name),
                 **self.extra_env,
             },
         )
@@ -264,7 +268,7 @@ class LocalSuite:
 
     def stop(self) -> None:
         """Stop services first, then storage and messaging, so nothing loses its backend mid-write."""
-        workers = [n for n in self.processes if n.startswith("worker-")]
+        workers = [n for n in self.processes if "worker-" in n]
         order = workers + [n for n in self.processes if n not in ("s3", "nats", *workers)] + ["s3", "nats"]
         for name in order:
             process = self.processes.get(name)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -28,8 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nats.errors import TimeoutError as NatsTimeout
-from nats.js.api import AckPolicy, ConsumerConfig
 from pydantic import Field, SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -43,6 +40,7 @@ from services.kit.outbox import Outbox, OutboxRelay
 from services.kit.settings import KitSettings, load_settings
 from services.kit.store import ObjectStore
 from services.kit.times import utcnow
+from services.kit.workqueue import die_with_parent, heartbeat, pull_forever
 from services.train.convert import checkpoint_to_proto, job_name, metric_to_proto
 from services.train.jobs import NOT_MODEL_FILES, emit_job, lineage_of
 from services.train.repo import OUTBOX, CheckpointRow, JobRow, MetricRow
@@ -79,12 +77,6 @@ class Run:
     checkpoints: dict[int, str] = field(default_factory=dict)
 
 
-def _die_with_parent() -> None:
-    """In the child: receive SIGKILL when the worker dies, so no orphan keeps training."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 class Worker:
     def __init__(
         self, settings: WorkerSettings, db: Database, store: ObjectStore, bus: EventBus, outbox: Outbox
@@ -101,30 +93,16 @@ class Worker:
     # -- the queue -----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        subscription = await self.bus.js.pull_subscribe(
-            TRAIN_QUEUE_SUBJECTS,
-            durable="train-workers",
-            stream=TRAIN_QUEUE_STREAM,
-            config=ConsumerConfig(
-                ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=self.settings.train_ack_wait_seconds,
-                max_ack_pending=1000,
-            ),
-        )
         log.info("worker ready", extra={"worker": self.settings.worker_name})
-        while not self.stopping.is_set():
-            try:
-                messages = await subscription.fetch(1, timeout=1.0)
-            except NatsTimeout:
-                continue
-            for message in messages:
-                await self.handle(message)
-
-    async def _heartbeat(self, message: Any) -> None:
-        while True:
-            await asyncio.sleep(self.settings.train_ack_wait_seconds / 3)
-            with contextlib.suppress(Exception):
-                await message.in_progress()
+        await pull_forever(
+            self.bus,
+            stream=TRAIN_QUEUE_STREAM,
+            subjects=TRAIN_QUEUE_SUBJECTS,
+            durable="train-workers",
+            ack_wait=self.settings.train_ack_wait_seconds,
+            handle=self.handle,
+            stopping=self.stopping,
+        )
 
     async def handle(self, message: Any) -> None:
         uid = message.data.decode()
@@ -132,7 +110,7 @@ class Worker:
         if row is None:
             await message.ack()
             return
-        heartbeat = asyncio.create_task(self._heartbeat(message))
+        heartbeat_task = asyncio.create_task(heartbeat(message, self.settings.train_ack_wait_seconds / 3))
         job_dir = self.settings.train_work_dir / uid
         try:
             outcome = await self.execute(row, job_dir)
@@ -148,7 +126,7 @@ class Worker:
             await self.outbox.write(self.db, lambda s: self._finish(s, uid, outcome))
             await message.ack()
         finally:
-            heartbeat.cancel()
+            heartbeat_task.cancel()
             shutil.rmtree(job_dir, ignore_errors=True)
 
     def _claim(self, session: Session, uid: str) -> JobRow | None:
@@ -265,7 +243,7 @@ class Worker:
             str(job_dir),
             stdout=logfile,
             stderr=logfile,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
             env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
         )
         # Uploads, hashing and bookkeeping yield the CPU to training: the worker lowers its own

@@ -135,6 +135,7 @@ def test_keys_and_status_commands(tf, suite: LocalSuite) -> None:  # type: ignor
         "registry": "serving",
         "data": "serving",
         "train": "serving",
+        "eval": "serving",
     }
     assert "no running suite" in tf("status", "--data-dir", "/nonexistent", code=2).stderr
 
@@ -160,14 +161,14 @@ def test_up_prints_endpoints_and_ctrl_c_stops_everything(tmp_path: Path) -> None
                 break
         started = json.loads(text)
         assert started["admin_api_key"].startswith("tf_")
-        assert set(started["endpoints"]) == {"nats", "s3", "registry", "data", "train"}
+        assert set(started["endpoints"]) == {"nats", "s3", "registry", "data", "train", "eval"}
         status = subprocess.run(
             [sys.executable, "-m", "tuneforge", "status", "--data-dir", str(data_dir)],
             capture_output=True,
             text=True,
             timeout=60,
         )
-        assert status.returncode == 0 and status.stdout.count("serving") == 5
+        assert status.returncode == 0 and status.stdout.count("serving") == 6
         process.send_signal(signal.SIGINT)
         assert process.wait(60) == 0
     finally:
@@ -302,6 +303,33 @@ def test_train_cli_transcript(tf, suite: LocalSuite, project: str, tiny_model_di
     assert "cli-job" in tf("train", "list").stdout
     assert "FAILED_PRECONDITION" in one_line_error(tf("train", "cancel", "cli-job", code=1))
     assert "NOT_FOUND" in one_line_error(tf("train", "show", "nope", code=1))
+    shown = tf(
+        "eval",
+        "create",
+        "--model",
+        "tiny/1",
+        "--dataset",
+        "math-grading-eval",
+        "--metric",
+        "rouge_l",
+        "--max-new-tokens",
+        "4",
+        "--watch",
+    ).stdout
+    assert "succeeded" in shown and "rouge_l" in shown
+    assert "unknown metric" in one_line_error(
+        tf(
+            "eval",
+            "create",
+            "--model",
+            "tiny/1",
+            "--dataset",
+            "math-grading-eval",
+            "--metric",
+            "nope",
+            code=1,
+        )
+    )
 
 
 def test_catalogue_cli_transcript(tf, tiny_model_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from tuneforge.cli import data, models, quickstart, suite, train
+from tuneforge.cli import data, evals, models, quickstart, suite, train
 from tuneforge.cli.output import Options, err_console
 from tuneforge.errors import TuneForgeError
 
@@ -41,6 +41,7 @@ app.command()(quickstart.quickstart)
 app.add_typer(models.app, name="models")
 app.add_typer(data.app, name="data")
 app.add_typer(train.app, name="train")
+app.add_typer(evals.app, name="eval")
 app.command()(train.worker)
 app.add_typer(suite.keys_app, name="keys")
 

@@ -1,0 +1,381 @@
+"""Evaluations on the control plane: validate, queue, report, page through predictions.
+
+No torch here: models and data are checked through the registry and the data service with the
+caller's own key; generation runs on evaluation workers (`services.eval.worker`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+import tempfile
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from services.eval import metrics
+from services.eval.repo import EvaluationRow
+from services.kit.auth import bearer_var, parse_in_project, require_project
+from services.kit.db import Database, keyset_page
+from services.kit.errors import AlreadyExists, InvalidArgument, NotFound
+from services.kit.names import PROJECT, NamePattern, PageTokens, check_id, check_text, page_size
+from services.kit.outbox import Outbox
+from services.kit.store import ObjectStore
+from services.kit.times import to_timestamp, utcnow
+from tuneforge.eval.v1 import evaluation_pb2
+from tuneforge.events.v1 import eval_events_pb2
+
+EVALUATION = NamePattern("projects/{project}/evaluations/{evaluation}")
+QUEUE_SUBJECT = "tuneforge.eval-queue.normal"
+STATES = {
+    "queued": evaluation_pb2.EVALUATION_STATE_QUEUED,
+    "running": evaluation_pb2.EVALUATION_STATE_RUNNING,
+    "succeeded": evaluation_pb2.EVALUATION_STATE_SUCCEEDED,
+    "failed": evaluation_pb2.EVALUATION_STATE_FAILED,
+}
+TERMINAL = {"succeeded", "failed"}
+REFERENCE_METRICS = set(metrics.METRICS) - {"word_count_deviation"}
+_MODEL_VERSION = re.compile(r"^projects/[^/]+/models/[^/]+/versions/[^/]+$")
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    registry: str
+    data: str
+
+
+def evaluation_name(row: EvaluationRow) -> str:
+    return EVALUATION.format(project=row.project, evaluation=row.evaluation_id)
+
+
+def evaluation_to_proto(row: EvaluationRow) -> evaluation_pb2.Evaluation:
+    spec = row.spec
+    message = evaluation_pb2.Evaluation(
+        name=evaluation_name(row),
+        uid=row.uid,
+        display_name=row.display_name,
+        state=STATES[row.state],
+        model_versions=[m["name"] for m in spec["models"]],
+        dataset_version=spec["dataset_version"],
+        metrics=spec["metrics"],
+        generation=json_format.ParseDict(spec["generation"], evaluation_pb2.GenerationConfig()),
+        results=[evaluation_pb2.ModelResult(**r) for r in row.results],
+        error=row.error,
+        total_samples=row.total_samples,
+        done_samples=row.done_samples,
+        create_time=to_timestamp(row.create_time),
+    )
+    if row.end_time:
+        message.end_time.CopyFrom(to_timestamp(row.end_time))
+    return message
+
+
+def emit(outbox: Outbox, session: Session, row: EvaluationRow, verb: str) -> evaluation_pb2.Evaluation:
+    proto = evaluation_to_proto(row)
+    outbox.emit(
+        session,
+        "evaluation",
+        verb,
+        proto.name,
+        row.project,
+        eval_events_pb2.EvaluationEvent(evaluation=proto),
+    )
+    return proto
+
+
+class Evaluations:
+    def __init__(
+        self, db: Database, outbox: Outbox, store: ObjectStore, page_tokens: PageTokens, endpoints: Endpoints
+    ) -> None:
+        self.db = db
+        self.outbox = outbox
+        self.store = store
+        self.page_tokens = page_tokens
+        self.endpoints = endpoints
+        self._predictions: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+
+    def _check_world(
+        self, project: str, models: list[str], dataset: str, names: list[str]
+    ) -> tuple[list[dict[str, Any]], str, int]:
+        """Models exist and can run; the dataset is ready, of a fitting kind, with references."""
+        import pyarrow.parquet as pq
+
+        from tuneforge import Client
+        from tuneforge.api.datasets import KIND_NAMES
+        from tuneforge.errors import TuneForgeError
+        from tuneforge.registry.v1 import model_pb2
+
+        resolved = []
+        with Client(
+            {"registry": self.endpoints.registry, "data": self.endpoints.data},
+            api_key=bearer_var.get(),
+            project=project,
+        ) as client:
+            for i, ref in enumerate(models):
+                field = f"evaluation.model_versions[{i}]"
+                if not _MODEL_VERSION.match(ref) or ref.split("/")[1] != project:
+                    raise InvalidArgument.field(field, f"{ref!r} is not a model version of project {project}")
+                try:
+                    version = client.models.get_version(ref)
+                except TuneForgeError as error:
+                    raise InvalidArgument.field(field, error.message) from None
+                entry = {"name": version.name, "base": ""}
+                if version.kind == model_pb2.MODEL_VERSION_KIND_LORA_ADAPTER:
+                    if not _MODEL_VERSION.match(version.lineage.base_model):
+                        raise InvalidArgument.field(
+                            field, f"{version.name} is an adapter whose base model is not in the registry"
+                        )
+                    entry["base"] = version.lineage.base_model
+                elif version.kind != model_pb2.MODEL_VERSION_KIND_FULL:
+                    raise InvalidArgument.field(
+                        field, f"{version.name} is not a model that can generate (no config and weights)"
+                    )
+                resolved.append(entry)
+            try:
+                data = client.data.get_version(dataset)
+            except TuneForgeError as error:
+                raise InvalidArgument.field("evaluation.dataset_version", error.message) from None
+            kind = KIND_NAMES.get(data.kind)
+            if data.state != 1:
+                raise InvalidArgument.field(
+                    "evaluation.dataset_version", f"{data.name} failed validation and holds no data"
+                )
+            if kind not in ("eval", "sft", "prompt_only"):
+                raise InvalidArgument.field(
+                    "evaluation.dataset_version",
+                    f"{data.name} holds {kind} data; evaluate on eval, sft or prompt_only data",
+                )
+            if data.row_count == 0:
+                raise InvalidArgument.field("evaluation.dataset_version", f"{data.name} is empty")
+            needs_reference = [n for n in names if n in REFERENCE_METRICS]
+            if needs_reference and kind == "prompt_only":
+                with tempfile.TemporaryDirectory() as tmp:
+                    client.data.download(data.name, tmp)
+                    missing = sum(
+                        1 for r in pq.read_table(Path(tmp) / "data.parquet").to_pylist() if not r["reference"]
+                    )
+                if missing:
+                    raise InvalidArgument.field(
+                        "evaluation.metrics",
+                        f"{', '.join(needs_reference)} compare with references, and {missing} rows of {data.name} have none",
+                    )
+        return resolved, data.name, data.row_count
+
+    async def create(
+        self, parent: str, evaluation: evaluation_pb2.Evaluation, request_id: str
+    ) -> evaluation_pb2.Evaluation:
+        project = PROJECT.parse(parent, "parent")["project"]
+        require_project(project)
+        check_text(request_id, "request_id", 128)
+        check_text(evaluation.display_name, "evaluation.display_name", 200)
+        evaluation_id = (
+            check_id(evaluation.name.rsplit("/", 1)[-1], "evaluation.name", what="evaluation id")
+            if evaluation.name
+            else f"eval-{uuid.uuid4().hex[:10]}"
+        )
+        if not evaluation.model_versions:
+            raise InvalidArgument.field(
+                "evaluation.model_versions", "name at least one model version (the first is the baseline)"
+            )
+        if len(evaluation.model_versions) > 8:
+            raise InvalidArgument.field(
+                "evaluation.model_versions", "at most 8 model versions per evaluation"
+            )
+        names = list(evaluation.metrics) or ["bleu4", "rouge_l"]
+        unknown = metrics.check_metrics(names)
+        if unknown:
+            raise InvalidArgument.field(
+                "evaluation.metrics",
+                f"unknown metric {', '.join(unknown)}; choose from {', '.join(metrics.METRICS)}",
+            )
+        g = evaluation.generation
+        generation = {
+            "max_new_tokens": g.max_new_tokens or 128,
+            "temperature": g.temperature,
+            "top_p": g.top_p or 1.0,
+            "batch_size": g.batch_size or 16,
+            "seed": g.seed,
+        }
+        if not 1 <= generation["max_new_tokens"] <= 8192:
+            raise InvalidArgument.field("evaluation.generation.max_new_tokens", "must be between 1 and 8192")
+        if not 0 <= generation["temperature"] <= 5 or not 0 < generation["top_p"] <= 1:
+            raise InvalidArgument.field(
+                "evaluation.generation.temperature", "temperature must be 0-5 and top_p in (0, 1]"
+            )
+        if not 1 <= generation["batch_size"] <= 1024:
+            raise InvalidArgument.field("evaluation.generation.batch_size", "must be between 1 and 1024")
+        if request_id:
+            existing = await self.db.run(
+                lambda s: s.scalar(
+                    select(EvaluationRow).where(
+                        EvaluationRow.project == project, EvaluationRow.request_id == request_id
+                    )
+                )
+            )
+            if existing is not None:
+                return evaluation_to_proto(existing)
+        models, dataset, rows = await asyncio.to_thread(
+            self._check_world, project, list(evaluation.model_versions), evaluation.dataset_version, names
+        )
+
+        def insert(session: Session) -> evaluation_pb2.Evaluation:
+            if session.scalar(
+                select(EvaluationRow.uid).where(
+                    EvaluationRow.project == project, EvaluationRow.evaluation_id == evaluation_id
+                )
+            ):
+                raise AlreadyExists(
+                    f"evaluation projects/{project}/evaluations/{evaluation_id} already exists"
+                )
+            now = utcnow()
+            row = EvaluationRow(
+                uid=uuid.uuid4().hex,
+                project=project,
+                evaluation_id=evaluation_id,
+                display_name=evaluation.display_name or evaluation_id,
+                state="queued",
+                spec={
+                    "models": models,
+                    "dataset_version": dataset,
+                    "metrics": names,
+                    "generation": generation,
+                },
+                results=[],
+                total_samples=rows,
+                done_samples=0,
+                predictions={},
+                request_id=request_id or None,
+                create_time=now,
+                update_time=now,
+            )
+            session.add(row)
+            session.flush()
+            proto = emit(self.outbox, session, row, "created")
+            self.outbox.enqueue(session, QUEUE_SUBJECT, row.uid.encode(), f"eval-{row.uid}")
+            return proto
+
+        try:
+            return await self.outbox.write(self.db, insert)
+        except IntegrityError:
+            existing = await self.db.run(
+                lambda s: s.scalar(
+                    select(EvaluationRow).where(
+                        EvaluationRow.project == project, EvaluationRow.request_id == request_id
+                    )
+                )
+            )
+            if existing is None:
+                raise
+            return evaluation_to_proto(existing)
+
+    def _find(self, session: Session, name: str, field: str = "name") -> EvaluationRow:
+        parts = parse_in_project(EVALUATION, name, field)
+        row = session.scalar(
+            select(EvaluationRow).where(
+                EvaluationRow.project == parts["project"], EvaluationRow.evaluation_id == parts["evaluation"]
+            )
+        )
+        if row is None:
+            raise NotFound(f"evaluation {name} does not exist")
+        return row
+
+    async def get(self, name: str) -> evaluation_pb2.Evaluation:
+        return await self.db.run(lambda s: evaluation_to_proto(self._find(s, name)))
+
+    async def list(self, parent: str, size: int, token: str) -> tuple[list[evaluation_pb2.Evaluation], str]:
+        project = PROJECT.parse(parent, "parent")["project"]
+        require_project(project)
+        size = page_size(size)
+
+        def list_(session: Session) -> tuple[list[evaluation_pb2.Evaluation], str]:
+            rows, next_token = keyset_page(
+                session,
+                select(EvaluationRow).where(EvaluationRow.project == project),
+                tokens=self.page_tokens,
+                columns={"create_time": EvaluationRow.create_time},
+                order_by="create_time desc",
+                default_order="create_time",
+                tie=EvaluationRow.uid,
+                size=size,
+                token=token,
+                context=f"ListEvaluations|{project}",
+            )
+            return [evaluation_to_proto(r) for r in rows], next_token
+
+        return await self.db.run(list_)
+
+    async def watch(self, name: str) -> AsyncIterator[evaluation_pb2.Evaluation]:
+        last: tuple[Any, ...] | None = None
+        while True:
+            current = await self.get(name)
+            key = (current.state, current.done_samples, len(current.results), current.error)
+            if key != last:
+                last = key
+                yield current
+            if current.state in (STATES["succeeded"], STATES["failed"]):
+                return
+            await asyncio.sleep(0.5)
+
+    async def predictions(
+        self, parent: str, model_version: str, order_by: str, size: int, token: str
+    ) -> tuple[list[evaluation_pb2.SamplePrediction], str]:
+        row = await self.db.run(lambda s: self._find(s, parent, "parent"))
+        size = page_size(size)
+        parts = order_by.split()
+        if parts and (
+            parts[0] not in row.spec["metrics"]
+            or len(parts) > 2
+            or (len(parts) == 2 and parts[1] not in ("asc", "desc"))
+        ):
+            raise InvalidArgument.field(
+                "order_by",
+                f"order by one of this evaluation's metrics ({', '.join(row.spec['metrics'])}), optionally desc",
+            )
+        if not row.predictions:
+            return [], ""
+        if row.uid not in self._predictions:
+            data = b"".join(
+                [
+                    chunk
+                    async for chunk in self.store.iter_verified(
+                        row.predictions["key"],
+                        sha256=row.predictions["sha256"],
+                        size_bytes=row.predictions["size_bytes"],
+                        label="predictions.jsonl",
+                    )
+                ]
+            )
+            self._predictions[row.uid] = [json.loads(line) for line in data.decode().splitlines()]
+            while len(self._predictions) > 8:
+                self._predictions.popitem(last=False)
+        items = [
+            p for p in self._predictions[row.uid] if not model_version or p["model_version"] == model_version
+        ]
+        if parts:
+            metric, desc = parts[0], len(parts) == 2 and parts[1] == "desc"
+            scored = [
+                p
+                for p in items
+                if p["scores"].get(metric) is not None and not math.isnan(p["scores"][metric])
+            ]
+            items = sorted(scored, key=lambda p: p["scores"][metric], reverse=desc) + [
+                p for p in items if p not in scored
+            ]
+        context = f"ListSamplePredictions|{row.uid}|{model_version}|{order_by}"
+        offset = self.page_tokens.decode(token, context)["o"] if token else 0
+        page = items[offset : offset + size]
+        end = offset + len(page)
+        return (
+            [evaluation_pb2.SamplePrediction(**p) for p in page],
+            self.page_tokens.encode({"o": end}, context) if end < len(items) else "",
+        )

@@ -1,0 +1,76 @@
+"""The eval service's gRPC edge: thin handlers over `Evaluations`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+from pydantic import Field
+
+from services.eval.evaluations import Endpoints, Evaluations
+from services.eval.repo import OUTBOX
+from services.kit.server import open_runtime, serve
+from services.kit.settings import KitSettings, load_settings
+from tuneforge.eval.v1 import eval_service_pb2, eval_service_pb2_grpc, evaluation_pb2
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+Context = grpc.aio.ServicerContext
+
+
+class EvalSettings(KitSettings):
+    registry_endpoint: str = Field(description="registry host:port: the models")
+    data_endpoint: str = Field(description="data service host:port: the evaluation sets")
+
+
+class EvalServicer(eval_service_pb2_grpc.EvalServiceServicer):
+    def __init__(self, evaluations: Evaluations) -> None:
+        self.evaluations = evaluations
+
+    async def CreateEvaluation(
+        self, request: eval_service_pb2.CreateEvaluationRequest, context: Context
+    ) -> evaluation_pb2.Evaluation:
+        return await self.evaluations.create(request.parent, request.evaluation, request.request_id)
+
+    async def GetEvaluation(
+        self, request: eval_service_pb2.GetEvaluationRequest, context: Context
+    ) -> evaluation_pb2.Evaluation:
+        return await self.evaluations.get(request.name)
+
+    async def ListEvaluations(
+        self, request: eval_service_pb2.ListEvaluationsRequest, context: Context
+    ) -> eval_service_pb2.ListEvaluationsResponse:
+        items, token = await self.evaluations.list(request.parent, request.page_size, request.page_token)
+        return eval_service_pb2.ListEvaluationsResponse(evaluations=items, next_page_token=token)
+
+    async def WatchEvaluation(
+        self, request: eval_service_pb2.WatchEvaluationRequest, context: Context
+    ) -> AsyncIterator[evaluation_pb2.Evaluation]:
+        async for update in self.evaluations.watch(request.name):
+            yield update
+
+    async def ListSamplePredictions(
+        self, request: eval_service_pb2.ListSamplePredictionsRequest, context: Context
+    ) -> eval_service_pb2.ListSamplePredictionsResponse:
+        items, token = await self.evaluations.predictions(
+            request.parent, request.model_version, request.order_by, request.page_size, request.page_token
+        )
+        return eval_service_pb2.ListSamplePredictionsResponse(predictions=items, next_page_token=token)
+
+
+async def main() -> None:
+    settings = load_settings(EvalSettings)
+    runtime = await open_runtime("eval", settings, migrations=MIGRATIONS, outbox_table=OUTBOX)
+    evaluations = Evaluations(
+        runtime.db,
+        runtime.outbox,
+        runtime.store,
+        runtime.page_tokens,
+        Endpoints(settings.registry_endpoint, settings.data_endpoint),
+    )
+
+    def register(server: grpc.aio.Server) -> list[str]:
+        eval_service_pb2_grpc.add_EvalServiceServicer_to_server(EvalServicer(evaluations), server)
+        return [eval_service_pb2.DESCRIPTOR.services_by_name["EvalService"].full_name]
+
+    await serve(runtime, register)

@@ -1,0 +1,293 @@
+"""The evaluation worker: pulls evaluations from the JetStream work queue, generates answers in a
+child process (`services.eval.runner`), scores them, and stores predictions and results.
+
+    python -m services.eval.worker
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+from sqlalchemy.orm import Session
+
+from services.eval import metrics
+from services.eval.evaluations import emit, evaluation_name
+from services.eval.repo import OUTBOX, EvaluationRow
+from services.kit.bus import EVAL_QUEUE_STREAM, EVAL_QUEUE_SUBJECTS, EventBus
+from services.kit.db import Database
+from services.kit.logs import configure_logging
+from services.kit.outbox import Outbox, OutboxRelay
+from services.kit.settings import KitSettings, load_settings
+from services.kit.store import ObjectStore
+from services.kit.times import utcnow
+from services.kit.workqueue import die_with_parent, heartbeat, pull_forever
+
+log = logging.getLogger("tuneforge.eval-worker")
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class EvalWorkerSettings(KitSettings):
+    registry_endpoint: str
+    data_endpoint: str
+    worker_api_key: SecretStr
+    worker_name: str = Field(default_factory=lambda: f"eval-{socket.gethostname()}-{os.getpid()}")
+    eval_work_dir: Path = Field(default_factory=lambda: Path(tempfile.gettempdir()) / "tuneforge-eval-worker")
+    eval_ack_wait_seconds: float = Field(60.0, ge=2)
+
+
+class EvalWorker:
+    def __init__(
+        self, settings: EvalWorkerSettings, db: Database, store: ObjectStore, bus: EventBus, outbox: Outbox
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.store = store
+        self.bus = bus
+        self.outbox = outbox
+        self.stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        log.info("worker ready", extra={"worker": self.settings.worker_name})
+        await pull_forever(
+            self.bus,
+            stream=EVAL_QUEUE_STREAM,
+            subjects=EVAL_QUEUE_SUBJECTS,
+            durable="eval-workers",
+            ack_wait=self.settings.eval_ack_wait_seconds,
+            handle=self.handle,
+            stopping=self.stopping,
+        )
+
+    def _transition(self, session: Session, uid: str, **values: Any) -> EvaluationRow | None:
+        row = session.get(EvaluationRow, uid, with_for_update=True)
+        if row is None:
+            return None
+        state_before = row.state
+        for key, value in values.items():
+            setattr(row, key, value)
+        row.update_time = utcnow()
+        if row.state != state_before:
+            emit(
+                self.outbox,
+                session,
+                row,
+                "completed" if row.state in ("succeeded", "failed") else "state_changed",
+            )
+        session.flush()
+        session.expunge(row)
+        return row
+
+    async def handle(self, message: Any) -> None:
+        uid = message.data.decode()
+        row = await self.db.run(lambda s: s.get(EvaluationRow, uid))
+        if row is None or row.state in ("succeeded", "failed"):
+            await message.ack()
+            return
+        row = await self.outbox.write(
+            self.db, lambda s: self._transition(s, uid, state="running", done_samples=0)
+        )
+        beat = asyncio.create_task(heartbeat(message, self.settings.eval_ack_wait_seconds / 3))
+        work = self.settings.eval_work_dir / uid
+        try:
+            results, predictions = await self.evaluate(row, work)
+            stored = await self.store.put_bytes(
+                f"evaluations/{uid}/predictions.jsonl",
+                "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions).encode(),
+                "application/x-ndjson",
+            )
+            await self.outbox.write(
+                self.db,
+                lambda s: self._transition(
+                    s,
+                    uid,
+                    state="succeeded",
+                    results=results,
+                    end_time=utcnow(),
+                    predictions={"key": stored.key, "sha256": stored.sha256, "size_bytes": stored.size_bytes},
+                ),
+            )
+            log.info("evaluation ended", extra={"evaluation": evaluation_name(row)})
+        except Exception as exc:
+            log.exception("evaluation failed", extra={"evaluation": evaluation_name(row)})
+            reason = f"{type(exc).__name__}: {exc}"
+            await self.outbox.write(
+                self.db, lambda s: self._transition(s, uid, state="failed", error=reason, end_time=utcnow())
+            )
+        finally:
+            beat.cancel()
+            await message.ack()
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _prepare(self, row: EvaluationRow, work: Path) -> list[dict[str, Any]]:
+        import pyarrow.parquet as pq
+
+        from tuneforge import Client
+
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        spec = row.spec
+        with Client(
+            {"registry": self.settings.registry_endpoint, "data": self.settings.data_endpoint},
+            api_key=self.settings.worker_api_key.get_secret_value(),
+            project=row.project,
+        ) as client:
+            models = []
+            for i, model in enumerate(spec["models"]):
+                client.models.download(model["name"], work / f"model-{i}")
+                base = ""
+                if model["base"]:
+                    base = str(work / f"base-{i}")
+                    client.models.download(model["base"], base)
+                models.append({"name": model["name"], "dir": str(work / f"model-{i}"), "base_dir": base})
+            client.data.download(spec["dataset_version"], work / "data")
+        rows = pq.read_table(work / "data" / "data.parquet").to_pylist()
+        samples = []
+        for r in rows:
+            if "messages" in r:  # sft data: the last assistant turn is the reference
+                samples.append(
+                    {"id": r["id"], "prompt": r["messages"][:-1], "reference": r["messages"][-1]["content"]}
+                )
+            else:
+                samples.append({"id": r["id"], "prompt": r["prompt"], "reference": r.get("reference") or ""})
+        (work / "spec.json").write_text(json.dumps({"models": models, "generation": spec["generation"]}))
+        (work / "prompts.jsonl").write_text(
+            "".join(
+                json.dumps({"id": s["id"], "prompt": s["prompt"]}, ensure_ascii=False) + "\n" for s in samples
+            )
+        )
+        return samples
+
+    async def evaluate(
+        self, row: EvaluationRow, work: Path
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        samples = await asyncio.to_thread(self._prepare, row, work)
+        logfile = (work / "runner.log").open("ab")
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "services.eval.runner",
+            str(work),
+            stdout=logfile,
+            stderr=logfile,
+            preexec_fn=die_with_parent,
+        )
+        offset, done, rates, error = 0, 0, {}, None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(child.wait(), timeout=0.5)
+            path = work / "progress.jsonl"
+            if path.exists():
+                text = path.read_text()
+                complete = text[offset:].rpartition("\n")[0]
+                if complete:
+                    offset += len(complete) + 1
+                    for line in complete.splitlines():
+                        event = json.loads(line)
+                        if event["type"] == "progress":
+                            done += event["samples"]
+                        elif event["type"] == "model_done":
+                            rates[event["index"]] = event["tokens_per_second"]
+                        elif event["type"] == "error":
+                            error = event["message"]
+                    await self.outbox.write(
+                        self.db, lambda s, d=done: self._transition(s, row.uid, done_samples=d)
+                    )
+            if child.returncode is not None:
+                break
+        logfile.close()
+        if child.returncode != 0:
+            raise RuntimeError(error or (work / "runner.log").read_text(errors="replace")[-800:])
+        return await asyncio.to_thread(self._score, row, work, samples, rates)
+
+    @staticmethod
+    def _score(
+        row: EvaluationRow, work: Path, samples: list[dict[str, Any]], rates: dict[int, float]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        names = row.spec["metrics"]
+        by_id = {s["id"]: s for s in samples}
+        results, predictions = [], []
+        for i, model in enumerate(row.spec["models"]):
+            answers = [
+                json.loads(line) for line in (work / f"predictions-{i}.jsonl").read_text().splitlines()
+            ]
+            scored = [
+                metrics.Sample(
+                    a["prediction"],
+                    by_id[a["id"]]["reference"],
+                    next(
+                        (m["content"] for m in reversed(by_id[a["id"]]["prompt"]) if m["role"] == "user"), ""
+                    ),
+                )
+                for a in answers
+            ]
+            summary, per_sample = metrics.evaluate(names, scored)
+            results.append(
+                {
+                    "model_version": model["name"],
+                    "metrics": summary,
+                    "samples": len(answers),
+                    "tokens_per_second": rates.get(i, 0.0),
+                }
+            )
+            for answer, sample, scores in zip(answers, scored, per_sample, strict=True):
+                predictions.append(
+                    {
+                        "sample_id": answer["id"],
+                        "model_version": model["name"],
+                        "prompt": sample.prompt,
+                        "reference": sample.reference,
+                        "prediction": sample.prediction,
+                        "scores": {k: v for k, v in scores.items() if v is not None},
+                    }
+                )
+        baseline = results[0]["metrics"]
+        for result in results:
+            result["delta_vs_baseline"] = {
+                k: v - baseline[k] for k, v in result["metrics"].items() if k in baseline
+            }
+        return results, predictions
+
+
+async def main() -> None:
+    settings = load_settings(EvalWorkerSettings)
+    configure_logging(settings.log_level, settings.log_format)
+    db = Database(settings.database_url, schema="eval")
+    await asyncio.to_thread(db.migrate, MIGRATIONS)
+    store = ObjectStore(
+        settings.s3_endpoint,
+        settings.s3_access_key.get_secret_value(),
+        settings.s3_secret_key.get_secret_value(),
+        settings.s3_bucket,
+        secure=settings.s3_secure,
+        region=settings.s3_region,
+    )
+    bus = await EventBus.connect(settings.nats_url, name=f"tuneforge-{settings.worker_name}")
+    outbox = Outbox(OUTBOX, "eval")
+    relay = OutboxRelay(db, outbox, bus)
+    relay.start()
+    worker = EvalWorker(settings, db, store, bus, outbox)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stopping.set)
+    try:
+        await worker.run()
+    finally:
+        await relay.stop()
+        await bus.close()
+        db.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,63 @@
+"""Pulling jobs from a JetStream work-queue stream, the way every worker does it.
+
+A durable pull consumer shared by all workers of a kind, one message at a time; the handler acks
+only after the outcome is stored, and sends in-progress acks while it works (`heartbeat`).
+Children that do the heavy work die with their worker (`die_with_parent`), so a killed worker
+leaves no orphan; its message is redelivered to another worker after `ack_wait`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import AckPolicy, ConsumerConfig
+
+from services.kit.bus import EventBus
+
+log = logging.getLogger(__name__)
+
+
+def die_with_parent() -> None:
+    """In a child process (as `preexec_fn`): receive SIGKILL when the parent dies."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+async def heartbeat(message: Any, interval: float) -> None:
+    """In-progress acks every `interval` seconds until cancelled."""
+    while True:
+        await asyncio.sleep(interval)
+        with contextlib.suppress(Exception):
+            await message.in_progress()
+
+
+async def pull_forever(
+    bus: EventBus,
+    *,
+    stream: str,
+    subjects: str,
+    durable: str,
+    ack_wait: float,
+    handle: Callable[[Any], Awaitable[None]],
+    stopping: asyncio.Event,
+) -> None:
+    subscription = await bus.js.pull_subscribe(
+        subjects,
+        durable=durable,
+        stream=stream,
+        config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=ack_wait, max_ack_pending=1000),
+    )
+    while not stopping.is_set():
+        try:
+            messages = await subscription.fetch(1, timeout=1.0)
+        except NatsTimeout:
+            continue
+        for message in messages:
+            await handle(message)

@@ -1,0 +1,126 @@
+"""`client.evals`: evaluations of model versions on evaluation sets."""
+
+from __future__ import annotations
+
+import functools
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from tuneforge.api._calls import call, pages
+from tuneforge.errors import TuneForgeError
+from tuneforge.eval.v1 import eval_service_pb2, eval_service_pb2_grpc, evaluation_pb2
+
+if TYPE_CHECKING:
+    from tuneforge.client import Client
+
+STATE_NAMES = {
+    v: k.removeprefix("EVALUATION_STATE_").lower() for k, v in evaluation_pb2.EvaluationState.items()
+}
+
+
+class Evaluations:
+    """The eval service."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    @functools.cached_property
+    def _stub(self) -> eval_service_pb2_grpc.EvalServiceStub:
+        return eval_service_pb2_grpc.EvalServiceStub(self._client._channel("eval"))
+
+    def evaluation_name(self, ref: str) -> str:
+        return ref if ref.startswith("projects/") else f"projects/{self._client.project}/evaluations/{ref}"
+
+    def create(
+        self,
+        model_versions: Sequence[str],
+        dataset_version: str,
+        *,
+        metrics: Sequence[str] = (),
+        evaluation_id: str = "",
+        max_new_tokens: int = 0,
+        temperature: float = 0.0,
+        top_p: float = 0.0,
+        batch_size: int = 0,
+        seed: int = 0,
+        request_id: str | None = None,
+    ) -> evaluation_pb2.Evaluation:
+        """Queue an evaluation; the first model version is the baseline for deltas."""
+        evaluation = evaluation_pb2.Evaluation(
+            name=self.evaluation_name(evaluation_id) if evaluation_id else "",
+            model_versions=[self._client.models.version_name(m) for m in model_versions],
+            dataset_version=self._client.data.version_name(dataset_version),
+            metrics=list(metrics),
+            generation=evaluation_pb2.GenerationConfig(
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                batch_size=batch_size,
+                seed=seed,
+            ),
+        )
+        return call(
+            self._stub.CreateEvaluation,
+            eval_service_pb2.CreateEvaluationRequest(
+                parent=f"projects/{self._client.project}",
+                evaluation=evaluation,
+                request_id=request_id or str(uuid.uuid4()),
+            ),
+        )
+
+    def get(self, ref: str) -> evaluation_pb2.Evaluation:
+        return call(
+            self._stub.GetEvaluation, eval_service_pb2.GetEvaluationRequest(name=self.evaluation_name(ref))
+        )
+
+    def list(self, *, page_size: int = 0) -> Iterator[evaluation_pb2.Evaluation]:
+        def fetch(token: str) -> tuple[list[evaluation_pb2.Evaluation], str]:
+            response = call(
+                self._stub.ListEvaluations,
+                eval_service_pb2.ListEvaluationsRequest(
+                    parent=f"projects/{self._client.project}", page_size=page_size, page_token=token
+                ),
+            )
+            return list(response.evaluations), response.next_page_token
+
+        return pages(fetch)
+
+    def watch(self, ref: str) -> Iterator[evaluation_pb2.Evaluation]:
+        import grpc
+
+        try:
+            yield from self._stub.WatchEvaluation(
+                eval_service_pb2.WatchEvaluationRequest(name=self.evaluation_name(ref))
+            )
+        except grpc.RpcError as error:
+            raise TuneForgeError.from_rpc_error(error) from None
+
+    def wait(self, ref: str, *, timeout: float = 3600) -> evaluation_pb2.Evaluation:
+        deadline = time.monotonic() + timeout
+        last = self.get(ref)
+        for last in self.watch(ref):
+            if STATE_NAMES[last.state] in ("succeeded", "failed"):
+                return last
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{last.name} did not finish within {timeout} s")
+        return last
+
+    def predictions(
+        self, ref: str, *, model_version: str = "", order_by: str = "", page_size: int = 0
+    ) -> Iterator[evaluation_pb2.SamplePrediction]:
+        """Per-sample answers and scores; `order_by="rouge_l"` puts the worst first."""
+        name = self.evaluation_name(ref)
+        model = self._client.models.version_name(model_version) if model_version else ""
+
+        def fetch(token: str) -> tuple[list[evaluation_pb2.SamplePrediction], str]:
+            response = call(
+                self._stub.ListSamplePredictions,
+                eval_service_pb2.ListSamplePredictionsRequest(
+                    parent=name, model_version=model, order_by=order_by, page_size=page_size, page_token=token
+                ),
+            )
+            return list(response.predictions), response.next_page_token
+
+        return pages(fetch)

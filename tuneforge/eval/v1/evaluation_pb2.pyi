@@ -1,0 +1,121 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class EvaluationState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EVALUATION_STATE_UNSPECIFIED: _ClassVar[EvaluationState]
+    EVALUATION_STATE_QUEUED: _ClassVar[EvaluationState]
+    EVALUATION_STATE_RUNNING: _ClassVar[EvaluationState]
+    EVALUATION_STATE_SUCCEEDED: _ClassVar[EvaluationState]
+    EVALUATION_STATE_FAILED: _ClassVar[EvaluationState]
+EVALUATION_STATE_UNSPECIFIED: EvaluationState
+EVALUATION_STATE_QUEUED: EvaluationState
+EVALUATION_STATE_RUNNING: EvaluationState
+EVALUATION_STATE_SUCCEEDED: EvaluationState
+EVALUATION_STATE_FAILED: EvaluationState
+
+class GenerationConfig(_message.Message):
+    __slots__ = ("max_new_tokens", "temperature", "top_p", "batch_size", "seed")
+    MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    TOP_P_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+    batch_size: int
+    seed: int
+    def __init__(self, max_new_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class ModelResult(_message.Message):
+    __slots__ = ("model_version", "metrics", "delta_vs_baseline", "samples", "tokens_per_second")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class DeltaVsBaselineEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    DELTA_VS_BASELINE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    model_version: str
+    metrics: _containers.ScalarMap[str, float]
+    delta_vs_baseline: _containers.ScalarMap[str, float]
+    samples: int
+    tokens_per_second: float
+    def __init__(self, model_version: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., delta_vs_baseline: _Optional[_Mapping[str, float]] = ..., samples: _Optional[int] = ..., tokens_per_second: _Optional[float] = ...) -> None: ...
+
+class Evaluation(_message.Message):
+    __slots__ = ("name", "uid", "display_name", "state", "model_versions", "dataset_version", "metrics", "generation", "results", "error", "total_samples", "done_samples", "create_time", "end_time")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    DATASET_VERSION_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    DONE_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    uid: str
+    display_name: str
+    state: EvaluationState
+    model_versions: _containers.RepeatedScalarFieldContainer[str]
+    dataset_version: str
+    metrics: _containers.RepeatedScalarFieldContainer[str]
+    generation: GenerationConfig
+    results: _containers.RepeatedCompositeFieldContainer[ModelResult]
+    error: str
+    total_samples: int
+    done_samples: int
+    create_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., uid: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[EvaluationState, str]] = ..., model_versions: _Optional[_Iterable[str]] = ..., dataset_version: _Optional[str] = ..., metrics: _Optional[_Iterable[str]] = ..., generation: _Optional[_Union[GenerationConfig, _Mapping]] = ..., results: _Optional[_Iterable[_Union[ModelResult, _Mapping]]] = ..., error: _Optional[str] = ..., total_samples: _Optional[int] = ..., done_samples: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SamplePrediction(_message.Message):
+    __slots__ = ("sample_id", "model_version", "prompt", "reference", "prediction", "scores")
+    class ScoresEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    PREDICTION_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    sample_id: str
+    model_version: str
+    prompt: str
+    reference: str
+    prediction: str
+    scores: _containers.ScalarMap[str, float]
+    def __init__(self, sample_id: _Optional[str] = ..., model_version: _Optional[str] = ..., prompt: _Optional[str] = ..., reference: _Optional[str] = ..., prediction: _Optional[str] = ..., scores: _Optional[_Mapping[str, float]] = ...) -> None: ...
