@@ -94,7 +94,9 @@ def main() -> None:
                     "presigned download",
                     lambda i=i: client.models.download(f"bench/{2 * i + 2}", root / f"p-{i}", presigned=True),
                 )
-                measure("export archive", lambda i=i: client.models.export(f"bench/{2 * i + 1}", root / f"e-{i}"))
+                measure(
+                    "export archive", lambda i=i: client.models.export(f"bench/{2 * i + 1}", root / f"e-{i}")
+                )
             results = {name: statistics.median(values) for name, values in samples.items()}
             client.close()
 
