@@ -75,6 +75,19 @@ def evaluation_to_proto(row: EvaluationRow) -> evaluation_pb2.Evaluation:
         done_samples=row.done_samples,
         create_time=to_timestamp(row.create_time),
     )
+    if spec.get("judge"):
+        j = spec["judge"]
+        message.judge.CopyFrom(
+            evaluation_pb2.JudgeConfig(
+                model_version=j["model_version"],
+                endpoint=j["endpoint"],
+                endpoint_model=j["endpoint_model"],
+                rubric=j["rubric"],
+                pairwise=j["pairwise"],
+                max_new_tokens=j["max_new_tokens"],
+            )
+        )
+    message.pairwise.extend(evaluation_pb2.PairwiseResult(**p) for p in spec.get("pairwise", []))
     if row.end_time:
         message.end_time.CopyFrom(to_timestamp(row.end_time))
     return message
@@ -224,9 +237,40 @@ class Evaluations:
             )
             if existing is not None:
                 return evaluation_to_proto(existing)
-        models, dataset, rows = await asyncio.to_thread(
-            self._check_world, project, list(evaluation.model_versions), evaluation.dataset_version, names
+        judge = None
+        if evaluation.HasField("judge"):
+            j = evaluation.judge
+            if bool(j.model_version) == bool(j.endpoint):
+                raise InvalidArgument.field(
+                    "evaluation.judge",
+                    "name a judge model_version or an OpenAI-compatible endpoint (one of them)",
+                )
+            if j.endpoint and not (j.endpoint.startswith(("http://", "https://")) and j.endpoint_model):
+                raise InvalidArgument.field(
+                    "evaluation.judge.endpoint", "give the API's base URL (http(s)://…/v1) and endpoint_model"
+                )
+            if j.pairwise and len(evaluation.model_versions) < 2:
+                raise InvalidArgument.field(
+                    "evaluation.judge.pairwise", "pairwise judging compares at least two model versions"
+                )
+            judge = {
+                "model_version": j.model_version,
+                "endpoint": j.endpoint,
+                "endpoint_model": j.endpoint_model,
+                "rubric": check_text(j.rubric, "evaluation.judge.rubric", 4000),
+                "pairwise": j.pairwise,
+                "max_new_tokens": j.max_new_tokens or 64,
+                "base": "",
+            }
+        to_check = list(evaluation.model_versions) + (
+            [judge["model_version"]] if judge and judge["model_version"] else []
         )
+        models, dataset, rows = await asyncio.to_thread(
+            self._check_world, project, to_check, evaluation.dataset_version, names
+        )
+        if judge and judge["model_version"]:
+            judge["model_version"], judge["base"] = models[-1]["name"], models[-1]["base"]
+            models = models[:-1]
 
         def insert(session: Session) -> evaluation_pb2.Evaluation:
             if session.scalar(
@@ -249,6 +293,7 @@ class Evaluations:
                     "dataset_version": dataset,
                     "metrics": names,
                     "generation": generation,
+                    "judge": judge,
                 },
                 results=[],
                 total_samples=rows,

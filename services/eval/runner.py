@@ -79,6 +79,93 @@ def generate(
     return new_tokens / max(time.perf_counter() - started, 1e-9)
 
 
+def ask_endpoint(judge: dict, texts: list[str]) -> list[str]:
+    """The judge through an OpenAI-compatible chat completions API."""
+    import os
+    import urllib.request
+
+    outputs = []
+    for text in texts:
+        body = {
+            "model": judge["endpoint_model"],
+            "messages": [{"role": "user", "content": text}],
+            "max_tokens": judge["max_new_tokens"],
+            "temperature": 0,
+        }
+        request = urllib.request.Request(
+            judge["endpoint"].rstrip("/") + "/chat/completions", data=json.dumps(body).encode(), method="POST"
+        )
+        request.add_header("Content-Type", "application/json")
+        if os.environ.get("TUNEFORGE_EVAL_JUDGE_API_KEY"):
+            request.add_header("Authorization", f"Bearer {os.environ['TUNEFORGE_EVAL_JUDGE_API_KEY']}")
+        with urllib.request.urlopen(request, timeout=120) as response:
+            outputs.append(json.loads(response.read())["choices"][0]["message"]["content"])
+    return outputs
+
+
+def run_judge(work: Path, spec: dict, prompts: list[dict], log) -> None:  # type: ignore[no-untyped-def]
+    """Single-answer scores for every model, and pairwise verdicts against the baseline."""
+    from services.eval.judge import pairwise_prompt, single_prompt
+
+    judge = spec["judge"]
+    answers = [
+        {
+            a["id"]: a["prediction"]
+            for a in map(json.loads, (work / f"predictions-{i}.jsonl").read_text().splitlines())
+        }
+        for i in range(len(spec["models"]))
+    ]
+    jobs: list[tuple[str, str]] = []  # (key, judge prompt)
+    for i in range(len(spec["models"])):
+        for p in prompts:
+            answer = answers[i][p["id"]]
+            jobs.append(
+                (
+                    f"single|{i}|{p['id']}",
+                    single_prompt(p["question"], p["reference"], answer, judge["rubric"]),
+                )
+            )
+            if judge["pairwise"] and i > 0:
+                base = answers[0][p["id"]]
+                jobs.append(
+                    (
+                        f"second|{i}|{p['id']}",
+                        pairwise_prompt(p["question"], p["reference"], base, answer, judge["rubric"]),
+                    )
+                )
+                jobs.append(
+                    (
+                        f"first|{i}|{p['id']}",
+                        pairwise_prompt(p["question"], p["reference"], answer, base, judge["rubric"]),
+                    )
+                )
+    texts = [text for _, text in jobs]
+    if judge["endpoint"]:
+        outputs = ask_endpoint(judge, texts)
+    else:
+        raw = work / "judge-raw.jsonl"
+        generation = {
+            "max_new_tokens": judge["max_new_tokens"],
+            "temperature": 0.0,
+            "top_p": 1.0,
+            "batch_size": spec["generation"]["batch_size"],
+            "seed": 0,
+        }
+        generate(
+            Path(judge["dir"]),
+            Path(judge["base_dir"]) if judge["base_dir"] else None,
+            [{"id": str(k), "prompt": [{"role": "user", "content": t}]} for k, t in enumerate(texts)],
+            generation,
+            raw,
+            lambda n: None,
+        )
+        outputs = [json.loads(line)["prediction"] for line in raw.read_text().splitlines()]
+    with (work / "judge.jsonl").open("w") as f:
+        for (key, _), output in zip(jobs, outputs, strict=True):
+            f.write(json.dumps({"key": key, "output": output}, ensure_ascii=False) + "\n")
+    log.write(json.dumps({"type": "judged", "outputs": len(outputs)}) + "\n")
+
+
 def main(work: Path) -> int:
     log = (work / "progress.jsonl").open("a", buffering=1)
     try:
@@ -94,6 +181,8 @@ def main(work: Path) -> int:
                 lambda n: log.write(json.dumps({"type": "progress", "samples": n}) + "\n"),
             )
             log.write(json.dumps({"type": "model_done", "index": i, "tokens_per_second": rate}) + "\n")
+        if spec.get("judge"):
+            run_judge(work, spec, prompts, log)
         return 0
     except Exception as exc:
         traceback.print_exc()

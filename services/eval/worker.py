@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 from pydantic import Field, SecretStr
 from sqlalchemy.orm import Session
 
-from services.eval import metrics
+from services.eval import judge, metrics
 from services.eval.evaluations import emit, evaluation_name
 from services.eval.repo import OUTBOX, EvaluationRow
 from services.kit.bus import EVAL_QUEUE_STREAM, EVAL_QUEUE_SUBJECTS, EventBus
@@ -114,6 +115,7 @@ class EvalWorker:
                     uid,
                     state="succeeded",
                     results=results,
+                    spec=row.spec,
                     end_time=utcnow(),
                     predictions={"key": stored.key, "sha256": stored.sha256, "size_bytes": stored.size_bytes},
                 ),
@@ -152,6 +154,13 @@ class EvalWorker:
                     client.models.download(model["base"], base)
                 models.append({"name": model["name"], "dir": str(work / f"model-{i}"), "base_dir": base})
             client.data.download(spec["dataset_version"], work / "data")
+            judge = dict(spec["judge"]) if spec.get("judge") else None
+            if judge and judge["model_version"]:
+                client.models.download(judge["model_version"], work / "judge")
+                judge["dir"], judge["base_dir"] = str(work / "judge"), ""
+                if judge["base"]:
+                    client.models.download(judge["base"], work / "judge-base")
+                    judge["base_dir"] = str(work / "judge-base")
         rows = pq.read_table(work / "data" / "data.parquet").to_pylist()
         samples = []
         for r in rows:
@@ -161,10 +170,24 @@ class EvalWorker:
                 )
             else:
                 samples.append({"id": r["id"], "prompt": r["prompt"], "reference": r.get("reference") or ""})
-        (work / "spec.json").write_text(json.dumps({"models": models, "generation": spec["generation"]}))
+        (work / "spec.json").write_text(
+            json.dumps({"models": models, "generation": spec["generation"], "judge": judge})
+        )
         (work / "prompts.jsonl").write_text(
             "".join(
-                json.dumps({"id": s["id"], "prompt": s["prompt"]}, ensure_ascii=False) + "\n" for s in samples
+                json.dumps(
+                    {
+                        "id": s["id"],
+                        "prompt": s["prompt"],
+                        "reference": s["reference"],
+                        "question": next(
+                            (m["content"] for m in reversed(s["prompt"]) if m["role"] == "user"), ""
+                        ),
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+                for s in samples
             )
         )
         return samples
@@ -257,7 +280,41 @@ class EvalWorker:
             result["delta_vs_baseline"] = {
                 k: v - baseline[k] for k, v in result["metrics"].items() if k in baseline
             }
+        if (work / "judge.jsonl").exists():
+            EvalWorker._judge_results(row, work, results)
         return results, predictions
+
+    @staticmethod
+    def _judge_results(row: EvaluationRow, work: Path, results: list[dict[str, Any]]) -> None:
+        """Judge scores per model (parse failures counted) and pairwise verdicts vs the baseline."""
+        outputs: dict[str, dict[int, dict[str, str]]] = {"single": {}, "second": {}, "first": {}}
+        for line in (work / "judge.jsonl").read_text().splitlines():
+            entry = json.loads(line)
+            kind, index, sample = entry["key"].split("|", 2)
+            outputs[kind].setdefault(int(index), {})[sample] = entry["output"]
+        for index, result in enumerate(results):
+            scores = [judge.parse_score(o) for o in outputs["single"].get(index, {}).values()]
+            valid = [s for s in scores if s is not None]
+            result["judge_score"] = statistics.fmean(valid) if valid else 0.0
+            result["judge_scored"] = len(valid)
+            result["judge_parse_failures"] = len(scores) - len(valid)
+        pairwise = []
+        for index in sorted(outputs["second"]):
+            second, first = outputs["second"][index], outputs["first"][index]
+            ids = sorted(second)
+            verdict = judge.aggregate_pairwise([second[i] for i in ids], [first[i] for i in ids])
+            pairwise.append(
+                {
+                    "baseline": results[0]["model_version"],
+                    "model_version": results[index]["model_version"],
+                    "wins": verdict.wins,
+                    "ties": verdict.ties,
+                    "losses": verdict.losses,
+                    "adjusted_win_rate": verdict.adjusted_win_rate,
+                    "parse_failures": verdict.parse_failures,
+                }
+            )
+        row.spec = {**row.spec, "pairwise": pairwise}
 
 
 async def main() -> None:

@@ -107,3 +107,55 @@ def test_bad_evaluations_are_refused(
         "INVALID_ARGUMENT", lambda: list(client.evals.predictions(evaluation.name, order_by="bleu4"))
     )
     expect_error("NOT_FOUND", client.evals.get, "nope")
+
+
+def test_judge_flow_counts_parse_failures(client: Client, base_model: str, math_data: None) -> None:
+    job = client.train.create(
+        base_model=base_model,
+        training_data={"math-grading-train": 0.2},
+        hyperparameters={"epochs": 1, "learning_rate": 2e-3, "batch_size": 8},
+    )
+    tuned = client.train.wait(job.name, timeout=300).final_model_version
+    client.data.create("small-eval", "eval")
+    rows = list(client.data.rows("math-grading-eval", page_size=8))[:8]
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "small.jsonl"
+        path.write_text(
+            "".join(
+                json.dumps({"prompt": r["prompt"], "reference": r["reference"]}, ensure_ascii=False) + "\n"
+                for r in rows
+            )
+        )
+        client.data.upload("small-eval", path)
+    evaluation = client.evals.create(
+        [base_model, tuned],
+        "small-eval",
+        metrics=["rouge_l"],
+        max_new_tokens=8,
+        judge={
+            "model_version": base_model,
+            "pairwise": True,
+            "rubric": "correct verdict and score",
+            "max_new_tokens": 8,
+        },
+    )
+    done = client.evals.wait(evaluation.name, timeout=600)
+    assert STATE_NAMES[done.state] == "succeeded", done.error
+    assert done.judge.model_version == base_model and done.judge.pairwise
+    for result in done.results:
+        assert result.judge_scored + result.judge_parse_failures == 8, (
+            "every judge output is a score or a counted failure"
+        )
+    (pair,) = done.pairwise
+    assert pair.baseline == base_model and pair.model_version == tuned
+    assert pair.wins + pair.ties + pair.losses + pair.parse_failures == 8
+    error = expect_error(
+        "INVALID_ARGUMENT",
+        client.evals.create,
+        [base_model],
+        "small-eval",
+        judge={"model_version": base_model, "pairwise": True},
+    )
+    assert error.violations[0].field == "evaluation.judge.pairwise"

@@ -125,4 +125,6 @@ def test_embedding_distance_matches_sentence_transformers() -> None:
         a, b = model.encode([prediction, reference], normalize_embeddings=True)
         assert math.isclose(row["embedding_distance"], 1 - float(a @ b), abs_tol=1e-5)
     assert per_sample[latin.index(("Fine.", "Fine."))]["embedding_distance"] < 1e-5
-    assert math.isclose(summary["embedding_distance"], sum(r["embedding_distance"] for r in per_sample) / len(per_sample))
+    assert math.isclose(
+        summary["embedding_distance"], sum(r["embedding_distance"] for r in per_sample) / len(per_sample)
+    )

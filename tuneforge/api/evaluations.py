@@ -5,8 +5,10 @@ from __future__ import annotations
 import functools
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from google.protobuf import json_format
 
 from tuneforge.api._calls import call, pages
 from tuneforge.errors import TuneForgeError
@@ -45,9 +47,13 @@ class Evaluations:
         top_p: float = 0.0,
         batch_size: int = 0,
         seed: int = 0,
+        judge: Mapping[str, Any] | None = None,
         request_id: str | None = None,
     ) -> evaluation_pb2.Evaluation:
-        """Queue an evaluation; the first model version is the baseline for deltas."""
+        """Queue an evaluation; the first model version is the baseline for deltas.
+
+        `judge`: `{"model_version": "m/3"}` or `{"endpoint": "https://…/v1", "endpoint_model": "…"}`,
+        with optional `rubric`, `pairwise` and `max_new_tokens`."""
         evaluation = evaluation_pb2.Evaluation(
             name=self.evaluation_name(evaluation_id) if evaluation_id else "",
             model_versions=[self._client.models.version_name(m) for m in model_versions],
@@ -61,6 +67,11 @@ class Evaluations:
                 seed=seed,
             ),
         )
+        if judge:
+            settings = dict(judge)
+            if settings.get("model_version"):
+                settings["model_version"] = self._client.models.version_name(settings["model_version"])
+            json_format.ParseDict(settings, evaluation.judge)
         return call(
             self._stub.CreateEvaluation,
             eval_service_pb2.CreateEvaluationRequest(

@@ -38,7 +38,7 @@ class GenerationConfig(_message.Message):
     def __init__(self, max_new_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class ModelResult(_message.Message):
-    __slots__ = ("model_version", "metrics", "delta_vs_baseline", "samples", "tokens_per_second")
+    __slots__ = ("model_version", "metrics", "delta_vs_baseline", "samples", "tokens_per_second", "judge_score", "judge_scored", "judge_parse_failures")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -58,15 +58,55 @@ class ModelResult(_message.Message):
     DELTA_VS_BASELINE_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_FIELD_NUMBER: _ClassVar[int]
     TOKENS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_SCORE_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_SCORED_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_PARSE_FAILURES_FIELD_NUMBER: _ClassVar[int]
     model_version: str
     metrics: _containers.ScalarMap[str, float]
     delta_vs_baseline: _containers.ScalarMap[str, float]
     samples: int
     tokens_per_second: float
-    def __init__(self, model_version: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., delta_vs_baseline: _Optional[_Mapping[str, float]] = ..., samples: _Optional[int] = ..., tokens_per_second: _Optional[float] = ...) -> None: ...
+    judge_score: float
+    judge_scored: int
+    judge_parse_failures: int
+    def __init__(self, model_version: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., delta_vs_baseline: _Optional[_Mapping[str, float]] = ..., samples: _Optional[int] = ..., tokens_per_second: _Optional[float] = ..., judge_score: _Optional[float] = ..., judge_scored: _Optional[int] = ..., judge_parse_failures: _Optional[int] = ...) -> None: ...
+
+class JudgeConfig(_message.Message):
+    __slots__ = ("model_version", "endpoint", "endpoint_model", "rubric", "pairwise", "max_new_tokens")
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_MODEL_FIELD_NUMBER: _ClassVar[int]
+    RUBRIC_FIELD_NUMBER: _ClassVar[int]
+    PAIRWISE_FIELD_NUMBER: _ClassVar[int]
+    MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    model_version: str
+    endpoint: str
+    endpoint_model: str
+    rubric: str
+    pairwise: bool
+    max_new_tokens: int
+    def __init__(self, model_version: _Optional[str] = ..., endpoint: _Optional[str] = ..., endpoint_model: _Optional[str] = ..., rubric: _Optional[str] = ..., pairwise: _Optional[bool] = ..., max_new_tokens: _Optional[int] = ...) -> None: ...
+
+class PairwiseResult(_message.Message):
+    __slots__ = ("baseline", "model_version", "wins", "ties", "losses", "adjusted_win_rate", "parse_failures")
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    WINS_FIELD_NUMBER: _ClassVar[int]
+    TIES_FIELD_NUMBER: _ClassVar[int]
+    LOSSES_FIELD_NUMBER: _ClassVar[int]
+    ADJUSTED_WIN_RATE_FIELD_NUMBER: _ClassVar[int]
+    PARSE_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    baseline: str
+    model_version: str
+    wins: int
+    ties: int
+    losses: int
+    adjusted_win_rate: float
+    parse_failures: int
+    def __init__(self, baseline: _Optional[str] = ..., model_version: _Optional[str] = ..., wins: _Optional[int] = ..., ties: _Optional[int] = ..., losses: _Optional[int] = ..., adjusted_win_rate: _Optional[float] = ..., parse_failures: _Optional[int] = ...) -> None: ...
 
 class Evaluation(_message.Message):
-    __slots__ = ("name", "uid", "display_name", "state", "model_versions", "dataset_version", "metrics", "generation", "results", "error", "total_samples", "done_samples", "create_time", "end_time")
+    __slots__ = ("name", "uid", "display_name", "state", "model_versions", "dataset_version", "metrics", "generation", "results", "error", "total_samples", "done_samples", "create_time", "end_time", "judge", "pairwise")
     NAME_FIELD_NUMBER: _ClassVar[int]
     UID_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +121,8 @@ class Evaluation(_message.Message):
     DONE_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_FIELD_NUMBER: _ClassVar[int]
+    PAIRWISE_FIELD_NUMBER: _ClassVar[int]
     name: str
     uid: str
     display_name: str
@@ -95,7 +137,9 @@ class Evaluation(_message.Message):
     done_samples: int
     create_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., uid: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[EvaluationState, str]] = ..., model_versions: _Optional[_Iterable[str]] = ..., dataset_version: _Optional[str] = ..., metrics: _Optional[_Iterable[str]] = ..., generation: _Optional[_Union[GenerationConfig, _Mapping]] = ..., results: _Optional[_Iterable[_Union[ModelResult, _Mapping]]] = ..., error: _Optional[str] = ..., total_samples: _Optional[int] = ..., done_samples: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    judge: JudgeConfig
+    pairwise: _containers.RepeatedCompositeFieldContainer[PairwiseResult]
+    def __init__(self, name: _Optional[str] = ..., uid: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[EvaluationState, str]] = ..., model_versions: _Optional[_Iterable[str]] = ..., dataset_version: _Optional[str] = ..., metrics: _Optional[_Iterable[str]] = ..., generation: _Optional[_Union[GenerationConfig, _Mapping]] = ..., results: _Optional[_Iterable[_Union[ModelResult, _Mapping]]] = ..., error: _Optional[str] = ..., total_samples: _Optional[int] = ..., done_samples: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., judge: _Optional[_Union[JudgeConfig, _Mapping]] = ..., pairwise: _Optional[_Iterable[_Union[PairwiseResult, _Mapping]]] = ...) -> None: ...
 
 class SamplePrediction(_message.Message):
     __slots__ = ("sample_id", "model_version", "prompt", "reference", "prediction", "scores")
