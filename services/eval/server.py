@@ -49,6 +49,37 @@ class EvalServicer(eval_service_pb2_grpc.EvalServiceServicer):
         async for update in self.evaluations.watch(request.name):
             yield update
 
+    async def CreateRatingTask(
+        self, request: eval_service_pb2.CreateRatingTaskRequest, context: Context
+    ) -> evaluation_pb2.RatingTask:
+        return await self.evaluations.create_rating_task(request.parent, request.rating_task)
+
+    async def ListRatingItems(
+        self, request: eval_service_pb2.ListRatingItemsRequest, context: Context
+    ) -> eval_service_pb2.ListRatingItemsResponse:
+        items, token = await self.evaluations.rating_items(
+            request.parent, request.page_size, request.page_token
+        )
+        return eval_service_pb2.ListRatingItemsResponse(items=items, next_page_token=token)
+
+    async def SubmitRating(
+        self, request: eval_service_pb2.SubmitRatingRequest, context: Context
+    ) -> eval_service_pb2.SubmitRatingResponse:
+        count = await self.evaluations.submit_rating(
+            request.rating_task,
+            request.sample_id,
+            request.rater,
+            request.score,
+            request.preference,
+            request.comment,
+        )
+        return eval_service_pb2.SubmitRatingResponse(item_ratings=count)
+
+    async def GetRatingSummary(
+        self, request: eval_service_pb2.GetRatingSummaryRequest, context: Context
+    ) -> evaluation_pb2.RatingSummary:
+        return await self.evaluations.rating_summary(request.name)
+
     async def ListSamplePredictions(
         self, request: eval_service_pb2.ListSamplePredictionsRequest, context: Context
     ) -> eval_service_pb2.ListSamplePredictionsResponse:

@@ -159,3 +159,78 @@ def test_judge_flow_counts_parse_failures(client: Client, base_model: str, math_
         judge={"model_version": base_model, "pairwise": True},
     )
     assert error.violations[0].field == "evaluation.judge.pairwise"
+
+
+def test_human_ratings_round_trip(client: Client, base_model: str, math_data: None, tmp_path: Path) -> None:
+    _upload(
+        client,
+        tmp_path,
+        "tiny-eval",
+        "eval",
+        [{"prompt": f"问题{i}", "reference": f"答案{i}"} for i in range(4)],
+    )
+    client.models.create("other")
+    client.models.download(base_model, tmp_path / "copy")
+    other = client.models.upload("other", tmp_path / "copy").name
+    evaluation = client.evals.wait(
+        client.evals.create([base_model, other], "tiny-eval", metrics=["rouge_l"], max_new_tokens=4).name,
+        timeout=300,
+    )
+    assert STATE_NAMES[evaluation.state] == "succeeded", evaluation.error
+
+    rating = client.evals.create_rating_task(
+        evaluation.name, kind="rating", model_versions=[other], scale=5, task_id="stars"
+    )
+    items = list(client.evals.rating_items(rating.name, page_size=3))
+    assert rating.items == 4 and len(items) == 4 and all(len(i.answers) == 1 for i in items)
+    for item, scores in zip(items, [(5, 5), (4, 3), (2, 2), (1, 1)], strict=True):
+        for rater, score in zip(("ana", "bo"), scores, strict=True):
+            client.evals.submit_rating(rating.name, item.sample_id, rater, score=score, comment="ok")
+    assert client.evals.submit_rating(rating.name, items[1].sample_id, "bo", score=4) == 2, (
+        "a resubmission replaces"
+    )
+    summary = client.evals.rating_summary(rating.name)
+    assert (summary.ratings, summary.raters, summary.items_with_agreement) == (8, 2, 4)
+    assert (
+        summary.mean_score == (5 + 5 + 4 + 4 + 2 + 2 + 1 + 1) / 8
+        and summary.percent_agreement == 1.0
+        and summary.fleiss_kappa == 1.0
+    )
+
+    side = client.evals.create_rating_task(evaluation.name, kind="side_by_side")
+    pairs = list(client.evals.rating_items(side.name))
+    assert all(len(p.answers) == 2 for p in pairs)
+    for pair, choices in zip(pairs, [("A", "A"), ("B", "A"), ("tie", "tie"), ("B", "B")], strict=True):
+        for rater, choice in zip(("ana", "bo"), choices, strict=True):
+            client.evals.submit_rating(side.name, pair.sample_id, rater, preference=choice)
+    summary = client.evals.rating_summary(side.name)
+    assert (summary.share_a, summary.share_b, summary.share_tie) == (3 / 8, 3 / 8, 2 / 8)
+    assert summary.percent_agreement == 0.75
+
+    assert (
+        expect_error(
+            "INVALID_ARGUMENT", client.evals.submit_rating, rating.name, items[0].sample_id, "ana", score=9
+        )
+        .violations[0]
+        .field
+        == "score"
+    )
+    assert (
+        expect_error(
+            "INVALID_ARGUMENT",
+            client.evals.submit_rating,
+            side.name,
+            pairs[0].sample_id,
+            "ana",
+            preference="C",
+        )
+        .violations[0]
+        .field
+        == "preference"
+    )
+    assert (
+        expect_error("INVALID_ARGUMENT", client.evals.submit_rating, rating.name, "nope", "ana", score=3)
+        .violations[0]
+        .field
+        == "sample_id"
+    )

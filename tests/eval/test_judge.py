@@ -25,3 +25,15 @@ def test_pairwise_counts_ties_when_the_orders_disagree() -> None:
     # 4: both tie -> tie; 5: unparsable -> failure; 6: win.
     assert (result.wins, result.ties, result.losses, result.parse_failures) == (2, 2, 1, 1)
     assert result.adjusted_win_rate == (2 + 0.5 * 2) / 5
+
+
+def test_rater_agreement() -> None:
+    from services.eval.human import fleiss_kappa, percent_agreement
+
+    # The classic worked example shape: perfect agreement is 1, chance-level agreement about 0.
+    assert fleiss_kappa([["A", "A"], ["B", "B"], ["A", "A"]]) == 1.0
+    assert percent_agreement([["A", "A", "B"]]) == 1 / 3
+    mixed = [["A", "B"], ["B", "A"], ["A", "A"], ["B", "B"]]
+    assert percent_agreement(mixed) == 0.5 and abs(fleiss_kappa(mixed)) < 1e-9
+    # By hand: expected agreement 21/81, observed (1/3 + 1 + 1/3) / 3, kappa = 0.4.
+    assert abs(fleiss_kappa([["5", "4", "5"], ["2", "2", "2"], ["3", "3", "4"]]) - 0.4) < 1e-12

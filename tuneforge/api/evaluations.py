@@ -135,3 +135,61 @@ class Evaluations:
             return list(response.predictions), response.next_page_token
 
         return pages(fetch)
+
+    # -- human evaluation ----------------------------------------------------------------------
+
+    def create_rating_task(
+        self,
+        ref: str,
+        *,
+        kind: str = "rating",
+        model_versions: Sequence[str] = (),
+        scale: int = 0,
+        task_id: str = "",
+    ) -> evaluation_pb2.RatingTask:
+        name = self.evaluation_name(ref)
+        task = evaluation_pb2.RatingTask(
+            name=f"{name}/ratingTasks/{task_id}" if task_id else "",
+            kind=kind,
+            model_versions=[self._client.models.version_name(m) for m in model_versions],
+            scale=scale,
+        )
+        return call(
+            self._stub.CreateRatingTask,
+            eval_service_pb2.CreateRatingTaskRequest(parent=name, rating_task=task),
+        )
+
+    def rating_items(self, task: str, *, page_size: int = 0) -> Iterator[evaluation_pb2.RatingItem]:
+        def fetch(token: str) -> tuple[list[evaluation_pb2.RatingItem], str]:
+            response = call(
+                self._stub.ListRatingItems,
+                eval_service_pb2.ListRatingItemsRequest(parent=task, page_size=page_size, page_token=token),
+            )
+            return list(response.items), response.next_page_token
+
+        return pages(fetch)
+
+    def submit_rating(
+        self,
+        task: str,
+        sample_id: str,
+        rater: str,
+        *,
+        score: int = 0,
+        preference: str = "",
+        comment: str = "",
+    ) -> int:
+        return call(
+            self._stub.SubmitRating,
+            eval_service_pb2.SubmitRatingRequest(
+                rating_task=task,
+                sample_id=sample_id,
+                rater=rater,
+                score=score,
+                preference=preference,
+                comment=comment,
+            ),
+        ).item_ratings
+
+    def rating_summary(self, task: str) -> evaluation_pb2.RatingSummary:
+        return call(self._stub.GetRatingSummary, eval_service_pb2.GetRatingSummaryRequest(name=task))

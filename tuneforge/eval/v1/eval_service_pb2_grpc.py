@@ -62,6 +62,26 @@ class EvalServiceStub:
                 request_serializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.ListSamplePredictionsRequest.SerializeToString,
                 response_deserializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.ListSamplePredictionsResponse.FromString,
                 _registered_method=True)
+        self.CreateRatingTask = channel.unary_unary(
+                '/tuneforge.eval.v1.EvalService/CreateRatingTask',
+                request_serializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.CreateRatingTaskRequest.SerializeToString,
+                response_deserializer=tuneforge_dot_eval_dot_v1_dot_evaluation__pb2.RatingTask.FromString,
+                _registered_method=True)
+        self.ListRatingItems = channel.unary_unary(
+                '/tuneforge.eval.v1.EvalService/ListRatingItems',
+                request_serializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.ListRatingItemsRequest.SerializeToString,
+                response_deserializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.ListRatingItemsResponse.FromString,
+                _registered_method=True)
+        self.SubmitRating = channel.unary_unary(
+                '/tuneforge.eval.v1.EvalService/SubmitRating',
+                request_serializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.SubmitRatingRequest.SerializeToString,
+                response_deserializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.SubmitRatingResponse.FromString,
+                _registered_method=True)
+        self.GetRatingSummary = channel.unary_unary(
+                '/tuneforge.eval.v1.EvalService/GetRatingSummary',
+                request_serializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.GetRatingSummaryRequest.SerializeToString,
+                response_deserializer=tuneforge_dot_eval_dot_v1_dot_evaluation__pb2.RatingSummary.FromString,
+                _registered_method=True)
 
 
 class EvalServiceServicer:
@@ -104,6 +124,34 @@ class EvalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateRatingTask(self, request, context):
+        """Creates a human rating or side-by-side task from a succeeded evaluation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRatingItems(self, request, context):
+        """The items of a task, a page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitRating(self, request, context):
+        """Records one rater's judgement of one item (a later submission by the same rater replaces it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRatingSummary(self, request, context):
+        """Aggregates the ratings, with rater agreement.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EvalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -131,6 +179,26 @@ def add_EvalServiceServicer_to_server(servicer, server):
                     servicer.ListSamplePredictions,
                     request_deserializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.ListSamplePredictionsRequest.FromString,
                     response_serializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.ListSamplePredictionsResponse.SerializeToString,
+            ),
+            'CreateRatingTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateRatingTask,
+                    request_deserializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.CreateRatingTaskRequest.FromString,
+                    response_serializer=tuneforge_dot_eval_dot_v1_dot_evaluation__pb2.RatingTask.SerializeToString,
+            ),
+            'ListRatingItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRatingItems,
+                    request_deserializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.ListRatingItemsRequest.FromString,
+                    response_serializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.ListRatingItemsResponse.SerializeToString,
+            ),
+            'SubmitRating': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitRating,
+                    request_deserializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.SubmitRatingRequest.FromString,
+                    response_serializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.SubmitRatingResponse.SerializeToString,
+            ),
+            'GetRatingSummary': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRatingSummary,
+                    request_deserializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.GetRatingSummaryRequest.FromString,
+                    response_serializer=tuneforge_dot_eval_dot_v1_dot_evaluation__pb2.RatingSummary.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -270,6 +338,114 @@ class EvalService:
             '/tuneforge.eval.v1.EvalService/ListSamplePredictions',
             tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.ListSamplePredictionsRequest.SerializeToString,
             tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.ListSamplePredictionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateRatingTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuneforge.eval.v1.EvalService/CreateRatingTask',
+            tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.CreateRatingTaskRequest.SerializeToString,
+            tuneforge_dot_eval_dot_v1_dot_evaluation__pb2.RatingTask.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRatingItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuneforge.eval.v1.EvalService/ListRatingItems',
+            tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.ListRatingItemsRequest.SerializeToString,
+            tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.ListRatingItemsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitRating(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuneforge.eval.v1.EvalService/SubmitRating',
+            tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.SubmitRatingRequest.SerializeToString,
+            tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.SubmitRatingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRatingSummary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuneforge.eval.v1.EvalService/GetRatingSummary',
+            tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.GetRatingSummaryRequest.SerializeToString,
+            tuneforge_dot_eval_dot_v1_dot_evaluation__pb2.RatingSummary.FromString,
             options,
             channel_credentials,
             insecure,

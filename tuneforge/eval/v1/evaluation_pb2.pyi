@@ -163,3 +163,55 @@ class SamplePrediction(_message.Message):
     prediction: str
     scores: _containers.ScalarMap[str, float]
     def __init__(self, sample_id: _Optional[str] = ..., model_version: _Optional[str] = ..., prompt: _Optional[str] = ..., reference: _Optional[str] = ..., prediction: _Optional[str] = ..., scores: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class RatingTask(_message.Message):
+    __slots__ = ("name", "kind", "model_versions", "scale", "items", "create_time")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    kind: str
+    model_versions: _containers.RepeatedScalarFieldContainer[str]
+    scale: int
+    items: int
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., model_versions: _Optional[_Iterable[str]] = ..., scale: _Optional[int] = ..., items: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RatingItem(_message.Message):
+    __slots__ = ("sample_id", "prompt", "reference", "answers")
+    SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    sample_id: str
+    prompt: str
+    reference: str
+    answers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, sample_id: _Optional[str] = ..., prompt: _Optional[str] = ..., reference: _Optional[str] = ..., answers: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RatingSummary(_message.Message):
+    __slots__ = ("rating_task", "ratings", "raters", "mean_score", "share_a", "share_b", "share_tie", "percent_agreement", "fleiss_kappa", "items_with_agreement")
+    RATING_TASK_FIELD_NUMBER: _ClassVar[int]
+    RATINGS_FIELD_NUMBER: _ClassVar[int]
+    RATERS_FIELD_NUMBER: _ClassVar[int]
+    MEAN_SCORE_FIELD_NUMBER: _ClassVar[int]
+    SHARE_A_FIELD_NUMBER: _ClassVar[int]
+    SHARE_B_FIELD_NUMBER: _ClassVar[int]
+    SHARE_TIE_FIELD_NUMBER: _ClassVar[int]
+    PERCENT_AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    FLEISS_KAPPA_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_WITH_AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    rating_task: str
+    ratings: int
+    raters: int
+    mean_score: float
+    share_a: float
+    share_b: float
+    share_tie: float
+    percent_agreement: float
+    fleiss_kappa: float
+    items_with_agreement: int
+    def __init__(self, rating_task: _Optional[str] = ..., ratings: _Optional[int] = ..., raters: _Optional[int] = ..., mean_score: _Optional[float] = ..., share_a: _Optional[float] = ..., share_b: _Optional[float] = ..., share_tie: _Optional[float] = ..., percent_agreement: _Optional[float] = ..., fleiss_kappa: _Optional[float] = ..., items_with_agreement: _Optional[int] = ...) -> None: ...
