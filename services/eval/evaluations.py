@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import re
 import tempfile
@@ -186,7 +187,12 @@ class Evaluations:
         return resolved, data.name, data.row_count
 
     async def create(
-        self, parent: str, evaluation: evaluation_pb2.Evaluation, request_id: str
+        self,
+        parent: str,
+        evaluation: evaluation_pb2.Evaluation,
+        request_id: str,
+        *,
+        link_to_version: str = "",
     ) -> evaluation_pb2.Evaluation:
         project = PROJECT.parse(parent, "parent")["project"]
         require_project(project)
@@ -295,6 +301,7 @@ class Evaluations:
                     "metrics": names,
                     "generation": generation,
                     "judge": judge,
+                    "link_to_version": link_to_version,
                 },
                 results=[],
                 total_samples=rows,
@@ -601,3 +608,36 @@ class Evaluations:
             summary.share_b = sum(r.preference == "B" for r in rows) / len(rows)
             summary.share_tie = sum(r.preference == "tie" for r in rows) / len(rows)
         return summary
+
+    async def auto_evaluate(self, version: Any, service_key: str) -> None:
+        """Evaluate a newly registered version that asks for it (tags `auto_eval.*`), against its base.
+
+        Runs as the eval service itself (its own key), once per version (the request id)."""
+        from services.kit.auth import Principal, principal_var
+
+        tags = dict(version.tags)
+        if "auto_eval.dataset" not in tags:
+            return
+        project = version.name.split("/")[1]
+        models = [version.name]
+        if _MODEL_VERSION.match(version.lineage.base_model):
+            models.insert(0, version.lineage.base_model)
+        request = evaluation_pb2.Evaluation(
+            display_name=f"auto-evaluation of {version.name.split('/')[3]}/{version.name.split('/')[5]}",
+            model_versions=models,
+            dataset_version=tags["auto_eval.dataset"],
+            metrics=[m for m in tags.get("auto_eval.metrics", "").split(",") if m],
+        )
+        principal = principal_var.set(Principal("eval-service", "*", "admin"))
+        bearer = bearer_var.set(service_key)
+        try:
+            await self.create(
+                f"projects/{project}", request, f"auto-{version.uid}", link_to_version=version.name
+            )
+        except Exception:
+            logging.getLogger(__name__).warning(
+                "auto-evaluation not queued", extra={"model_version": version.name}, exc_info=True
+            )
+        finally:
+            bearer_var.reset(bearer)
+            principal_var.reset(principal)

@@ -6,13 +6,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from services.eval.evaluations import Endpoints, Evaluations
-from services.eval.repo import OUTBOX
+from services.eval.repo import OUTBOX, PROCESSED_EVENTS
+from services.kit.outbox import SqlProcessedEventLog
 from services.kit.server import open_runtime, serve
 from services.kit.settings import KitSettings, load_settings
 from tuneforge.eval.v1 import eval_service_pb2, eval_service_pb2_grpc, evaluation_pb2
+from tuneforge.events.v1 import event_pb2, registry_events_pb2
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 Context = grpc.aio.ServicerContext
@@ -21,6 +23,9 @@ Context = grpc.aio.ServicerContext
 class EvalSettings(KitSettings):
     registry_endpoint: str = Field(description="registry host:port: the models")
     data_endpoint: str = Field(description="data service host:port: the evaluation sets")
+    eval_service_api_key: SecretStr | None = Field(
+        None, description="the eval service's own key, for evaluations it starts itself (after training)"
+    )
 
 
 class EvalServicer(eval_service_pb2_grpc.EvalServiceServicer):
@@ -99,6 +104,21 @@ async def main() -> None:
         runtime.page_tokens,
         Endpoints(settings.registry_endpoint, settings.data_endpoint),
     )
+
+    if settings.eval_service_api_key:
+        key = settings.eval_service_api_key.get_secret_value()
+
+        async def on_version_created(event: event_pb2.Event) -> None:
+            payload = registry_events_pb2.ModelVersionEvent()
+            event.data.Unpack(payload)
+            await evaluations.auto_evaluate(payload.model_version, key)
+
+        runtime.bus.consume(
+            "eval-auto-evaluation",
+            "tuneforge.registry.model_version.created",
+            on_version_created,
+            processed=SqlProcessedEventLog(runtime.db, PROCESSED_EVENTS),
+        )
 
     def register(server: grpc.aio.Server) -> list[str]:
         eval_service_pb2_grpc.add_EvalServiceServicer_to_server(EvalServicer(evaluations), server)

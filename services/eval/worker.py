@@ -121,6 +121,8 @@ class EvalWorker:
                 ),
             )
             log.info("evaluation ended", extra={"evaluation": evaluation_name(row)})
+            if row.spec.get("link_to_version"):
+                await asyncio.to_thread(self._link, row, results)
         except Exception as exc:
             log.exception("evaluation failed", extra={"evaluation": evaluation_name(row)})
             reason = f"{type(exc).__name__}: {exc}"
@@ -131,6 +133,29 @@ class EvalWorker:
             beat.cancel()
             await message.ack()
             shutil.rmtree(work, ignore_errors=True)
+
+    def _link(self, row: EvaluationRow, results: list[dict[str, Any]]) -> None:
+        """Put an automatic evaluation's results on the version it evaluated (metrics `eval.*`)."""
+        from tuneforge import Client
+
+        target = row.spec["link_to_version"]
+        result = next((r for r in results if r["model_version"] == target), None)
+        if result is None:
+            return
+        with Client(
+            {"registry": self.settings.registry_endpoint},
+            api_key=self.settings.worker_api_key.get_secret_value(),
+            project=row.project,
+        ) as client:
+            version = client.models.get_version(target)
+            client.models.update_version(
+                target,
+                metrics={
+                    **dict(version.metrics),
+                    **{f"eval.{k}": v for k, v in result["metrics"].items() if v == v},
+                },
+                tags={**dict(version.tags), "evaluation": evaluation_name(row)},
+            )
 
     def _prepare(self, row: EvaluationRow, work: Path) -> list[dict[str, Any]]:
         import pyarrow.parquet as pq

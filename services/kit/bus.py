@@ -111,10 +111,21 @@ class EventBus:
         """Create the streams, or bring an existing one's configuration up to date."""
         for config in STREAMS:
             try:
-                await self.js.stream_info(config.name)
+                info = await self.js.stream_info(config.name)
             except NotFoundError:
-                await self.js.add_stream(config)
-            else:
+                try:
+                    await self.js.add_stream(config)
+                except Exception:
+                    await self.js.stream_info(config.name)  # another process created it meanwhile
+                continue
+            current = info.config
+            if (current.subjects, current.retention, current.max_age, current.duplicate_window) != (
+                config.subjects,
+                config.retention,
+                config.max_age,
+                config.duplicate_window,
+            ):
+                # Only when the definition changed: updating a stream while others subscribe races.
                 await self.js.update_stream(config)
 
     async def publish(self, event: event_pb2.Event) -> None:
@@ -149,16 +160,27 @@ class EventBus:
         processed: ProcessedEventLog | None,
         retry_delay: float,
     ) -> None:
-        sub = await self.js.pull_subscribe(
-            subject,
-            durable=durable,
-            stream=EVENTS_STREAM,
-            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=60, max_ack_pending=256),
-        )
+        while True:
+            try:
+                sub = await self.js.pull_subscribe(
+                    subject,
+                    durable=durable,
+                    stream=EVENTS_STREAM,
+                    config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=60, max_ack_pending=256),
+                )
+                break
+            except Exception:
+                log.warning("cannot subscribe yet; retrying", extra={"consumer": durable}, exc_info=True)
+                await asyncio.sleep(1)
+        log.info("consuming", extra={"consumer": durable, "subject": subject})
         while True:
             try:
                 messages = await sub.fetch(32, timeout=1.0)
             except NatsTimeout:
+                continue
+            except Exception:
+                log.warning("fetching events failed; retrying", extra={"consumer": durable}, exc_info=True)
+                await asyncio.sleep(1)
                 continue
             for msg in messages:
                 event = event_pb2.Event()

@@ -48,16 +48,30 @@ async def pull_forever(
     handle: Callable[[Any], Awaitable[None]],
     stopping: asyncio.Event,
 ) -> None:
-    subscription = await bus.js.pull_subscribe(
-        subjects,
-        durable=durable,
-        stream=stream,
-        config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=ack_wait, max_ack_pending=1000),
-    )
+    while True:
+        try:
+            subscription = await bus.js.pull_subscribe(
+                subjects,
+                durable=durable,
+                stream=stream,
+                config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=ack_wait, max_ack_pending=1000),
+            )
+            break
+        except Exception:
+            log.warning(
+                "cannot subscribe to the work queue yet; retrying", extra={"consumer": durable}, exc_info=True
+            )
+            await asyncio.sleep(1)
     while not stopping.is_set():
         try:
             messages = await subscription.fetch(1, timeout=1.0)
         except NatsTimeout:
+            continue
+        except Exception:
+            log.warning(
+                "fetching from the work queue failed; retrying", extra={"consumer": durable}, exc_info=True
+            )
+            await asyncio.sleep(1)
             continue
         for message in messages:
             await handle(message)

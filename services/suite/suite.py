@@ -155,6 +155,10 @@ class LocalSuite:
             },
             "TUNEFORGE_SHUTDOWN_GRACE_SECONDS": "3",
             "TUNEFORGE_TRAIN_LOCAL_MODEL_DIRS": ":".join(str(d) for d in self.local_model_dirs),
+            # The eval service starts evaluations itself after training, with the workers' key.
+            "TUNEFORGE_EVAL_SERVICE_API_KEY": (self.data_dir / WORKER_KEY_FILE).read_text().strip()
+            if (self.data_dir / WORKER_KEY_FILE).exists()
+            else "",
             **self.extra_env,
         }
 

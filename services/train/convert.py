@@ -54,6 +54,9 @@ def job_to_proto(row: JobRow) -> training_job_pb2.TrainingJob:
         create_time=to_timestamp(row.create_time),
         attempt=row.attempt,
     )
+    if spec.auto_evaluation:
+        message.auto_evaluation.dataset_version = spec.auto_evaluation["dataset_version"]
+        message.auto_evaluation.metrics.extend(spec.auto_evaluation["metrics"])
     if row.error_reason:
         message.error.reason = row.error_reason
         message.error.message = row.error_message

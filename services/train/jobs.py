@@ -185,12 +185,13 @@ class TrainingJobs:
             tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
             kind = METHODS[spec.method]
 
+            from tuneforge.api.datasets import KIND_NAMES
+
             def rows_of(ref: str, field: str) -> tuple[str, list[dict[str, Any]]]:
                 try:
                     version = client.data.get_version(ref)
                 except TuneForgeError as error:
                     raise InvalidArgument.field(field, error.message) from None
-                from tuneforge.api.datasets import KIND_NAMES
 
                 if version.state != 1:
                     raise InvalidArgument.field(field, f"{version.name} failed validation and holds no data")
@@ -222,6 +223,17 @@ class TrainingJobs:
                         prompts.append(sum(turns[:-1]))
             if spec.validation_data:
                 spec.validation_data = rows_of(spec.validation_data, f"{prefix}.validation_data")[0]
+            if spec.auto_evaluation:
+                field = f"{prefix}.auto_evaluation.dataset_version"
+                try:
+                    evaluation_set = client.data.get_version(spec.auto_evaluation["dataset_version"])
+                except TuneForgeError as error:
+                    raise InvalidArgument.field(field, error.message) from None
+                if KIND_NAMES.get(evaluation_set.kind) not in ("eval", "sft") or evaluation_set.state != 1:
+                    raise InvalidArgument.field(
+                        field, f"{evaluation_set.name} is not a ready eval or sft dataset version"
+                    )
+                spec.auto_evaluation["dataset_version"] = evaluation_set.name
         hp = spec.hyperparameters
         if hp.max_sequence_length:
             if hp.max_sequence_length > model_limit:

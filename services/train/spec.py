@@ -59,6 +59,7 @@ class JobSpec:
     output_model: str = ""
     hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)
     lora: Lora = field(default_factory=Lora)
+    auto_evaluation: dict[str, Any] | None = None  # {"dataset_version", "metrics"}
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -186,6 +187,12 @@ def spec_from_proto(job: training_job_pb2.TrainingJob, field_prefix: str = "trai
             violation("lora.rank", "must be between 1 and 1024")
         if not 0 <= lora.dropout < 1:
             violation("lora.dropout", "must be at least 0 and below 1")
+    if job.auto_evaluation.metrics:
+        from services.eval.metrics import check_metrics
+
+        unknown = check_metrics(list(job.auto_evaluation.metrics))
+        if unknown:
+            violation("auto_evaluation.metrics", f"unknown metric {', '.join(unknown)}")
     if bad:
         raise InvalidArgument.fields(bad)
     return JobSpec(
@@ -201,6 +208,14 @@ def spec_from_proto(job: training_job_pb2.TrainingJob, field_prefix: str = "trai
         output_model=job.output_model,
         hyperparameters=hp,
         lora=lora,
+        auto_evaluation=(
+            {
+                "dataset_version": job.auto_evaluation.dataset_version,
+                "metrics": list(job.auto_evaluation.metrics) or ["bleu4", "rouge_l"],
+            }
+            if job.auto_evaluation.dataset_version
+            else None
+        ),
     )
 
 

@@ -465,7 +465,19 @@ class Worker:
                 job_dir / "final",
                 description=f"final model of {job_name(row)}",
                 metrics=metrics,
-                tags={"method": spec.method, "tuning": spec.tuning},
+                tags={
+                    "method": spec.method,
+                    "tuning": spec.tuning,
+                    # The eval service evaluates versions carrying these when they are registered.
+                    **(
+                        {
+                            "auto_eval.dataset": spec.auto_evaluation["dataset_version"],
+                            "auto_eval.metrics": ",".join(spec.auto_evaluation["metrics"]),
+                        }
+                        if spec.auto_evaluation
+                        else {}
+                    ),
+                },
                 lineage=lineage,
                 request_id=f"{row.uid}-final",
             )

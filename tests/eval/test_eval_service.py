@@ -234,3 +234,37 @@ def test_human_ratings_round_trip(client: Client, base_model: str, math_data: No
         .field
         == "sample_id"
     )
+
+
+def test_auto_evaluation_after_a_training_job(client: Client, base_model: str, math_data: None) -> None:
+    import time
+
+    job = client.train.create(
+        base_model=base_model,
+        training_data={"math-grading-train": 0.2},
+        hyperparameters={"epochs": 1, "learning_rate": 2e-3, "batch_size": 8},
+        evaluate_on="math-grading-eval",
+        evaluation_metrics=["rouge_l", "score_accuracy"],
+    )
+    assert job.auto_evaluation.dataset_version.endswith("/datasets/math-grading-eval/versions/1")
+    done = client.train.wait(job.name, timeout=300)
+    version = done.final_model_version
+    deadline = time.monotonic() + 300
+    evaluation = None
+    while time.monotonic() < deadline:
+        found = [e for e in client.evals.list() if version in e.model_versions]
+        if found and STATE_NAMES[found[0].state] in ("succeeded", "failed"):
+            evaluation = found[0]
+            break
+        time.sleep(1)
+    assert evaluation is not None and STATE_NAMES[evaluation.state] == "succeeded", evaluation
+    assert list(evaluation.model_versions) == [base_model, version], "against its base"
+    assert len([e for e in client.evals.list() if version in e.model_versions]) == 1, "once"
+    while time.monotonic() < deadline and "eval.rouge_l" not in client.models.get_version(version).metrics:
+        time.sleep(0.5)
+    linked = client.models.get_version(version)
+    assert linked.tags["evaluation"] == evaluation.name
+    assert (
+        linked.metrics["eval.rouge_l"]
+        == next(r for r in evaluation.results if r.model_version == version).metrics["rouge_l"]
+    )

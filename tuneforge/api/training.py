@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format
@@ -51,6 +51,8 @@ class Training:
         output_model: str = "",
         hyperparameters: Mapping[str, Any] | None = None,
         lora: Mapping[str, Any] | None = None,
+        evaluate_on: str = "",
+        evaluation_metrics: Sequence[str] = (),
         request_id: str | None = None,
     ) -> training_job_pb2.TrainingJob:
         """Queue a job. `base_model` is a model version (`m/3`, `m@production`, full name) or `local:///path`;
@@ -78,6 +80,9 @@ class Training:
             json_format.ParseDict(dict(hyperparameters), job.hyperparameters)
         if lora:
             json_format.ParseDict(dict(lora), job.lora)
+        if evaluate_on:  # evaluated against the base model once the final model is registered
+            job.auto_evaluation.dataset_version = self._client.data.version_name(evaluate_on)
+            job.auto_evaluation.metrics.extend(evaluation_metrics)
         return call(
             self._stub.CreateTrainingJob,
             train_service_pb2.CreateTrainingJobRequest(

@@ -89,7 +89,7 @@ class JobError(_message.Message):
     def __init__(self, reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class TrainingJob(_message.Message):
-    __slots__ = ("name", "uid", "display_name", "state", "base_model", "method", "tuning", "lora", "training_data", "validation_data", "validation_split", "hyperparameters", "output_model", "error", "current_step", "total_steps", "overlength_samples", "final_model_version", "best_model_version", "metrics", "create_time", "start_time", "end_time", "attempt")
+    __slots__ = ("name", "uid", "display_name", "state", "base_model", "method", "tuning", "lora", "training_data", "validation_data", "validation_split", "hyperparameters", "output_model", "error", "current_step", "total_steps", "overlength_samples", "final_model_version", "best_model_version", "metrics", "create_time", "start_time", "end_time", "attempt", "auto_evaluation")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +121,7 @@ class TrainingJob(_message.Message):
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    AUTO_EVALUATION_FIELD_NUMBER: _ClassVar[int]
     name: str
     uid: str
     display_name: str
@@ -145,7 +146,16 @@ class TrainingJob(_message.Message):
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
     attempt: int
-    def __init__(self, name: _Optional[str] = ..., uid: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[TrainingJobState, str]] = ..., base_model: _Optional[str] = ..., method: _Optional[str] = ..., tuning: _Optional[str] = ..., lora: _Optional[_Union[LoraConfig, _Mapping]] = ..., training_data: _Optional[_Iterable[_Union[_common_pb2.DatasetVersionRef, _Mapping]]] = ..., validation_data: _Optional[str] = ..., validation_split: _Optional[float] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., output_model: _Optional[str] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., current_step: _Optional[int] = ..., total_steps: _Optional[int] = ..., overlength_samples: _Optional[int] = ..., final_model_version: _Optional[str] = ..., best_model_version: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ...) -> None: ...
+    auto_evaluation: AutoEvaluation
+    def __init__(self, name: _Optional[str] = ..., uid: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[TrainingJobState, str]] = ..., base_model: _Optional[str] = ..., method: _Optional[str] = ..., tuning: _Optional[str] = ..., lora: _Optional[_Union[LoraConfig, _Mapping]] = ..., training_data: _Optional[_Iterable[_Union[_common_pb2.DatasetVersionRef, _Mapping]]] = ..., validation_data: _Optional[str] = ..., validation_split: _Optional[float] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., output_model: _Optional[str] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., current_step: _Optional[int] = ..., total_steps: _Optional[int] = ..., overlength_samples: _Optional[int] = ..., final_model_version: _Optional[str] = ..., best_model_version: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., auto_evaluation: _Optional[_Union[AutoEvaluation, _Mapping]] = ...) -> None: ...
+
+class AutoEvaluation(_message.Message):
+    __slots__ = ("dataset_version", "metrics")
+    DATASET_VERSION_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    dataset_version: str
+    metrics: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, dataset_version: _Optional[str] = ..., metrics: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Checkpoint(_message.Message):
     __slots__ = ("name", "step", "epoch", "validation_loss", "best", "files", "create_time")
