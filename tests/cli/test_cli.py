@@ -314,9 +314,30 @@ def test_train_cli_transcript(tf, suite: LocalSuite, project: str, tiny_model_di
         "rouge_l",
         "--max-new-tokens",
         "4",
+        "--judge",
+        "tiny/1",
+        "--rubric",
+        "a correct score",
         "--watch",
     ).stdout
     assert "succeeded" in shown and "rouge_l" in shown
+    assert "judge on tiny/1:" in shown and "unparseable verdicts" in shown, shown
+    (evaluation,) = json.loads(tf("--json", "eval", "list").stdout)
+    assert evaluation["name"].rsplit("/", 1)[-1] in tf("eval", "list").stdout
+    assert "rating_task.model_versions" in one_line_error(
+        tf("eval", "rating-task", evaluation["name"], "--kind", "side_by_side", code=1)
+    ), "side by side needs two model versions"
+    task = json.loads(tf("--json", "eval", "rating-task", evaluation["name"], "--scale", "3").stdout)
+    items = json.loads(tf("--json", "eval", "rating-items", task["name"], "--limit", "2").stdout)
+    assert len(items) == 2 and all(len(i["answers"]) == 1 for i in items)
+    for item in items:
+        for rater in ("ana", "bo"):
+            tf("eval", "rate", task["name"], item["sample_id"], rater, "--score", "2")
+    summary = tf("eval", "rating-summary", task["name"]).stdout
+    assert "100%" in summary and "2" in summary, summary
+    assert "score" in one_line_error(
+        tf("eval", "rate", task["name"], items[0]["sample_id"], "ana", "--score", "7", code=1)
+    )
     assert "unknown metric" in one_line_error(
         tf(
             "eval",

@@ -33,6 +33,19 @@ def show_results(evaluation) -> None:  # type: ignore[no-untyped-def]
             for i, r in enumerate(evaluation.results)
         ],
     )
+    for r in evaluation.results:
+        if r.judge_scored or r.judge_parse_failures:
+            console.print(
+                f"judge on {short(r.model_version)}: mean {r.judge_score:.2f} over {r.judge_scored} scored, "
+                f"{r.judge_parse_failures} unparseable verdicts",
+                markup=False,
+            )
+    for p in evaluation.pairwise:
+        console.print(
+            f"pairwise {short(p.model_version)} vs {short(p.baseline)}: "
+            f"{p.wins} wins, {p.ties} ties, {p.losses} losses, {p.parse_failures} unparseable",
+            markup=False,
+        )
     if evaluation.error:
         console.print(f"error: {evaluation.error}", markup=False)
 
@@ -51,12 +64,34 @@ def create(
     ] = None,
     max_new_tokens: int = 128,
     batch_size: int = 16,
+    judge: Annotated[str, typer.Option(help="a model version that scores the answers (LLM as a judge)")] = "",
+    judge_endpoint: Annotated[
+        str,
+        typer.Option(help="or an OpenAI-compatible endpoint (…/v1); key from TUNEFORGE_EVAL_JUDGE_API_KEY"),
+    ] = "",
+    judge_endpoint_model: Annotated[str, typer.Option(help="the endpoint's model name")] = "",
+    rubric: Annotated[str, typer.Option(help="what the judge should look for")] = "",
+    pairwise: Annotated[bool, typer.Option(help="MT-Bench pairwise verdicts vs the baseline")] = False,
     watch: Annotated[bool, typer.Option(help="wait and print the results")] = False,
 ) -> None:
     """Queue an evaluation of one or more model versions."""
     c = client(ctx)
+    judge_settings = None
+    if judge or judge_endpoint:
+        judge_settings = {
+            "model_version": judge,
+            "endpoint": judge_endpoint,
+            "endpoint_model": judge_endpoint_model,
+            "rubric": rubric,
+            "pairwise": pairwise,
+        }
     evaluation = c.evals.create(
-        model, dataset, metrics=metric or [], max_new_tokens=max_new_tokens, batch_size=batch_size
+        model,
+        dataset,
+        metrics=metric or [],
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        judge=judge_settings,
     )
     if watch:
         evaluation = c.evals.wait(evaluation.name)
@@ -75,6 +110,29 @@ def show(ctx: typer.Context, evaluation: str) -> None:
     """Show an evaluation's results, with deltas against the baseline."""
     result = client(ctx).evals.get(evaluation)
     emit_json(result) if options(ctx).json else show_results(result)
+
+
+@app.command("list")
+def list_evaluations(ctx: typer.Context) -> None:
+    """The project's evaluations, newest first."""
+    items = list(client(ctx).evals.list())
+    if options(ctx).json:
+        emit_json(items)
+        return
+    table(
+        "evaluations",
+        ["evaluation", "state", "models", "dataset", "metrics"],
+        [
+            (
+                e.name.rsplit("/", 1)[-1],
+                STATE_NAMES[e.state],
+                ", ".join(short(m) for m in e.model_versions),
+                short(e.dataset_version),
+                ", ".join(e.metrics),
+            )
+            for e in items
+        ],
+    )
 
 
 @app.command("predictions")
@@ -108,5 +166,84 @@ def predictions(
                 ", ".join(f"{k}={v:.3g}" for k, v in sorted(p.scores.items())),
             )
             for p in items
+        ],
+    )
+
+
+@app.command("rating-task")
+def rating_task(
+    ctx: typer.Context,
+    evaluation: str,
+    kind: Annotated[
+        str, typer.Option(help="rating (1..scale per answer) or side_by_side (A, B or tie)")
+    ] = "rating",
+    model: Annotated[
+        list[str] | None, typer.Option("--model", help="model versions to show (default: all)")
+    ] = None,
+    scale: int = 5,
+) -> None:
+    """Open a human rating or side-by-side task on a finished evaluation's answers."""
+    task = client(ctx).evals.create_rating_task(
+        evaluation, kind=kind, model_versions=model or [], scale=scale
+    )
+    if options(ctx).json:
+        emit_json(task)
+    else:
+        typer.echo(f"created {task.name} ({task.items} items)")
+
+
+@app.command("rating-items")
+def rating_items(ctx: typer.Context, task: str, limit: int = 20) -> None:
+    """The items of a rating task: the prompt and the answers to rate (A, B for side by side)."""
+    items = []
+    for item in client(ctx).evals.rating_items(task, page_size=min(limit, 1000)):
+        if len(items) >= limit:
+            break
+        items.append(item)
+    if options(ctx).json:
+        emit_json(items)
+        return
+    for item in items:
+        console.print(f"[bold]{item.sample_id}[/bold]  {item.prompt[:200]}")
+        for label, answer in zip("AB", item.answers, strict=False):
+            console.print(f"  {label}: {answer[:200]}", markup=False)
+
+
+@app.command("rate")
+def rate(
+    ctx: typer.Context,
+    task: str,
+    sample: str,
+    rater: str,
+    score: int = 0,
+    preference: Annotated[str, typer.Option(help="side_by_side: A, B or tie")] = "",
+    comment: str = "",
+) -> None:
+    """Record one rater's rating of one item (a resubmission replaces it)."""
+    count = client(ctx).evals.submit_rating(
+        task, sample, rater, score=score, preference=preference, comment=comment
+    )
+    typer.echo(f"{count} ratings on {sample}")
+
+
+@app.command("rating-summary")
+def rating_summary(ctx: typer.Context, task: str) -> None:
+    """Mean score or preference shares, with percent agreement and Fleiss' kappa between raters."""
+    s = client(ctx).evals.rating_summary(task)
+    if options(ctx).json:
+        emit_json(s)
+        return
+    table(
+        task.rsplit("/", 1)[-1],
+        ["ratings", "raters", "mean score", "A / B / tie", "agreement", "Fleiss κ"],
+        [
+            (
+                s.ratings,
+                s.raters,
+                f"{s.mean_score:.3g}",
+                f"{s.share_a:.0%} / {s.share_b:.0%} / {s.share_tie:.0%}",
+                f"{s.percent_agreement:.0%}",
+                f"{s.fleiss_kappa:.3g}",
+            )
         ],
     )

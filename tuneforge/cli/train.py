@@ -86,6 +86,12 @@ def create(
         list[str] | None,
         typer.Option("--hp", help="HYPERPARAMETER=VALUE, repeatable (epochs=3 learning_rate=3e-4 ...)"),
     ] = None,
+    evaluate_on: Annotated[
+        str, typer.Option(help="eval dataset version: evaluate the final model against the base when done")
+    ] = "",
+    evaluation_metric: Annotated[
+        list[str] | None, typer.Option("--evaluation-metric", help="repeatable; default: bleu4 and rouge_l")
+    ] = None,
     watch: Annotated[bool, typer.Option(help="watch the job after creating it")] = False,
 ) -> None:
     """Validate and queue a training job."""
@@ -108,6 +114,8 @@ def create(
         validation_split=validation_split,
         output_model=output_model,
         hyperparameters=hyperparameters,
+        evaluate_on=evaluate_on,
+        evaluation_metrics=evaluation_metric or [],
     )
     if options(ctx).json and not watch:
         emit_json(job)
