@@ -16,10 +16,11 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import json_format
+from google.protobuf import json_format, struct_pb2
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -33,6 +34,7 @@ from services.kit.names import PROJECT, NamePattern, PageTokens, check_id, check
 from services.kit.outbox import Outbox
 from services.kit.store import ObjectStore
 from services.kit.times import to_timestamp, utcnow
+from tuneforge.common.v1 import common_pb2
 from tuneforge.eval.v1 import evaluation_pb2
 from tuneforge.events.v1 import eval_events_pb2
 
@@ -378,6 +380,30 @@ class Evaluations:
             if current.state in (STATES["succeeded"], STATES["failed"]):
                 return
             await asyncio.sleep(0.5)
+
+    async def report(self, name: str) -> evaluation_pb2.EvaluationReport:
+        row = await self.db.run(lambda s: self._find(s, name))
+        if row.state != "succeeded":
+            raise FailedPrecondition(
+                f"{name} is {row.state}; a report exists once the evaluation has succeeded",
+                reason="NOT_FINISHED",
+            )
+        prefix = f"evaluations/{row.uid}/report/"
+        if not await self.store.exists(prefix + "report.json"):
+            raise FailedPrecondition(f"{name} has no stored report", reason="NO_REPORT")
+        summary = struct_pb2.Struct()
+        summary.update(json.loads(await self.store.get_bytes(prefix + "report.json")))
+        return evaluation_pb2.EvaluationReport(
+            evaluation=evaluation_name(row),
+            report=summary,
+            charts=[
+                common_pb2.PresignedUrl(
+                    path=chart, url=self.store.presigned_get(prefix + chart, timedelta(hours=1)), method="GET"
+                )
+                for chart in ("metrics.png", "distributions.png")
+                if await self.store.exists(prefix + chart)
+            ],
+        )
 
     async def predictions(
         self, parent: str, model_version: str, order_by: str, size: int, token: str

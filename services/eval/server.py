@@ -85,6 +85,11 @@ class EvalServicer(eval_service_pb2_grpc.EvalServiceServicer):
     ) -> evaluation_pb2.RatingSummary:
         return await self.evaluations.rating_summary(request.name)
 
+    async def GetEvaluationReport(
+        self, request: eval_service_pb2.GetEvaluationReportRequest, context: Context
+    ) -> evaluation_pb2.EvaluationReport:
+        return await self.evaluations.report(request.name)
+
     async def ListSamplePredictions(
         self, request: eval_service_pb2.ListSamplePredictionsRequest, context: Context
     ) -> eval_service_pb2.ListSamplePredictionsResponse:

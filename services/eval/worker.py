@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import Field, SecretStr
 from sqlalchemy.orm import Session
 
-from services.eval import judge, metrics
+from services.eval import judge, metrics, report
 from services.eval.evaluations import emit, evaluation_name
 from services.eval.repo import OUTBOX, EvaluationRow
 from services.kit.bus import EVAL_QUEUE_STREAM, EVAL_QUEUE_SUBJECTS, EventBus
@@ -108,6 +108,15 @@ class EvalWorker:
                 "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions).encode(),
                 "application/x-ndjson",
             )
+            summary = report.build(evaluation_name(row), row.spec, results, predictions)
+            await self.store.put_bytes(
+                f"evaluations/{uid}/report/report.json",
+                json.dumps(summary, ensure_ascii=False, indent=1).encode(),
+                "application/json",
+            )
+            images = await asyncio.to_thread(report.charts, summary, predictions)
+            for image_name, png in images.items():
+                await self.store.put_bytes(f"evaluations/{uid}/report/{image_name}", png, "image/png")
             await self.outbox.write(
                 self.db,
                 lambda s: self._transition(

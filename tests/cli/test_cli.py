@@ -252,7 +252,9 @@ def test_data_cli_transcript(tf, tmp_path: Path) -> None:  # type: ignore[no-unt
     assert "VERSION=RATE" in tf("data", "mix", "--source", "chats/5", code=2).stderr
 
 
-def test_train_cli_transcript(tf, suite: LocalSuite, project: str, tiny_model_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_train_cli_transcript(
+    tf, suite: LocalSuite, project: str, tiny_model_dir: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     from tuneforge import Client
 
     with Client(suite.endpoints, api_key=suite.admin_key, project=project) as client:
@@ -324,6 +326,9 @@ def test_train_cli_transcript(tf, suite: LocalSuite, project: str, tiny_model_di
     assert "judge on tiny/1:" in shown and "unparseable verdicts" in shown, shown
     (evaluation,) = json.loads(tf("--json", "eval", "list").stdout)
     assert evaluation["name"].rsplit("/", 1)[-1] in tf("eval", "list").stdout
+    paths = tf("eval", "report", evaluation["name"], "--out", str(tmp_path / "report")).stdout.split()
+    assert [Path(p).name for p in paths] == ["report.json", "metrics.png", "distributions.png"]
+    assert json.loads(Path(paths[0]).read_text())["results"][0]["judge_scored"] >= 0
     assert "rating_task.model_versions" in one_line_error(
         tf("eval", "rating-task", evaluation["name"], "--kind", "side_by_side", code=1)
     ), "side by side needs two model versions"

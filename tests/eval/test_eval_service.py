@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 from pathlib import Path
 
 from tests.registry.test_registry_api import expect_error
@@ -58,6 +59,19 @@ def test_fine_tuned_beats_base_on_the_preset_task(client: Client, base_model: st
     )
     everything = list(client.evals.predictions(evaluation.name))
     assert len(everything) == 120
+
+    with tempfile.TemporaryDirectory() as tmp:
+        written = client.evals.download_report(evaluation.name, tmp)
+        assert sorted(p.name for p in written) == ["distributions.png", "metrics.png", "report.json"]
+        assert all(p.read_bytes().startswith(b"\x89PNG") for p in written if p.suffix == ".png")
+        report = json.loads(written[0].read_text())
+    assert report["baseline"] == base_model and report["metrics"] == METRICS
+    assert report["results"][1]["metrics"]["rouge_l"] == fine.metrics["rouge_l"]
+    worst = report["worst_samples"][tuned]["rouge_l"]
+    assert [w["score"] for w in worst] == rouge[:5], "the report's worst samples are the lowest scores"
+    if "score_mae" in METRICS:
+        maes = [w["score"] for w in report["worst_samples"][tuned]["score_mae"]]
+        assert maes == sorted(maes, reverse=True), "lower is better: the worst are the largest"
 
 
 def _upload(client: Client, tmp_path: Path, dataset: str, kind: str, rows: list[dict]) -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import functools
+import json
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format
@@ -137,6 +140,30 @@ class Evaluations:
         return pages(fetch)
 
     # -- human evaluation ----------------------------------------------------------------------
+
+    def report(self, ref: str) -> evaluation_pb2.EvaluationReport:
+        """The report of a succeeded evaluation: `report` (JSON: metrics, deltas, judge verdicts, the
+        worst samples per metric) and presigned URLs of its PNG `charts`."""
+        return call(
+            self._stub.GetEvaluationReport,
+            eval_service_pb2.GetEvaluationReportRequest(name=self.evaluation_name(ref)),
+        )
+
+    def download_report(self, ref: str, directory: str | Path) -> list[Path]:
+        """Writes `report.json` and the charts into `directory`; returns the paths written."""
+        result = self.report(ref)
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        written = [out / "report.json"]
+        written[0].write_text(
+            json.dumps(json_format.MessageToDict(result.report), ensure_ascii=False, indent=1) + "\n"
+        )
+        for chart in result.charts:
+            target = out / Path(chart.path).name
+            with urllib.request.urlopen(chart.url, timeout=60) as response:
+                target.write_bytes(response.read())
+            written.append(target)
+        return written
 
     def create_rating_task(
         self,

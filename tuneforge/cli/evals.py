@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from google.protobuf import json_format
 
 from tuneforge.api.evaluations import STATE_NAMES
 from tuneforge.cli.models import client, short
@@ -110,6 +111,27 @@ def show(ctx: typer.Context, evaluation: str) -> None:
     """Show an evaluation's results, with deltas against the baseline."""
     result = client(ctx).evals.get(evaluation)
     emit_json(result) if options(ctx).json else show_results(result)
+
+
+@app.command("report")
+def report(
+    ctx: typer.Context,
+    evaluation: str,
+    out: Annotated[str, typer.Option(help="folder for report.json and the PNG charts")] = "",
+) -> None:
+    """An evaluation's report (metrics, deltas, judge, worst samples) and charts."""
+    c = client(ctx)
+    if out:
+        for path in c.evals.download_report(evaluation, out):
+            typer.echo(str(path))
+        return
+    result = c.evals.report(evaluation)
+    emit_json(
+        {
+            "report": json_format.MessageToDict(result.report),
+            "charts": {chart.path: chart.url for chart in result.charts},
+        }
+    )
 
 
 @app.command("list")

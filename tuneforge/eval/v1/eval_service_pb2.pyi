@@ -55,6 +55,12 @@ class SubmitRatingResponse(_message.Message):
     item_ratings: int
     def __init__(self, item_ratings: _Optional[int] = ...) -> None: ...
 
+class GetEvaluationReportRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
 class GetRatingSummaryRequest(_message.Message):
     __slots__ = ("name",)
     NAME_FIELD_NUMBER: _ClassVar[int]

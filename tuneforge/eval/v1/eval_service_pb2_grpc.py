@@ -62,6 +62,11 @@ class EvalServiceStub:
                 request_serializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.ListSamplePredictionsRequest.SerializeToString,
                 response_deserializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.ListSamplePredictionsResponse.FromString,
                 _registered_method=True)
+        self.GetEvaluationReport = channel.unary_unary(
+                '/tuneforge.eval.v1.EvalService/GetEvaluationReport',
+                request_serializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.GetEvaluationReportRequest.SerializeToString,
+                response_deserializer=tuneforge_dot_eval_dot_v1_dot_evaluation__pb2.EvaluationReport.FromString,
+                _registered_method=True)
         self.CreateRatingTask = channel.unary_unary(
                 '/tuneforge.eval.v1.EvalService/CreateRatingTask',
                 request_serializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.CreateRatingTaskRequest.SerializeToString,
@@ -124,6 +129,13 @@ class EvalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetEvaluationReport(self, request, context):
+        """The report of a succeeded evaluation: JSON (metrics, deltas, judge, worst samples) and charts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateRatingTask(self, request, context):
         """Creates a human rating or side-by-side task from a succeeded evaluation.
         """
@@ -179,6 +191,11 @@ def add_EvalServiceServicer_to_server(servicer, server):
                     servicer.ListSamplePredictions,
                     request_deserializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.ListSamplePredictionsRequest.FromString,
                     response_serializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.ListSamplePredictionsResponse.SerializeToString,
+            ),
+            'GetEvaluationReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEvaluationReport,
+                    request_deserializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.GetEvaluationReportRequest.FromString,
+                    response_serializer=tuneforge_dot_eval_dot_v1_dot_evaluation__pb2.EvaluationReport.SerializeToString,
             ),
             'CreateRatingTask': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateRatingTask,
@@ -338,6 +355,33 @@ class EvalService:
             '/tuneforge.eval.v1.EvalService/ListSamplePredictions',
             tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.ListSamplePredictionsRequest.SerializeToString,
             tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.ListSamplePredictionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEvaluationReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuneforge.eval.v1.EvalService/GetEvaluationReport',
+            tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.GetEvaluationReportRequest.SerializeToString,
+            tuneforge_dot_eval_dot_v1_dot_evaluation__pb2.EvaluationReport.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,6 +1,8 @@
 import datetime
 
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from tuneforge.common.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -215,3 +217,13 @@ class RatingSummary(_message.Message):
     fleiss_kappa: float
     items_with_agreement: int
     def __init__(self, rating_task: _Optional[str] = ..., ratings: _Optional[int] = ..., raters: _Optional[int] = ..., mean_score: _Optional[float] = ..., share_a: _Optional[float] = ..., share_b: _Optional[float] = ..., share_tie: _Optional[float] = ..., percent_agreement: _Optional[float] = ..., fleiss_kappa: _Optional[float] = ..., items_with_agreement: _Optional[int] = ...) -> None: ...
+
+class EvaluationReport(_message.Message):
+    __slots__ = ("evaluation", "report", "charts")
+    EVALUATION_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    CHARTS_FIELD_NUMBER: _ClassVar[int]
+    evaluation: str
+    report: _struct_pb2.Struct
+    charts: _containers.RepeatedCompositeFieldContainer[_common_pb2.PresignedUrl]
+    def __init__(self, evaluation: _Optional[str] = ..., report: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., charts: _Optional[_Iterable[_Union[_common_pb2.PresignedUrl, _Mapping]]] = ...) -> None: ...
