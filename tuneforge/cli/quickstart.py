@@ -23,6 +23,7 @@ from tuneforge.cli.suite import DataDir, _data_dir, _need_server_packages
 from tuneforge.client import Client
 
 MODEL_ID = "quickstart-base"
+TINY_ID = "quickstart-tiny"
 
 
 def build_model_folder(
@@ -77,7 +78,7 @@ def quickstart(
     data_dir: DataDir = None,
     keep_running: Annotated[bool, typer.Option(help="leave the suite running afterwards")] = False,
 ) -> None:
-    """Run the platform end to end on this machine, offline: suite up, register a model, verify it."""
+    """Run the platform end to end on this machine, offline: suite up, data, registry, training, evaluation."""
     _need_server_packages()
     from services.suite.suite import LocalSuite
 
@@ -154,6 +155,56 @@ def quickstart(
                     f"{MODEL_ID}@production → v{version.name.rsplit('/', 1)[-1]}, downloaded and verified",
                     t,
                 )
+
+            t = time.perf_counter()
+            with tempfile.TemporaryDirectory() as tmp:
+                from services.train.tiny import build_tiny_model, project_texts
+
+                tiny = build_tiny_model(Path(tmp) / "tiny", project_texts())
+                if TINY_ID not in {
+                    m.name.rsplit("/", 1)[-1] for m in client.models.list(filter=f'model_id = "{TINY_ID}"')
+                }:
+                    client.models.create(
+                        TINY_ID, display_name="Quickstart tiny model (tokenizer + random weights)"
+                    )
+                tiny_version = client.models.upload(TINY_ID, tiny, request_id=str(uuid.uuid4()))
+            job = client.train.create(
+                base_model=tiny_version.name,
+                training_data={"essay-grading-train": 1.0},
+                tuning="full",
+                output_model="quickstart-essay",
+                hyperparameters={"epochs": 3, "learning_rate": 1e-3, "batch_size": 8},
+            )
+            with console.status(f"training {job.name.rsplit('/', 1)[-1]} ({job.total_steps} steps) …"):
+                job = client.train.wait(job.name, timeout=1800)
+            if not job.final_model_version:
+                raise RuntimeError(f"training failed: {job.error}")
+            stage(
+                "fine-tuned",
+                f"{job.name.rsplit('/', 1)[-1]}: {job.total_steps} steps on essay-grading-train → "
+                f"{job.final_model_version.split('/models/')[-1].replace('/versions/', '/')}",
+                t,
+            )
+            t = time.perf_counter()
+            evaluation = client.evals.create(
+                [tiny_version.name, job.final_model_version],
+                "essay-grading-eval",
+                metrics=["score_accuracy", "score_mae", "rouge_l", "bleu4"],
+                max_new_tokens=48,
+            )
+            with console.status("evaluating base vs fine-tuned on essay-grading-eval …"):
+                evaluation = client.evals.wait(evaluation.name, timeout=1800)
+            if not evaluation.results:
+                raise RuntimeError(f"evaluation failed: {evaluation.error}")
+            base, tuned = evaluation.results
+            stage(
+                "evaluated",
+                ", ".join(
+                    f"{m} {base.metrics[m]:.3g} → {tuned.metrics[m]:.3g}"
+                    for m in ("score_accuracy", "score_mae", "rouge_l")
+                ),
+                t,
+            )
             if options(ctx).json:
                 emit_json(
                     {
