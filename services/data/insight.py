@@ -156,7 +156,7 @@ def charts(report: dict[str, Any]) -> dict[str, bytes]:
         ax.set_xlabel(unit)
         ax.set_ylabel("rows")
     fig.tight_layout()
-    out["lengths.png"] = _png(fig, plt)
+    out["lengths.png"] = png(fig, plt)
     if report.get("turns", {}).get("count"):
         fig, ax = plt.subplots(figsize=(4, 3))
         data = report["turns"]
@@ -171,11 +171,12 @@ def charts(report: dict[str, Any]) -> dict[str, bytes]:
         ax.set_xlabel("turns")
         ax.set_ylabel("rows")
         fig.tight_layout()
-        out["turns.png"] = _png(fig, plt)
+        out["turns.png"] = png(fig, plt)
     return out
 
 
-def _png(fig: Any, plt: Any) -> bytes:
+def png(fig: Any, plt: Any) -> bytes:
+    """The figure as PNG bytes; the figure is closed."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)

@@ -391,17 +391,15 @@ class Evaluations:
         prefix = f"evaluations/{row.uid}/report/"
         if not await self.store.exists(prefix + "report.json"):
             raise FailedPrecondition(f"{name} has no stored report", reason="NO_REPORT")
-        summary = struct_pb2.Struct()
-        summary.update(json.loads(await self.store.get_bytes(prefix + "report.json")))
+        summary = json.loads(await self.store.get_bytes(prefix + "report.json"))
         return evaluation_pb2.EvaluationReport(
             evaluation=evaluation_name(row),
-            report=summary,
+            report=json_format.ParseDict(summary, struct_pb2.Struct()),
             charts=[
                 common_pb2.PresignedUrl(
                     path=chart, url=self.store.presigned_get(prefix + chart, timedelta(hours=1)), method="GET"
                 )
-                for chart in ("metrics.png", "distributions.png")
-                if await self.store.exists(prefix + chart)
+                for chart in summary["charts"]
             ],
         )
 

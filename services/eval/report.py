@@ -4,8 +4,9 @@ per metric) and PNG charts (`metrics.png`: each metric side by side per model ve
 
 from __future__ import annotations
 
-import io
 from typing import Any
+
+from services.data.insight import png
 
 # Metrics where a smaller value is better; the worst samples are the largest ones.
 LOWER_IS_BETTER = frozenset(
@@ -63,7 +64,7 @@ def charts(report: dict[str, Any], predictions: list[dict]) -> dict[str, bytes]:
         ax.set_xticks(range(len(models)), models, rotation=20, ha="right", fontsize=8)
         ax.set_title(metric + (" (lower is better)" if metric in LOWER_IS_BETTER else ""), fontsize=9)
     fig.tight_layout()
-    out["metrics.png"] = _png(fig, plt)
+    out["metrics.png"] = png(fig, plt)
 
     per_sample = [m for m in names if any(m in p["scores"] for p in predictions)]
     if per_sample:
@@ -83,12 +84,5 @@ def charts(report: dict[str, Any], predictions: list[dict]) -> dict[str, bytes]:
             ax.set_xticks(range(1, len(models) + 1), models, rotation=20, ha="right", fontsize=8)
             ax.set_title(f"{metric} per sample", fontsize=9)
         fig.tight_layout()
-        out["distributions.png"] = _png(fig, plt)
+        out["distributions.png"] = png(fig, plt)
     return out
-
-
-def _png(fig: Any, plt: Any) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return buffer.getvalue()

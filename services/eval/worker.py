@@ -109,14 +109,15 @@ class EvalWorker:
                 "application/x-ndjson",
             )
             summary = report.build(evaluation_name(row), row.spec, results, predictions)
+            images = await asyncio.to_thread(report.charts, summary, predictions)
+            for image_name, png in images.items():
+                await self.store.put_bytes(f"evaluations/{uid}/report/{image_name}", png, "image/png")
+            summary["charts"] = list(images)
             await self.store.put_bytes(
                 f"evaluations/{uid}/report/report.json",
                 json.dumps(summary, ensure_ascii=False, indent=1).encode(),
                 "application/json",
             )
-            images = await asyncio.to_thread(report.charts, summary, predictions)
-            for image_name, png in images.items():
-                await self.store.put_bytes(f"evaluations/{uid}/report/{image_name}", png, "image/png")
             await self.outbox.write(
                 self.db,
                 lambda s: self._transition(

@@ -15,7 +15,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import nats
 from google.protobuf import any_pb2, timestamp_pb2
@@ -128,6 +128,16 @@ class EventBus:
                 # Only when the definition changed: updating a stream while others subscribe races.
                 await self.js.update_stream(config)
 
+    async def pull_subscribe(self, subject: str, *, durable: str, stream: str, config: ConsumerConfig) -> Any:
+        """A durable pull subscription, retried until the server accepts it (a stream being created or
+        updated by another process refuses subscriptions for a moment)."""
+        while True:
+            try:
+                return await self.js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
+            except Exception:
+                log.warning("cannot subscribe yet; retrying", extra={"consumer": durable}, exc_info=True)
+                await asyncio.sleep(1)
+
     async def publish(self, event: event_pb2.Event) -> None:
         await self.publish_raw(event.type, event.SerializeToString(), event.id)
 
@@ -160,18 +170,12 @@ class EventBus:
         processed: ProcessedEventLog | None,
         retry_delay: float,
     ) -> None:
-        while True:
-            try:
-                sub = await self.js.pull_subscribe(
-                    subject,
-                    durable=durable,
-                    stream=EVENTS_STREAM,
-                    config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=60, max_ack_pending=256),
-                )
-                break
-            except Exception:
-                log.warning("cannot subscribe yet; retrying", extra={"consumer": durable}, exc_info=True)
-                await asyncio.sleep(1)
+        sub = await self.pull_subscribe(
+            subject,
+            durable=durable,
+            stream=EVENTS_STREAM,
+            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=60, max_ack_pending=256),
+        )
         log.info("consuming", extra={"consumer": durable, "subject": subject})
         while True:
             try:

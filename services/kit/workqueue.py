@@ -48,20 +48,12 @@ async def pull_forever(
     handle: Callable[[Any], Awaitable[None]],
     stopping: asyncio.Event,
 ) -> None:
-    while True:
-        try:
-            subscription = await bus.js.pull_subscribe(
-                subjects,
-                durable=durable,
-                stream=stream,
-                config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=ack_wait, max_ack_pending=1000),
-            )
-            break
-        except Exception:
-            log.warning(
-                "cannot subscribe to the work queue yet; retrying", extra={"consumer": durable}, exc_info=True
-            )
-            await asyncio.sleep(1)
+    subscription = await bus.pull_subscribe(
+        subjects,
+        durable=durable,
+        stream=stream,
+        config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=ack_wait, max_ack_pending=1000),
+    )
     while not stopping.is_set():
         try:
             messages = await subscription.fetch(1, timeout=1.0)
