@@ -48,22 +48,54 @@ async def pull_forever(
     handle: Callable[[Any], Awaitable[None]],
     stopping: asyncio.Event,
 ) -> None:
-    subscription = await bus.pull_subscribe(
-        subjects,
-        durable=durable,
-        stream=stream,
-        config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=ack_wait, max_ack_pending=1000),
+    await pull_by_priority(
+        bus, stream=stream, queues=[(subjects, durable)], ack_wait=ack_wait, handle=handle, stopping=stopping
     )
+
+
+async def pull_by_priority(
+    bus: EventBus,
+    *,
+    stream: str,
+    queues: list[tuple[str, str]],
+    ack_wait: float,
+    handle: Callable[[Any], Awaitable[None]],
+    stopping: asyncio.Event,
+) -> None:
+    """Pull one message at a time from `queues` ((subject filter, durable) pairs, highest priority
+    first): a queue is read only when every queue before it is empty."""
+    subscriptions = [
+        await bus.pull_subscribe(
+            subject,
+            durable=durable,
+            stream=stream,
+            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=ack_wait, max_ack_pending=1000),
+        )
+        for subject, durable in queues
+    ]
+    timeout = 1.0 / len(subscriptions)
     while not stopping.is_set():
-        try:
-            messages = await subscription.fetch(1, timeout=1.0)
-        except NatsTimeout:
-            continue
-        except Exception:
-            log.warning(
-                "fetching from the work queue failed; retrying", extra={"consumer": durable}, exc_info=True
-            )
-            await asyncio.sleep(1)
-            continue
-        for message in messages:
-            await handle(message)
+        for subscription, (_, durable) in zip(subscriptions, queues, strict=True):
+            try:
+                messages = await subscription.fetch(1, timeout=timeout)
+            except NatsTimeout:
+                continue
+            except Exception:
+                log.warning(
+                    "fetching from the work queue failed; retrying",
+                    extra={"consumer": durable},
+                    exc_info=True,
+                )
+                await asyncio.sleep(1)
+                break
+            for message in messages:
+                await handle(message)
+            break  # after any message, start again from the highest priority
+
+
+async def waiting(bus: EventBus, stream: str, durable: str) -> int:
+    """How many messages wait, undelivered, for the durable consumer (0 when it cannot tell)."""
+    try:
+        return int((await bus.js.consumer_info(stream, durable)).num_pending or 0)
+    except Exception:
+        return 0

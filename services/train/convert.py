@@ -5,7 +5,7 @@ from __future__ import annotations
 from services.kit.names import NamePattern
 from services.kit.times import to_timestamp
 from services.train.repo import CheckpointRow, JobRow, MetricRow
-from services.train.spec import JobSpec, hyperparameters_proto
+from services.train.spec import JobSpec, hyperparameters_proto, method_parameters_proto
 from tuneforge.common.v1 import common_pb2
 from tuneforge.train.v1 import training_job_pb2
 
@@ -16,6 +16,7 @@ STATES = {
     "succeeded": training_job_pb2.TRAINING_JOB_STATE_SUCCEEDED,
     "failed": training_job_pb2.TRAINING_JOB_STATE_FAILED,
     "cancelled": training_job_pb2.TRAINING_JOB_STATE_CANCELLED,
+    "preempted": training_job_pb2.TRAINING_JOB_STATE_PREEMPTED,
 }
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
@@ -53,6 +54,10 @@ def job_to_proto(row: JobRow) -> training_job_pb2.TrainingJob:
         metrics=row.metrics,
         create_time=to_timestamp(row.create_time),
         attempt=row.attempt,
+        priority=spec.priority,
+        method_parameters=method_parameters_proto(spec.method, spec.method_parameters),
+        replay_share=spec.replay_share,
+        preemptions=row.preemptions,
     )
     if spec.auto_evaluation:
         message.auto_evaluation.dataset_version = spec.auto_evaluation["dataset_version"]
@@ -90,4 +95,6 @@ def metric_to_proto(row: MetricRow) -> training_job_pb2.MetricPoint:
         grad_norm=row.grad_norm,
         tokens_per_second=row.tokens_per_second,
         time=to_timestamp(row.time),
+        method_metrics=row.extra or {},
+        sample_ids=row.sample_ids or [],
     )

@@ -15,9 +15,11 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from google.protobuf import json_format, struct_pb2
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -39,7 +41,8 @@ from services.train.convert import (
     metric_to_proto,
 )
 from services.train.repo import CheckpointRow, JobRow, MetricRow
-from services.train.spec import METHODS, JobSpec, spec_from_proto
+from services.train.spec import METHOD_PARAMETERS, METHODS, JobSpec, spec_from_proto
+from tuneforge.common.v1 import common_pb2
 from tuneforge.events.v1 import train_events_pb2
 from tuneforge.train.v1 import train_service_pb2, training_job_pb2
 
@@ -86,19 +89,121 @@ NOT_MODEL_FILES = {
 
 
 def lineage_of(row: JobRow) -> dict[str, Any]:
+    """The lineage of the job's outputs. Incremental training names the parent version; an adapter
+    trained on an adapter continues it, so its base stays the parent's own (full) base model."""
     spec = JobSpec.from_json(row.spec)
     data = spec.to_json()
-    return {
-        "base_model": spec.base_model,
+    parent = spec.parent or {}
+    lineage: dict[str, Any] = {
+        "base_model": parent["base_model"] if parent.get("adapter") else spec.base_model,
         "source_job": job_name(row),
-        "dataset_versions": spec.training_data,
+        # Replayed parent data is part of what the output learned from, at its effective rate.
+        "dataset_versions": spec.training_data + parent.get("replayed", []),
         "hyperparameters": {
             "method": spec.method,
             "tuning": spec.tuning,
             **data["hyperparameters"],
             "lora": data["lora"],
+            **(
+                {
+                    "method_parameters": {
+                        k: v
+                        for k, v in data["method_parameters"].items()
+                        if k in METHOD_PARAMETERS[spec.method]
+                    }
+                }
+                if spec.method in METHOD_PARAMETERS
+                else {}
+            ),
+            **({"replay_share": spec.replay_share} if spec.replay_share else {}),
         },
     }
+    if parent:
+        lineage["parent_version"] = parent["version"]
+    return lineage
+
+
+def _token_lengths(tokenizer: Any, kind: str, row: dict[str, Any]) -> tuple[int, int]:
+    """(whole sample, prompt) in tokens, roughly as the chat template lays them out."""
+
+    def turns(messages: list[dict[str, Any]]) -> list[int]:
+        return [len(tokenizer.encode(m["content"]).ids) + 4 for m in messages or []]
+
+    if kind == "text":
+        return len(tokenizer.encode(row["text"]).ids), 1
+    if kind == "sft":
+        lengths = turns(row["messages"])
+        return sum(lengths), sum(lengths[:-1])
+    prompt = sum(turns(row["prompt"]))
+    if kind == "preference":
+        return prompt + max(sum(turns(row["chosen"])), sum(turns(row["rejected"]))), prompt
+    if kind == "unpaired_preference":
+        return prompt + sum(turns(row["completion"])), prompt
+    return prompt, prompt  # prompt_only: the completion is generated
+
+
+def _check_references(spec: JobSpec, rows: list[dict[str, Any]], *, version_name: str, field: str) -> None:
+    """Rewards that compare with the reference need one on every row."""
+    needs = [
+        r["type"]
+        for r in spec.method_parameters.rewards
+        if r["type"] == "exact_answer" or (r["type"] == "word_count" and not r["target_words"])
+    ]
+    if not needs:
+        return
+    missing = [r["id"] for r in rows if not (r.get("reference") or "").strip()]
+    if missing:
+        raise InvalidArgument.field(
+            f"{field}.dataset_version",
+            f"the {needs[0]} reward compares with each row's reference, but {len(missing)} rows of "
+            f"{version_name} have none (first: {', '.join(missing[:3])})",
+        )
+
+
+def _check_reward_model(client: Any, project: str, spec: JobSpec, folder: Path, prefix: str) -> None:
+    from tuneforge.errors import TuneForgeError
+
+    field = f"{prefix}.method_parameters.reward_model"
+    ref = spec.method_parameters.reward_model
+    if not _MODEL_VERSION.match(ref) or ref.split("/")[1] != project:
+        raise InvalidArgument.field(field, f"{ref!r} is not a model version of project {project}")
+    try:
+        version = client.models.get_version(ref)
+    except TuneForgeError as error:
+        raise InvalidArgument.field(field, error.message) from None
+    files = {f.path for f in version.files}
+    if "config.json" not in files or "tokenizer.json" not in files:
+        raise InvalidArgument.field(
+            field, f"{version.name} needs config.json and tokenizer.json (a full model)"
+        )
+    client.models.download(version.name, folder, paths=["config.json"])
+    architectures = json.loads((folder / "config.json").read_text()).get("architectures") or []
+    if not any(a.endswith("ForSequenceClassification") for a in architectures):
+        raise InvalidArgument.field(
+            field,
+            f"{version.name} is a {', '.join(architectures) or 'model without architectures'}; a reward model has a sequence-classification head",
+        )
+    spec.method_parameters.reward_model = version.name
+
+
+def report_inputs(session: Session, uid: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A job's metric points and kept checkpoints as the report module reads them."""
+    points = [
+        {
+            "step": m.step,
+            "loss": m.loss,
+            "validation_loss": m.validation_loss if m.validation else None,
+            "learning_rate": m.learning_rate,
+            "method_metrics": m.extra or {},
+            "sample_ids": m.sample_ids or [],
+        }
+        for m in session.scalars(select(MetricRow).where(MetricRow.job_uid == uid).order_by(MetricRow.step))
+    ]
+    checkpoints = [
+        {"step": c.step, "validation_loss": c.validation_loss}
+        for c in session.scalars(select(CheckpointRow).where(CheckpointRow.job_uid == uid))
+    ]
+    return points, checkpoints
 
 
 class TrainingJobs:
@@ -158,11 +263,36 @@ class TrainingJobs:
                 except TuneForgeError as error:
                     raise InvalidArgument.field(f"{prefix}.base_model", error.message) from None
                 files = {f.path for f in version.files}
+                spec.base_model = version.name  # an alias resolves to the version it points at now
+                spec.parent = None
+                if version.lineage.source_job or "adapter_config.json" in files:
+                    # Incremental training: the base is itself a fine-tuned version.
+                    spec.parent = {
+                        "version": version.name,
+                        "adapter": "adapter_config.json" in files,
+                        "base_model": version.lineage.base_model,
+                        "datasets": [
+                            {"dataset_version": d.dataset_version, "sampling_rate": d.sampling_rate}
+                            for d in version.lineage.dataset_versions
+                        ],
+                        "method": json_format.MessageToDict(version.lineage.hyperparameters).get(
+                            "method", ""
+                        ),
+                    }
                 if "adapter_config.json" in files:
-                    raise InvalidArgument.field(
-                        f"{prefix}.base_model",
-                        f"{version.name} is a LoRA adapter; train from a full model (incremental training from adapters is not available yet)",
-                    )
+                    base_of_adapter = version.lineage.base_model
+                    if not _MODEL_VERSION.match(base_of_adapter):
+                        raise InvalidArgument.field(
+                            f"{prefix}.base_model",
+                            f"{version.name} is a LoRA adapter whose base model ({base_of_adapter or 'none'}) is not a registered version",
+                        )
+                    try:
+                        base_version = client.models.get_version(base_of_adapter)
+                    except TuneForgeError as error:
+                        raise InvalidArgument.field(
+                            f"{prefix}.base_model", f"the adapter's base model: {error.message}"
+                        ) from None
+                    version, files = base_version, {f.path for f in base_version.files}
                 if "config.json" not in files:
                     raise InvalidArgument.field(
                         f"{prefix}.base_model", f"{version.name} holds no config.json: not a model"
@@ -170,7 +300,6 @@ class TrainingJobs:
                 client.models.download(
                     version.name, model_dir, paths=[f for f in TOKENIZER_FILES if f in files]
                 )
-                spec.base_model = version.name  # an alias resolves to the version it points at now
             else:
                 raise InvalidArgument.field(
                     f"{prefix}.base_model",
@@ -214,13 +343,29 @@ class TrainingJobs:
                 )
                 sizes.append(round(len(rows) * ref["sampling_rate"]))
                 for row in rows[:2000]:
-                    if kind == "text":
-                        lengths.append(len(tokenizer.encode(row["text"]).ids))
-                        prompts.append(1)
-                    else:
-                        turns = [len(tokenizer.encode(m["content"]).ids) + 4 for m in row["messages"]]
-                        lengths.append(sum(turns))
-                        prompts.append(sum(turns[:-1]))
+                    total, prompt = _token_lengths(tokenizer, kind, row)
+                    lengths.append(total)
+                    prompts.append(prompt)
+                if spec.method == "grpo":
+                    _check_references(
+                        spec, rows, version_name=ref["dataset_version"], field=f"{prefix}.training_data[{i}]"
+                    )
+            if spec.replay_share:
+                field = f"{prefix}.replay_share"
+                if not spec.parent:
+                    raise InvalidArgument.field(
+                        field,
+                        "replay needs a base model that is a fine-tuned version (its training data is replayed)",
+                    )
+                if not spec.parent["datasets"]:
+                    raise InvalidArgument.field(
+                        field, f"{spec.parent['version']} has no training data in its lineage to replay"
+                    )
+                for ref in spec.parent["datasets"]:
+                    # Checks that the parent's data still exists, is readable, and suits this method.
+                    rows_of(ref["dataset_version"], field)
+            if spec.method_parameters.reward_model:
+                _check_reward_model(client, project, spec, Path(tmp) / "reward", prefix)
             if spec.validation_data:
                 spec.validation_data = rows_of(spec.validation_data, f"{prefix}.validation_data")[0]
             if spec.auto_evaluation:
@@ -310,6 +455,8 @@ class TrainingJobs:
                 overlength_samples=facts["overlength"],
                 metrics={},
                 attempt=0,
+                priority=spec.priority,
+                preemptions=0,
                 cancel_requested=False,
                 request_id=request_id or None,
                 create_time=now,
@@ -319,7 +466,7 @@ class TrainingJobs:
             session.flush()
             proto = emit_job(self.outbox, session, row, "created")
             self.outbox.enqueue(
-                session, QUEUE_SUBJECT.format(priority="normal"), row.uid.encode(), f"queue-{row.uid}"
+                session, QUEUE_SUBJECT.format(priority=spec.priority), row.uid.encode(), f"queue-{row.uid}"
             )
             return proto
 
@@ -387,7 +534,7 @@ class TrainingJobs:
                 raise FailedPrecondition(f"{name} is already {row.state}", reason="JOB_FINISHED")
             row.cancel_requested = True
             row.update_time = utcnow()
-            if row.state == "queued":
+            if row.state in ("queued", "preempted"):
                 row.state = "cancelled"
                 row.end_time = utcnow()
                 return emit_job(self.outbox, session, row)
@@ -445,6 +592,52 @@ class TrainingJobs:
                     yield train_service_pb2.WatchTrainingJobResponse(metric_point=point)
                 return
             await asyncio.sleep(0.5)
+
+    async def report(self, name: str) -> training_job_pb2.TrainingReport:
+        """The stored report of a finished job, or one computed now from the metric history."""
+        from services.train import report
+
+        row = await self.db.run(lambda s: self._find(s, name))
+        prefix = f"jobs/{row.uid}/report/"
+        stored = row.state in TERMINAL and await self.store.exists(prefix + "report.json")
+        if stored:
+            built = json.loads(await self.store.get_bytes(prefix + "report.json"))
+        else:
+            points, checkpoints = await self.db.run(lambda s: report_inputs(s, row.uid))
+            spec = JobSpec.from_json(row.spec)
+            built = report.build(
+                points,
+                method=spec.method,
+                epochs=spec.hyperparameters.epochs,
+                total_steps=row.total_steps,
+                checkpoints=checkpoints,
+                job=job_name(row),
+            )
+            built["charts"] = []
+            with contextlib.suppress(Exception):
+                built["mixture"] = json.loads(await self.store.get_bytes(f"jobs/{row.uid}/mixture.json"))
+        diagnosis = built["diagnosis"]
+        return training_job_pb2.TrainingReport(
+            training_job=job_name(row),
+            diagnosis=training_job_pb2.Diagnosis(
+                verdict=diagnosis["verdict"],
+                summary=diagnosis["summary"],
+                advice=diagnosis["advice"],
+                suggested_epochs=diagnosis["suggested_epochs"],
+                best_checkpoint=diagnosis["best_checkpoint"],
+                best_step=diagnosis["best_step"],
+                spikes=[training_job_pb2.LossSpike(**spike) for spike in diagnosis["spikes"]],
+                flags=diagnosis["flags"],
+            ),
+            report=json_format.ParseDict(built, struct_pb2.Struct()),
+            charts=[
+                common_pb2.PresignedUrl(
+                    path=chart, url=self.store.presigned_get(prefix + chart, timedelta(hours=1)), method="GET"
+                )
+                for chart in built["charts"]
+            ],
+            final=stored,
+        )
 
     async def register_checkpoint(self, name: str, request_id: str) -> str:
         """Register a kept checkpoint's model files as a version of the job's output model."""

@@ -30,6 +30,7 @@ from transformers import (
 )
 from trl import SFTConfig, SFTTrainer
 
+from services.train import report
 from services.train.spec import JobSpec
 
 
@@ -41,13 +42,76 @@ class Progress:
         self.file.write(json.dumps({"type": kind, "time": time.time(), **fields}) + "\n")
 
 
-class ProgressCallback(TrainerCallback):
-    """Metrics at every log, and each checkpoint once it is fully written."""
+# Method-specific values worth keeping per step (TRL's log keys).
+METHOD_METRICS = (
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/margins",
+    "rewards/accuracies",
+    "kl",
+    "nll_loss",
+    "log_odds_ratio",
+    "reward",
+    "reward_std",
+)
 
-    def __init__(self, progress: Progress) -> None:
+
+class Stop(Exception):
+    """The job must stop with this reason (written to progress as an error)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class ProgressCallback(TrainerCallback):
+    """Metrics at every log with the ids of the step's samples, checkpoints once fully written, the
+    loss guard, and preemption (a `preempt` file in the job folder: checkpoint now and stop)."""
+
+    def __init__(
+        self, progress: Progress, job_dir: Path, ids: list[str] | None, spec: JobSpec, total_steps: int
+    ) -> None:
         self.progress = progress
+        self.job_dir = job_dir
+        self.ids = ids
+        self.spec = spec
+        self.total_steps = total_steps
         self.last_tokens: tuple[float, float] | None = None
         self.last_eval_loss: float | None = None
+        self.orders: list[list[int]] = []
+        self.losses: list[float] = []
+        self.stop: Stop | None = None
+        self.preempted = False
+        self.batches_per_epoch = 0
+
+    def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):  # type: ignore[no-untyped-def]
+        # Record each epoch's sample order as the (seeded, resumable) sampler draws it, so a step's
+        # batches can be named. The sampler keeps its class and seed; only its draws are recorded.
+        sampler = getattr(getattr(train_dataloader, "batch_sampler", None), "sampler", None)
+        if self.ids is None or sampler is None or train_dataloader is None:
+            return
+        self.batches_per_epoch = len(train_dataloader)
+        orders = self.orders
+        original = type(sampler)
+
+        def recording_iter(this: Any) -> Any:
+            order = list(original.__iter__(this))
+            orders.append(order)
+            return iter(order)
+
+        sampler.__class__ = type(f"Recording{original.__name__}", (original,), {"__iter__": recording_iter})
+
+    def _sample_ids(self, args: Any, step: int) -> list[str]:
+        if not self.ids or not self.orders or not self.batches_per_epoch:
+            return []
+        accumulation = args.gradient_accumulation_steps
+        steps_per_epoch = max(1, math.ceil(self.batches_per_epoch / accumulation))
+        within = (step - 1) % steps_per_epoch
+        size = args.per_device_train_batch_size
+        order = self.orders[-1]
+        first, last = within * accumulation * size, (within + 1) * accumulation * size
+        return [self.ids[i] for i in order[first:last] if i < len(self.ids)]
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
         logs = logs or {}
@@ -67,17 +131,35 @@ class ProgressCallback(TrainerCallback):
                 if self.last_tokens is not None and now > self.last_tokens[1]:
                     tokens_per_second = (tokens - self.last_tokens[0]) / (now - self.last_tokens[1])
                 self.last_tokens = (tokens, now)
+            loss = float(logs["loss"])
             self.progress.write(
                 "metric",
                 step=state.global_step,
                 epoch=state.epoch or 0.0,
-                loss=float(logs["loss"]),
+                loss=loss if math.isfinite(loss) else None,
                 learning_rate=float(logs.get("learning_rate", 0.0)),
                 grad_norm=float(logs.get("grad_norm", 0.0) or 0.0),
                 tokens_per_second=tokens_per_second,
+                method_metrics={k: float(logs[k]) for k in METHOD_METRICS if k in logs},
+                sample_ids=self._sample_ids(args, state.global_step),
             )
-            if not math.isfinite(float(logs["loss"])):
-                raise FloatingPointError("the training loss became NaN or infinite")
+            self.losses.append(loss)
+            # GRPO has no likelihood loss to judge, and a user may waive the guard: NaN still stops.
+            judged = (
+                self.losses[-1:]
+                if self.spec.method == "grpo" or self.spec.hyperparameters.ignore_loss_anomalies
+                else self.losses
+            )
+            anomaly = report.loss_anomaly(judged, self.total_steps)
+            if anomaly:
+                self.stop = Stop(*anomaly)
+                control.should_training_stop = True
+
+    def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+        if (self.job_dir / "preempt").exists() and not self.preempted and self.stop is None:
+            self.preempted = True
+            control.should_save = True
+            control.should_training_stop = True
 
     def on_save(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
@@ -91,14 +173,33 @@ class ProgressCallback(TrainerCallback):
         )
 
 
+def _render(tokenizer: Any, messages: list[dict[str, Any]], generation_prompt: bool = False) -> int:
+    return len(
+        tokenizer.apply_chat_template(
+            messages, tokenize=True, return_dict=True, add_generation_prompt=generation_prompt
+        )["input_ids"]
+    )
+
+
 def _length(tokenizer: Any, row: dict[str, Any], method: str) -> int:
     if method == "post_pretrain":
         return len(tokenizer(row["text"], add_special_tokens=True)["input_ids"])
-    return len(tokenizer.apply_chat_template(row["messages"], tokenize=True, return_dict=True)["input_ids"])
+    if method == "sft":
+        return _render(tokenizer, row["messages"])
+    if method in ("dpo", "orpo"):
+        return max(_render(tokenizer, row["prompt"] + row[k]) for k in ("chosen", "rejected"))
+    if method == "kto":
+        return _render(tokenizer, row["prompt"] + row["completion"])
+    return _render(tokenizer, row["prompt"], generation_prompt=True)  # grpo: the prompt
 
 
 def _truncate(tokenizer: Any, row: dict[str, Any], method: str, limit: int) -> dict[str, Any]:
-    """Shorten a row to fit: text is cut; a conversation loses the end of its last answer."""
+    """Shorten a row to fit: text is cut; a conversation loses the end of its last answer.
+    Preference rows are truncated by the trainer itself (its `max_length`)."""
+    if method in ("dpo", "orpo", "kto"):
+        return row
+    if method == "grpo":
+        return {}
     if method == "post_pretrain":
         ids = tokenizer(row["text"], add_special_tokens=False)["input_ids"][: limit - 2]
         return {**row, "text": tokenizer.decode(ids)}
@@ -118,6 +219,126 @@ def _truncate(tokenizer: Any, row: dict[str, Any], method: str, limit: int) -> d
     return {**row, "messages": messages}
 
 
+def _load_models(spec: JobSpec, job_dir: Path, dtype: Any) -> tuple[Any, Any, Any]:
+    """(model, ref_model, peft_config). Incremental training from an adapter continues that
+    adapter (lora) or trains its merged model (full); preference methods then compare against the
+    merged parent, not the bare base."""
+    base = job_dir / "base"
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    parent_adapter = job_dir / "parent_adapter"
+    lora_config = None
+    if spec.tuning == "lora":
+        from peft import LoraConfig
+
+        lora_config = LoraConfig(
+            task_type="CAUSAL_LM",
+            r=spec.lora.rank,
+            lora_alpha=spec.lora.alpha,
+            lora_dropout=spec.lora.dropout,
+            target_modules=spec.lora.target_modules or "all-linear",
+        )
+    if not parent_adapter.exists():
+        return model, None, lora_config
+    from peft import PeftModel
+
+    if spec.tuning == "full":
+        return PeftModel.from_pretrained(model, parent_adapter).merge_and_unload(), None, None
+    ref_model = None
+    if spec.method in ("dpo", "kto"):
+        reference = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+        ref_model = PeftModel.from_pretrained(reference, parent_adapter).merge_and_unload()
+    return PeftModel.from_pretrained(model, parent_adapter, is_trainable=True), ref_model, None
+
+
+def _trainer(
+    spec: JobSpec,
+    common: dict[str, Any],
+    model: Any,
+    ref_model: Any,
+    peft_config: Any,
+    tokenizer: Any,
+    train: list[dict[str, Any]],
+    validation: list[dict[str, Any]] | None,
+    callbacks: list[TrainerCallback],
+    max_length: int,
+    job_dir: Path,
+) -> Any:
+    hp, mp = spec.hyperparameters, spec.method_parameters
+    datasets = {
+        "train_dataset": Dataset.from_list(train),
+        "eval_dataset": Dataset.from_list(validation) if validation else None,
+        "processing_class": tokenizer,
+        "callbacks": callbacks,
+        "peft_config": peft_config,
+    }
+    if spec.method in ("sft", "post_pretrain"):
+        template = tokenizer.chat_template or ""
+        args = SFTConfig(
+            **common,
+            max_length=max_length,
+            packing=hp.packing,
+            assistant_only_loss=spec.method == "sft" and "generation" in template,
+            dataset_text_field="text",
+        )
+        return SFTTrainer(model=model, args=args, **datasets)
+    if spec.method == "dpo":
+        from trl import DPOConfig, DPOTrainer
+
+        args = DPOConfig(**common, beta=mp.beta, max_length=max_length)
+        return DPOTrainer(model=model, ref_model=ref_model, args=args, **datasets)
+    if spec.method == "orpo":
+        from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+        args = ORPOConfig(**common, beta=mp.beta, max_length=max_length)
+        return ORPOTrainer(model=model, args=args, **datasets)
+    if spec.method == "kto":
+        from trl import KTOConfig, KTOTrainer
+
+        args = KTOConfig(
+            **common,
+            beta=mp.beta,
+            desirable_weight=mp.desirable_weight,
+            undesirable_weight=mp.undesirable_weight,
+            max_length=max_length,
+        )
+        return KTOTrainer(model=model, ref_model=ref_model, args=args, **datasets)
+    from trl import GRPOConfig, GRPOTrainer
+
+    from services.train import rewards
+
+    reward_funcs: list[Any] = [rewards.make(r) for r in mp.rewards]
+    weights = [r["weight"] for r in mp.rewards]
+    reward_tokenizers: list[Any] = [None] * len(reward_funcs)
+    if mp.reward_model:
+        from transformers import AutoModelForSequenceClassification
+
+        folder = job_dir / "reward_model"
+        reward_funcs.append(AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1))
+        reward_tokenizers.append(AutoTokenizer.from_pretrained(folder))
+        weights.append(1.0)
+    args = GRPOConfig(
+        **common,
+        num_generations=mp.num_generations,
+        max_completion_length=mp.max_completion_length,
+        temperature=mp.temperature,
+        beta=mp.beta,
+        reward_weights=weights,
+    )
+    return GRPOTrainer(
+        model=model,
+        reward_funcs=reward_funcs,
+        reward_processing_classes=reward_tokenizers,
+        args=args,
+        **{k: v for k, v in datasets.items() if k != "eval_dataset"},
+    )
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
 def run(job_dir: Path) -> int:
     progress = Progress(job_dir / "progress.jsonl")
     try:
@@ -129,14 +350,12 @@ def run(job_dir: Path) -> int:
             tokenizer.pad_token = tokenizer.eos_token
         config = AutoConfig.from_pretrained(base)
         model_limit = int(getattr(config, "max_position_embeddings", 0) or 1 << 20)
-        rows = [json.loads(line) for line in (job_dir / "train.jsonl").read_text().splitlines() if line]
-        validation = []
-        if (job_dir / "validation.jsonl").exists():
-            validation = [
-                json.loads(line) for line in (job_dir / "validation.jsonl").read_text().splitlines() if line
-            ]
+        rows = _read_jsonl(job_dir / "train.jsonl")
+        validation = _read_jsonl(job_dir / "validation.jsonl")
         lengths = [_length(tokenizer, r, spec.method) for r in rows]
         max_length = min(hp.max_sequence_length or max(lengths), model_limit)
+        if spec.method == "grpo":
+            max_length = min(max_length, model_limit - spec.method_parameters.max_completion_length)
         overlength = sum(1 for n in lengths if n > max_length)
         if hp.truncate_overlength:
             rows = [
@@ -157,7 +376,10 @@ def run(job_dir: Path) -> int:
         use_cuda = torch.cuda.is_available()
         bf16 = use_cuda and torch.cuda.is_bf16_supported()
         world = max(1, torch.cuda.device_count()) if use_cuda else 1
-        steps_per_epoch = math.ceil(len(rows) / (hp.batch_size * hp.gradient_accumulation_steps * world))
+        samples_per_step = hp.batch_size * hp.gradient_accumulation_steps * world
+        if spec.method == "grpo":  # each prompt yields num_generations completions
+            samples_per_step //= spec.method_parameters.num_generations
+        steps_per_epoch = math.ceil(len(rows) / samples_per_step)
         total_steps = math.ceil(steps_per_epoch * hp.epochs)
         progress.write(
             "data",
@@ -168,30 +390,17 @@ def run(job_dir: Path) -> int:
             total_steps=total_steps,
             device="cuda" if use_cuda else "cpu",
         )
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16 if bf16 else torch.float32)
-        peft_config = None
-        if spec.tuning == "lora":
-            from peft import LoraConfig
-
-            peft_config = LoraConfig(
-                task_type="CAUSAL_LM",
-                r=spec.lora.rank,
-                lora_alpha=spec.lora.alpha,
-                lora_dropout=spec.lora.dropout,
-                target_modules=spec.lora.target_modules or "all-linear",
-            )
-        template = tokenizer.chat_template or ""
-        assistant_only = spec.method == "sft" and "generation" in template
-        if spec.method == "sft" and not assistant_only:
+        model, ref_model, peft_config = _load_models(spec, job_dir, torch.bfloat16 if bf16 else torch.float32)
+        if spec.method == "sft" and "generation" not in (tokenizer.chat_template or ""):
             # Without {% generation %} markers the template cannot mask prompts: train on the last answer.
             def split_last(r: dict[str, Any]) -> dict[str, Any]:
                 return {"id": r["id"], "prompt": r["messages"][:-1], "completion": r["messages"][-1:]}
 
             rows = [split_last(r) for r in rows]
             validation = [split_last(r) for r in validation]
-        validating = bool(validation) and hp.validation_interval_steps > 0
+        validating = bool(validation) and hp.validation_interval_steps > 0 and spec.method != "grpo"
         save_steps = hp.checkpoint_interval_steps or steps_per_epoch
-        args = SFTConfig(
+        common = dict(
             output_dir=str(job_dir / "checkpoints"),
             num_train_epochs=hp.epochs,
             per_device_train_batch_size=hp.batch_size,
@@ -218,28 +427,36 @@ def run(job_dir: Path) -> int:
             gradient_checkpointing=False,
             dataloader_pin_memory=use_cuda,
             report_to=[],
-            max_length=max_length,
-            packing=hp.packing,
-            assistant_only_loss=assistant_only,
-            dataset_text_field="text",
             disable_tqdm=True,
         )
-        callbacks: list[TrainerCallback] = [ProgressCallback(progress)]
+        # Sample ids per step need the dataset in the order given (no packing; grpo repeats prompts).
+        ids = [r["id"] for r in rows] if not hp.packing and spec.method != "grpo" and world == 1 else None
+        callback = ProgressCallback(progress, job_dir, ids, spec, total_steps)
+        callbacks: list[TrainerCallback] = [callback]
         if hp.early_stopping_patience:
             callbacks.append(EarlyStoppingCallback(hp.early_stopping_patience, hp.early_stopping_min_delta))
-        trainer = SFTTrainer(
-            model=model,
-            args=args,
-            train_dataset=Dataset.from_list([{k: v for k, v in r.items() if k != "id"} for r in rows]),
-            eval_dataset=Dataset.from_list([{k: v for k, v in r.items() if k != "id"} for r in validation])
-            if validating
-            else None,
-            processing_class=tokenizer,
-            peft_config=peft_config,
-            callbacks=callbacks,
+        trainer = _trainer(
+            spec,
+            common,
+            model,
+            ref_model,
+            peft_config,
+            tokenizer,
+            [{k: v for k, v in r.items() if k != "id"} for r in rows],
+            [{k: v for k, v in r.items() if k != "id"} for r in validation] if validating else None,
+            callbacks,
+            max_length,
+            job_dir,
         )
+        if ids is not None and len(trainer.train_dataset) != len(ids):
+            callback.ids = None  # the trainer dropped rows (e.g. fully masked): positions no longer map
         resume = (job_dir / "resume").read_text().strip() if (job_dir / "resume").exists() else None
         result = trainer.train(resume_from_checkpoint=resume)
+        if callback.stop is not None:
+            raise callback.stop
+        if callback.preempted:
+            progress.write("preempted", step=trainer.state.global_step)
+            return 0
         final = job_dir / "final"
         trainer.save_model(str(final))
         tokenizer.save_pretrained(str(final))
@@ -261,16 +478,14 @@ def run(job_dir: Path) -> int:
             stopped_early=trainer.state.global_step < total_steps,
         )
         return 0
+    except Stop as stop:
+        progress.write("error", reason=stop.reason, message=stop.message)
+        return 1
     except torch.OutOfMemoryError as exc:
         progress.write(
             "error",
             reason="OUT_OF_MEMORY",
             message=f"out of memory ({exc}); lower batch_size or max_sequence_length, or use lora",
-        )
-        return 1
-    except FloatingPointError as exc:
-        progress.write(
-            "error", reason="LOSS_NAN", message=f"{exc}; lower the learning rate or check the data"
         )
         return 1
     except Exception as exc:

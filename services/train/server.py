@@ -76,6 +76,11 @@ class TrainServicer(train_service_pb2_grpc.TrainServiceServicer):
             model_version=await self.jobs.register_checkpoint(request.name, request.request_id)
         )
 
+    async def GetTrainingReport(
+        self, request: train_service_pb2.GetTrainingReportRequest, context: Context
+    ) -> training_job_pb2.TrainingReport:
+        return await self.jobs.report(request.name)
+
     async def ListMetricPoints(
         self, request: train_service_pb2.ListMetricPointsRequest, context: Context
     ) -> train_service_pb2.ListMetricPointsResponse:

@@ -15,7 +15,24 @@ from google.protobuf import json_format
 from services.kit.errors import FieldViolation, InvalidArgument
 from tuneforge.train.v1 import training_job_pb2
 
-METHODS = {"post_pretrain": "text", "sft": "sft"}  # method -> the dataset kind it trains on
+# method -> the dataset kind it trains on
+METHODS = {
+    "post_pretrain": "text",
+    "sft": "sft",
+    "dpo": "preference",
+    "orpo": "preference",
+    "kto": "unpaired_preference",
+    "grpo": "prompt_only",
+}
+PREFERENCE_METHODS = ("dpo", "orpo", "kto")
+REWARD_TYPES = ("regex", "exact_answer", "word_count", "json_fields")
+PRIORITIES = ("normal", "idle")
+METHOD_PARAMETERS = {
+    "dpo": {"beta"},
+    "orpo": {"beta"},
+    "kto": {"beta", "desirable_weight", "undesirable_weight"},
+    "grpo": {"beta", "num_generations", "max_completion_length", "rewards", "reward_model", "temperature"},
+}
 TUNINGS = ("lora", "full")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 
@@ -38,6 +55,19 @@ class Hyperparameters:
     gradient_accumulation_steps: int = 1
     seed: int = 0
     packing: bool = False
+    ignore_loss_anomalies: bool = False
+
+
+@dataclass
+class MethodParameters:
+    beta: float = 0.1
+    desirable_weight: float = 1.0
+    undesirable_weight: float = 1.0
+    num_generations: int = 4
+    max_completion_length: int = 64
+    rewards: list[dict[str, Any]] = field(default_factory=list)
+    reward_model: str = ""
+    temperature: float = 1.0
 
 
 @dataclass
@@ -60,6 +90,12 @@ class JobSpec:
     hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)
     lora: Lora = field(default_factory=Lora)
     auto_evaluation: dict[str, Any] | None = None  # {"dataset_version", "metrics"}
+    priority: str = "normal"
+    method_parameters: MethodParameters = field(default_factory=MethodParameters)
+    replay_share: float = 0.0
+    # Filled when the job is validated: the registered version it continues (incremental training),
+    # whether that is a LoRA adapter, and the adapter's own base model.
+    parent: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,9 +103,10 @@ class JobSpec:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> JobSpec:
         return cls(
-            **{k: v for k, v in data.items() if k not in ("hyperparameters", "lora")},
+            **{k: v for k, v in data.items() if k not in ("hyperparameters", "lora", "method_parameters")},
             hyperparameters=Hyperparameters(**data["hyperparameters"]),
             lora=Lora(**data["lora"]),
+            method_parameters=MethodParameters(**data.get("method_parameters", {})),
         )
 
 
@@ -85,7 +122,7 @@ def spec_from_proto(job: training_job_pb2.TrainingJob, field_prefix: str = "trai
     if method not in METHODS:
         violation(
             "method",
-            f"{method!r} is not one of {', '.join(METHODS)} (preference and RL methods are not available yet)",
+            f"{method!r} is not one of {', '.join(METHODS)}",
         )
     tuning = job.tuning or "lora"
     if tuning not in TUNINGS:
@@ -125,6 +162,7 @@ def spec_from_proto(job: training_job_pb2.TrainingJob, field_prefix: str = "trai
         gradient_accumulation_steps=h.gradient_accumulation_steps or 1,
         seed=h.seed,
         packing=h.packing,
+        ignore_loss_anomalies=h.ignore_loss_anomalies,
     )
     hp_prefix = "hyperparameters"
     if not 0 < hp.epochs <= 100 or not math.isfinite(hp.epochs):
@@ -193,6 +231,18 @@ def spec_from_proto(job: training_job_pb2.TrainingJob, field_prefix: str = "trai
         unknown = check_metrics(list(job.auto_evaluation.metrics))
         if unknown:
             violation("auto_evaluation.metrics", f"unknown metric {', '.join(unknown)}")
+    priority = job.priority or "normal"
+    if priority not in PRIORITIES:
+        violation("priority", f"{priority!r} is not one of {', '.join(PRIORITIES)}")
+    if not 0 <= job.replay_share <= 0.9 or not math.isfinite(job.replay_share):
+        violation("replay_share", f"must be between 0 and 0.9 (got {job.replay_share})")
+    parameters = _method_parameters(job, method, hp, violation)
+    if method == "grpo" and (job.validation_data or job.validation_split):
+        violation("validation_data", "grpo has no validation loss; evaluate the result instead")
+    if method == "grpo" and hp.packing:
+        violation(f"{hp_prefix}.packing", "packing applies to post_pretrain and sft only")
+    if method in PREFERENCE_METHODS and hp.packing:
+        violation(f"{hp_prefix}.packing", "packing applies to post_pretrain and sft only")
     if bad:
         raise InvalidArgument.fields(bad)
     return JobSpec(
@@ -216,7 +266,93 @@ def spec_from_proto(job: training_job_pb2.TrainingJob, field_prefix: str = "trai
             if job.auto_evaluation.dataset_version
             else None
         ),
+        priority=priority,
+        method_parameters=parameters,
+        replay_share=job.replay_share,
     )
+
+
+def _method_parameters(
+    job: training_job_pb2.TrainingJob, method: str, hp: Hyperparameters, violation: Any
+) -> MethodParameters:
+    """Check the method's own parameters; refuse those of another method (they would be ignored)."""
+    m = job.method_parameters
+    p = "method_parameters"
+    allowed = METHOD_PARAMETERS.get(method, set())
+    for given, _ in m.ListFields():
+        if given.name not in allowed:
+            violation(f"{p}.{given.name}", f"is not a parameter of {method}")
+    params = MethodParameters(
+        beta=m.beta or (0.0 if method == "grpo" else 0.1),
+        desirable_weight=m.desirable_weight or 1.0,
+        undesirable_weight=m.undesirable_weight or 1.0,
+        num_generations=m.num_generations or 4,
+        max_completion_length=m.max_completion_length or 64,
+        reward_model=m.reward_model,
+        temperature=m.temperature or 1.0,
+    )
+    if not 0 <= params.beta <= 10 or not math.isfinite(params.beta):
+        violation(f"{p}.beta", f"must be between 0 and 10 (0.1 advised; got {m.beta})")
+    for name in ("desirable_weight", "undesirable_weight"):
+        value = getattr(params, name)
+        if not 0 < value <= 100 or not math.isfinite(value):
+            violation(f"{p}.{name}", f"must be above 0 and at most 100 (got {value})")
+    if method == "kto" and hp.batch_size < 2:
+        violation("hyperparameters.batch_size", "kto estimates its KL term across a batch: use 2 or more")
+    if method != "grpo":
+        return params
+    if not 2 <= params.num_generations <= 64:
+        violation(f"{p}.num_generations", f"must be between 2 and 64 (got {params.num_generations})")
+    elif (hp.batch_size * hp.gradient_accumulation_steps) % params.num_generations:
+        violation(
+            f"{p}.num_generations",
+            f"must divide batch_size x gradient_accumulation_steps "
+            f"({hp.batch_size * hp.gradient_accumulation_steps}): each batch holds whole groups of completions",
+        )
+    if not 1 <= params.max_completion_length <= 8192:
+        violation(f"{p}.max_completion_length", "must be between 1 and 8192")
+    if not 0 < params.temperature <= 5 or not math.isfinite(params.temperature):
+        violation(f"{p}.temperature", "must be above 0 and at most 5")
+    if not m.rewards and not m.reward_model:
+        violation(f"{p}.rewards", "grpo needs a reward: give rule rewards, a reward_model, or both")
+    for i, reward in enumerate(m.rewards):
+        where = f"{p}.rewards[{i}]"
+        if reward.type not in REWARD_TYPES:
+            violation(f"{where}.type", f"{reward.type!r} is not one of {', '.join(REWARD_TYPES)}")
+            continue
+        if reward.type == "regex":
+            if not reward.pattern:
+                violation(f"{where}.pattern", "a regex reward needs a pattern")
+            else:
+                import re
+
+                try:
+                    re.compile(reward.pattern)
+                except re.error as error:
+                    violation(f"{where}.pattern", f"is not a valid regular expression: {error}")
+        if reward.type == "json_fields" and not reward.required_fields:
+            violation(f"{where}.required_fields", "name the fields the JSON object must hold")
+        if reward.target_words < 0:
+            violation(f"{where}.target_words", "must not be negative (0: the reference's length)")
+        if reward.weight < 0 or not math.isfinite(reward.weight):
+            violation(f"{where}.weight", "must not be negative")
+        params.rewards.append(
+            {
+                "type": reward.type,
+                "pattern": reward.pattern,
+                "required_fields": list(reward.required_fields),
+                "target_words": reward.target_words,
+                "weight": reward.weight or 1.0,
+            }
+        )
+    return params
+
+
+def method_parameters_proto(method: str, params: MethodParameters) -> training_job_pb2.MethodParameters:
+    """The parameters the method uses (with their defaults filled in)."""
+    allowed = METHOD_PARAMETERS.get(method, set())
+    data = {k: v for k, v in asdict(params).items() if k in allowed}
+    return json_format.ParseDict(data, training_job_pb2.MethodParameters())
 
 
 def hyperparameters_proto(hp: Hyperparameters) -> training_job_pb2.Hyperparameters:

@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -33,18 +34,19 @@ from sqlalchemy.orm import Session
 
 from services.data import mixing
 from services.data.canonical import Kind
-from services.kit.bus import TRAIN_QUEUE_STREAM, TRAIN_QUEUE_SUBJECTS, EventBus
+from services.kit.bus import TRAIN_QUEUE_STREAM, EventBus
 from services.kit.db import Database
 from services.kit.logs import configure_logging
 from services.kit.outbox import Outbox, OutboxRelay
 from services.kit.settings import KitSettings, load_settings
 from services.kit.store import ObjectStore
 from services.kit.times import utcnow
-from services.kit.workqueue import die_with_parent, heartbeat, pull_forever
+from services.kit.workqueue import die_with_parent, heartbeat, pull_by_priority, waiting
+from services.train import report
 from services.train.convert import checkpoint_to_proto, job_name, metric_to_proto
-from services.train.jobs import NOT_MODEL_FILES, emit_job, lineage_of
+from services.train.jobs import NOT_MODEL_FILES, QUEUE_SUBJECT, emit_job, lineage_of, report_inputs
 from services.train.repo import OUTBOX, CheckpointRow, JobRow, MetricRow
-from services.train.spec import METHODS, JobSpec
+from services.train.spec import METHODS, PRIORITIES, JobSpec
 from tuneforge.events.v1 import train_events_pb2
 
 log = logging.getLogger("tuneforge.worker")
@@ -60,6 +62,9 @@ class WorkerSettings(KitSettings):
     train_work_dir: Path = Field(default_factory=lambda: Path(tempfile.gettempdir()) / "tuneforge-worker")
     train_ack_wait_seconds: float = Field(60.0, ge=2)
     train_cancel_poll_seconds: float = Field(1.0, gt=0)
+    train_preempt_grace_seconds: float = Field(
+        2.0, ge=0, description="how long a normal job must wait before it preempts an idle job"
+    )
 
 
 class Stopping(Exception):
@@ -73,6 +78,7 @@ class Run:
     done: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     cancelled: bool = False
+    preempted: dict[str, Any] | None = None
     offset: int = 0
     checkpoints: dict[int, str] = field(default_factory=dict)
 
@@ -94,11 +100,14 @@ class Worker:
 
     async def run(self) -> None:
         log.info("worker ready", extra={"worker": self.settings.worker_name})
-        await pull_forever(
+        # A consumer of every priority at once (before priorities existed) would overlap the
+        # per-priority ones, which a work-queue stream refuses.
+        with contextlib.suppress(Exception):
+            await self.bus.js.delete_consumer(TRAIN_QUEUE_STREAM, "train-workers")
+        await pull_by_priority(
             self.bus,
             stream=TRAIN_QUEUE_STREAM,
-            subjects=TRAIN_QUEUE_SUBJECTS,
-            durable="train-workers",
+            queues=[(QUEUE_SUBJECT.format(priority=p), f"train-{p}") for p in PRIORITIES],
             ack_wait=self.settings.train_ack_wait_seconds,
             handle=self.handle,
             stopping=self.stopping,
@@ -114,6 +123,8 @@ class Worker:
         job_dir = self.settings.train_work_dir / uid
         try:
             outcome = await self.execute(row, job_dir)
+            if outcome["state"] != "preempted":
+                await self._store_report(row)
             await self.outbox.write(self.db, lambda s: self._finish(s, uid, outcome))
             await message.ack()
             log.info("job ended", extra={"job": job_name(row), "state": outcome["state"]})
@@ -128,6 +139,35 @@ class Worker:
         finally:
             heartbeat_task.cancel()
             shutil.rmtree(job_dir, ignore_errors=True)
+
+    async def _store_report(self, row: JobRow) -> None:
+        """report.json and loss.png under jobs/{uid}/report/; a failure here never fails the job."""
+        try:
+            points, checkpoints = await self.db.run(lambda s: report_inputs(s, row.uid))
+            if not points:
+                return
+            spec = JobSpec.from_json(row.spec)
+            total = await self.db.run(lambda s: s.get(JobRow, row.uid).total_steps)
+            built = report.build(
+                points,
+                method=spec.method,
+                epochs=spec.hyperparameters.epochs,
+                total_steps=total,
+                checkpoints=checkpoints,
+                job=job_name(row),
+            )
+            with contextlib.suppress(Exception):
+                built["mixture"] = json.loads(await self.store.get_bytes(f"jobs/{row.uid}/mixture.json"))
+            image = await asyncio.to_thread(report.chart, built)
+            prefix = f"jobs/{row.uid}/report/"
+            await self.store.put_bytes(prefix + "loss.png", image, "image/png")
+            await self.store.put_bytes(
+                prefix + "report.json", json.dumps(built, ensure_ascii=False).encode(), "application/json"
+            )
+        except Exception:
+            log.warning(
+                "the training report could not be stored", extra={"job": job_name(row)}, exc_info=True
+            )
 
     def _claim(self, session: Session, uid: str) -> JobRow | None:
         row = session.get(JobRow, uid, with_for_update=True)
@@ -151,6 +191,21 @@ class Worker:
         row = session.get(JobRow, uid, with_for_update=True)
         if row is None:
             return
+        if outcome["state"] == "preempted":
+            # Back in the idle queue (a new message: the current one is acked), to resume from the
+            # checkpoint just stored.
+            row.state = "preempted"
+            row.preemptions += 1
+            row.worker = ""
+            row.update_time = utcnow()
+            emit_job(self.outbox, session, row)
+            self.outbox.enqueue(
+                session,
+                QUEUE_SUBJECT.format(priority=row.priority),
+                row.uid.encode(),
+                f"queue-{row.uid}-{row.preemptions}",
+            )
+            return
         row.state = outcome["state"]
         row.error_reason = outcome.get("reason", "")
         row.error_message = outcome.get("message", "")
@@ -171,41 +226,90 @@ class Worker:
             project=project,
         )
 
-    def _prepare(self, row: JobRow, job_dir: Path) -> None:
-        """Base model, mixture, validation rows and spec into `job_dir` (on a worker thread)."""
+    def _prepare(self, row: JobRow, job_dir: Path) -> dict[str, Any]:
+        """Base model (and parent adapter, reward model), mixture with replay, validation rows and
+        spec into `job_dir` (on a worker thread). Returns the mixture's facts."""
         import pyarrow.parquet as pq
 
         spec = JobSpec.from_json(row.spec)
+        seed = spec.hyperparameters.seed
         shutil.rmtree(job_dir, ignore_errors=True)
         job_dir.mkdir(parents=True)
         (job_dir / "spec.json").write_text(json.dumps(spec.to_json()))
+        parent = spec.parent or {}
         with self._client(row.project) as client:
             if spec.base_model.startswith("local:///"):
                 shutil.copytree(Path(spec.base_model.removeprefix("local://")), job_dir / "base")
+            elif parent.get("adapter"):
+                client.models.download(parent["base_model"], job_dir / "base")
+                client.models.download(parent["version"], job_dir / "parent_adapter")
             else:
                 client.models.download(spec.base_model, job_dir / "base")
+            if spec.method_parameters.reward_model:
+                client.models.download(spec.method_parameters.reward_model, job_dir / "reward_model")
 
-            def rows_of(ref: str) -> tuple[str, list[dict[str, Any]]]:
-                target = job_dir / "data" / ref.replace("/", "_")
-                version = client.data.download(ref, target)
+            def source(ref: dict[str, Any]) -> mixing.Source:
+                target = job_dir / "data" / ref["dataset_version"].replace("/", "_")
+                version = client.data.download(ref["dataset_version"], target)
                 parts = version.name.split("/")
-                return f"{parts[3]}/v{parts[5]}", pq.read_table(target / "data.parquet").to_pylist()
+                rows = pq.read_table(target / "data.parquet").to_pylist()
+                return mixing.Source(f"{parts[3]}/v{parts[5]}", rows, ref["sampling_rate"])
 
-            sources = []
-            for ref in spec.training_data:
-                label, rows = rows_of(ref["dataset_version"])
-                sources.append(mixing.Source(label, rows, ref["sampling_rate"]))
             kind = Kind(METHODS[spec.method])
-            plans = mixing.plan(sources, kind, spec.hyperparameters.seed)
-            train = mixing.materialize(sources, plans, spec.hyperparameters.seed)
+            sources = [source(ref) for ref in spec.training_data]
+            train = mixing.materialize(sources, mixing.plan(sources, kind, seed), seed)
             validation: list[dict[str, Any]] = []
             if spec.validation_data:
-                validation = rows_of(spec.validation_data)[1]
+                validation = source({"dataset_version": spec.validation_data, "sampling_rate": 1}).rows
             elif spec.validation_split:
-                train, validation = mixing.split(train, spec.validation_split, spec.hyperparameters.seed)
+                train, validation = mixing.split(train, spec.validation_split, seed)
+            facts: dict[str, Any] = {
+                "sources": [
+                    {"label": s.label, "rows": len(s.rows), "rate": s.sampling_rate} for s in sources
+                ],
+                "new_rows": len(train),
+                "validation_rows": len(validation),
+            }
+            if spec.replay_share:
+                # Replay: the parent's own mixture (its datasets at their rates, its seed), sampled so
+                # that replayed rows make `replay_share` of the training rows.
+                refs = parent["datasets"]
+                parent_sources = [source(ref) for ref in refs]
+                labels = {
+                    s.label: ref["dataset_version"] for s, ref in zip(parent_sources, refs, strict=True)
+                }
+                pool = mixing.materialize(parent_sources, mixing.plan(parent_sources, kind, seed), seed)
+                count = round(len(train) * spec.replay_share / (1 - spec.replay_share))
+                rng = random.Random(seed)
+                picks = rng.sample(pool, count) if count <= len(pool) else rng.choices(pool, k=count)
+                replay = [{**r, "id": f"replay:{r['id']}"} for r in picks]
+                per_label: dict[str, int] = {}
+                for r in picks:
+                    label = r["id"].split(":", 1)[0]
+                    per_label[label] = per_label.get(label, 0) + 1
+                sizes = {s.label: len(s.rows) for s in parent_sources}
+                facts["replay"] = {
+                    "parent": parent["version"],
+                    "rows": len(replay),
+                    "share": spec.replay_share,
+                    "datasets": [
+                        {
+                            "dataset_version": labels[label],
+                            "rows": n,
+                            "sampling_rate": round(n / max(1, sizes[label]), 4),
+                        }
+                        for label, n in sorted(per_label.items())
+                    ],
+                    "ids": [r["id"] for r in replay],
+                }
+                train = train + replay
+                rng.shuffle(train)
+            facts["train_rows"] = len(train)
         for name, rows in (("train.jsonl", train), ("validation.jsonl", validation)):
             if rows:
                 (job_dir / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        (job_dir / "mixture.json").write_text(json.dumps(facts, ensure_ascii=False))
+        return facts
 
     async def _resume_point(self, row: JobRow, job_dir: Path) -> None:
         """Download the newest stored checkpoint, so the runner continues from it."""
@@ -233,7 +337,17 @@ class Worker:
         log.info("resuming from checkpoint", extra={"job": job_name(row), "step": newest.step})
 
     async def execute(self, row: JobRow, job_dir: Path) -> dict[str, Any]:
-        await asyncio.to_thread(self._prepare, row, job_dir)
+        facts = await asyncio.to_thread(self._prepare, row, job_dir)
+        await self.store.put_file(
+            f"jobs/{row.uid}/mixture.json", job_dir / "mixture.json", "application/json"
+        )
+        if facts.get("replay"):
+            replayed = [
+                {"dataset_version": d["dataset_version"], "sampling_rate": d["sampling_rate"]}
+                for d in facts["replay"]["datasets"]
+            ]
+            row.spec = {**row.spec, "parent": {**row.spec["parent"], "replayed": replayed}}
+            await self.db.run(lambda s: _update(s, row.uid, spec=row.spec))
         await self._resume_point(row, job_dir)
         logfile = (job_dir / "runner.log").open("ab")
         self.child = await asyncio.create_subprocess_exec(
@@ -254,6 +368,7 @@ class Worker:
             self._niced = True
         run = Run()
         last_cancel_check = 0.0
+        normal_waiting_since: float | None = None
         try:
             while True:
                 with contextlib.suppress(TimeoutError):
@@ -269,10 +384,25 @@ class Worker:
                     if await self.db.run(lambda s: s.get(JobRow, row.uid).cancel_requested):
                         run.cancelled = True
                         await self._stop_child()
+                    elif row.priority == "idle" and not (job_dir / "preempt").exists():
+                        # A normal job waiting (no other worker took it within the grace period)
+                        # takes this worker: the runner checkpoints and stops.
+                        if await waiting(self.bus, TRAIN_QUEUE_STREAM, "train-normal"):
+                            normal_waiting_since = normal_waiting_since or time.monotonic()
+                            if (
+                                time.monotonic() - normal_waiting_since
+                                >= self.settings.train_preempt_grace_seconds
+                            ):
+                                (job_dir / "preempt").write_text("a normal job is waiting")
+                                log.info("preempting idle job", extra={"job": job_name(row)})
+                        else:
+                            normal_waiting_since = None
         finally:
             logfile.close()
         if run.cancelled:
             return {"state": "cancelled"}
+        if run.preempted is not None and not run.error:
+            return {"state": "preempted", "step": run.preempted["step"]}
         if run.error:
             return {"state": "failed", "reason": run.error["reason"], "message": run.error["message"]}
         if not run.done:
@@ -320,11 +450,15 @@ class Worker:
                 )
             elif kind == "done":
                 run.done = event
+            elif kind == "preempted":
+                run.preempted = event
             elif kind == "error":
                 run.error = event
 
     async def _store_metric(self, row: JobRow, event: dict[str, Any]) -> None:
         validation = "validation_loss" in event
+        if not validation and event.get("loss") is None:
+            return  # a NaN loss: the runner stops the job and says so
 
         def store(session: Session) -> None:
             exists = session.scalar(
@@ -346,6 +480,8 @@ class Worker:
                 learning_rate=event.get("learning_rate", 0.0),
                 grad_norm=event.get("grad_norm", 0.0),
                 tokens_per_second=event.get("tokens_per_second", 0.0),
+                extra=event.get("method_metrics") or None,
+                sample_ids=event.get("sample_ids") or None,
                 time=utcnow(),
             )
             session.add(metric)

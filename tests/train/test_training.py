@@ -190,7 +190,12 @@ def test_cancel_stops_a_running_job_and_keeps_checkpoints(
         ({"hyperparameters": {"max_sequence_length": 8}}, "training_job.hyperparameters.max_sequence_length"),
         ({"hyperparameters": {"epochs": 0.0001, "learning_rate": 1e-3}}, None),
         ({"method": "post_pretrain"}, "training_job.training_data[0].dataset_version"),
-        ({"method": "dpo"}, "training_job.method"),
+        ({"method": "ppo"}, "training_job.method"),
+        ({"method": "dpo"}, "training_job.training_data[0].dataset_version"),  # sft data for dpo
+        ({"method_parameters": {"beta": 0.2}}, "training_job.method_parameters.beta"),  # not an sft one
+        ({"priority": "urgent"}, "training_job.priority"),
+        ({"replay_share": 0.3}, "training_job.replay_share"),  # the base is not a fine-tuned version
+        ({"replay_share": 0.95}, "training_job.replay_share"),
         (
             {"hyperparameters": {"validation_interval_steps": 5}},
             "training_job.hyperparameters.validation_interval_steps",

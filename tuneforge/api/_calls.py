@@ -49,3 +49,22 @@ def folder_files(folder: Path) -> list[tuple[str, Path]]:
     if not out:
         raise TuneForgeError("INVALID_ARGUMENT", f"{folder} holds no files to upload", reason="EMPTY_FOLDER")
     return out
+
+
+def save_report(report: Any, charts: Any, directory: str | Path) -> list[Path]:
+    """A report's JSON (a protobuf Struct) and its charts (presigned URLs) into `directory`."""
+    import json
+    import urllib.request
+
+    from google.protobuf import json_format
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "report.json"]
+    written[0].write_text(json.dumps(json_format.MessageToDict(report), ensure_ascii=False, indent=1) + "\n")
+    for chart in charts:
+        target = out / Path(chart.path).name
+        with urllib.request.urlopen(chart.url, timeout=60) as response:
+            target.write_bytes(response.read())
+        written.append(target)
+    return written

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import functools
-import json
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -13,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format
 
-from tuneforge.api._calls import call, pages
+from tuneforge.api._calls import call, pages, save_report
 from tuneforge.errors import TuneForgeError
 from tuneforge.eval.v1 import eval_service_pb2, eval_service_pb2_grpc, evaluation_pb2
 
@@ -152,18 +150,7 @@ class Evaluations:
     def download_report(self, ref: str, directory: str | Path) -> list[Path]:
         """Writes `report.json` and the charts into `directory`; returns the paths written."""
         result = self.report(ref)
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        written = [out / "report.json"]
-        written[0].write_text(
-            json.dumps(json_format.MessageToDict(result.report), ensure_ascii=False, indent=1) + "\n"
-        )
-        for chart in result.charts:
-            target = out / Path(chart.path).name
-            with urllib.request.urlopen(chart.url, timeout=60) as response:
-                target.write_bytes(response.read())
-            written.append(target)
-        return written
+        return save_report(result.report, result.charts, directory)
 
     def create_rating_task(
         self,

@@ -5,11 +5,12 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format
 
-from tuneforge.api._calls import call, pages
+from tuneforge.api._calls import call, pages, save_report
 from tuneforge.common.v1 import common_pb2
 from tuneforge.errors import TuneForgeError
 from tuneforge.train.v1 import train_service_pb2, train_service_pb2_grpc, training_job_pb2
@@ -53,10 +54,18 @@ class Training:
         lora: Mapping[str, Any] | None = None,
         evaluate_on: str = "",
         evaluation_metrics: Sequence[str] = (),
+        method_parameters: Mapping[str, Any] | None = None,
+        priority: str = "",
+        replay_share: float = 0.0,
         request_id: str | None = None,
     ) -> training_job_pb2.TrainingJob:
         """Queue a job. `base_model` is a model version (`m/3`, `m@production`, full name) or `local:///path`;
-        `training_data` maps dataset versions (`essays/2`, `essays`) to sampling rates."""
+        `training_data` maps dataset versions (`essays/2`, `essays`) to sampling rates.
+        `method_parameters`: DPO/ORPO/KTO `beta`, KTO `desirable_weight`/`undesirable_weight`, GRPO
+        `num_generations`, `max_completion_length`, `temperature`, `rewards` (list of
+        `{"type": "regex"|"exact_answer"|"word_count"|"json_fields", ...}`) and `reward_model`.
+        `priority="idle"` runs the job on spare capacity (preemptible); `replay_share` mixes in that
+        share of the parent's training data when `base_model` is a fine-tuned version."""
         if base_model.startswith(("projects/", "local://")):
             base = base_model
         else:
@@ -75,7 +84,14 @@ class Training:
             validation_data=self._client.data.version_name(validation_data) if validation_data else "",
             validation_split=validation_split,
             output_model=self._client.models.model_name(output_model) if output_model else "",
+            priority=priority,
+            replay_share=replay_share,
         )
+        if method_parameters:
+            parameters = dict(method_parameters)
+            if parameters.get("reward_model"):
+                parameters["reward_model"] = self._client.models.version_name(parameters["reward_model"])
+            json_format.ParseDict(parameters, job.method_parameters)
         if hyperparameters:
             json_format.ParseDict(dict(hyperparameters), job.hyperparameters)
         if lora:
@@ -174,3 +190,15 @@ class Training:
                 train_service_pb2.ListMetricPointsRequest(parent=self.job_name(ref)),
             ).metric_points
         )
+
+    def report(self, ref: str) -> training_job_pb2.TrainingReport:
+        """The training report: `diagnosis` (verdict, advice, spikes with sample ids, best checkpoint),
+        `report` (JSON: curves, mixture, rules) and presigned URLs of its `charts` once the job ended."""
+        return call(
+            self._stub.GetTrainingReport, train_service_pb2.GetTrainingReportRequest(name=self.job_name(ref))
+        )
+
+    def download_report(self, ref: str, directory: str | Path) -> list[Path]:
+        """Writes `report.json` and `loss.png` (when stored) into `directory`; returns the paths."""
+        result = self.report(ref)
+        return save_report(result.report, result.charts, directory)

@@ -77,6 +77,11 @@ class TrainServiceStub:
                 request_serializer=tuneforge_dot_train_dot_v1_dot_train__service__pb2.RegisterCheckpointRequest.SerializeToString,
                 response_deserializer=tuneforge_dot_train_dot_v1_dot_train__service__pb2.RegisterCheckpointResponse.FromString,
                 _registered_method=True)
+        self.GetTrainingReport = channel.unary_unary(
+                '/tuneforge.train.v1.TrainService/GetTrainingReport',
+                request_serializer=tuneforge_dot_train_dot_v1_dot_train__service__pb2.GetTrainingReportRequest.SerializeToString,
+                response_deserializer=tuneforge_dot_train_dot_v1_dot_training__job__pb2.TrainingReport.FromString,
+                _registered_method=True)
 
 
 class TrainServiceServicer:
@@ -141,6 +146,14 @@ class TrainServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTrainingReport(self, request, context):
+        """The job's training report: loss curves and their diagnosis. Stored (with charts) once the job
+        ended; computed from the metric history while it runs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrainServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -183,6 +196,11 @@ def add_TrainServiceServicer_to_server(servicer, server):
                     servicer.RegisterCheckpoint,
                     request_deserializer=tuneforge_dot_train_dot_v1_dot_train__service__pb2.RegisterCheckpointRequest.FromString,
                     response_serializer=tuneforge_dot_train_dot_v1_dot_train__service__pb2.RegisterCheckpointResponse.SerializeToString,
+            ),
+            'GetTrainingReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTrainingReport,
+                    request_deserializer=tuneforge_dot_train_dot_v1_dot_train__service__pb2.GetTrainingReportRequest.FromString,
+                    response_serializer=tuneforge_dot_train_dot_v1_dot_training__job__pb2.TrainingReport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -403,6 +421,33 @@ class TrainService:
             '/tuneforge.train.v1.TrainService/RegisterCheckpoint',
             tuneforge_dot_train_dot_v1_dot_train__service__pb2.RegisterCheckpointRequest.SerializeToString,
             tuneforge_dot_train_dot_v1_dot_train__service__pb2.RegisterCheckpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTrainingReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuneforge.train.v1.TrainService/GetTrainingReport',
+            tuneforge_dot_train_dot_v1_dot_train__service__pb2.GetTrainingReportRequest.SerializeToString,
+            tuneforge_dot_train_dot_v1_dot_training__job__pb2.TrainingReport.FromString,
             options,
             channel_credentials,
             insecure,

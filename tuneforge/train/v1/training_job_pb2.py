@@ -22,11 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from tuneforge.common.v1 import common_pb2 as tuneforge_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%tuneforge/train/v1/training_job.proto\x12\x12tuneforge.train.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a tuneforge/common/v1/common.proto\"R\n\nLoraConfig\x12\x0c\n\x04rank\x18\x01 \x01(\x05\x12\r\n\x05\x61lpha\x18\x02 \x01(\x05\x12\x0f\n\x07\x64ropout\x18\x03 \x01(\x01\x12\x16\n\x0etarget_modules\x18\x04 \x03(\t\"4\n\rEarlyStopping\x12\x10\n\x08patience\x18\x01 \x01(\x05\x12\x11\n\tmin_delta\x18\x02 \x01(\x01\"\xa4\x03\n\x0fHyperparameters\x12\x0e\n\x06\x65pochs\x18\x01 \x01(\x01\x12\x15\n\rlearning_rate\x18\x02 \x01(\x01\x12\x12\n\nbatch_size\x18\x03 \x01(\x05\x12\x1b\n\x13max_sequence_length\x18\x04 \x01(\x05\x12\x1b\n\x13truncate_overlength\x18\x05 \x01(\x08\x12\x18\n\x10\x63heckpoint_count\x18\x06 \x01(\x05\x12!\n\x19\x63heckpoint_interval_steps\x18\x07 \x01(\x05\x12!\n\x19validation_interval_steps\x18\x08 \x01(\x05\x12\x39\n\x0e\x65\x61rly_stopping\x18\t \x01(\x0b\x32!.tuneforge.train.v1.EarlyStopping\x12\x14\n\x0cwarmup_ratio\x18\n \x01(\x01\x12\x11\n\tscheduler\x18\x0b \x01(\t\x12\x14\n\x0cweight_decay\x18\x0c \x01(\x01\x12#\n\x1bgradient_accumulation_steps\x18\r \x01(\x05\x12\x0c\n\x04seed\x18\x0e \x01(\x03\x12\x0f\n\x07packing\x18\x0f \x01(\x08\"+\n\x08JobError\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x94\x07\n\x0bTrainingJob\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x33\n\x05state\x18\x04 \x01(\x0e\x32$.tuneforge.train.v1.TrainingJobState\x12\x12\n\nbase_model\x18\x05 \x01(\t\x12\x0e\n\x06method\x18\x06 \x01(\t\x12\x0e\n\x06tuning\x18\x07 \x01(\t\x12,\n\x04lora\x18\x08 \x01(\x0b\x32\x1e.tuneforge.train.v1.LoraConfig\x12=\n\rtraining_data\x18\t \x03(\x0b\x32&.tuneforge.common.v1.DatasetVersionRef\x12\x17\n\x0fvalidation_data\x18\n \x01(\t\x12\x18\n\x10validation_split\x18\x0b \x01(\x01\x12<\n\x0fhyperparameters\x18\x0c \x01(\x0b\x32#.tuneforge.train.v1.Hyperparameters\x12\x14\n\x0coutput_model\x18\r \x01(\t\x12+\n\x05\x65rror\x18\x0e \x01(\x0b\x32\x1c.tuneforge.train.v1.JobError\x12\x14\n\x0c\x63urrent_step\x18\x0f \x01(\x03\x12\x13\n\x0btotal_steps\x18\x10 \x01(\x03\x12\x1a\n\x12overlength_samples\x18\x11 \x01(\x03\x12\x1b\n\x13\x66inal_model_version\x18\x12 \x01(\t\x12\x1a\n\x12\x62\x65st_model_version\x18\x13 \x01(\t\x12=\n\x07metrics\x18\x14 \x03(\x0b\x32,.tuneforge.train.v1.TrainingJob.MetricsEntry\x12/\n\x0b\x63reate_time\x18\x15 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x16 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\x18 \x01(\x05\x12;\n\x0f\x61uto_evaluation\x18\x19 \x01(\x0b\x32\".tuneforge.train.v1.AutoEvaluation\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\":\n\x0e\x41utoEvaluation\x12\x17\n\x0f\x64\x61taset_version\x18\x01 \x01(\t\x12\x0f\n\x07metrics\x18\x02 \x03(\t\"\xbe\x01\n\nCheckpoint\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\x03\x12\r\n\x05\x65poch\x18\x03 \x01(\x01\x12\x17\n\x0fvalidation_loss\x18\x04 \x01(\x01\x12\x0c\n\x04\x62\x65st\x18\x05 \x01(\x08\x12-\n\x05\x66iles\x18\x06 \x03(\x0b\x32\x1e.tuneforge.common.v1.FileEntry\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xdd\x01\n\x0bMetricPoint\x12\x0c\n\x04step\x18\x01 \x01(\x03\x12\r\n\x05\x65poch\x18\x02 \x01(\x01\x12\x0c\n\x04loss\x18\x03 \x01(\x01\x12\x17\n\x0fvalidation_loss\x18\x04 \x01(\x01\x12\x1b\n\x13has_validation_loss\x18\x05 \x01(\x08\x12\x15\n\rlearning_rate\x18\x06 \x01(\x01\x12\x11\n\tgrad_norm\x18\x07 \x01(\x01\x12\x19\n\x11tokens_per_second\x18\x08 \x01(\x01\x12(\n\x04time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xd8\x01\n\x10TrainingJobState\x12\"\n\x1eTRAINING_JOB_STATE_UNSPECIFIED\x10\x00\x12\x1d\n\x19TRAINING_JOB_STATE_QUEUED\x10\x01\x12\x1e\n\x1aTRAINING_JOB_STATE_RUNNING\x10\x02\x12 \n\x1cTRAINING_JOB_STATE_SUCCEEDED\x10\x03\x12\x1d\n\x19TRAINING_JOB_STATE_FAILED\x10\x04\x12 \n\x1cTRAINING_JOB_STATE_CANCELLED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%tuneforge/train/v1/training_job.proto\x12\x12tuneforge.train.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a tuneforge/common/v1/common.proto\"R\n\nLoraConfig\x12\x0c\n\x04rank\x18\x01 \x01(\x05\x12\r\n\x05\x61lpha\x18\x02 \x01(\x05\x12\x0f\n\x07\x64ropout\x18\x03 \x01(\x01\x12\x16\n\x0etarget_modules\x18\x04 \x03(\t\"4\n\rEarlyStopping\x12\x10\n\x08patience\x18\x01 \x01(\x05\x12\x11\n\tmin_delta\x18\x02 \x01(\x01\"\xc3\x03\n\x0fHyperparameters\x12\x0e\n\x06\x65pochs\x18\x01 \x01(\x01\x12\x15\n\rlearning_rate\x18\x02 \x01(\x01\x12\x12\n\nbatch_size\x18\x03 \x01(\x05\x12\x1b\n\x13max_sequence_length\x18\x04 \x01(\x05\x12\x1b\n\x13truncate_overlength\x18\x05 \x01(\x08\x12\x18\n\x10\x63heckpoint_count\x18\x06 \x01(\x05\x12!\n\x19\x63heckpoint_interval_steps\x18\x07 \x01(\x05\x12!\n\x19validation_interval_steps\x18\x08 \x01(\x05\x12\x39\n\x0e\x65\x61rly_stopping\x18\t \x01(\x0b\x32!.tuneforge.train.v1.EarlyStopping\x12\x14\n\x0cwarmup_ratio\x18\n \x01(\x01\x12\x11\n\tscheduler\x18\x0b \x01(\t\x12\x14\n\x0cweight_decay\x18\x0c \x01(\x01\x12#\n\x1bgradient_accumulation_steps\x18\r \x01(\x05\x12\x0c\n\x04seed\x18\x0e \x01(\x03\x12\x0f\n\x07packing\x18\x0f \x01(\x08\x12\x1d\n\x15ignore_loss_anomalies\x18\x10 \x01(\x08\"n\n\x0eRewardFunction\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07pattern\x18\x02 \x01(\t\x12\x17\n\x0frequired_fields\x18\x03 \x03(\t\x12\x14\n\x0ctarget_words\x18\x04 \x01(\x05\x12\x0e\n\x06weight\x18\x05 \x01(\x01\"\xee\x01\n\x10MethodParameters\x12\x0c\n\x04\x62\x65ta\x18\x01 \x01(\x01\x12\x18\n\x10\x64\x65sirable_weight\x18\x02 \x01(\x01\x12\x1a\n\x12undesirable_weight\x18\x03 \x01(\x01\x12\x17\n\x0fnum_generations\x18\x04 \x01(\x05\x12\x1d\n\x15max_completion_length\x18\x05 \x01(\x05\x12\x33\n\x07rewards\x18\x06 \x03(\x0b\x32\".tuneforge.train.v1.RewardFunction\x12\x14\n\x0creward_model\x18\x07 \x01(\t\x12\x13\n\x0btemperature\x18\x08 \x01(\x01\"+\n\x08JobError\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x92\x08\n\x0bTrainingJob\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x33\n\x05state\x18\x04 \x01(\x0e\x32$.tuneforge.train.v1.TrainingJobState\x12\x12\n\nbase_model\x18\x05 \x01(\t\x12\x0e\n\x06method\x18\x06 \x01(\t\x12\x0e\n\x06tuning\x18\x07 \x01(\t\x12,\n\x04lora\x18\x08 \x01(\x0b\x32\x1e.tuneforge.train.v1.LoraConfig\x12=\n\rtraining_data\x18\t \x03(\x0b\x32&.tuneforge.common.v1.DatasetVersionRef\x12\x17\n\x0fvalidation_data\x18\n \x01(\t\x12\x18\n\x10validation_split\x18\x0b \x01(\x01\x12<\n\x0fhyperparameters\x18\x0c \x01(\x0b\x32#.tuneforge.train.v1.Hyperparameters\x12\x14\n\x0coutput_model\x18\r \x01(\t\x12+\n\x05\x65rror\x18\x0e \x01(\x0b\x32\x1c.tuneforge.train.v1.JobError\x12\x14\n\x0c\x63urrent_step\x18\x0f \x01(\x03\x12\x13\n\x0btotal_steps\x18\x10 \x01(\x03\x12\x1a\n\x12overlength_samples\x18\x11 \x01(\x03\x12\x1b\n\x13\x66inal_model_version\x18\x12 \x01(\t\x12\x1a\n\x12\x62\x65st_model_version\x18\x13 \x01(\t\x12=\n\x07metrics\x18\x14 \x03(\x0b\x32,.tuneforge.train.v1.TrainingJob.MetricsEntry\x12/\n\x0b\x63reate_time\x18\x15 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x16 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\x18 \x01(\x05\x12;\n\x0f\x61uto_evaluation\x18\x19 \x01(\x0b\x32\".tuneforge.train.v1.AutoEvaluation\x12\x10\n\x08priority\x18\x1a \x01(\t\x12?\n\x11method_parameters\x18\x1b \x01(\x0b\x32$.tuneforge.train.v1.MethodParameters\x12\x14\n\x0creplay_share\x18\x1c \x01(\x01\x12\x13\n\x0bpreemptions\x18\x1d \x01(\x05\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\":\n\x0e\x41utoEvaluation\x12\x17\n\x0f\x64\x61taset_version\x18\x01 \x01(\t\x12\x0f\n\x07metrics\x18\x02 \x03(\t\"\xbe\x01\n\nCheckpoint\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\x03\x12\r\n\x05\x65poch\x18\x03 \x01(\x01\x12\x17\n\x0fvalidation_loss\x18\x04 \x01(\x01\x12\x0c\n\x04\x62\x65st\x18\x05 \x01(\x08\x12-\n\x05\x66iles\x18\x06 \x03(\x0b\x32\x1e.tuneforge.common.v1.FileEntry\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf3\x02\n\x0bMetricPoint\x12\x0c\n\x04step\x18\x01 \x01(\x03\x12\r\n\x05\x65poch\x18\x02 \x01(\x01\x12\x0c\n\x04loss\x18\x03 \x01(\x01\x12\x17\n\x0fvalidation_loss\x18\x04 \x01(\x01\x12\x1b\n\x13has_validation_loss\x18\x05 \x01(\x08\x12\x15\n\rlearning_rate\x18\x06 \x01(\x01\x12\x11\n\tgrad_norm\x18\x07 \x01(\x01\x12\x19\n\x11tokens_per_second\x18\x08 \x01(\x01\x12(\n\x04time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12J\n\x0emethod_metrics\x18\n \x03(\x0b\x32\x32.tuneforge.train.v1.MetricPoint.MethodMetricsEntry\x12\x12\n\nsample_ids\x18\x0b \x03(\t\x1a\x34\n\x12MethodMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"M\n\tLossSpike\x12\x0c\n\x04step\x18\x01 \x01(\x03\x12\x0c\n\x04loss\x18\x02 \x01(\x01\x12\x10\n\x08\x62\x61seline\x18\x03 \x01(\x01\x12\x12\n\nsample_ids\x18\x04 \x03(\t\"\xc1\x01\n\tDiagnosis\x12\x0f\n\x07verdict\x18\x01 \x01(\t\x12\x0f\n\x07summary\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x64vice\x18\x03 \x03(\t\x12\x18\n\x10suggested_epochs\x18\x04 \x01(\x01\x12\x17\n\x0f\x62\x65st_checkpoint\x18\x05 \x01(\t\x12\x11\n\tbest_step\x18\x06 \x01(\x03\x12-\n\x06spikes\x18\x07 \x03(\x0b\x32\x1d.tuneforge.train.v1.LossSpike\x12\r\n\x05\x66lags\x18\x08 \x03(\t\"\xc3\x01\n\x0eTrainingReport\x12\x14\n\x0ctraining_job\x18\x01 \x01(\t\x12\x30\n\tdiagnosis\x18\x02 \x01(\x0b\x32\x1d.tuneforge.train.v1.Diagnosis\x12\'\n\x06report\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x31\n\x06\x63harts\x18\x04 \x03(\x0b\x32!.tuneforge.common.v1.PresignedUrl\x12\r\n\x05\x66inal\x18\x05 \x01(\x08*\xfa\x01\n\x10TrainingJobState\x12\"\n\x1eTRAINING_JOB_STATE_UNSPECIFIED\x10\x00\x12\x1d\n\x19TRAINING_JOB_STATE_QUEUED\x10\x01\x12\x1e\n\x1aTRAINING_JOB_STATE_RUNNING\x10\x02\x12 \n\x1cTRAINING_JOB_STATE_SUCCEEDED\x10\x03\x12\x1d\n\x19TRAINING_JOB_STATE_FAILED\x10\x04\x12 \n\x1cTRAINING_JOB_STATE_CANCELLED\x10\x05\x12 \n\x1cTRAINING_JOB_STATE_PREEMPTED\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,24 +36,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TRAININGJOB_METRICSENTRY']._loaded_options = None
   _globals['_TRAININGJOB_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_TRAININGJOBSTATE']._serialized_start=2131
-  _globals['_TRAININGJOBSTATE']._serialized_end=2347
-  _globals['_LORACONFIG']._serialized_start=128
-  _globals['_LORACONFIG']._serialized_end=210
-  _globals['_EARLYSTOPPING']._serialized_start=212
-  _globals['_EARLYSTOPPING']._serialized_end=264
-  _globals['_HYPERPARAMETERS']._serialized_start=267
-  _globals['_HYPERPARAMETERS']._serialized_end=687
-  _globals['_JOBERROR']._serialized_start=689
-  _globals['_JOBERROR']._serialized_end=732
-  _globals['_TRAININGJOB']._serialized_start=735
-  _globals['_TRAININGJOB']._serialized_end=1651
-  _globals['_TRAININGJOB_METRICSENTRY']._serialized_start=1605
-  _globals['_TRAININGJOB_METRICSENTRY']._serialized_end=1651
-  _globals['_AUTOEVALUATION']._serialized_start=1653
-  _globals['_AUTOEVALUATION']._serialized_end=1711
-  _globals['_CHECKPOINT']._serialized_start=1714
-  _globals['_CHECKPOINT']._serialized_end=1904
-  _globals['_METRICPOINT']._serialized_start=1907
-  _globals['_METRICPOINT']._serialized_end=2128
+  _globals['_METRICPOINT_METHODMETRICSENTRY']._loaded_options = None
+  _globals['_METRICPOINT_METHODMETRICSENTRY']._serialized_options = b'8\001'
+  _globals['_TRAININGJOBSTATE']._serialized_start=3294
+  _globals['_TRAININGJOBSTATE']._serialized_end=3544
+  _globals['_LORACONFIG']._serialized_start=158
+  _globals['_LORACONFIG']._serialized_end=240
+  _globals['_EARLYSTOPPING']._serialized_start=242
+  _globals['_EARLYSTOPPING']._serialized_end=294
+  _globals['_HYPERPARAMETERS']._serialized_start=297
+  _globals['_HYPERPARAMETERS']._serialized_end=748
+  _globals['_REWARDFUNCTION']._serialized_start=750
+  _globals['_REWARDFUNCTION']._serialized_end=860
+  _globals['_METHODPARAMETERS']._serialized_start=863
+  _globals['_METHODPARAMETERS']._serialized_end=1101
+  _globals['_JOBERROR']._serialized_start=1103
+  _globals['_JOBERROR']._serialized_end=1146
+  _globals['_TRAININGJOB']._serialized_start=1149
+  _globals['_TRAININGJOB']._serialized_end=2191
+  _globals['_TRAININGJOB_METRICSENTRY']._serialized_start=2145
+  _globals['_TRAININGJOB_METRICSENTRY']._serialized_end=2191
+  _globals['_AUTOEVALUATION']._serialized_start=2193
+  _globals['_AUTOEVALUATION']._serialized_end=2251
+  _globals['_CHECKPOINT']._serialized_start=2254
+  _globals['_CHECKPOINT']._serialized_end=2444
+  _globals['_METRICPOINT']._serialized_start=2447
+  _globals['_METRICPOINT']._serialized_end=2818
+  _globals['_METRICPOINT_METHODMETRICSENTRY']._serialized_start=2766
+  _globals['_METRICPOINT_METHODMETRICSENTRY']._serialized_end=2818
+  _globals['_LOSSSPIKE']._serialized_start=2820
+  _globals['_LOSSSPIKE']._serialized_end=2897
+  _globals['_DIAGNOSIS']._serialized_start=2900
+  _globals['_DIAGNOSIS']._serialized_end=3093
+  _globals['_TRAININGREPORT']._serialized_start=3096
+  _globals['_TRAININGREPORT']._serialized_end=3291
 # @@protoc_insertion_point(module_scope)

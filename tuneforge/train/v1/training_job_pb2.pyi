@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from tuneforge.common.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
@@ -19,12 +20,14 @@ class TrainingJobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRAINING_JOB_STATE_SUCCEEDED: _ClassVar[TrainingJobState]
     TRAINING_JOB_STATE_FAILED: _ClassVar[TrainingJobState]
     TRAINING_JOB_STATE_CANCELLED: _ClassVar[TrainingJobState]
+    TRAINING_JOB_STATE_PREEMPTED: _ClassVar[TrainingJobState]
 TRAINING_JOB_STATE_UNSPECIFIED: TrainingJobState
 TRAINING_JOB_STATE_QUEUED: TrainingJobState
 TRAINING_JOB_STATE_RUNNING: TrainingJobState
 TRAINING_JOB_STATE_SUCCEEDED: TrainingJobState
 TRAINING_JOB_STATE_FAILED: TrainingJobState
 TRAINING_JOB_STATE_CANCELLED: TrainingJobState
+TRAINING_JOB_STATE_PREEMPTED: TrainingJobState
 
 class LoraConfig(_message.Message):
     __slots__ = ("rank", "alpha", "dropout", "target_modules")
@@ -47,7 +50,7 @@ class EarlyStopping(_message.Message):
     def __init__(self, patience: _Optional[int] = ..., min_delta: _Optional[float] = ...) -> None: ...
 
 class Hyperparameters(_message.Message):
-    __slots__ = ("epochs", "learning_rate", "batch_size", "max_sequence_length", "truncate_overlength", "checkpoint_count", "checkpoint_interval_steps", "validation_interval_steps", "early_stopping", "warmup_ratio", "scheduler", "weight_decay", "gradient_accumulation_steps", "seed", "packing")
+    __slots__ = ("epochs", "learning_rate", "batch_size", "max_sequence_length", "truncate_overlength", "checkpoint_count", "checkpoint_interval_steps", "validation_interval_steps", "early_stopping", "warmup_ratio", "scheduler", "weight_decay", "gradient_accumulation_steps", "seed", "packing", "ignore_loss_anomalies")
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +66,7 @@ class Hyperparameters(_message.Message):
     GRADIENT_ACCUMULATION_STEPS_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     PACKING_FIELD_NUMBER: _ClassVar[int]
+    IGNORE_LOSS_ANOMALIES_FIELD_NUMBER: _ClassVar[int]
     epochs: float
     learning_rate: float
     batch_size: int
@@ -78,7 +82,42 @@ class Hyperparameters(_message.Message):
     gradient_accumulation_steps: int
     seed: int
     packing: bool
-    def __init__(self, epochs: _Optional[float] = ..., learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., max_sequence_length: _Optional[int] = ..., truncate_overlength: _Optional[bool] = ..., checkpoint_count: _Optional[int] = ..., checkpoint_interval_steps: _Optional[int] = ..., validation_interval_steps: _Optional[int] = ..., early_stopping: _Optional[_Union[EarlyStopping, _Mapping]] = ..., warmup_ratio: _Optional[float] = ..., scheduler: _Optional[str] = ..., weight_decay: _Optional[float] = ..., gradient_accumulation_steps: _Optional[int] = ..., seed: _Optional[int] = ..., packing: _Optional[bool] = ...) -> None: ...
+    ignore_loss_anomalies: bool
+    def __init__(self, epochs: _Optional[float] = ..., learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., max_sequence_length: _Optional[int] = ..., truncate_overlength: _Optional[bool] = ..., checkpoint_count: _Optional[int] = ..., checkpoint_interval_steps: _Optional[int] = ..., validation_interval_steps: _Optional[int] = ..., early_stopping: _Optional[_Union[EarlyStopping, _Mapping]] = ..., warmup_ratio: _Optional[float] = ..., scheduler: _Optional[str] = ..., weight_decay: _Optional[float] = ..., gradient_accumulation_steps: _Optional[int] = ..., seed: _Optional[int] = ..., packing: _Optional[bool] = ..., ignore_loss_anomalies: _Optional[bool] = ...) -> None: ...
+
+class RewardFunction(_message.Message):
+    __slots__ = ("type", "pattern", "required_fields", "target_words", "weight")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    PATTERN_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_WORDS_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    pattern: str
+    required_fields: _containers.RepeatedScalarFieldContainer[str]
+    target_words: int
+    weight: float
+    def __init__(self, type: _Optional[str] = ..., pattern: _Optional[str] = ..., required_fields: _Optional[_Iterable[str]] = ..., target_words: _Optional[int] = ..., weight: _Optional[float] = ...) -> None: ...
+
+class MethodParameters(_message.Message):
+    __slots__ = ("beta", "desirable_weight", "undesirable_weight", "num_generations", "max_completion_length", "rewards", "reward_model", "temperature")
+    BETA_FIELD_NUMBER: _ClassVar[int]
+    DESIRABLE_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    UNDESIRABLE_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    NUM_GENERATIONS_FIELD_NUMBER: _ClassVar[int]
+    MAX_COMPLETION_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    REWARDS_FIELD_NUMBER: _ClassVar[int]
+    REWARD_MODEL_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    beta: float
+    desirable_weight: float
+    undesirable_weight: float
+    num_generations: int
+    max_completion_length: int
+    rewards: _containers.RepeatedCompositeFieldContainer[RewardFunction]
+    reward_model: str
+    temperature: float
+    def __init__(self, beta: _Optional[float] = ..., desirable_weight: _Optional[float] = ..., undesirable_weight: _Optional[float] = ..., num_generations: _Optional[int] = ..., max_completion_length: _Optional[int] = ..., rewards: _Optional[_Iterable[_Union[RewardFunction, _Mapping]]] = ..., reward_model: _Optional[str] = ..., temperature: _Optional[float] = ...) -> None: ...
 
 class JobError(_message.Message):
     __slots__ = ("reason", "message")
@@ -89,7 +128,7 @@ class JobError(_message.Message):
     def __init__(self, reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class TrainingJob(_message.Message):
-    __slots__ = ("name", "uid", "display_name", "state", "base_model", "method", "tuning", "lora", "training_data", "validation_data", "validation_split", "hyperparameters", "output_model", "error", "current_step", "total_steps", "overlength_samples", "final_model_version", "best_model_version", "metrics", "create_time", "start_time", "end_time", "attempt", "auto_evaluation")
+    __slots__ = ("name", "uid", "display_name", "state", "base_model", "method", "tuning", "lora", "training_data", "validation_data", "validation_split", "hyperparameters", "output_model", "error", "current_step", "total_steps", "overlength_samples", "final_model_version", "best_model_version", "metrics", "create_time", "start_time", "end_time", "attempt", "auto_evaluation", "priority", "method_parameters", "replay_share", "preemptions")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -122,6 +161,10 @@ class TrainingJob(_message.Message):
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     AUTO_EVALUATION_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    METHOD_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    REPLAY_SHARE_FIELD_NUMBER: _ClassVar[int]
+    PREEMPTIONS_FIELD_NUMBER: _ClassVar[int]
     name: str
     uid: str
     display_name: str
@@ -147,7 +190,11 @@ class TrainingJob(_message.Message):
     end_time: _timestamp_pb2.Timestamp
     attempt: int
     auto_evaluation: AutoEvaluation
-    def __init__(self, name: _Optional[str] = ..., uid: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[TrainingJobState, str]] = ..., base_model: _Optional[str] = ..., method: _Optional[str] = ..., tuning: _Optional[str] = ..., lora: _Optional[_Union[LoraConfig, _Mapping]] = ..., training_data: _Optional[_Iterable[_Union[_common_pb2.DatasetVersionRef, _Mapping]]] = ..., validation_data: _Optional[str] = ..., validation_split: _Optional[float] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., output_model: _Optional[str] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., current_step: _Optional[int] = ..., total_steps: _Optional[int] = ..., overlength_samples: _Optional[int] = ..., final_model_version: _Optional[str] = ..., best_model_version: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., auto_evaluation: _Optional[_Union[AutoEvaluation, _Mapping]] = ...) -> None: ...
+    priority: str
+    method_parameters: MethodParameters
+    replay_share: float
+    preemptions: int
+    def __init__(self, name: _Optional[str] = ..., uid: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[TrainingJobState, str]] = ..., base_model: _Optional[str] = ..., method: _Optional[str] = ..., tuning: _Optional[str] = ..., lora: _Optional[_Union[LoraConfig, _Mapping]] = ..., training_data: _Optional[_Iterable[_Union[_common_pb2.DatasetVersionRef, _Mapping]]] = ..., validation_data: _Optional[str] = ..., validation_split: _Optional[float] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., output_model: _Optional[str] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., current_step: _Optional[int] = ..., total_steps: _Optional[int] = ..., overlength_samples: _Optional[int] = ..., final_model_version: _Optional[str] = ..., best_model_version: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., auto_evaluation: _Optional[_Union[AutoEvaluation, _Mapping]] = ..., priority: _Optional[str] = ..., method_parameters: _Optional[_Union[MethodParameters, _Mapping]] = ..., replay_share: _Optional[float] = ..., preemptions: _Optional[int] = ...) -> None: ...
 
 class AutoEvaluation(_message.Message):
     __slots__ = ("dataset_version", "metrics")
@@ -176,7 +223,14 @@ class Checkpoint(_message.Message):
     def __init__(self, name: _Optional[str] = ..., step: _Optional[int] = ..., epoch: _Optional[float] = ..., validation_loss: _Optional[float] = ..., best: _Optional[bool] = ..., files: _Optional[_Iterable[_Union[_common_pb2.FileEntry, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class MetricPoint(_message.Message):
-    __slots__ = ("step", "epoch", "loss", "validation_loss", "has_validation_loss", "learning_rate", "grad_norm", "tokens_per_second", "time")
+    __slots__ = ("step", "epoch", "loss", "validation_loss", "has_validation_loss", "learning_rate", "grad_norm", "tokens_per_second", "time", "method_metrics", "sample_ids")
+    class MethodMetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     STEP_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     LOSS_FIELD_NUMBER: _ClassVar[int]
@@ -186,6 +240,8 @@ class MetricPoint(_message.Message):
     GRAD_NORM_FIELD_NUMBER: _ClassVar[int]
     TOKENS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
+    METHOD_METRICS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_IDS_FIELD_NUMBER: _ClassVar[int]
     step: int
     epoch: float
     loss: float
@@ -195,4 +251,52 @@ class MetricPoint(_message.Message):
     grad_norm: float
     tokens_per_second: float
     time: _timestamp_pb2.Timestamp
-    def __init__(self, step: _Optional[int] = ..., epoch: _Optional[float] = ..., loss: _Optional[float] = ..., validation_loss: _Optional[float] = ..., has_validation_loss: _Optional[bool] = ..., learning_rate: _Optional[float] = ..., grad_norm: _Optional[float] = ..., tokens_per_second: _Optional[float] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    method_metrics: _containers.ScalarMap[str, float]
+    sample_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, step: _Optional[int] = ..., epoch: _Optional[float] = ..., loss: _Optional[float] = ..., validation_loss: _Optional[float] = ..., has_validation_loss: _Optional[bool] = ..., learning_rate: _Optional[float] = ..., grad_norm: _Optional[float] = ..., tokens_per_second: _Optional[float] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., method_metrics: _Optional[_Mapping[str, float]] = ..., sample_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class LossSpike(_message.Message):
+    __slots__ = ("step", "loss", "baseline", "sample_ids")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    LOSS_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_IDS_FIELD_NUMBER: _ClassVar[int]
+    step: int
+    loss: float
+    baseline: float
+    sample_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, step: _Optional[int] = ..., loss: _Optional[float] = ..., baseline: _Optional[float] = ..., sample_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Diagnosis(_message.Message):
+    __slots__ = ("verdict", "summary", "advice", "suggested_epochs", "best_checkpoint", "best_step", "spikes", "flags")
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    ADVICE_FIELD_NUMBER: _ClassVar[int]
+    SUGGESTED_EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    BEST_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    BEST_STEP_FIELD_NUMBER: _ClassVar[int]
+    SPIKES_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_FIELD_NUMBER: _ClassVar[int]
+    verdict: str
+    summary: str
+    advice: _containers.RepeatedScalarFieldContainer[str]
+    suggested_epochs: float
+    best_checkpoint: str
+    best_step: int
+    spikes: _containers.RepeatedCompositeFieldContainer[LossSpike]
+    flags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, verdict: _Optional[str] = ..., summary: _Optional[str] = ..., advice: _Optional[_Iterable[str]] = ..., suggested_epochs: _Optional[float] = ..., best_checkpoint: _Optional[str] = ..., best_step: _Optional[int] = ..., spikes: _Optional[_Iterable[_Union[LossSpike, _Mapping]]] = ..., flags: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class TrainingReport(_message.Message):
+    __slots__ = ("training_job", "diagnosis", "report", "charts", "final")
+    TRAINING_JOB_FIELD_NUMBER: _ClassVar[int]
+    DIAGNOSIS_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    CHARTS_FIELD_NUMBER: _ClassVar[int]
+    FINAL_FIELD_NUMBER: _ClassVar[int]
+    training_job: str
+    diagnosis: Diagnosis
+    report: _struct_pb2.Struct
+    charts: _containers.RepeatedCompositeFieldContainer[_common_pb2.PresignedUrl]
+    final: bool
+    def __init__(self, training_job: _Optional[str] = ..., diagnosis: _Optional[_Union[Diagnosis, _Mapping]] = ..., report: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., charts: _Optional[_Iterable[_Union[_common_pb2.PresignedUrl, _Mapping]]] = ..., final: _Optional[bool] = ...) -> None: ...

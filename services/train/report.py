@@ -1,0 +1,364 @@
+"""The training report: loss curves and what they mean.
+
+The diagnosis follows the four cases users know from fine-tuning consoles (两条曲线同时收敛 /
+同时下降 / 训练降验证升 / 曲线抖动), plus the failures that end a job. The rules, in order; the first
+that holds is the verdict, and every one that holds is listed in `flags`:
+
+1. `nan`        a training loss is NaN or infinite.
+2. `too_short`  fewer than MIN_POINTS training points: nothing to judge.
+3. `diverging`  the median of the last WINDOW losses is above DIVERGE_RATIO x the median of the first
+                WINDOW (at least DIVERGE_MIN_STEPS steps).
+4. `stuck`      after at least STUCK_MIN_STEPS steps, the median of the last WINDOW losses is within
+                STUCK_TOLERANCE of the median of the first WINDOW: the model is not learning.
+5. `unstable`   one or more spikes: a step whose loss exceeds both SPIKE_RATIO x the median of the
+                SPIKE_LOOKBACK steps before it and that median + SPIKE_MADS robust deviations (MAD x
+                1.4826, floored at 2% of the median). Spikes name their step and the ids of the
+                samples in that step's batches.
+6. `overfitting` with at least 3 validation points: the last validation loss is above the lowest by more
+                than TOLERANCE (relative) while the training loss is not rising. The kept checkpoint
+                with the lowest validation loss is offered for registration, and the epochs up to
+                it are suggested.
+7. `still_improving` the training loss (or, when validated, the validation loss) still falls: the
+                median of the last fifth of the run is below the median of the fifth before it by more
+                than TOLERANCE. Suggested epochs: x2 when it fell by more than 10%, else x1.5.
+8. `converged`  otherwise: both curves flat within TOLERANCE. Evaluate the model.
+
+GRPO has no likelihood loss: its report follows the mean reward (`reward_rising`, `reward_flat`,
+`reward_falling`, same windows and TOLERANCE).
+
+The runner stops a job early for rules 1, 3 and 4 (unless `ignore_loss_anomalies`), with the reasons
+LOSS_NAN, LOSS_DIVERGING and LOSS_STUCK; `loss_anomaly` is the check it uses.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+MIN_POINTS = 6
+WINDOW = 10
+TOLERANCE = 0.02
+DIVERGE_RATIO = 2.0
+DIVERGE_MIN_STEPS = 20
+STUCK_TOLERANCE = 0.01
+STUCK_MIN_STEPS = 60
+SPIKE_LOOKBACK = 20
+SPIKE_RATIO = 1.5
+SPIKE_MADS = 6.0
+SPIKE_WARMUP = 8
+
+RULES = {
+    "window": WINDOW,
+    "tolerance": TOLERANCE,
+    "diverge_ratio": DIVERGE_RATIO,
+    "diverge_min_steps": DIVERGE_MIN_STEPS,
+    "stuck_tolerance": STUCK_TOLERANCE,
+    "stuck_min_steps": STUCK_MIN_STEPS,
+    "spike_lookback": SPIKE_LOOKBACK,
+    "spike_ratio": SPIKE_RATIO,
+    "spike_mads": SPIKE_MADS,
+    "min_points": MIN_POINTS,
+}
+
+
+def loss_anomaly(losses: list[float], total_steps: int) -> tuple[str, str] | None:
+    """While training: (reason, message) when the job should stop, else None."""
+    if losses and not math.isfinite(losses[-1]):
+        return (
+            "LOSS_NAN",
+            "the training loss became NaN or infinite; lower the learning rate or check the data",
+        )
+    n = len(losses)
+    if n >= max(DIVERGE_MIN_STEPS, 2 * WINDOW):
+        first, last = statistics.median(losses[:WINDOW]), statistics.median(losses[-WINDOW:])
+        if last > DIVERGE_RATIO * first:
+            return (
+                "LOSS_DIVERGING",
+                f"the loss is diverging: median {last:.4g} over the last {WINDOW} steps against {first:.4g} "
+                f"at the start; lower the learning rate",
+            )
+        if (
+            n >= STUCK_MIN_STEPS
+            and n >= total_steps // 4
+            and abs(first - last) <= STUCK_TOLERANCE * abs(first)
+        ):
+            return (
+                "LOSS_STUCK",
+                f"the loss has not moved in {n} steps (median {first:.4g} at the start, {last:.4g} now); "
+                f"raise the learning rate or check that the data has something to learn",
+            )
+    return None
+
+
+def spikes(steps: list[int], losses: list[float]) -> list[dict[str, Any]]:
+    found = []
+    for i in range(SPIKE_WARMUP, len(losses)):
+        before = [v for v in losses[max(0, i - SPIKE_LOOKBACK) : i] if math.isfinite(v)]
+        if len(before) < SPIKE_WARMUP:
+            continue
+        median = statistics.median(before)
+        mad = statistics.median(abs(v - median) for v in before) * 1.4826
+        spread = max(mad, 0.02 * abs(median))
+        if losses[i] > SPIKE_RATIO * median and losses[i] > median + SPIKE_MADS * spread:
+            found.append({"step": steps[i], "loss": losses[i], "baseline": median})
+    return found
+
+
+def _trend(values: list[float]) -> float:
+    """Relative fall of the last fifth of the run against the fifth before it (positive: falling)."""
+    size = max(2, len(values) // 5)
+    last = statistics.median(values[-size:])
+    before = statistics.median(values[-2 * size : -size])
+    return (before - last) / abs(before) if before else 0.0
+
+
+def diagnose(
+    points: list[dict[str, Any]],
+    *,
+    method: str,
+    epochs: float,
+    total_steps: int,
+    checkpoints: list[dict[str, Any]],
+    job: str = "",
+) -> dict[str, Any]:
+    """`points`: metric points as dicts (step, loss, validation_loss or None, learning_rate,
+    method_metrics, sample_ids); `checkpoints`: kept checkpoints (step, validation_loss)."""
+    train = sorted((p for p in points if p.get("validation_loss") is None), key=lambda p: p["step"])
+    validation = sorted((p for p in points if p.get("validation_loss") is not None), key=lambda p: p["step"])
+    steps = [p["step"] for p in train]
+    losses = [p["loss"] for p in train]
+    flags: list[str] = []
+    advice: list[str] = []
+    result: dict[str, Any] = {"suggested_epochs": 0.0, "best_checkpoint": "", "best_step": 0, "spikes": []}
+
+    if method == "grpo":
+        rewards = [p.get("method_metrics", {}).get("reward") for p in train]
+        rewards = [r for r in rewards if r is not None]
+        if len(rewards) < MIN_POINTS:
+            return {
+                **result,
+                "verdict": "too_short",
+                "summary": "Too few steps to judge the reward curve.",
+                "advice": ["Train for more steps."],
+                "flags": ["too_short"],
+            }
+        size = max(2, len(rewards) // 5)
+        first, last = statistics.fmean(rewards[:size]), statistics.fmean(rewards[-size:])
+        change = last - first
+        scale = max(abs(first), 1e-6)
+        if change > TOLERANCE * scale:
+            verdict, summary = "reward_rising", f"The mean reward rose from {first:.3g} to {last:.3g}."
+            advice.append("Evaluate the model; train longer if the reward is still rising at the end.")
+        elif change < -TOLERANCE * scale:
+            verdict, summary = "reward_falling", f"The mean reward fell from {first:.3g} to {last:.3g}."
+            advice.append("Lower the learning rate or check the reward functions.")
+        else:
+            verdict, summary = "reward_flat", f"The mean reward stayed near {last:.3g}."
+            advice.append(
+                "Check that the rewards vary between completions; raise the learning rate or the generations."
+            )
+        return {**result, "verdict": verdict, "summary": summary, "advice": advice, "flags": [verdict]}
+
+    if any(not math.isfinite(v) for v in losses):
+        bad = next(s for s, v in zip(steps, losses, strict=True) if not math.isfinite(v))
+        return {
+            **result,
+            "verdict": "nan",
+            "summary": f"The training loss became NaN or infinite at step {bad}.",
+            "advice": ["Lower the learning rate, use warmup, or look for broken samples."],
+            "flags": ["nan"],
+        }
+    if len(losses) < MIN_POINTS:
+        return {
+            **result,
+            "verdict": "too_short",
+            "summary": f"Only {len(losses)} training steps: too few to judge.",
+            "advice": ["Train for more steps, or judge by evaluation."],
+            "flags": ["too_short"],
+        }
+
+    found = spikes(steps, losses)
+    by_step = {p["step"]: p for p in train}
+    for spike in found:
+        spike["sample_ids"] = list(by_step[spike["step"]].get("sample_ids") or [])
+    result["spikes"] = found
+    anomaly = loss_anomaly(losses, total_steps)
+    if anomaly and anomaly[0] == "LOSS_DIVERGING":
+        flags.append("diverging")
+    if anomaly and anomaly[0] == "LOSS_STUCK":
+        flags.append("stuck")
+    if found:
+        flags.append("spikes")
+
+    train_trend = _trend(losses)
+    flags.append(
+        "training_falling"
+        if train_trend > TOLERANCE
+        else "training_rising"
+        if train_trend < -TOLERANCE
+        else "training_flat"
+    )
+    val_trend = None
+    overfit = False
+    if len(validation) >= 3:
+        vsteps = [p["step"] for p in validation]
+        vlosses = [p["validation_loss"] for p in validation]
+        low = min(range(len(vlosses)), key=lambda i: (vlosses[i], vsteps[i]))
+        last_rise = (vlosses[-1] - vlosses[low]) / abs(vlosses[low]) if vlosses[low] else 0.0
+        val_trend = (
+            _trend(vlosses) if len(vlosses) >= 4 else (vlosses[-2] - vlosses[-1]) / abs(vlosses[-2] or 1)
+        )
+        flags.append(
+            "validation_falling"
+            if val_trend > TOLERANCE
+            else "validation_rising"
+            if val_trend < -TOLERANCE
+            else "validation_flat"
+        )
+        if low < len(vlosses) - 1 and last_rise > TOLERANCE and train_trend >= -TOLERANCE:
+            overfit = True
+            flags.append("overfitting")
+            scored = [c for c in checkpoints if c.get("validation_loss") is not None]
+            best = min(scored, key=lambda c: (c["validation_loss"], c["step"])) if scored else None
+            best_step = best["step"] if best else vsteps[low]
+            result["best_step"] = best_step
+            if best and job:
+                result["best_checkpoint"] = f"{job}/checkpoints/{best['step']}"
+            if total_steps:
+                result["suggested_epochs"] = max(0.5, math.ceil(2 * epochs * best_step / total_steps) / 2)
+
+    falling = (val_trend if val_trend is not None else train_trend) > TOLERANCE
+    if "diverging" in flags:
+        verdict = "diverging"
+        summary = f"The training loss is rising: median {statistics.median(losses[-WINDOW:]):.4g} at the end against {statistics.median(losses[:WINDOW]):.4g} at the start."
+        advice += ["Lower the learning rate (by 3-10x) or add warmup."]
+    elif "stuck" in flags:
+        verdict = "stuck"
+        summary = "The training loss has not moved: the model is not learning."
+        advice += [
+            "Raise the learning rate, check the LoRA targets, and check that answers are not empty or identical."
+        ]
+    elif found:
+        verdict = "unstable"
+        summary = f"The loss spikes at {len(found)} step{'s' if len(found) > 1 else ''} ({', '.join(str(s['step']) for s in found[:10])}): the batches there hold unusual samples."
+        advice += [
+            "Inspect the samples named in each spike; clean or remove them (tuneforge data clean), then train again."
+        ]
+    elif overfit:
+        verdict = "overfitting"
+        summary = f"The validation loss rose after step {result['best_step']} while the training loss kept falling: the model is overfitting."
+        if result["best_checkpoint"]:
+            advice.append(
+                f"Register the best checkpoint: tuneforge train register-checkpoint {result['best_checkpoint']}."
+            )
+        advice.append(
+            f"Train for fewer epochs ({result['suggested_epochs']:g}), add data, or lower the learning rate."
+        )
+    elif falling:
+        verdict = "still_improving"
+        trend = val_trend if val_trend is not None else train_trend
+        factor = 2.0 if trend > 0.10 else 1.5
+        result["suggested_epochs"] = min(100.0, math.ceil(2 * epochs * factor) / 2)
+        which = "Both curves are" if val_trend is not None else "The training loss is"
+        summary = f"{which} still falling at the end ({trend:.1%} over the last fifth of the run)."
+        advice.append(
+            f"Train longer: about {result['suggested_epochs']:g} epochs, or continue from this model."
+        )
+    else:
+        verdict = "converged"
+        summary = (
+            "The curves have flattened: training has converged."
+            if val_trend is not None
+            else "The training loss has flattened: training has converged."
+        )
+        advice.append("Evaluate the model on held-out data.")
+    flags.insert(0, verdict)
+    return {
+        **result,
+        "verdict": verdict,
+        "summary": summary,
+        "advice": advice,
+        "flags": list(dict.fromkeys(flags)),
+    }
+
+
+def build(
+    points: list[dict[str, Any]],
+    *,
+    method: str,
+    epochs: float,
+    total_steps: int,
+    checkpoints: list[dict[str, Any]],
+    job: str,
+) -> dict[str, Any]:
+    """The report as stored in `report.json`: curves as data, the diagnosis and the rules."""
+    train = sorted((p for p in points if p.get("validation_loss") is None), key=lambda p: p["step"])
+    validation = sorted((p for p in points if p.get("validation_loss") is not None), key=lambda p: p["step"])
+    curves: dict[str, Any] = {
+        "steps": [p["step"] for p in train],
+        "loss": [p["loss"] for p in train],
+        "learning_rate": [p.get("learning_rate", 0.0) for p in train],
+        "validation_steps": [p["step"] for p in validation],
+        "validation_loss": [p["validation_loss"] for p in validation],
+    }
+    keys = sorted({k for p in train for k in (p.get("method_metrics") or {})})
+    for key in keys:
+        curves[key] = [(p.get("method_metrics") or {}).get(key) for p in train]
+    return {
+        "training_job": job,
+        "method": method,
+        "curves": curves,
+        "diagnosis": diagnose(
+            points, method=method, epochs=epochs, total_steps=total_steps, checkpoints=checkpoints, job=job
+        ),
+        "rules": RULES,
+        "charts": ["loss.png"],
+    }
+
+
+def chart(report: dict[str, Any]) -> bytes:
+    """loss.png: training loss, validation loss and the learning rate (grpo: the mean reward)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from services.data.insight import png
+
+    curves = report["curves"]
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    if report["method"] == "grpo" and "reward" in curves:
+        ax.plot(curves["steps"], curves["reward"], label="mean reward", color="tab:green")
+        ax.set_ylabel("reward")
+    else:
+        ax.plot(curves["steps"], curves["loss"], label="training loss", color="tab:blue", linewidth=1)
+        if curves["validation_steps"]:
+            ax.plot(
+                curves["validation_steps"],
+                curves["validation_loss"],
+                "o-",
+                label="validation loss",
+                color="tab:orange",
+            )
+        for spike in report["diagnosis"]["spikes"]:
+            ax.axvline(spike["step"], color="tab:red", alpha=0.3, linewidth=1)
+        ax.set_ylabel("loss")
+    ax.set_xlabel("step")
+    if curves["learning_rate"] and any(curves["learning_rate"]):
+        lr = ax.twinx()
+        lr.plot(
+            curves["steps"],
+            curves["learning_rate"],
+            color="tab:gray",
+            linestyle="--",
+            linewidth=1,
+            label="learning rate",
+        )
+        lr.set_ylabel("learning rate")
+        lr.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    ax.legend(loc="upper right")
+    diagnosis = report["diagnosis"]
+    ax.set_title(f"{report['training_job'].rsplit('/', 1)[-1]}: {diagnosis['verdict']}")
+    fig.tight_layout()
+    return png(fig, plt)
