@@ -6,8 +6,11 @@ that holds is the verdict, and every one that holds is listed in `flags`:
 
 1. `nan`        a training loss is NaN or infinite.
 2. `too_short`  fewer than MIN_POINTS training points: nothing to judge.
-3. `diverging`  the median of the last WINDOW losses is above DIVERGE_RATIO x the median of the first
-                WINDOW (at least DIVERGE_MIN_STEPS steps).
+3. `diverging`  after at least WINDOW steps, the median of the last WINDOW losses is above
+                DIVERGE_RATIO x the reference and above it by more than a tenth of the starting
+                loss; the reference is the lower of the starting loss (median of the first 3 steps)
+                and the lowest median of WINDOW consecutive steps so far. Isolated spikes do not move
+                a median; a loss that climbs and stays up does.
 4. `stuck`      after at least STUCK_MIN_STEPS steps, the median of the last WINDOW losses is within
                 STUCK_TOLERANCE of the median of the first WINDOW: the model is not learning.
 5. `unstable`   one or more spikes: a step whose loss exceeds both SPIKE_RATIO x the median of the
@@ -40,7 +43,6 @@ MIN_POINTS = 6
 WINDOW = 10
 TOLERANCE = 0.02
 DIVERGE_RATIO = 2.0
-DIVERGE_MIN_STEPS = 20
 STUCK_TOLERANCE = 0.01
 STUCK_MIN_STEPS = 60
 SPIKE_LOOKBACK = 20
@@ -52,7 +54,6 @@ RULES = {
     "window": WINDOW,
     "tolerance": TOLERANCE,
     "diverge_ratio": DIVERGE_RATIO,
-    "diverge_min_steps": DIVERGE_MIN_STEPS,
     "stuck_tolerance": STUCK_TOLERANCE,
     "stuck_min_steps": STUCK_MIN_STEPS,
     "spike_lookback": SPIKE_LOOKBACK,
@@ -70,24 +71,25 @@ def loss_anomaly(losses: list[float], total_steps: int) -> tuple[str, str] | Non
             "the training loss became NaN or infinite; lower the learning rate or check the data",
         )
     n = len(losses)
-    if n >= max(DIVERGE_MIN_STEPS, 2 * WINDOW):
-        first, last = statistics.median(losses[:WINDOW]), statistics.median(losses[-WINDOW:])
-        if last > DIVERGE_RATIO * first:
-            return (
-                "LOSS_DIVERGING",
-                f"the loss is diverging: median {last:.4g} over the last {WINDOW} steps against {first:.4g} "
-                f"at the start; lower the learning rate",
-            )
-        if (
-            n >= STUCK_MIN_STEPS
-            and n >= total_steps // 4
-            and abs(first - last) <= STUCK_TOLERANCE * abs(first)
-        ):
-            return (
-                "LOSS_STUCK",
-                f"the loss has not moved in {n} steps (median {first:.4g} at the start, {last:.4g} now); "
-                f"raise the learning rate or check that the data has something to learn",
-            )
+    if n < WINDOW:
+        return None
+    start = statistics.median(losses[:3])
+    last = statistics.median(losses[-WINDOW:])
+    lowest = min(statistics.median(losses[i : i + WINDOW]) for i in range(n - WINDOW + 1))
+    reference = min(start, lowest)
+    if last > DIVERGE_RATIO * reference and last - reference > 0.1 * abs(start):
+        return (
+            "LOSS_DIVERGING",
+            f"the loss is diverging: median {last:.4g} over the last {WINDOW} steps against {reference:.4g} "
+            f"before; lower the learning rate or add warmup",
+        )
+    first = statistics.median(losses[:WINDOW])
+    if n >= STUCK_MIN_STEPS and n >= total_steps // 4 and abs(first - last) <= STUCK_TOLERANCE * abs(first):
+        return (
+            "LOSS_STUCK",
+            f"the loss has not moved in {n} steps (median {first:.4g} at the start, {last:.4g} now); "
+            f"raise the learning rate or check that the data has something to learn",
+        )
     return None
 
 
@@ -231,7 +233,7 @@ def diagnose(
     falling = (val_trend if val_trend is not None else train_trend) > TOLERANCE
     if "diverging" in flags:
         verdict = "diverging"
-        summary = f"The training loss is rising: median {statistics.median(losses[-WINDOW:]):.4g} at the end against {statistics.median(losses[:WINDOW]):.4g} at the start."
+        summary = f"The training loss climbed and stayed up: {anomaly[1] if anomaly else ''}."
         advice += ["Lower the learning rate (by 3-10x) or add warmup."]
     elif "stuck" in flags:
         verdict = "stuck"

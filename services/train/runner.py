@@ -242,7 +242,9 @@ def _load_models(spec: JobSpec, job_dir: Path, dtype: Any) -> tuple[Any, Any, An
     from peft import PeftModel
 
     if spec.tuning == "full":
-        return PeftModel.from_pretrained(model, parent_adapter).merge_and_unload(), None, None
+        merged = PeftModel.from_pretrained(model, parent_adapter).merge_and_unload()
+        merged.requires_grad_(True)  # peft froze the base weights; full training trains them all
+        return merged, None, None
     ref_model = None
     if spec.method in ("dpo", "kto"):
         reference = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)

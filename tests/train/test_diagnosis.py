@@ -115,6 +115,10 @@ def test_diverging_stuck_nan_and_too_short():
         ([1.0] * 5 + [float("nan")], 100, "LOSS_NAN"),
         ([1.0] * 10 + [2.5] * 10, 100, "LOSS_DIVERGING"),
         ([1.0] * 10 + [1.9] * 10, 100, None),  # below 2x: not diverging
+        ([6.9, 6.0, 15.9, 15.6, 16.2, 16.7, 24.4, 22.1, 23.1, 19.9], 100, "LOSS_DIVERGING"),  # lr 0.5, seen
+        ([7.0, 5.0, 3.0, 1.0, 0.5] + [0.3] * 10 + [0.9] * 10, 100, "LOSS_DIVERGING"),  # up from its low
+        ([0.69, 0.5, 0.2, 0.05] + [0.001, 0.004] * 20, 100, None),  # tiny values doubling: not divergence
+        ([1.0] * 20 + [1.0, 9.0] * 4 + [1.0] * 2, 100, None),  # spikes are not divergence
         ([2.0] * 60, 100, "LOSS_STUCK"),
         ([2.0] * 60, 400, None),  # stuck is judged after a quarter of the run
         ([2.0] * 30 + [1.9] * 30, 100, None),  # 5% lower: learning, slowly

@@ -42,7 +42,9 @@ def grading_preferences(n: int, seed: int = 0) -> list[dict]:
         rows.append(
             {
                 "id": f"pref-{i}",
-                "prompt": user(f"请判断学生的答案是否正确，满分10分。\n题目：{a} + {b} = ?\n学生答案：{answer}"),
+                "prompt": user(
+                    f"请判断学生的答案是否正确，满分10分。\n题目：{a} + {b} = ?\n学生答案：{answer}"
+                ),
                 "chosen": assistant(graded),
                 "rejected": assistant(rng.choice(evasive)),
             }
@@ -112,7 +114,9 @@ def test_preference_training_raises_the_chosen_over_rejected_margin(
     client.models.download(done.final_model_version, adapter)
     held_out = grading_preferences(24, seed=7)
     before, after = margin(tiny_model_dir, held_out), margin(adapter, held_out, base_dir=tiny_model_dir)
-    print(f"{method}: training margin {start:.3f} -> {end:.3f}; held-out log-prob margin {before:.2f} -> {after:.2f}")
+    print(
+        f"{method}: training margin {start:.3f} -> {end:.3f}; held-out log-prob margin {before:.2f} -> {after:.2f}"
+    )
     assert after > before + 0.5, (before, after)  # on prompts it never saw
     lineage = client.models.get_version(done.final_model_version).lineage
     assert lineage.hyperparameters["method"] == method
