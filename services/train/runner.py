@@ -86,6 +86,8 @@ class ProgressCallback(TrainerCallback):
         self.batches_per_epoch = 0
 
     def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):  # type: ignore[no-untyped-def]
+        # After a resume the loss guard judges the whole run, not just what follows the checkpoint.
+        self.losses = [float(h["loss"]) for h in state.log_history if "loss" in h]
         # Record each epoch's sample order as the (seeded, resumable) sampler draws it, so a step's
         # batches can be named. The sampler keeps its class and seed; only its draws are recorded.
         sampler = getattr(getattr(train_dataloader, "batch_sampler", None), "sampler", None)

@@ -460,7 +460,7 @@ class Worker:
         if not validation and event.get("loss") is None:
             return  # a NaN loss: the runner stops the job and says so
 
-        def store(session: Session) -> None:
+        def store(session: Session) -> bool:
             exists = session.scalar(
                 select(MetricRow.id).where(
                     MetricRow.job_uid == row.uid,
@@ -468,8 +468,8 @@ class Worker:
                     MetricRow.validation == validation,
                 )
             )
-            if exists:  # replayed after a resume
-                return
+            if exists:  # a step trained again after a resume from an older checkpoint
+                return False
             metric = MetricRow(
                 job_uid=row.uid,
                 step=event["step"],
@@ -496,8 +496,10 @@ class Worker:
                     training_job=job_name(row), metric_point=metric_to_proto(metric)
                 ),
             )
+            return True
 
-        await self.outbox.write(self.db, store)
+        if not await self.outbox.write(self.db, store):
+            log.info("step trained again", extra={"job": job_name(row), "step": event["step"]})
 
     async def _store_checkpoint(self, row: JobRow, event: dict[str, Any]) -> None:
         step = event["step"]

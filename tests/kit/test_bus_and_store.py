@@ -204,3 +204,46 @@ async def test_presigned_urls(suite: LocalSuite) -> None:
         lambda: urllib.request.urlopen(store.presigned_get(key, timedelta(minutes=5))).read()
     )
     assert body == b"hi there"
+
+
+async def test_work_queue_serves_higher_priorities_first(suite: LocalSuite) -> None:
+    from nats.js.api import RetentionPolicy, StreamConfig
+
+    from services.kit.workqueue import pull_by_priority, waiting
+
+    bus = await EventBus.connect(suite.endpoints["nats"], name="test-queue")
+    tag = uuid.uuid4().hex[:8]
+    stream = f"TEST_QUEUE_{tag}"
+    await bus.js.add_stream(
+        StreamConfig(name=stream, subjects=[f"tests.queue-{tag}.*"], retention=RetentionPolicy.WORK_QUEUE)
+    )
+    for i, priority in enumerate(["idle", "idle", "normal", "idle", "normal"]):
+        await bus.publish_raw(f"tests.queue-{tag}.{priority}", f"{priority}-{i}".encode(), f"{tag}-{i}")
+    stopping = asyncio.Event()
+    order: list[str] = []
+
+    async def handle(message: object) -> None:
+        order.append(message.data.decode())  # type: ignore[attr-defined]
+        if len(order) == 1:  # the other normal job still waits, undelivered
+            assert await waiting(bus, stream, f"normal-{tag}") == 1
+        await message.ack()  # type: ignore[attr-defined]
+        if len(order) == 5:
+            stopping.set()
+
+    await asyncio.wait_for(
+        pull_by_priority(
+            bus,
+            stream=stream,
+            queues=[
+                (f"tests.queue-{tag}.normal", f"normal-{tag}"),
+                (f"tests.queue-{tag}.idle", f"idle-{tag}"),
+            ],
+            ack_wait=10,
+            handle=handle,
+            stopping=stopping,
+        ),
+        timeout=30,
+    )
+    await bus.js.delete_stream(stream)
+    await bus.close()
+    assert order == ["normal-2", "normal-4", "idle-0", "idle-1", "idle-3"]
