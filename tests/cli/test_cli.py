@@ -305,6 +305,44 @@ def test_train_cli_transcript(
     assert "cli-job" in tf("train", "list").stdout
     assert "FAILED_PRECONDITION" in one_line_error(tf("train", "cancel", "cli-job", code=1))
     assert "NOT_FOUND" in one_line_error(tf("train", "show", "nope", code=1))
+    report = tf("train", "report", "cli-job").stdout
+    assert report.split()[0] in ("converged", "still_improving", "too_short", "unstable"), report
+    assert "→" in report and "loss.png" in report
+    files = tf("train", "report", "cli-job", "--out", str(tmp_path / "train-report")).stdout.split()
+    assert [Path(f).name for f in files] == ["report.json", "loss.png"]
+    diagnosis = json.loads(tf("--json", "train", "report", "cli-job").stdout)["diagnosis"]
+    assert diagnosis["verdict"] == report.split()[0]
+    kept = json.loads(tf("--json", "train", "checkpoints", "cli-job").stdout)
+    registered = json.loads(
+        tf("--json", "train", "register-checkpoint", f"cli-job/checkpoints/{kept[0]['step']}").stdout
+    )
+    assert registered["model_version"].startswith(f"projects/{project}/models/cli-job/versions/")
+    assert "JOB/checkpoints/STEP" in one_line_error(tf("train", "register-checkpoint", "cli-job", code=2))
+    grpo = [
+        "train",
+        "create",
+        "--base-model",
+        "tiny/1",
+        "--data",
+        "math-grading-train=0.1",
+        "--method",
+        "grpo",
+    ]
+    assert "training_job.method_parameters.rewards" in one_line_error(tf(*grpo, code=1))
+    assert "word_count takes a number" in one_line_error(tf(*grpo, "--reward", "word_count:many", code=2))
+    assert "training_job.priority" in one_line_error(
+        tf(
+            "train",
+            "create",
+            "--base-model",
+            "tiny/1",
+            "--data",
+            "math-grading-train=0.1",
+            "--priority",
+            "urgent",
+            code=1,
+        )
+    )
     shown = tf(
         "eval",
         "create",

@@ -53,8 +53,25 @@ def _one_line(error: TuneForgeError) -> str:
 
 
 def main() -> None:
+    # typer (0.29) carries its own copy of click; its exceptions live there.
+    from typer._click import exceptions as click
+
     try:
-        app()
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
+    except click.NoArgsIsHelpError as error:
+        error.show()  # the command's help
+        sys.exit(2)
+    except click.UsageError as error:
+        # One line, naming the option or argument, instead of click's usage box.
+        hint = f" (see `{error.ctx.command_path} --help`)" if error.ctx else ""
+        err_console.print(
+            f"error: {error.format_message()}{hint}", markup=False, soft_wrap=True, highlight=False
+        )
+        sys.exit(2)
+    except typer.Abort:
+        sys.exit(130)
     except TuneForgeError as error:
         err_console.print(f"error: {_one_line(error)}", markup=False, soft_wrap=True, highlight=False)
         sys.exit(1)

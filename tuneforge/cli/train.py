@@ -54,10 +54,16 @@ def describe(job: training_job_pb2.TrainingJob) -> list[tuple[str, str]]:
                 for d in job.training_data
             ),
         ),
+        ("priority", job.priority + (f" (preempted {job.preemptions}×)" if job.preemptions else "")),
         ("steps", f"{job.current_step} / {job.total_steps}"),
         ("over-length samples", str(job.overlength_samples)),
         ("attempt", str(job.attempt)),
     ]
+    parameters = json_format.MessageToDict(job.method_parameters, preserving_proto_field_name=True)
+    if parameters:
+        rows.append(("method parameters", json.dumps(parameters, ensure_ascii=False)))
+    if job.replay_share:
+        rows.append(("replay share", f"{job.replay_share:g} of the parent's training data"))
     if job.final_model_version:
         rows.append(("final model", job.final_model_version))
     if job.best_model_version:
@@ -69,6 +75,29 @@ def describe(job: training_job_pb2.TrainingJob) -> list[tuple[str, str]]:
     return rows
 
 
+def parse_reward(text: str) -> dict[str, object]:
+    """`regex:PATTERN`, `exact_answer`, `word_count[:WORDS]`, `json_fields:F1,F2`, each with `@WEIGHT`."""
+    body, at, weight = text.rpartition("@") if "@" in text else (text, "", "")
+    kind, _, argument = body.partition(":")
+    spec: dict[str, object] = {"type": kind}
+    if kind == "regex":
+        spec["pattern"] = argument
+    elif kind == "word_count" and argument:
+        if not argument.isdigit():
+            raise typer.BadParameter(f"{text!r}: word_count takes a number of words", param_hint="--reward")
+        spec["target_words"] = int(argument)
+    elif kind == "json_fields":
+        spec["required_fields"] = [f for f in argument.split(",") if f]
+    if at:
+        try:
+            spec["weight"] = float(weight)
+        except ValueError:
+            raise typer.BadParameter(
+                f"{text!r}: the weight after @ is not a number", param_hint="--reward"
+            ) from None
+    return spec
+
+
 @app.command("create")
 def create(
     ctx: typer.Context,
@@ -76,7 +105,7 @@ def create(
     data: Annotated[
         list[str], typer.Option("--data", help="DATASET_VERSION=RATE, repeatable (e.g. essays=1.0)")
     ],
-    method: Annotated[str, typer.Option(help="sft or post_pretrain")] = "sft",
+    method: Annotated[str, typer.Option(help="post_pretrain, sft, dpo, orpo, kto or grpo")] = "sft",
     tuning: Annotated[str, typer.Option(help="lora or full")] = "lora",
     job_id: str = "",
     validation_data: str = "",
@@ -92,6 +121,25 @@ def create(
     evaluation_metric: Annotated[
         list[str] | None, typer.Option("--evaluation-metric", help="repeatable; default: bleu4 and rouge_l")
     ] = None,
+    beta: Annotated[float, typer.Option(help="dpo/orpo/kto/grpo: preference strength (DPO beta)")] = 0.0,
+    desirable_weight: Annotated[float, typer.Option(help="kto: weight of desirable examples")] = 0.0,
+    undesirable_weight: Annotated[float, typer.Option(help="kto: weight of undesirable examples")] = 0.0,
+    num_generations: Annotated[int, typer.Option(help="grpo: completions per prompt")] = 0,
+    max_completion_length: Annotated[int, typer.Option(help="grpo: longest completion in tokens")] = 0,
+    temperature: Annotated[float, typer.Option(help="grpo: sampling temperature")] = 0.0,
+    reward: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--reward",
+            help="grpo, repeatable: regex:PATTERN, exact_answer, word_count[:WORDS], json_fields:F1,F2 "
+            "(append @WEIGHT to weigh it)",
+        ),
+    ] = None,
+    reward_model: Annotated[str, typer.Option(help="grpo: a registered reward model version")] = "",
+    priority: Annotated[str, typer.Option(help="normal, or idle: run on spare capacity, preemptible")] = "",
+    replay_share: Annotated[
+        float, typer.Option(help="base is a fine-tuned version: share of its training data to replay")
+    ] = 0.0,
     watch: Annotated[bool, typer.Option(help="watch the job after creating it")] = False,
 ) -> None:
     """Validate and queue a training job."""
@@ -116,6 +164,22 @@ def create(
         hyperparameters=hyperparameters,
         evaluate_on=evaluate_on,
         evaluation_metrics=evaluation_metric or [],
+        method_parameters={
+            k: v
+            for k, v in {
+                "beta": beta,
+                "desirable_weight": desirable_weight,
+                "undesirable_weight": undesirable_weight,
+                "num_generations": num_generations,
+                "max_completion_length": max_completion_length,
+                "temperature": temperature,
+                "rewards": [parse_reward(r) for r in reward or []],
+                "reward_model": reward_model,
+            }.items()
+            if v
+        },
+        priority=priority,
+        replay_share=replay_share,
     )
     if options(ctx).json and not watch:
         emit_json(job)
@@ -232,6 +296,60 @@ def checkpoints(ctx: typer.Context, job: str) -> None:
             for c in items
         ],
     )
+
+
+@app.command("report")
+def report(
+    ctx: typer.Context,
+    job: str,
+    out: Annotated[str, typer.Option(help="folder for report.json and loss.png")] = "",
+) -> None:
+    """The training report: what the loss curves mean, what to do next, and the samples behind spikes."""
+    c = client(ctx)
+    if out:
+        for path in c.train.download_report(job, out):
+            typer.echo(str(path))
+        return
+    result = c.train.report(job)
+    if options(ctx).json:
+        emit_json(
+            {
+                "diagnosis": json_format.MessageToDict(result.diagnosis, preserving_proto_field_name=True),
+                "report": json_format.MessageToDict(result.report),
+                "charts": {chart.path: chart.url for chart in result.charts},
+                "final": result.final,
+            }
+        )
+        return
+    d = result.diagnosis
+    curves = json_format.MessageToDict(result.report).get("curves", {})
+    console.print(f"[bold]{d.verdict}[/bold]{'' if result.final else '  (live: the job is still running)'}")
+    console.print(d.summary)
+    if curves.get("loss"):
+        console.print(Text(loss_chart([float(v) for v in curves["loss"]], width=80)))
+    for line in d.advice:
+        console.print(f"→ {line}")
+    if d.spikes:
+        table(
+            "loss spikes",
+            ["step", "loss", "baseline", "samples in the batch"],
+            [(s.step, f"{s.loss:.4f}", f"{s.baseline:.4f}", ", ".join(s.sample_ids)) for s in d.spikes],
+        )
+    if result.charts:
+        console.print(f"charts: {', '.join(chart.path for chart in result.charts)} (--out DIR saves them)")
+
+
+@app.command("register-checkpoint")
+def register_checkpoint(
+    ctx: typer.Context,
+    checkpoint: Annotated[str, typer.Argument(help="JOB/checkpoints/STEP (as the report names it)")],
+) -> None:
+    """Register a kept checkpoint (e.g. the best by validation loss) as a model version."""
+    job, sep, step = checkpoint.rpartition("/checkpoints/")
+    if not sep or not step.isdigit():
+        raise typer.BadParameter(f"{checkpoint!r} is not JOB/checkpoints/STEP", param_hint="CHECKPOINT")
+    name = client(ctx).train.register_checkpoint(job, int(step))
+    emit_json({"model_version": name}) if options(ctx).json else typer.echo(f"registered {name}")
 
 
 def worker() -> None:
