@@ -1,8 +1,8 @@
-"""What the platform costs: tokens/s of an SFT job run through TuneForge (gRPC, queue, worker,
-child runner, metrics, checkpoints to S3) against a plain TRL script on the same tiny model, the
-same rows and the same settings, in one run.
+"""What the platform costs: tokens/s of an SFT or DPO job run through TuneForge (gRPC, queue,
+worker, child runner, metrics with batch sample ids, the loss guard, checkpoints to S3) against a
+plain TRL script on the same tiny model, the same rows and the same settings, in one run.
 
-    python bench/train_overhead.py [--rows 512] [--hidden 256] [--layers 4]
+    python bench/train_overhead.py [--method sft|dpo] [--rows 512] [--hidden 256] [--layers 4]
 
 Both numbers are trained tokens divided by the trainer's own train_runtime. The plain script uses
 the same SFTConfig the runner builds (logging every step, the same checkpoint interval).
@@ -26,21 +26,25 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from trl import SFTConfig, SFTTrainer
-model_dir, rows_file, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
-rows = [json.loads(l) for l in rows_file.read_text().splitlines()]
+from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+model_dir, rows_file, out, method = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
+rows = [{k: v for k, v in json.loads(l).items() if k != "id"} for l in rows_file.read_text().splitlines()]
 tokenizer = AutoTokenizer.from_pretrained(model_dir)
-args = SFTConfig(output_dir=str(out), num_train_epochs=1, per_device_train_batch_size=8, learning_rate=1e-3,
+common = dict(output_dir=str(out), num_train_epochs=1, per_device_train_batch_size=8, learning_rate=1e-3,
     logging_steps=1, save_strategy="steps", save_steps=20, save_total_limit=None, bf16=False, gradient_checkpointing=False,
-    dataloader_pin_memory=False, report_to=[], max_length=256, assistant_only_loss=True, disable_tqdm=True, seed=0, data_seed=0)
-trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(model_dir), args=args, train_dataset=Dataset.from_list([{"messages": r["messages"]} for r in rows]), processing_class=tokenizer)
+    dataloader_pin_memory=False, report_to=[], max_length=256, disable_tqdm=True, seed=0, data_seed=0)
+model = AutoModelForCausalLM.from_pretrained(model_dir)
+if method == "dpo":
+    trainer = DPOTrainer(model=model, args=DPOConfig(**common, beta=0.1), train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+else:
+    trainer = SFTTrainer(model=model, args=SFTConfig(**common, assistant_only_loss=True), train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
 result = trainer.train()
 tokens = next(float(h["num_tokens"]) for h in reversed(trainer.state.log_history) if "num_tokens" in h)
 print(json.dumps({"tokens": tokens, "runtime": result.metrics["train_runtime"]}))
 """
 
 
-def run_runner_alone(model_dir: Path, rows_file: Path, job: Path) -> float:
+def run_runner_alone(model_dir: Path, rows_file: Path, job: Path, method: str) -> float:
     """The platform's training child on the same rows and settings, without the services around it."""
     from services.train.spec import Hyperparameters, JobSpec
 
@@ -49,7 +53,7 @@ def run_runner_alone(model_dir: Path, rows_file: Path, job: Path) -> float:
     (job / "train.jsonl").write_text(rows_file.read_text())
     spec = JobSpec(
         base_model="local:///bench",
-        method="sft",
+        method=method,
         tuning="full",
         training_data=[],
         hyperparameters=Hyperparameters(
@@ -71,6 +75,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--method", choices=["sft", "dpo"], default="sft")
     parser.add_argument("--rows", type=int, default=512)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
@@ -87,13 +92,22 @@ def main() -> None:
             root / "model", project_texts(), hidden_size=args.hidden, layers=args.layers
         )
         rng = random.Random(0)
+
+        def turn(role: str, text: str) -> list[dict[str, str]]:
+            return [{"role": role, "content": text}]
+
         rows = [
             {
                 "id": str(i),
-                "messages": [
-                    {"role": "user", "content": f"问题{i}：" + "天气" * rng.randint(5, 40)},
-                    {"role": "assistant", "content": "回答" * rng.randint(5, 40)},
-                ],
+                "messages": turn("user", f"问题{i}：" + "天气" * rng.randint(5, 40))
+                + turn("assistant", "回答" * rng.randint(5, 40)),
+            }
+            if args.method == "sft"
+            else {
+                "id": str(i),
+                "prompt": turn("user", f"问题{i}：" + "天气" * rng.randint(5, 40)),
+                "chosen": turn("assistant", "回答" * rng.randint(5, 40)),
+                "rejected": turn("assistant", "不知道" * rng.randint(2, 20)),
             }
             for i in range(args.rows)
         ]
@@ -106,21 +120,30 @@ def main() -> None:
         ):
             client.models.create("base")
             base = client.models.upload("base", model_dir).name
-            client.data.create("rows", "sft")
+            client.data.create("rows", "sft" if args.method == "sft" else "preference")
             client.data.upload("rows", rows_file)
             for i in range(args.repeats):
                 # Interleaved, so that the machine's state weighs on both alike.
                 out = subprocess.run(
-                    [sys.executable, "-c", PLAIN, str(model_dir), str(rows_file), str(root / f"plain-{i}")],
+                    [
+                        sys.executable,
+                        "-c",
+                        PLAIN,
+                        str(model_dir),
+                        str(rows_file),
+                        str(root / f"plain-{i}"),
+                        args.method,
+                    ],
                     capture_output=True,
                     text=True,
                     check=True,
                 )
                 result = json.loads(out.stdout.strip().splitlines()[-1])
                 plain.append(result["tokens"] / result["runtime"])
-                runner.append(run_runner_alone(model_dir, rows_file, root / f"runner-{i}"))
+                runner.append(run_runner_alone(model_dir, rows_file, root / f"runner-{i}", args.method))
                 job = client.train.create(
                     base_model=base,
+                    method=args.method,
                     training_data={"rows": 1.0},
                     tuning="full",
                     hyperparameters={
@@ -137,7 +160,7 @@ def main() -> None:
                 time.sleep(1)
     p, q, r = statistics.median(platform), statistics.median(plain), statistics.median(runner)
     print(
-        f"SFT (full) of a {args.layers}-layer, hidden {args.hidden} model on {args.rows} rows, median of {args.repeats}"
+        f"{args.method.upper()} (full) of a {args.layers}-layer, hidden {args.hidden} model on {args.rows} rows, median of {args.repeats}"
     )
     print(f"  plain TRL script     {q:10.0f} tokens/s")
     print(
@@ -148,7 +171,7 @@ def main() -> None:
     )
     out_dir = Path(__file__).parent / "results"
     out_dir.mkdir(exist_ok=True)
-    (out_dir / "train_overhead.json").write_text(
+    (out_dir / f"train_overhead_{args.method}.json").write_text(
         json.dumps({"platform": platform, "runner": runner, "plain": plain}, indent=2)
     )
 

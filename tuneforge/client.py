@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -58,13 +59,24 @@ class Connection:
 
     @classmethod
     def resolve(
-        cls, endpoint: str | None = None, api_key: str | None = None, project: str | None = None
+        cls,
+        endpoint: str | None = None,
+        api_key: str | None = None,
+        project: str | None = None,
+        profile: str | None = None,
     ) -> Connection:
         """Arguments first, then `TUNEFORGE_ENDPOINT` / `TUNEFORGE_<SERVICE>_ENDPOINT`,
-        `TUNEFORGE_API_KEY`, `TUNEFORGE_PROJECT`, then the local suite under `TUNEFORGE_HOME`."""
+        `TUNEFORGE_API_KEY`, `TUNEFORGE_PROJECT`, then the profile (`profile` or `TUNEFORGE_PROFILE`,
+        from `$TUNEFORGE_HOME/profiles.toml`), then the local suite under `TUNEFORGE_HOME`."""
         home = tuneforge_home()
         local: dict[str, str] = {}
-        if (home / "endpoints.json").exists():
+        chosen = load_profile(profile or os.environ.get("TUNEFORGE_PROFILE") or "", home)
+        if chosen:
+            local = {
+                service: (chosen.get("endpoints") or {}).get(service) or chosen.get("endpoint", "")
+                for service in ("registry", "data", "train", "eval")
+            }
+        elif (home / "endpoints.json").exists():
             local = json.loads((home / "endpoints.json").read_text())
         given = dict(endpoint) if isinstance(endpoint, Mapping) else {}
         endpoint = None if isinstance(endpoint, Mapping) else endpoint
@@ -79,9 +91,40 @@ class Connection:
             )
         # An explicit "" means "send no key"; None means "look it up".
         key = api_key if api_key is not None else os.environ.get("TUNEFORGE_API_KEY", "")
-        if api_key is None and not key and (home / "admin.key").exists():
+        if api_key is None and not key and chosen:
+            key = chosen.get("api_key") or os.environ.get(chosen.get("api_key_env", ""), "")
+        elif api_key is None and not key and (home / "admin.key").exists():
             key = (home / "admin.key").read_text().strip()
-        return cls(endpoints, key, project or os.environ.get("TUNEFORGE_PROJECT", "default"))
+        return cls(
+            endpoints,
+            key,
+            project or os.environ.get("TUNEFORGE_PROJECT") or (chosen or {}).get("project") or "default",
+        )
+
+
+def load_profile(name: str, home: Path) -> dict[str, Any] | None:
+    """A named table of `$TUNEFORGE_HOME/profiles.toml`:
+
+    [prod]
+    endpoint = "tls://tuneforge.example.com:443"   # or [prod.endpoints] registry = "..." per service
+    api_key_env = "TUNEFORGE_PROD_KEY"             # or api_key = "..." (keep the file private)
+    project = "team-a"
+    """
+    if not name:
+        return None
+    import tomllib
+
+    path = home / "profiles.toml"
+    try:
+        profiles = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"profile {name!r}: {path} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{path}: {error}") from None
+    if name not in profiles or not isinstance(profiles[name], dict):
+        known = ", ".join(sorted(k for k, v in profiles.items() if isinstance(v, dict))) or "none"
+        raise ValueError(f"profile {name!r} is not in {path} (profiles there: {known})")
+    return profiles[name]
 
 
 class _CallDetails(grpc.ClientCallDetails):
@@ -159,12 +202,18 @@ def _channel(address: str, api_key: str) -> grpc.Channel:
 
 
 class Client:
-    """A connection to TuneForge. Settings come from the arguments, `TUNEFORGE_*` or the local suite."""
+    """A connection to TuneForge. Settings come from the arguments, `TUNEFORGE_*`, a profile in
+    `$TUNEFORGE_HOME/profiles.toml` (`profile=` or `TUNEFORGE_PROFILE`), or the local suite."""
 
     def __init__(
-        self, endpoint: str | None = None, *, api_key: str | None = None, project: str | None = None
+        self,
+        endpoint: str | None = None,
+        *,
+        api_key: str | None = None,
+        project: str | None = None,
+        profile: str | None = None,
     ) -> None:
-        self.connection = Connection.resolve(endpoint, api_key, project)
+        self.connection = Connection.resolve(endpoint, api_key, project, profile)
         self.project = self.connection.project
         self._channels: dict[str, grpc.Channel] = {}
         self.models = Models(self)

@@ -63,33 +63,57 @@ RULES = {
 }
 
 
-def loss_anomaly(losses: list[float], total_steps: int) -> tuple[str, str] | None:
-    """While training: (reason, message) when the job should stop, else None."""
-    if losses and not math.isfinite(losses[-1]):
-        return (
-            "LOSS_NAN",
-            "the training loss became NaN or infinite; lower the learning rate or check the data",
-        )
-    n = len(losses)
-    if n < WINDOW:
+class LossGuard:
+    """The loss checks of rules 1, 3 and 4, fed one loss per step in O(WINDOW log WINDOW) each."""
+
+    def __init__(self, total_steps: int) -> None:
+        self.total_steps = total_steps
+        self.losses: list[float] = []
+        self.lowest = math.inf  # the lowest median of WINDOW consecutive losses so far
+
+    def add(self, loss: float) -> tuple[str, str] | None:
+        """(reason, message) when the job should stop, else None."""
+        self.losses.append(loss)
+        if not math.isfinite(loss):
+            return (
+                "LOSS_NAN",
+                "the training loss became NaN or infinite; lower the learning rate or check the data",
+            )
+        n = len(self.losses)
+        if n < WINDOW:
+            return None
+        losses = self.losses
+        start = statistics.median(losses[:3])
+        last = statistics.median(losses[-WINDOW:])
+        self.lowest = min(self.lowest, last)
+        reference = min(start, self.lowest)
+        if last > DIVERGE_RATIO * reference and last - reference > 0.1 * abs(start):
+            return (
+                "LOSS_DIVERGING",
+                f"the loss is diverging: median {last:.4g} over the last {WINDOW} steps against "
+                f"{reference:.4g} before; lower the learning rate or add warmup",
+            )
+        first = statistics.median(losses[:WINDOW])
+        if (
+            n >= STUCK_MIN_STEPS
+            and n >= self.total_steps // 4
+            and abs(first - last) <= STUCK_TOLERANCE * abs(first)
+        ):
+            return (
+                "LOSS_STUCK",
+                f"the loss has not moved in {n} steps (median {first:.4g} at the start, {last:.4g} now); "
+                f"raise the learning rate or check that the data has something to learn",
+            )
         return None
-    start = statistics.median(losses[:3])
-    last = statistics.median(losses[-WINDOW:])
-    lowest = min(statistics.median(losses[i : i + WINDOW]) for i in range(n - WINDOW + 1))
-    reference = min(start, lowest)
-    if last > DIVERGE_RATIO * reference and last - reference > 0.1 * abs(start):
-        return (
-            "LOSS_DIVERGING",
-            f"the loss is diverging: median {last:.4g} over the last {WINDOW} steps against {reference:.4g} "
-            f"before; lower the learning rate or add warmup",
-        )
-    first = statistics.median(losses[:WINDOW])
-    if n >= STUCK_MIN_STEPS and n >= total_steps // 4 and abs(first - last) <= STUCK_TOLERANCE * abs(first):
-        return (
-            "LOSS_STUCK",
-            f"the loss has not moved in {n} steps (median {first:.4g} at the start, {last:.4g} now); "
-            f"raise the learning rate or check that the data has something to learn",
-        )
+
+
+def loss_anomaly(losses: list[float], total_steps: int) -> tuple[str, str] | None:
+    """The guard's verdict on a whole curve (the first anomaly it would have stopped at)."""
+    guard = LossGuard(total_steps)
+    for loss in losses:
+        found = guard.add(loss)
+        if found:
+            return found
     return None
 
 

@@ -80,14 +80,16 @@ class ProgressCallback(TrainerCallback):
         self.last_tokens: tuple[float, float] | None = None
         self.last_eval_loss: float | None = None
         self.orders: list[list[int]] = []
-        self.losses: list[float] = []
+        self.guard = report.LossGuard(total_steps)
         self.stop: Stop | None = None
         self.preempted = False
         self.batches_per_epoch = 0
 
     def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):  # type: ignore[no-untyped-def]
         # After a resume the loss guard judges the whole run, not just what follows the checkpoint.
-        self.losses = [float(h["loss"]) for h in state.log_history if "loss" in h]
+        for h in state.log_history:
+            if "loss" in h:
+                self.guard.add(float(h["loss"]))
         # Record each epoch's sample order as the (seeded, resumable) sampler draws it, so a step's
         # batches can be named. The sampler keeps its class and seed; only its draws are recorded.
         sampler = getattr(getattr(train_dataloader, "batch_sampler", None), "sampler", None)
@@ -145,14 +147,11 @@ class ProgressCallback(TrainerCallback):
                 method_metrics={k: float(logs[k]) for k in METHOD_METRICS if k in logs},
                 sample_ids=self._sample_ids(args, state.global_step),
             )
-            self.losses.append(loss)
-            # GRPO has no likelihood loss to judge, and a user may waive the guard: NaN still stops.
-            judged = (
-                self.losses[-1:]
-                if self.spec.method == "grpo" or self.spec.hyperparameters.ignore_loss_anomalies
-                else self.losses
-            )
-            anomaly = report.loss_anomaly(judged, self.total_steps)
+            if self.spec.method == "grpo" or self.spec.hyperparameters.ignore_loss_anomalies:
+                # GRPO has no likelihood loss to judge, and a user may waive the guard: NaN still stops.
+                anomaly = report.LossGuard(0).add(loss) if not math.isfinite(loss) else None
+            else:
+                anomaly = self.guard.add(loss)
             if anomaly:
                 self.stop = Stop(*anomaly)
                 control.should_training_stop = True

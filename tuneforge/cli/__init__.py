@@ -30,9 +30,12 @@ def global_options(
     project: Annotated[
         str | None, typer.Option(help="project [env: TUNEFORGE_PROJECT, default: default]")
     ] = None,
+    profile: Annotated[
+        str | None, typer.Option(help="a profile of $TUNEFORGE_HOME/profiles.toml [env: TUNEFORGE_PROFILE]")
+    ] = None,
     json: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
 ) -> None:
-    ctx.obj = Options(endpoint=endpoint, api_key=api_key, project=project, json=json)
+    ctx.obj = Options(endpoint=endpoint, api_key=api_key, project=project, json=json, profile=profile)
 
 
 app.command()(suite.up)

@@ -25,7 +25,10 @@ KIND = {
 
 def client(ctx: typer.Context) -> Client:
     o = options(ctx)
-    return Client(o.endpoint, api_key=o.api_key, project=o.project)
+    try:
+        return Client(o.endpoint, api_key=o.api_key, project=o.project, profile=o.profile)
+    except ValueError as error:  # a missing or malformed profile
+        raise typer.BadParameter(str(error), param_hint="--profile") from None
 
 
 def parse_pairs(values: list[str] | None, what: str) -> dict[str, str]:

@@ -27,6 +27,7 @@ class Options:
     api_key: str | None = None
     project: str | None = None
     json: bool = False
+    profile: str | None = None
 
 
 def options(ctx: typer.Context) -> Options:
