@@ -59,7 +59,7 @@ def test_unknown_or_broken_profiles_are_named(home: Path) -> None:
     ):
         Connection.resolve(profile="staging")
     (home / "profiles.toml").write_text("[prod\n")
-    with pytest.raises(ValueError, match="profiles.toml"):
+    with pytest.raises(ValueError, match=r"profiles\.toml"):
         Connection.resolve(profile="prod")
     result = subprocess.run(
         [sys.executable, "-m", "tuneforge", "--profile", "prod", "models", "list"],
