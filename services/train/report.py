@@ -7,8 +7,8 @@ that holds is the verdict, and every one that holds is listed in `flags`:
 1. `nan`        a training loss is NaN or infinite.
 2. `too_short`  fewer than MIN_POINTS training points: nothing to judge.
 3. `diverging`  after at least WINDOW steps, the median of the last WINDOW losses is above
-                DIVERGE_RATIO x the reference and above it by more than a tenth of the starting
-                loss; the reference is the lower of the starting loss (median of the first 3 steps)
+                DIVERGE_RATIO x the reference and above it by more than DIVERGE_MIN_RISE; the
+                reference is the lower of the starting loss (the first step's)
                 and the lowest median of WINDOW consecutive steps so far. Isolated spikes do not move
                 a median; a loss that climbs and stays up does.
 4. `stuck`      after at least STUCK_MIN_STEPS steps, the median of the last WINDOW losses is within
@@ -43,6 +43,7 @@ MIN_POINTS = 6
 WINDOW = 10
 TOLERANCE = 0.02
 DIVERGE_RATIO = 2.0
+DIVERGE_MIN_RISE = 0.05  # nats: a doubling of a near-zero loss is not divergence
 STUCK_TOLERANCE = 0.01
 STUCK_MIN_STEPS = 60
 SPIKE_LOOKBACK = 20
@@ -54,6 +55,7 @@ RULES = {
     "window": WINDOW,
     "tolerance": TOLERANCE,
     "diverge_ratio": DIVERGE_RATIO,
+    "diverge_min_rise": DIVERGE_MIN_RISE,
     "stuck_tolerance": STUCK_TOLERANCE,
     "stuck_min_steps": STUCK_MIN_STEPS,
     "spike_lookback": SPIKE_LOOKBACK,
@@ -83,11 +85,11 @@ class LossGuard:
         if n < WINDOW:
             return None
         losses = self.losses
-        start = statistics.median(losses[:3])
+        start = losses[0]
         last = statistics.median(losses[-WINDOW:])
         self.lowest = min(self.lowest, last)
         reference = min(start, self.lowest)
-        if last > DIVERGE_RATIO * reference and last - reference > 0.1 * abs(start):
+        if last > DIVERGE_RATIO * reference and last - reference > DIVERGE_MIN_RISE:
             return (
                 "LOSS_DIVERGING",
                 f"the loss is diverging: median {last:.4g} over the last {WINDOW} steps against "

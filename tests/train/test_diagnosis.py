@@ -153,3 +153,9 @@ def test_report_and_chart():
     assert built["rules"]["spike_ratio"] == report.SPIKE_RATIO
     image = report.chart(built)
     assert image.startswith(b"\x89PNG")
+
+
+def test_a_loss_that_collapses_at_once_is_not_diverging():
+    # DPO on easy pairs: 0.69, then near zero within a step or two, with small ups and downs.
+    losses = [0.6931, 0.0, 0.0, 0.03, 0.01, 0.02, 0.0003, 0.004, 0.003, 0.003, 0.002, 0.001, 0.05, 0.002]
+    assert report.loss_anomaly(losses, 25) is None

@@ -15,6 +15,7 @@ from rich.text import Text
 from tuneforge.api.training import STATE_NAMES, TERMINAL
 from tuneforge.cli.models import client, parse_pairs
 from tuneforge.cli.output import console, emit_json, options, table
+from tuneforge.client import Client
 from tuneforge.train.v1 import training_job_pb2
 
 app = typer.Typer(
@@ -198,6 +199,14 @@ def watch_job(ctx: typer.Context, job: str) -> None:
             key = "training_job" if isinstance(update, training_job_pb2.TrainingJob) else "metric_point"
             typer.echo(json.dumps({key: json_format.MessageToDict(update, preserving_proto_field_name=True)}))
         return
+    last = follow(c, job)
+    table(last.name.rsplit("/", 1)[-1], ["field", "value"], describe(c.train.get(job)))
+    if STATE_NAMES[last.state] == "failed":
+        raise typer.Exit(1)
+
+
+def follow(c: Client, job: str, title: str = "") -> training_job_pb2.TrainingJob:
+    """A progress bar and the live loss chart until the job ends; returns the job's last state."""
     losses: list[float] = []
     validation: list[float] = []
     progress = Progress(
@@ -207,15 +216,15 @@ def watch_job(ctx: typer.Context, job: str) -> None:
         TimeElapsedColumn(),
         console=console,
     )
-    task = progress.add_task("queued", total=None)
-    last = c.train.get(job)
-    with Live(console=console, refresh_per_second=4) as live:
+    prefix = f"{title} " if title else ""
+    task = progress.add_task(f"{prefix}queued", total=None)
+    c.train.get(job)
+    with Live(console=console, refresh_per_second=4, transient=bool(title)) as live:
         for update in c.train.watch(job):
             if isinstance(update, training_job_pb2.TrainingJob):
-                last = update
                 progress.update(
                     task,
-                    description=STATE_NAMES[update.state],
+                    description=f"{prefix}{STATE_NAMES[update.state]}",
                     total=update.total_steps or None,
                     completed=update.current_step,
                 )
@@ -227,10 +236,8 @@ def watch_job(ctx: typer.Context, job: str) -> None:
             caption = f"loss {losses[-1]:.4f}" if losses else ""
             if validation:
                 caption += f"   validation loss {validation[-1]:.4f}"
-            live.update(Group(progress, Text(loss_chart(losses)), Text(caption)))
-    table(last.name.rsplit("/", 1)[-1], ["field", "value"], describe(c.train.get(job)))
-    if STATE_NAMES[last.state] == "failed":
-        raise typer.Exit(1)
+            live.update(Group(progress, Text(loss_chart(losses, height=6 if title else 8)), Text(caption)))
+    return c.train.get(job)
 
 
 @app.command("list")

@@ -1,0 +1,61 @@
+"""The quickstart's steps end to end (the smaller CI settings), on the real local suite."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from services.suite.suite import LocalSuite
+from tuneforge import Client
+from tuneforge.cli.quickstart import FAST, TUNED_ID, run
+
+
+def test_quickstart_tunes_a_model_that_beats_its_base(suite: LocalSuite, tmp_path: Path) -> None:
+    stages: list[str] = []
+    with Client(suite.endpoints, api_key=suite.admin_key, project="quickstart-e2e") as client:
+        result = run(
+            client,
+            settings=FAST,
+            out_dir=tmp_path / "out",
+            follow=False,
+            stage=lambda name, detail, since: stages.append(name),
+        )
+        assert stages == [
+            "data",
+            "data insight",
+            "base model",
+            "post-pretrained",
+            "fine-tuned",
+            "training report",
+            "evaluated",
+            "published",
+        ]
+        base, tuned = (result["metrics"][k] for k in result["metrics"])
+        print("base", base, "tuned", tuned, "diagnosis", result["diagnosis"])
+        assert tuned["score_mae"] < base["score_mae"] - 5, "the tuned model grades closer to the reference"
+        assert tuned["score_accuracy"] >= base["score_accuracy"]
+        assert tuned["rouge_l"] > base["rouge_l"]
+        assert result["diagnosis"]["verdict"] and result["diagnosis"]["advice"]
+        names = {Path(f).name for f in result["report_files"]}
+        assert {"loss.png", "report.json", "metrics.png"} <= names
+        assert all(Path(f).stat().st_size > 0 for f in result["report_files"])
+        production = client.models.get_version(f"{TUNED_ID}@production")
+        assert production.name == result["tuned_model"]
+        assert production.lineage.base_model == result["base_model"], (
+            "the adapter's base is the post-pretrained model"
+        )
+        writer = client.models.get_version(result["base_model"])
+        assert writer.lineage.hyperparameters["method"] == "post_pretrain"
+        assert (Path(result["production"]) / "adapter_model.safetensors").exists()
+
+
+def test_quickstart_command_offers_its_options() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "tuneforge", "quickstart", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for option in ("--base-model", "--judge", "--fast", "--data-dir", "--keep-running"):
+        assert option in out, option
