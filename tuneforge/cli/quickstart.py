@@ -45,14 +45,14 @@ class Settings:
     layers: int = 4
     vocab: int = 3000
     pretrain_epochs: float = 2.0
-    sft_epochs: float = 3.0
+    sft_epochs: float = 10.0
     sft_learning_rate: float = 2e-3
     lora_rank: int = 16
     max_new_tokens: int = 24
 
 
 FULL = Settings()
-FAST = Settings(hidden=96, layers=2, vocab=1500, pretrain_epochs=1.0, sft_epochs=2.0, lora_rank=8)
+FAST = Settings(hidden=128, layers=2, vocab=2000, pretrain_epochs=1.0, sft_epochs=8.0)
 
 
 def _ensure_model(client: Client, model_id: str, display_name: str) -> None:
