@@ -411,3 +411,16 @@ def test_catalogue_cli_transcript(tf, tiny_model_dir: Path, tmp_path: Path) -> N
     assert "is not a LoRA adapter" in one_line_error(
         tf("models", "derive", "tiny-cli/1", "merge_lora", code=1)
     )
+
+
+def test_shell_completion_completes_commands() -> None:
+
+    tuneforge = Path(sys.executable).with_name("tuneforge")
+    env = {
+        **os.environ,
+        "_TUNEFORGE_COMPLETE": "complete_bash",
+        "COMP_WORDS": "tuneforge train re",
+        "COMP_CWORD": "2",
+    }
+    out = subprocess.run([str(tuneforge)], env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["report", "register-checkpoint"], out

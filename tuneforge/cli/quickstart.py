@@ -122,6 +122,11 @@ def run(
         writer = base
         done("base model", f"{base_model} imported as {_short(base.name)} ({len(base.files)} files)", t)
     else:
+        import logging
+
+        # Import-time notices of optional torch kernels are noise on a terminal.
+        for noisy in ("torchao", "torch.utils._pytree"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
         from services.train.tiny import build_tiny_model, project_texts
 
         with tempfile.TemporaryDirectory() as tmp:
