@@ -59,3 +59,24 @@ def test_quickstart_command_offers_its_options() -> None:
     ).stdout
     for option in ("--base-model", "--judge", "--fast", "--data-dir", "--keep-running"):
         assert option in out, option
+
+
+def test_quickstart_with_a_given_base_model_skips_post_pretraining(
+    suite: LocalSuite, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    stages: list[str] = []
+    with Client(suite.endpoints, api_key=suite.admin_key, project="quickstart-own-base") as client:
+        result = run(
+            client,
+            settings=replace(FAST, sft_epochs=1.0),
+            out_dir=tmp_path / "out",
+            base_model=str(tiny_model_dir),
+            follow=False,
+            stage=lambda name, detail, since: stages.append(name),
+        )
+        assert "post-pretrained" not in stages and stages[2] == "base model"
+        imported = client.models.get_version(result["base_model"])
+        assert imported.name.split("/")[3] == "quickstart-base"
+        assert client.models.get_version(f"{TUNED_ID}@production").lineage.base_model == imported.name

@@ -39,6 +39,9 @@ def test_idle_job_is_preempted_by_a_normal_job_and_resumes_from_its_checkpoint(
         deadline = time.monotonic() + 120
         while client.train.get(idle.name).current_step < 5 and time.monotonic() < deadline:
             time.sleep(0.2)
+        live = client.train.report(idle.name)  # on demand while it runs: from the points stored so far
+        assert not live.final and not live.charts and live.diagnosis.verdict
+        assert len(live.report["curves"]["loss"]) >= 5
         normal = client.train.create(
             base_model=base, training_data={"math-grading-train": 0.1}, hyperparameters={**FAST, "epochs": 1}
         )
