@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from google.protobuf import json_format
@@ -10,6 +10,10 @@ from google.protobuf import json_format
 from tuneforge.api.evaluations import STATE_NAMES
 from tuneforge.cli.models import client, short
 from tuneforge.cli.output import console, emit_json, options, table
+
+if TYPE_CHECKING:
+    from tuneforge.client import Client
+    from tuneforge.eval.v1 import evaluation_pb2
 
 app = typer.Typer(
     help="Evaluations: base vs fine-tuned on an evaluation set, metrics side by side.", no_args_is_help=True
@@ -95,7 +99,7 @@ def create(
         judge=judge_settings,
     )
     if watch:
-        evaluation = c.evals.wait(evaluation.name)
+        evaluation = c.evals.wait(evaluation.name) if options(ctx).json else follow(c, evaluation.name)
     if options(ctx).json:
         emit_json(evaluation)
     elif watch:
@@ -104,6 +108,33 @@ def create(
         typer.echo(
             f"queued {evaluation.name} ({evaluation.total_samples} samples × {len(evaluation.model_versions)} models)"
         )
+
+
+def follow(c: Client, name: str, title: str = "evaluating") -> evaluation_pb2.Evaluation:
+    """A progress bar over the samples generated and scored, until the evaluation ends."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    last = c.evals.get(name)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(title, total=None)
+        for last in c.evals.watch(name):
+            answers = last.total_samples * len(last.model_versions)
+            progress.update(
+                task,
+                description=f"{title} ({STATE_NAMES[last.state]})",
+                total=answers or None,
+                completed=last.done_samples,
+            )
+            if STATE_NAMES[last.state] in ("succeeded", "failed"):
+                break
+    return c.evals.get(name)
 
 
 @app.command("show")

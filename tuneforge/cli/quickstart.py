@@ -220,7 +220,11 @@ def run(
         if judge
         else None,
     )
-    with console.status("evaluating base and tuned on essay-grading-eval …"):
+    if follow:
+        from tuneforge.cli.evals import follow as follow_evaluation
+
+        evaluation = follow_evaluation(client, evaluation.name, "evaluating base and tuned")
+    else:
         evaluation = client.evals.wait(evaluation.name, timeout=3600)
     if not evaluation.results:
         raise RuntimeError(f"evaluation failed: {evaluation.error}")
