@@ -206,8 +206,9 @@ def watch_job(ctx: typer.Context, job: str) -> None:
 
 
 def follow(c: Client, job: str, title: str = "") -> training_job_pb2.TrainingJob:
-    """A progress bar and the live loss chart until the job ends; returns the job's last state."""
-    losses: list[float] = []
+    """A progress bar and the live loss chart (GRPO: the mean reward) until the job ends, with the
+    method's margin or reward in the caption; returns the job's last state."""
+    curve: list[float] = []
     validation: list[float] = []
     progress = Progress(
         TextColumn("{task.description}"),
@@ -218,8 +219,10 @@ def follow(c: Client, job: str, title: str = "") -> training_job_pb2.TrainingJob
     )
     prefix = f"{title} " if title else ""
     task = progress.add_task(f"{prefix}queued", total=None)
-    c.train.get(job)
+    rl = c.train.get(job).method == "grpo"  # no likelihood loss: follow the reward
+    name = "reward" if rl else "loss"
     with Live(console=console, refresh_per_second=4, transient=bool(title)) as live:
+        latest = ""
         for update in c.train.watch(job):
             if isinstance(update, training_job_pb2.TrainingJob):
                 progress.update(
@@ -231,12 +234,16 @@ def follow(c: Client, job: str, title: str = "") -> training_job_pb2.TrainingJob
             elif update.has_validation_loss:
                 validation.append(update.validation_loss)
             else:
-                losses.append(update.loss)
+                curve.append(update.method_metrics.get("reward", 0.0) if rl else update.loss)
                 progress.update(task, completed=update.step)
-            caption = f"loss {losses[-1]:.4f}" if losses else ""
-            if validation:
-                caption += f"   validation loss {validation[-1]:.4f}"
-            live.update(Group(progress, Text(loss_chart(losses, height=6 if title else 8)), Text(caption)))
+                extra = "".join(
+                    f"   {key} {update.method_metrics[key]:.4f}"
+                    for key in ("rewards/margins", "kl")
+                    if key in update.method_metrics
+                )
+                latest = f"{name} {curve[-1]:.4f}{extra}"
+            caption = latest + (f"   validation loss {validation[-1]:.4f}" if validation else "")
+            live.update(Group(progress, Text(loss_chart(curve, height=6 if title else 8)), Text(caption)))
     return c.train.get(job)
 
 
