@@ -92,17 +92,27 @@ def first_last(values: list[float]) -> tuple[float, float]:
     return sum(values[:size]) / size, sum(values[-size:]) / size
 
 
-@pytest.mark.parametrize("method", ["dpo", "orpo"])
+@pytest.mark.parametrize(
+    ("method", "tuning", "learning_rate"),
+    [("dpo", "lora", 5e-3), ("orpo", "lora", 5e-3), ("dpo", "full", 5e-4), ("orpo", "full", 5e-4)],
+)
 def test_preference_training_raises_the_chosen_over_rejected_margin(
-    client: Client, base_model: str, tiny_model_dir: Path, tmp_path: Path, method: str
+    client: Client,
+    base_model: str,
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    method: str,
+    tuning: str,
+    learning_rate: float,
 ) -> None:
     rows = grading_preferences(64)
     upload(client, "grading-prefs", "preference", rows, tmp_path)
     job = client.train.create(
         base_model=base_model,
         method=method,
+        tuning=tuning,
         training_data={"grading-prefs": 1.0},
-        hyperparameters={"learning_rate": 5e-3, "batch_size": 8, "epochs": 2},
+        hyperparameters={"learning_rate": learning_rate, "batch_size": 8, "epochs": 2},
         method_parameters={"beta": 0.1},
     )
     assert job.method_parameters.beta == pytest.approx(0.1)
@@ -110,12 +120,13 @@ def test_preference_training_raises_the_chosen_over_rejected_margin(
     assert STATE_NAMES[done.state] == "succeeded", done.error
     start, end = first_last(series(client, job.name, "rewards/margins"))
     assert end > start, (start, end)
-    adapter = tmp_path / "adapter"
-    client.models.download(done.final_model_version, adapter)
+    tuned = tmp_path / "tuned"
+    client.models.download(done.final_model_version, tuned)
     held_out = grading_preferences(24, seed=7)
-    before, after = margin(tiny_model_dir, held_out), margin(adapter, held_out, base_dir=tiny_model_dir)
+    before = margin(tiny_model_dir, held_out)
+    after = margin(tuned, held_out, base_dir=tiny_model_dir if tuning == "lora" else None)
     print(
-        f"{method}: training margin {start:.3f} -> {end:.3f}; held-out log-prob margin {before:.2f} -> {after:.2f}"
+        f"{method} ({tuning}): training margin {start:.3f} -> {end:.3f}; held-out log-prob margin {before:.2f} -> {after:.2f}"
     )
     assert after > before + 0.5, (before, after)  # on prompts it never saw
     lineage = client.models.get_version(done.final_model_version).lineage
@@ -123,19 +134,23 @@ def test_preference_training_raises_the_chosen_over_rejected_margin(
     assert lineage.hyperparameters["method_parameters"]["beta"] == pytest.approx(0.1)
 
 
-def test_kto_trains_on_unpaired_preferences(client: Client, base_model: str) -> None:
+@pytest.mark.parametrize(("tuning", "learning_rate"), [("lora", 5e-3), ("full", 5e-4)])
+def test_kto_trains_on_unpaired_preferences(
+    client: Client, base_model: str, tuning: str, learning_rate: float
+) -> None:
     client.data.install_preset("novel-role-play")
     job = client.train.create(
         base_model=base_model,
         method="kto",
+        tuning=tuning,
         training_data={"novel-role-play-train": 0.4},
-        hyperparameters={"learning_rate": 5e-3, "batch_size": 8, "epochs": 2},
+        hyperparameters={"learning_rate": learning_rate, "batch_size": 8, "epochs": 2},
         method_parameters={"desirable_weight": 1.0, "undesirable_weight": 1.5},
     )
     done = client.train.wait(job.name, timeout=300)
     assert STATE_NAMES[done.state] == "succeeded", done.error
     start, end = first_last(series(client, job.name, "rewards/margins"))
-    print(f"kto: training margin {start:.3f} -> {end:.3f}")
+    print(f"kto ({tuning}): training margin {start:.3f} -> {end:.3f}")
     assert end > start, (start, end)
     assert series(client, job.name, "kl"), "the KL estimate is recorded"
 
