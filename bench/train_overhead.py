@@ -157,7 +157,9 @@ def main() -> None:
                 )
                 done = client.train.wait(job.name, timeout=1800)
                 if not done.final_model_version:
-                    raise SystemExit(f"the TuneForge job did not succeed: {done.error.reason} {done.error.message}")
+                    raise SystemExit(
+                        f"the TuneForge job did not succeed: {done.error.reason} {done.error.message}"
+                    )
                 platform.append(done.metrics["tokens_per_second"])
                 time.sleep(1)
     p, q, r = statistics.median(platform), statistics.median(plain), statistics.median(runner)

@@ -206,6 +206,29 @@ def report_inputs(session: Session, uid: str) -> tuple[list[dict[str, Any]], lis
     return points, checkpoints
 
 
+async def assemble_report(db: Database, store: ObjectStore, row: JobRow) -> dict[str, Any]:
+    """The report of a job from what is stored now: its points, kept checkpoints and mixture."""
+    from services.train import report
+
+    def load(session: Session) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+        points, checkpoints = report_inputs(session, row.uid)
+        return points, checkpoints, session.get(JobRow, row.uid).total_steps
+
+    points, checkpoints, total_steps = await db.run(load)
+    spec = JobSpec.from_json(row.spec)
+    built = report.build(
+        points,
+        method=spec.method,
+        epochs=spec.hyperparameters.epochs,
+        total_steps=total_steps,
+        checkpoints=checkpoints,
+        job=job_name(row),
+    )
+    with contextlib.suppress(Exception):  # jobs that never reached a worker have no mixture
+        built["mixture"] = json.loads(await store.get_bytes(f"jobs/{row.uid}/mixture.json"))
+    return built
+
+
 class TrainingJobs:
     def __init__(
         self, db: Database, outbox: Outbox, page_tokens: PageTokens, endpoints: Endpoints, store: ObjectStore
@@ -595,7 +618,6 @@ class TrainingJobs:
 
     async def report(self, name: str) -> training_job_pb2.TrainingReport:
         """The stored report of a finished job, or one computed now from the metric history."""
-        from services.train import report
 
         row = await self.db.run(lambda s: self._find(s, name))
         prefix = f"jobs/{row.uid}/report/"
@@ -603,19 +625,8 @@ class TrainingJobs:
         if stored:
             built = json.loads(await self.store.get_bytes(prefix + "report.json"))
         else:
-            points, checkpoints = await self.db.run(lambda s: report_inputs(s, row.uid))
-            spec = JobSpec.from_json(row.spec)
-            built = report.build(
-                points,
-                method=spec.method,
-                epochs=spec.hyperparameters.epochs,
-                total_steps=row.total_steps,
-                checkpoints=checkpoints,
-                job=job_name(row),
-            )
+            built = await assemble_report(self.db, self.store, row)
             built["charts"] = []
-            with contextlib.suppress(Exception):
-                built["mixture"] = json.loads(await self.store.get_bytes(f"jobs/{row.uid}/mixture.json"))
         diagnosis = built["diagnosis"]
         return training_job_pb2.TrainingReport(
             training_job=job_name(row),

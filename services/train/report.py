@@ -68,8 +68,11 @@ RULES = {
 class LossGuard:
     """The loss checks of rules 1, 3 and 4, fed one loss per step in O(WINDOW log WINDOW) each."""
 
-    def __init__(self, total_steps: int) -> None:
+    def __init__(self, total_steps: int, *, trends: bool = True) -> None:
+        """`trends=False`: only NaN stops the job (GRPO, whose loss is no likelihood, or a job with
+        `ignore_loss_anomalies`)."""
         self.total_steps = total_steps
+        self.trends = trends
         self.losses: list[float] = []
         self.lowest = math.inf  # the lowest median of WINDOW consecutive losses so far
 
@@ -82,7 +85,7 @@ class LossGuard:
                 "the training loss became NaN or infinite; lower the learning rate or check the data",
             )
         n = len(self.losses)
-        if n < WINDOW:
+        if n < WINDOW or not self.trends:
             return None
         losses = self.losses
         start = losses[0]

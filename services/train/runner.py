@@ -80,7 +80,10 @@ class ProgressCallback(TrainerCallback):
         self.last_tokens: tuple[float, float] | None = None
         self.last_eval_loss: float | None = None
         self.orders: list[list[int]] = []
-        self.guard = report.LossGuard(total_steps)
+        self.guard = report.LossGuard(
+            total_steps,
+            trends=spec.method != "grpo" and not spec.hyperparameters.ignore_loss_anomalies,
+        )
         self.stop: Stop | None = None
         self.preempted = False
         self.batches_per_epoch = 0
@@ -147,11 +150,7 @@ class ProgressCallback(TrainerCallback):
                 method_metrics={k: float(logs[k]) for k in METHOD_METRICS if k in logs},
                 sample_ids=self._sample_ids(args, state.global_step),
             )
-            if self.spec.method == "grpo" or self.spec.hyperparameters.ignore_loss_anomalies:
-                # GRPO has no likelihood loss to judge, and a user may waive the guard: NaN still stops.
-                anomaly = report.LossGuard(0).add(loss) if not math.isfinite(loss) else None
-            else:
-                anomaly = self.guard.add(loss)
+            anomaly = self.guard.add(loss)
             if anomaly:
                 self.stop = Stop(*anomaly)
                 control.should_training_stop = True

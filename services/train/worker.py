@@ -44,7 +44,7 @@ from services.kit.times import utcnow
 from services.kit.workqueue import die_with_parent, heartbeat, pull_by_priority, waiting
 from services.train import report
 from services.train.convert import checkpoint_to_proto, job_name, metric_to_proto
-from services.train.jobs import NOT_MODEL_FILES, QUEUE_SUBJECT, emit_job, lineage_of, report_inputs
+from services.train.jobs import NOT_MODEL_FILES, QUEUE_SUBJECT, assemble_report, emit_job, lineage_of
 from services.train.repo import OUTBOX, CheckpointRow, JobRow, MetricRow
 from services.train.spec import METHODS, PRIORITIES, JobSpec
 from tuneforge.events.v1 import train_events_pb2
@@ -143,21 +143,9 @@ class Worker:
     async def _store_report(self, row: JobRow) -> None:
         """report.json and loss.png under jobs/{uid}/report/; a failure here never fails the job."""
         try:
-            points, checkpoints = await self.db.run(lambda s: report_inputs(s, row.uid))
-            if not points:
-                return
-            spec = JobSpec.from_json(row.spec)
-            total = await self.db.run(lambda s: s.get(JobRow, row.uid).total_steps)
-            built = report.build(
-                points,
-                method=spec.method,
-                epochs=spec.hyperparameters.epochs,
-                total_steps=total,
-                checkpoints=checkpoints,
-                job=job_name(row),
-            )
-            with contextlib.suppress(Exception):
-                built["mixture"] = json.loads(await self.store.get_bytes(f"jobs/{row.uid}/mixture.json"))
+            built = await assemble_report(self.db, self.store, row)
+            if not built["curves"]["steps"] and not built["curves"]["validation_steps"]:
+                return  # nothing was trained: no curves to draw
             image = await asyncio.to_thread(report.chart, built)
             prefix = f"jobs/{row.uid}/report/"
             await self.store.put_bytes(prefix + "loss.png", image, "image/png")

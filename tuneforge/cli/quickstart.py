@@ -154,7 +154,7 @@ def run(
                 },
                 request_id=str(uuid.uuid4()),
             )
-        params = next((c for c in [base.catalog.parameter_count] if c), 0)
+        params = base.catalog.parameter_count
         done(
             "base model",
             f"{_short(base.name)}: Llama, {params / 1e6:.1f}M parameters, {human_bytes(size)}, tokenizer trained here",
