@@ -27,6 +27,9 @@ lint: $(STAMP)
 	$(BIN)/python tools/protos.py --check
 	cd protos && npx --yes @bufbuild/buf lint
 	$(BIN)/ruff check .
+	# The walls between the services, and the size of modules and functions.
+	$(BIN)/lint-imports
+	$(BIN)/python tools/check_structure.py
 
 # PostgreSQL tests run when TUNEFORGE_TEST_POSTGRES_URL is set; as root, `make test` starts a local
 # server (installing it from Debian's packages if needed) and sets it.

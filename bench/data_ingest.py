@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from services.data.canonical import Kind, to_parquet_bytes
 from services.data.ingest import IngestOptions, ingest_file
 from services.data.schemas import from_openai_chat
+from services.kit.rows import Kind, to_parquet_bytes
 
 
 def make_file(path: Path, rows: int) -> None:

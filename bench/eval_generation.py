@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 from services.data import presets
+from services.data.presets import project_texts
 from services.eval.runner import generate
-from services.train.tiny import build_tiny_model, project_texts
+from services.train.tiny import build_tiny_model
 
 
 def main() -> None:

@@ -50,7 +50,8 @@ def main() -> None:
     )
     parser.add_argument("--rows", type=int, default=1024)
     args = parser.parse_args()
-    from services.train.tiny import build_tiny_model, project_texts
+    from services.data.presets import project_texts
+    from services.train.tiny import build_tiny_model
 
     rng = random.Random(0)
     # Lengths spread widely (10 to 400 characters of answer), as real SFT data is.

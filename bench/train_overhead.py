@@ -82,8 +82,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
 
+    from services.data.presets import project_texts
     from services.suite.suite import LocalSuite
-    from services.train.tiny import build_tiny_model, project_texts
+    from services.train.tiny import build_tiny_model
     from tuneforge import Client
 
     with tempfile.TemporaryDirectory() as tmp:

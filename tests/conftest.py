@@ -122,7 +122,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small Llama with a tokenizer trained on the project's own corpora, built once."""
-    from services.train.tiny import build_tiny_model, project_texts
+    from services.data.presets import project_texts
+    from services.train.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", project_texts())
 

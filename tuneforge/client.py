@@ -216,12 +216,13 @@ class Client:
         self.connection = Connection.resolve(endpoint, api_key, project, profile)
         self.project = self.connection.project
         self._channels: dict[str, grpc.Channel] = {}
-        self.models = Models(self)
-        self.data = Datasets(self)
-        self.train = Training(self)
-        self.evals = Evaluations(self)
+        self.models = Models(lambda: self.channel("registry"), self.project)
+        self.data = Datasets(lambda: self.channel("data"), self.project)
+        self.train = Training(lambda: self.channel("train"), self.project)
+        self.evals = Evaluations(lambda: self.channel("eval"), self.project)
 
-    def _channel(self, service: str) -> grpc.Channel:
+    def channel(self, service: str) -> grpc.Channel:
+        """The channel to `service` (`registry`, `data`, `train`, `eval`), shared by address."""
         address = self.connection.endpoints.get(service, "")
         if address not in self._channels:
             self._channels[address] = _channel(address, self.connection.api_key)

@@ -6,51 +6,30 @@ from typing import Any
 
 from google.protobuf import struct_pb2
 
-from services.data.canonical import Kind
 from services.data.formats import Format
 from services.data.ingest import Policy
-from services.data.repo import DatasetRow, DatasetVersionRow
+from services.data.repo import DatasetInsightRow, DatasetRow, DatasetVersionRow, MixtureRow
 from services.data.schemas import Schema
 from services.kit.errors import InvalidArgument
 from services.kit.names import NamePattern
+from services.kit.rows import Kind
 from services.kit.times import to_timestamp as timestamp
 from tuneforge.common.v1 import common_pb2
 from tuneforge.data.v1 import dataset_pb2
+from tuneforge.enums import enum_values
 
 DATASET = NamePattern("projects/{project}/datasets/{dataset}")
 VERSION_TEMPLATE = "projects/{project}/datasets/{dataset}/versions/{version}"
 
-KIND_TO_PROTO = {
-    Kind.TEXT: dataset_pb2.DATASET_KIND_TEXT,
-    Kind.SFT: dataset_pb2.DATASET_KIND_SFT,
-    Kind.PREFERENCE: dataset_pb2.DATASET_KIND_PREFERENCE,
-    Kind.UNPAIRED_PREFERENCE: dataset_pb2.DATASET_KIND_UNPAIRED_PREFERENCE,
-    Kind.PROMPT_ONLY: dataset_pb2.DATASET_KIND_PROMPT_ONLY,
-    Kind.EVAL: dataset_pb2.DATASET_KIND_EVAL,
-}
+KIND_TO_PROTO = {Kind(k): v for k, v in enum_values(dataset_pb2.DatasetKind, "DATASET_KIND_").items()}
 KIND_FROM_PROTO = {v: k for k, v in KIND_TO_PROTO.items()}
-FORMAT_TO_PROTO = {
-    Format.JSONL: dataset_pb2.DATA_FORMAT_JSONL,
-    Format.JSON: dataset_pb2.DATA_FORMAT_JSON,
-    Format.CSV: dataset_pb2.DATA_FORMAT_CSV,
-    Format.PARQUET: dataset_pb2.DATA_FORMAT_PARQUET,
-    Format.TEXT: dataset_pb2.DATA_FORMAT_TEXT,
-}
+FORMAT_TO_PROTO = {Format(k): v for k, v in enum_values(dataset_pb2.DataFormat, "DATA_FORMAT_").items()}
 FORMAT_FROM_PROTO = {v: k for k, v in FORMAT_TO_PROTO.items()}
-SCHEMA_TO_PROTO = {
-    Schema.CANONICAL: dataset_pb2.DATA_SCHEMA_CANONICAL,
-    Schema.OPENAI_CHAT: dataset_pb2.DATA_SCHEMA_OPENAI_CHAT,
-    Schema.ALPACA: dataset_pb2.DATA_SCHEMA_ALPACA,
-    Schema.SHAREGPT: dataset_pb2.DATA_SCHEMA_SHAREGPT,
-    Schema.QIANFAN: dataset_pb2.DATA_SCHEMA_QIANFAN,
-    Schema.TRL: dataset_pb2.DATA_SCHEMA_TRL,
-    Schema.TEXT: dataset_pb2.DATA_SCHEMA_TEXT,
-}
+SCHEMA_TO_PROTO = {Schema(k): v for k, v in enum_values(dataset_pb2.DataSchema, "DATA_SCHEMA_").items()}
 SCHEMA_FROM_PROTO = {v: k for k, v in SCHEMA_TO_PROTO.items()}
-STATE_TO_PROTO = {
-    "ready": dataset_pb2.DATASET_VERSION_STATE_READY,
-    "failed": dataset_pb2.DATASET_VERSION_STATE_FAILED,
-}
+STATE_TO_PROTO = enum_values(dataset_pb2.DatasetVersionState, "DATASET_VERSION_STATE_")
+COMPUTATION_TO_PROTO = enum_values(dataset_pb2.ComputationState, "COMPUTATION_STATE_")
+POLICY_FROM_PROTO = {v: Policy(k) for k, v in enum_values(dataset_pb2.ErrorPolicy, "ERROR_POLICY_").items()}
 
 
 def kind_from_proto(value: int, field: str) -> Kind:
@@ -61,7 +40,7 @@ def kind_from_proto(value: int, field: str) -> Kind:
 
 
 def policy_from_proto(value: int) -> Policy:
-    return Policy.SKIP if value == dataset_pb2.ERROR_POLICY_SKIP else Policy.FAIL
+    return POLICY_FROM_PROTO.get(value, Policy.FAIL)
 
 
 def struct(value: dict[str, Any]) -> struct_pb2.Struct:
@@ -128,5 +107,54 @@ def version_to_proto(row: DatasetVersionRow) -> dataset_pb2.DatasetVersion:
         ],
         description=row.description,
         tags=row.tags,
+        create_time=timestamp(row.create_time),
+        failure=dataset_pb2.Failure(reason=row.failure_reason, message=row.failure_message)
+        if row.failure_reason
+        else None,
+        update_time=timestamp(row.update_time or row.create_time),
+    )
+
+
+def insight_name(row: DatasetInsightRow) -> str:
+    return f"{version_name(row.version)}/insights/{row.uid}"
+
+
+def insight_to_proto(
+    row: DatasetInsightRow, report: dict[str, Any] | None = None
+) -> dataset_pb2.DatasetInsight:
+    """The insight; `report` (its stored JSON) once READY. Presigned chart URLs are added by the caller."""
+    report = report or {}
+    return dataset_pb2.DatasetInsight(
+        name=insight_name(row),
+        dataset_version=version_name(row.version),
+        state=COMPUTATION_TO_PROTO[row.state],
+        tokenizer=row.tokenizer or report.get("tokenizer") or "",
+        max_sequence_length=row.max_sequence_length or int(report.get("max_sequence_length") or 0),
+        report=struct(report) if report else None,
+        failure=dataset_pb2.Failure(reason=row.failure_reason, message=row.failure_message)
+        if row.failure_reason
+        else None,
+        create_time=timestamp(row.create_time),
+    )
+
+
+def mixture_name(row: MixtureRow) -> str:
+    return f"projects/{row.project}/mixtures/{row.mixture_id}"
+
+
+def mixture_to_proto(row: MixtureRow) -> dataset_pb2.Mixture:
+    from google.protobuf import json_format
+
+    return dataset_pb2.Mixture(
+        name=mixture_name(row),
+        state=COMPUTATION_TO_PROTO[row.state],
+        plan=json_format.ParseDict(row.plan, dataset_pb2.MixturePlan()) if row.plan else None,
+        validation_ratio=row.validation_ratio,
+        train_rows=row.train_rows,
+        validation_rows=row.validation_rows,
+        files=[common_pb2.FileEntry(**f) for f in row.files],
+        failure=dataset_pb2.Failure(reason=row.failure_reason, message=row.failure_message)
+        if row.failure_reason
+        else None,
         create_time=timestamp(row.create_time),
     )

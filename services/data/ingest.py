@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from services.data.canonical import Kind, Row, characters
 from services.data.formats import (
     READERS,
     FileProblem,
@@ -22,6 +21,7 @@ from services.data.formats import (
     open_bytes,
 )
 from services.data.schemas import ACCEPTS, CONVERTERS, Problem, Schema, detect_schema
+from services.kit.rows import Kind, Row, characters
 
 MAX_ID_LENGTH = 200
 
@@ -80,6 +80,65 @@ def _record_id(record: Record, filename: str, fmt: Format) -> str | RowError:
     return f"{filename}#{record.row}" if fmt in (Format.PARQUET, Format.JSON) else f"{filename}:{record.line}"
 
 
+def _schema_of(item: Record, schema: Schema | None, kind: Kind) -> Schema:
+    """The file's schema (detected from its first record unless declared), checked against the kind."""
+    if schema is None:
+        schema = detect_schema(item.value)
+        if schema is None:
+            keys = sorted(item.value)[:8] if isinstance(item.value, dict) else type(item.value).__name__
+            raise FileProblem(
+                "UNKNOWN_SCHEMA",
+                f"cannot tell the schema of record {item.row + 1} (keys: {keys}); "
+                "use messages, conversations, instruction/output, prompt/completion, prompt/chosen/rejected, "
+                "a Qianfan turn array or text, or declare the schema",
+                item.line,
+            )
+    if schema not in ACCEPTS[kind]:
+        raise FileProblem(
+            "WRONG_KIND",
+            f"{schema.value} records do not fit a `{kind.value}` dataset"
+            + (
+                "; conversations belong in an sft, preference or eval dataset"
+                if kind == Kind.TEXT
+                else "; text records belong in a text dataset"
+            ),
+            item.line,
+        )
+    return schema
+
+
+def _row_of(
+    item: Record, schema: Schema, kind: Kind, filename: str, result: IngestResult, seen_ids: dict[str, int]
+) -> Row | None:
+    """One record as a canonical row; None (its error recorded) when it is bad."""
+    assert result.format is not None
+    record_id = _record_id(item, filename, result.format)
+    if isinstance(record_id, RowError):
+        result.errors.append(record_id)
+        return None
+    try:
+        row = CONVERTERS[schema](item.value, kind)
+    except Problem as problem:
+        result.errors.append(
+            RowError(filename, item.line, item.row, problem.field, problem.reason, problem.message)
+        )
+        return None
+    if record_id in seen_ids:
+        result.errors.append(
+            RowError(
+                filename,
+                item.line,
+                item.row,
+                "id",
+                "DUPLICATE_ID",
+                f"id {record_id!r} was already used by record {seen_ids[record_id] + 1}",
+            )
+        )
+        return None
+    seen_ids[record_id] = item.row
+    return {"id": record_id, **row}
+
+
 def ingest_file(path: Path, kind: Kind, options: IngestOptions, limits: Limits | None = None) -> IngestResult:
     """Read `path` as `options` says (detecting what is not declared) into canonical rows of `kind`."""
     limits = limits or Limits()
@@ -95,65 +154,16 @@ def ingest_file(path: Path, kind: Kind, options: IngestOptions, limits: Limits |
             )
         schema = options.schema
         seen_ids: dict[str, int] = {}
-        items = READERS[result.format](path, filename, limits)
-        for item in items:
+        for item in READERS[result.format](path, filename, limits):
+            result.records += 1
             if isinstance(item, RowError):
                 result.errors.append(item)
-                result.records += 1
                 continue
-            result.records += 1
-            if schema is None:
-                schema = detect_schema(item.value)
-                if schema is None:
-                    keys = (
-                        sorted(item.value)[:8] if isinstance(item.value, dict) else type(item.value).__name__
-                    )
-                    raise FileProblem(
-                        "UNKNOWN_SCHEMA",
-                        f"cannot tell the schema of record {item.row + 1} (keys: {keys}); "
-                        "use messages, conversations, instruction/output, prompt/completion, prompt/chosen/rejected, "
-                        "a Qianfan turn array or text, or declare the schema",
-                        item.line,
-                    )
-            if schema not in ACCEPTS[kind]:
-                raise FileProblem(
-                    "WRONG_KIND",
-                    f"{schema.value} records do not fit a `{kind.value}` dataset"
-                    + (
-                        "; conversations belong in an sft, preference or eval dataset"
-                        if kind == Kind.TEXT
-                        else "; text records belong in a text dataset"
-                    ),
-                    item.line,
-                )
-            result.schema = schema
-            record_id = _record_id(item, filename, result.format)
-            if isinstance(record_id, RowError):
-                result.errors.append(record_id)
-                continue
-            try:
-                row = CONVERTERS[schema](item.value, kind)
-            except Problem as problem:
-                result.errors.append(
-                    RowError(filename, item.line, item.row, problem.field, problem.reason, problem.message)
-                )
-                continue
-            if record_id in seen_ids:
-                result.errors.append(
-                    RowError(
-                        filename,
-                        item.line,
-                        item.row,
-                        "id",
-                        "DUPLICATE_ID",
-                        f"id {record_id!r} was already used by record {seen_ids[record_id] + 1}",
-                    )
-                )
-                continue
-            seen_ids[record_id] = item.row
-            row = {"id": record_id, **row}
-            result.rows.append(row)
-            result.characters += characters(row, kind)
+            schema = result.schema = _schema_of(item, schema, kind)
+            row = _row_of(item, schema, kind, filename, result, seen_ids)
+            if row is not None:
+                result.rows.append(row)
+                result.characters += characters(row, kind)
     except FileProblem as problem:
         result.file_problem = RowError(filename, problem.line, 0, "", problem.reason, problem.message)
         result.errors.append(result.file_problem)

@@ -1,21 +1,48 @@
 """Insight into a dataset version (数据洞察): sizes, lengths, duplicates, scripts, labels, PII.
 
 Lengths are measured in characters, and in tokens when a tokenizer is given (the raw text of each
-field, without a chat template). Charts are PNG images drawn with matplotlib.
+field, without a chat template). With a tokenizer the report also holds the sequence a trainer sees
+(`sequence_tokens`, `prompt_sequence_tokens`, `rows_over_sequence_limit`): each message's tokens plus
+MESSAGE_TOKENS for the role markers a chat template adds (an allowance, not the template itself);
+a preference pair counts its prompt with the longer answer. The train service checks jobs with it.
+Charts are PNG images drawn with matplotlib.
 """
 
 from __future__ import annotations
 
-import io
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from services.data import pii
-from services.data.canonical import Kind, Row, content_key, text_fields
 from services.data.cleaning import near_duplicate_of, row_text
+from services.kit.charts import png, pyplot
+from services.kit.rows import Kind, Row, content_key, text_fields
 
 BINS = 20
+# Tokens a chat template adds around each message (role markers, line breaks, end of turn).
+MESSAGE_TOKENS = 4
+REFERENCE_KINDS = (Kind.PROMPT_ONLY, Kind.EVAL)
+
+
+def sequence_lengths(row: Row, kind: Kind, count: Any) -> tuple[int, int]:
+    """(whole sequence, prompt) in tokens as a trainer lays the row out; `count(text)` counts tokens."""
+
+    def turns(messages: list[dict[str, Any]]) -> list[int]:
+        return [count(m["content"]) + MESSAGE_TOKENS for m in messages or []]
+
+    if kind == Kind.TEXT:
+        return count(row["text"]), 1
+    if kind == Kind.SFT:
+        lengths = turns(row["messages"])
+        return sum(lengths), sum(lengths[:-1])
+    prompt = sum(turns(row["prompt"]))
+    if kind == Kind.PREFERENCE:
+        return prompt + max(sum(turns(row["chosen"])), sum(turns(row["rejected"]))), prompt
+    if kind == Kind.UNPAIRED_PREFERENCE:
+        return prompt + sum(turns(row["completion"])), prompt
+    return prompt, prompt  # prompt_only and eval: the answer is generated
 
 
 def stats(values: list[int]) -> dict[str, Any]:
@@ -51,6 +78,82 @@ def script_of(char: str) -> str:
     return "other"
 
 
+@dataclass
+class _Tally:
+    """What `compute` counts, row by row."""
+
+    kind: Kind
+    tokenizer: Any = None
+    prompt_chars: list[int] = field(default_factory=list)
+    response_chars: list[int] = field(default_factory=list)
+    totals: list[int] = field(default_factory=list)
+    prompt_tokens: list[int] = field(default_factory=list)
+    response_tokens: list[int] = field(default_factory=list)
+    sequences: list[int] = field(default_factory=list)
+    sequence_prompts: list[int] = field(default_factory=list)
+    turns: list[int] = field(default_factory=list)
+    empty_rows: int = 0
+    scripts: dict[str, int] = field(default_factory=lambda: {"cjk": 0, "latin": 0, "other": 0})
+    pii_rows: dict[str, int] = field(default_factory=dict)
+    labels: dict[str, int] = field(default_factory=lambda: {"true": 0, "false": 0})
+
+    def lengths(self, row: Row, fields: list[tuple[str, str]]) -> None:
+        p = [t for f, t in fields if f in ("prompt", "text")]
+        r = [t for f, t in fields if f == "response"]
+        self.prompt_chars.append(sum(len(t) for t in p))
+        self.response_chars.append(sum(len(t) for t in r))
+        tokenizer = self.tokenizer
+        if tokenizer is None:
+            self.totals.append(self.prompt_chars[-1] + self.response_chars[-1])
+            return
+        pt = sum(len(e.ids) for e in tokenizer.encode_batch(p, add_special_tokens=False)) if p else 0
+        rt = sum(len(e.ids) for e in tokenizer.encode_batch(r, add_special_tokens=False)) if r else 0
+        self.prompt_tokens.append(pt)
+        self.response_tokens.append(rt)
+        self.totals.append(pt + rt)
+        whole, prompt = sequence_lengths(
+            row, self.kind, lambda t: len(tokenizer.encode(t, add_special_tokens=False).ids)
+        )
+        self.sequences.append(whole)
+        self.sequence_prompts.append(prompt)
+
+    def content(self, row: Row, fields: list[tuple[str, str]]) -> None:
+        kind = self.kind
+        if kind == Kind.SFT:
+            self.turns.append(sum(1 for m in row["messages"] if m["role"] == "user"))
+        elif kind != Kind.TEXT:
+            self.turns.append(sum(1 for m in row["prompt"] if m["role"] == "user"))
+        if any(not t.strip() for f, t in fields if not (f == "response" and kind == Kind.PROMPT_ONLY)):
+            self.empty_rows += 1
+        for _, text in fields:
+            for char in text:
+                script = script_of(char)
+                if script != "neutral":
+                    self.scripts[script] += 1
+        for found in pii.find("\n".join(t for _, t in fields)):
+            self.pii_rows[found] = self.pii_rows.get(found, 0) + 1
+        if kind == Kind.UNPAIRED_PREFERENCE:
+            self.labels["true" if row["label"] else "false"] += 1
+
+    def tokens(self, max_sequence_length: int) -> dict[str, Any]:
+        """The token section of the report (with a tokenizer)."""
+        sequences = self.sequences
+        return {
+            "prompt_tokens": stats(self.prompt_tokens),
+            "response_tokens": stats(self.response_tokens) if self.kind != Kind.TEXT else None,
+            "sequence_tokens": stats(sequences),
+            # For counting rows over any other length: the 0th to 100th percentile.
+            "sequence_tokens_percentiles": (
+                [float(v) for v in np.percentile(np.asarray(sequences), list(range(101)))]
+                if sequences
+                else []
+            ),
+            "prompt_sequence_tokens": stats(self.sequence_prompts),
+            "rows_over_sequence_limit": sum(1 for n in sequences if n > max_sequence_length),
+            "message_tokens_allowance": MESSAGE_TOKENS,
+        }
+
+
 def compute(
     rows: list[Row],
     kind: Kind,
@@ -60,78 +163,48 @@ def compute(
     max_sequence_length: int = 2048,
 ) -> dict[str, Any]:
     """The insight report as a JSON-ready dict. `tokenizer` is a `tokenizers.Tokenizer` or None."""
-    prompt_chars, response_chars, turns, totals = [], [], [], []
-    prompt_tokens, response_tokens = [], []
-    empty_rows = 0
-    scripts = {"cjk": 0, "latin": 0, "other": 0}
-    pii_rows: dict[str, int] = {}
-    labels = {"true": 0, "false": 0}
+    tally = _Tally(kind, tokenizer)
     for row in rows:
         fields = list(text_fields(row, kind))
-        p = [t for f, t in fields if f in ("prompt", "text")]
-        r = [t for f, t in fields if f == "response"]
-        prompt_chars.append(sum(len(t) for t in p))
-        response_chars.append(sum(len(t) for t in r))
-        if tokenizer is not None:
-            pt = sum(len(e.ids) for e in tokenizer.encode_batch(p, add_special_tokens=False)) if p else 0
-            rt = sum(len(e.ids) for e in tokenizer.encode_batch(r, add_special_tokens=False)) if r else 0
-            prompt_tokens.append(pt)
-            response_tokens.append(rt)
-            totals.append(pt + rt)
-        else:
-            totals.append(prompt_chars[-1] + response_chars[-1])
-        if kind == Kind.SFT:
-            turns.append(sum(1 for m in row["messages"] if m["role"] == "user"))
-        elif kind != Kind.TEXT:
-            turns.append(sum(1 for m in row["prompt"] if m["role"] == "user"))
-        if any(not t.strip() for f, t in fields if not (f == "response" and kind == Kind.PROMPT_ONLY)):
-            empty_rows += 1
-        for _, text in fields:
-            for char in text:
-                script = script_of(char)
-                if script != "neutral":
-                    scripts[script] += 1
-        for found in pii.find("\n".join(t for _, t in fields)):
-            pii_rows[found] = pii_rows.get(found, 0) + 1
-        if kind == Kind.UNPAIRED_PREFERENCE:
-            labels["true" if row["label"] else "false"] += 1
+        tally.lengths(row, fields)
+        tally.content(row, fields)
     keys = [content_key(row, kind) for row in rows]
     near = near_duplicate_of([row_text(r, kind) for r in rows]) if rows else []
-    script_total = sum(scripts.values()) or 1
+    script_total = sum(tally.scripts.values()) or 1
     report: dict[str, Any] = {
         "kind": kind.value,
         "rows": len(rows),
-        "characters": int(sum(prompt_chars) + sum(response_chars)),
-        "prompt_characters": stats(prompt_chars),
-        "response_characters": stats(response_chars) if kind != Kind.TEXT else None,
+        "characters": int(sum(tally.prompt_chars) + sum(tally.response_chars)),
+        "prompt_characters": stats(tally.prompt_chars),
+        "response_characters": stats(tally.response_chars) if kind != Kind.TEXT else None,
         "tokenizer": tokenizer_name or None,
         "length_unit": "tokens" if tokenizer is not None else "characters",
         "max_sequence_length": max_sequence_length,
-        "rows_over_max_sequence_length": int(sum(1 for t in totals if t > max_sequence_length)),
-        "total_length": stats(totals),
+        "rows_over_max_sequence_length": int(sum(1 for t in tally.totals if t > max_sequence_length)),
+        "total_length": stats(tally.totals),
         "exact_duplicates": len(keys) - len(set(keys)),
         "near_duplicates": sum(1 for n in near if n is not None),
-        "rows_with_empty_fields": empty_rows,
-        "script_mix": {k: round(v / script_total, 4) for k, v in scripts.items()},
-        "pii_rows": pii_rows,
+        "rows_with_empty_fields": tally.empty_rows,
+        "script_mix": {k: round(v / script_total, 4) for k, v in tally.scripts.items()},
+        "pii_rows": tally.pii_rows,
     }
     if tokenizer is not None:
-        report["prompt_tokens"] = stats(prompt_tokens)
-        report["response_tokens"] = stats(response_tokens) if kind != Kind.TEXT else None
-    if turns:
-        report["turns"] = stats(turns)
+        report.update(tally.tokens(max_sequence_length))
+    if kind in REFERENCE_KINDS:
+        missing = [r["id"] for r in rows if not (r.get("reference") or "").strip()]
+        report["rows_without_reference"] = len(missing)
+        report["rows_without_reference_examples"] = missing[:3]
+    if tally.turns:
+        report["turns"] = stats(tally.turns)
     if kind == Kind.UNPAIRED_PREFERENCE:
-        report["labels"] = labels
+        report["labels"] = tally.labels
     return report
 
 
 def charts(report: dict[str, Any]) -> dict[str, bytes]:
     """PNG charts of the report: `lengths.png` (prompt and response length histograms), and
     `turns.png` for conversations."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     out: dict[str, bytes] = {}
     unit = report["length_unit"]
@@ -156,7 +229,7 @@ def charts(report: dict[str, Any]) -> dict[str, bytes]:
         ax.set_xlabel(unit)
         ax.set_ylabel("rows")
     fig.tight_layout()
-    out["lengths.png"] = png(fig, plt)
+    out["lengths.png"] = png(fig)
     if report.get("turns", {}).get("count"):
         fig, ax = plt.subplots(figsize=(4, 3))
         data = report["turns"]
@@ -171,13 +244,5 @@ def charts(report: dict[str, Any]) -> dict[str, bytes]:
         ax.set_xlabel("turns")
         ax.set_ylabel("rows")
         fig.tight_layout()
-        out["turns.png"] = png(fig, plt)
+        out["turns.png"] = png(fig)
     return out
-
-
-def png(fig: Any, plt: Any) -> bytes:
-    """The figure as PNG bytes; the figure is closed."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return buffer.getvalue()

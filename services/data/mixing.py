@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.data.canonical import Kind, Row, characters
+from services.kit.rows import Kind, Row, characters
 
 
 def split(rows: list[Row], validation_ratio: float, seed: int) -> tuple[list[Row], list[Row]]:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
-from services.data.canonical import ROLES, Kind, Row
+from services.kit.rows import ROLES, Kind, Row
 
 
 class Schema(StrEnum):

@@ -11,11 +11,20 @@ import grpc
 from google.protobuf import empty_pb2
 from pydantic import Field
 
-from services.data.catalog import DataCatalog, DataLimits, all_presets, get_preset
+from services.data.catalog import DataCatalog, DataLimits
 from services.data.convert import struct
+from services.data.datasets import Datasets
+from services.data.insights import Insights
+from services.data.mixtures import Mixtures
+from services.data.preset_catalog import PresetCatalog, all_presets, get_preset
 from services.data.repo import OUTBOX
+from services.data.transforms import Transforms
+from services.data.uploads import Uploads
+from services.data.versions import Versions
+from services.kit.peers import Peers
 from services.kit.server import open_runtime, serve
 from services.kit.settings import KitSettings, load_settings
+from services.kit.watch import ChangeFeed
 from tuneforge.data.v1 import data_service_pb2, data_service_pb2_grpc, dataset_pb2
 
 log = logging.getLogger(__name__)
@@ -29,30 +38,35 @@ class DataSettings(KitSettings):
     data_max_line_bytes: int = Field(1024 * 1024, ge=1024)
     data_max_decompressed_bytes: int = Field(8 * 1024**3, ge=1)
     data_upload_ttl_seconds: int = Field(6 * 3600, ge=1)
-    data_spool_dir: str | None = Field(None, description="where uploads are spooled while they are validated")
     data_sweep_interval_seconds: float = Field(60.0, gt=0)
 
 
 class DataServicer(data_service_pb2_grpc.DataServiceServicer):
-    def __init__(self, catalog: DataCatalog) -> None:
-        self.catalog = catalog
+    def __init__(self, catalog: DataCatalog, peers: Peers) -> None:
+        self.datasets = Datasets(catalog)
+        self.versions = Versions(catalog)
+        self.uploads = Uploads(catalog, self.versions)
+        self.transforms = Transforms(catalog, self.versions)
+        self.mixtures = Mixtures(catalog, self.versions)
+        self.insights = Insights(catalog, peers)
+        self.presets = PresetCatalog(catalog, self.datasets, self.versions)
 
     async def CreateDataset(
         self, request: data_service_pb2.CreateDatasetRequest, context: Context
     ) -> dataset_pb2.Dataset:
-        return await self.catalog.create_dataset(
+        return await self.datasets.create(
             request.parent, request.dataset_id, request.dataset, request.request_id
         )
 
     async def GetDataset(
         self, request: data_service_pb2.GetDatasetRequest, context: Context
     ) -> dataset_pb2.Dataset:
-        return await self.catalog.get_dataset(request.name)
+        return await self.datasets.get(request.name)
 
     async def ListDatasets(
         self, request: data_service_pb2.ListDatasetsRequest, context: Context
     ) -> data_service_pb2.ListDatasetsResponse:
-        items, token = await self.catalog.list_datasets(
+        items, token = await self.datasets.list(
             request.parent, request.page_size, request.page_token, request.filter, request.order_by
         )
         return data_service_pb2.ListDatasetsResponse(datasets=items, next_page_token=token)
@@ -60,40 +74,46 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
     async def UpdateDataset(
         self, request: data_service_pb2.UpdateDatasetRequest, context: Context
     ) -> dataset_pb2.Dataset:
-        return await self.catalog.update_dataset(request.dataset, list(request.update_mask.paths))
+        return await self.datasets.update(request.dataset, list(request.update_mask.paths))
 
     async def DeleteDataset(
         self, request: data_service_pb2.DeleteDatasetRequest, context: Context
     ) -> empty_pb2.Empty:
-        await self.catalog.delete_dataset(request.name, request.force)
+        await self.datasets.delete(request.name, request.force)
         return empty_pb2.Empty()
 
     async def UploadDatasetVersion(
         self, request_iterator: AsyncIterator[data_service_pb2.UploadDatasetVersionRequest], context: Context
     ) -> dataset_pb2.DatasetVersion:
-        return await self.catalog.upload_version(aiter(request_iterator))
+        return await self.uploads.upload(aiter(request_iterator))
 
     async def CreateDatasetVersionUpload(
         self, request: data_service_pb2.CreateDatasetVersionUploadRequest, context: Context
     ) -> data_service_pb2.DatasetVersionUpload:
-        return await self.catalog.create_upload(
+        return await self.uploads.create(
             request.parent, request.options, request.size_bytes, request.sha256, request.request_id
         )
 
     async def CommitDatasetVersionUpload(
         self, request: data_service_pb2.CommitDatasetVersionUploadRequest, context: Context
     ) -> dataset_pb2.DatasetVersion:
-        return await self.catalog.commit_upload(request.name)
+        return await self.uploads.commit(request.name)
+
+    async def WatchDatasetVersion(
+        self, request: data_service_pb2.WatchDatasetVersionRequest, context: Context
+    ) -> AsyncIterator[dataset_pb2.DatasetVersion]:
+        async for version in self.versions.watch(request.name):
+            yield version
 
     async def GetDatasetVersion(
         self, request: data_service_pb2.GetDatasetVersionRequest, context: Context
     ) -> dataset_pb2.DatasetVersion:
-        return await self.catalog.get_version(request.name)
+        return await self.versions.get(request.name)
 
     async def ListDatasetVersions(
         self, request: data_service_pb2.ListDatasetVersionsRequest, context: Context
     ) -> data_service_pb2.ListDatasetVersionsResponse:
-        items, token = await self.catalog.list_versions(
+        items, token = await self.versions.list(
             request.parent, request.page_size, request.page_token, request.filter
         )
         return data_service_pb2.ListDatasetVersionsResponse(dataset_versions=items, next_page_token=token)
@@ -101,13 +121,15 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
     async def DeleteDatasetVersion(
         self, request: data_service_pb2.DeleteDatasetVersionRequest, context: Context
     ) -> empty_pb2.Empty:
-        await self.catalog.delete_version(request.name)
+        await self.versions.delete(request.name)
         return empty_pb2.Empty()
 
     async def ReadDatasetRows(
         self, request: data_service_pb2.ReadDatasetRowsRequest, context: Context
     ) -> data_service_pb2.ReadDatasetRowsResponse:
-        rows, token, total = await self.catalog.read_rows(request.name, request.page_size, request.page_token)
+        rows, token, total = await self.versions.read_rows(
+            request.name, request.page_size, request.page_token
+        )
         return data_service_pb2.ReadDatasetRowsResponse(
             rows=[struct(r) for r in rows], next_page_token=token, total_rows=total
         )
@@ -116,27 +138,36 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
         self, request: data_service_pb2.GenerateDatasetVersionDownloadUrlsRequest, context: Context
     ) -> data_service_pb2.GenerateDatasetVersionDownloadUrlsResponse:
         return data_service_pb2.GenerateDatasetVersionDownloadUrlsResponse(
-            urls=await self.catalog.download_urls(request.name)
+            urls=await self.versions.download_urls(request.name)
         )
 
     async def ComputeDatasetInsight(
         self, request: data_service_pb2.ComputeDatasetInsightRequest, context: Context
     ) -> dataset_pb2.DatasetInsight:
-        return await self.catalog.compute_insight(
-            request.name, request.tokenizer, request.max_sequence_length
-        )
+        return await self.insights.compute(request.name, request.tokenizer, request.max_sequence_length)
+
+    async def GetDatasetInsight(
+        self, request: data_service_pb2.GetDatasetInsightRequest, context: Context
+    ) -> dataset_pb2.DatasetInsight:
+        return await self.insights.get(request.name)
+
+    async def WatchDatasetInsight(
+        self, request: data_service_pb2.WatchDatasetInsightRequest, context: Context
+    ) -> AsyncIterator[dataset_pb2.DatasetInsight]:
+        async for insight in self.insights.watch(request.name):
+            yield insight
 
     async def CleanDatasetVersion(
         self, request: data_service_pb2.CleanDatasetVersionRequest, context: Context
     ) -> dataset_pb2.DatasetVersion:
-        return await self.catalog.clean_version(
+        return await self.transforms.clean(
             request.name, request.operations, request.description, request.request_id
         )
 
     async def SplitDatasetVersion(
         self, request: data_service_pb2.SplitDatasetVersionRequest, context: Context
     ) -> data_service_pb2.SplitDatasetVersionResponse:
-        train, validation = await self.catalog.split_version(
+        train, validation = await self.transforms.split(
             request.name, request.validation_ratio, request.seed, request.request_id
         )
         return data_service_pb2.SplitDatasetVersionResponse(train=train, validation=validation)
@@ -144,14 +175,38 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
     async def PlanMixture(
         self, request: data_service_pb2.PlanMixtureRequest, context: Context
     ) -> dataset_pb2.MixturePlan:
-        return await self.catalog.plan_mixture(request.parent, request.sources, request.seed)
+        return await self.mixtures.plan(request.parent, request.sources, request.seed)
 
     async def CreateMixture(
         self, request: data_service_pb2.CreateMixtureRequest, context: Context
     ) -> dataset_pb2.DatasetVersion:
-        return await self.catalog.create_mixture(
+        return await self.mixtures.create(
             request.parent, request.sources, request.seed, request.description, request.request_id
         )
+
+    async def MaterializeMixture(
+        self, request: data_service_pb2.MaterializeMixtureRequest, context: Context
+    ) -> dataset_pb2.Mixture:
+        return await self.mixtures.materialize(
+            request.parent, request.sources, request.seed, request.validation_ratio, request.request_id
+        )
+
+    async def GetMixture(
+        self, request: data_service_pb2.GetMixtureRequest, context: Context
+    ) -> dataset_pb2.Mixture:
+        return await self.mixtures.get(request.name)
+
+    async def WatchMixture(
+        self, request: data_service_pb2.WatchMixtureRequest, context: Context
+    ) -> AsyncIterator[dataset_pb2.Mixture]:
+        async for mixture in self.mixtures.watch(request.name):
+            yield mixture
+
+    async def DeleteMixture(
+        self, request: data_service_pb2.DeleteMixtureRequest, context: Context
+    ) -> empty_pb2.Empty:
+        await self.mixtures.delete(request.name)
+        return empty_pb2.Empty()
 
     async def ListPresets(
         self, request: data_service_pb2.ListPresetsRequest, context: Context
@@ -166,9 +221,7 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
     async def InstallPreset(
         self, request: data_service_pb2.InstallPresetRequest, context: Context
     ) -> data_service_pb2.InstallPresetResponse:
-        versions, preset_id = await self.catalog.install_preset(
-            request.parent, request.preset, request.request_id
-        )
+        versions, preset_id = await self.presets.install(request.parent, request.preset, request.request_id)
         preset = get_preset(f"presets/{preset_id}")
         return data_service_pb2.InstallPresetResponse(
             preset=preset, dataset_versions=versions, hyperparameters=preset.hyperparameters
@@ -178,6 +231,11 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
 async def main() -> None:
     settings = load_settings(DataSettings)
     runtime = await open_runtime("data", settings, migrations=MIGRATIONS, outbox_table=OUTBOX)
+    feed = ChangeFeed(runtime.bus, "tuneforge.data.>")
+    await feed.start()
+    runtime.closers.append(feed.stop)
+    peers = Peers({"registry": settings.registry_endpoint})
+    runtime.closers.append(peers.close)
     catalog = DataCatalog(
         runtime.db,
         runtime.store,
@@ -188,16 +246,16 @@ async def main() -> None:
             max_line_bytes=settings.data_max_line_bytes,
             max_decompressed_bytes=settings.data_max_decompressed_bytes,
             upload_ttl=timedelta(seconds=settings.data_upload_ttl_seconds),
-            spool_dir=settings.data_spool_dir,
         ),
-        registry_endpoint=settings.registry_endpoint,
+        feed,
     )
+    servicer = DataServicer(catalog, peers)
     runtime.run_periodically(
-        "swept expired uploads", settings.data_sweep_interval_seconds, catalog.sweep_expired_uploads
+        "swept expired uploads", settings.data_sweep_interval_seconds, servicer.uploads.sweep
     )
 
     def register(server: grpc.aio.Server) -> list[str]:
-        data_service_pb2_grpc.add_DataServiceServicer_to_server(DataServicer(catalog), server)
+        data_service_pb2_grpc.add_DataServiceServicer_to_server(servicer, server)
         return [data_service_pb2.DESCRIPTOR.services_by_name["DataService"].full_name]
 
     await serve(runtime, register)

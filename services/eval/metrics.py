@@ -212,6 +212,41 @@ BATCHED: dict[str, Callable[[Sequence[str], Sequence[str]], list[float]]] = {
 METRICS = (*PER_SAMPLE, *CORPUS, *BATCHED)
 
 
+@dataclass(frozen=True)
+class MetricInfo:
+    description: str
+    needs_reference: bool = True
+    lower_is_better: bool = False
+
+
+CATALOG: dict[str, MetricInfo] = {
+    "bleu4": MetricInfo("sentence BLEU-4 (NLTK method 3) x100; characters for CJK, words otherwise"),
+    "rouge_1": MetricInfo("ROUGE-1 F1 x100 on jieba words for CJK, whitespace words otherwise"),
+    "rouge_2": MetricInfo("ROUGE-2 F1 x100 on jieba words for CJK, whitespace words otherwise"),
+    "rouge_l": MetricInfo("ROUGE-L F1 x100 on jieba words for CJK, whitespace words otherwise"),
+    "edit_distance": MetricInfo("character Levenshtein distance", lower_is_better=True),
+    "edit_distance_normalized": MetricInfo(
+        "Levenshtein distance / the longer length (0-1)", lower_is_better=True
+    ),
+    "exact_match": MetricInfo("1 when the stripped texts are equal"),
+    "json_field_f1": MetricInfo("field-level F1 of JSON objects (null fields absent)"),
+    "label_f1": MetricInfo("F1 of label sets split on ，,、;"),
+    "score_accuracy": MetricInfo("1 when the score after 得分/分数/score equals the reference's"),
+    "score_mae": MetricInfo("absolute difference of the score after 得分/分数/score", lower_is_better=True),
+    "word_count_deviation": MetricInfo(
+        "|characters - requested| / requested, the request read from the prompt",
+        needs_reference=False,
+        lower_is_better=True,
+    ),
+    "corpus_bleu": MetricInfo("sacrebleu corpus BLEU (zh tokenizer for CJK, 13a otherwise)"),
+    "embedding_distance": MetricInfo(
+        "1 - cosine similarity of sentence embeddings (0-2; model named in reports)", lower_is_better=True
+    ),
+}
+assert set(CATALOG) == set(METRICS), "every metric is described"
+LOWER_IS_BETTER = frozenset(name for name, info in CATALOG.items() if info.lower_is_better)
+
+
 def check_metrics(names: Sequence[str]) -> list[str]:
     """The names that are not metrics."""
     return [n for n in names if n not in METRICS]

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.data.insight import png
+from services.eval.metrics import LOWER_IS_BETTER
+from services.kit.charts import png, pyplot
 
-# Metrics where a smaller value is better; the worst samples are the largest ones.
-LOWER_IS_BETTER = frozenset(
-    {"edit_distance", "edit_distance_normalized", "score_mae", "word_count_deviation", "embedding_distance"}
-)
 WORST_SAMPLES = 5
 
 
@@ -44,10 +41,7 @@ def build(name: str, spec: dict[str, Any], results: list[dict[str, Any]], predic
 
 
 def charts(report: dict[str, Any], predictions: list[dict]) -> dict[str, bytes]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
     names = report["metrics"]
@@ -64,7 +58,7 @@ def charts(report: dict[str, Any], predictions: list[dict]) -> dict[str, bytes]:
         ax.set_xticks(range(len(models)), models, rotation=20, ha="right", fontsize=8)
         ax.set_title(metric + (" (lower is better)" if metric in LOWER_IS_BETTER else ""), fontsize=9)
     fig.tight_layout()
-    out["metrics.png"] = png(fig, plt)
+    out["metrics.png"] = png(fig)
 
     per_sample = [m for m in names if any(m in p["scores"] for p in predictions)]
     if per_sample:
@@ -84,5 +78,5 @@ def charts(report: dict[str, Any], predictions: list[dict]) -> dict[str, bytes]:
             ax.set_xticks(range(1, len(models) + 1), models, rotation=20, ha="right", fontsize=8)
             ax.set_title(f"{metric} per sample", fontsize=9)
         fig.tight_layout()
-        out["distributions.png"] = png(fig, plt)
+        out["distributions.png"] = png(fig)
     return out

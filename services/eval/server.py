@@ -1,4 +1,4 @@
-"""The eval service's gRPC edge: thin handlers over `Evaluations`."""
+"""The eval service's gRPC edge: thin handlers over `Evaluations` and `Ratings`."""
 
 from __future__ import annotations
 
@@ -8,11 +8,15 @@ from pathlib import Path
 import grpc
 from pydantic import Field, SecretStr
 
-from services.eval.evaluations import Endpoints, Evaluations
+from services.eval import metrics
+from services.eval.evaluations import Evaluations
+from services.eval.ratings import Ratings
 from services.eval.repo import OUTBOX, PROCESSED_EVENTS
 from services.kit.outbox import SqlProcessedEventLog
+from services.kit.peers import Peers
 from services.kit.server import open_runtime, serve
 from services.kit.settings import KitSettings, load_settings
+from services.kit.watch import ChangeFeed
 from tuneforge.eval.v1 import eval_service_pb2, eval_service_pb2_grpc, evaluation_pb2
 from tuneforge.events.v1 import event_pb2, registry_events_pb2
 
@@ -31,6 +35,22 @@ class EvalSettings(KitSettings):
 class EvalServicer(eval_service_pb2_grpc.EvalServiceServicer):
     def __init__(self, evaluations: Evaluations) -> None:
         self.evaluations = evaluations
+        self.ratings = Ratings(evaluations)
+
+    async def ListMetrics(
+        self, request: eval_service_pb2.ListMetricsRequest, context: Context
+    ) -> eval_service_pb2.ListMetricsResponse:
+        return eval_service_pb2.ListMetricsResponse(
+            metrics=[
+                evaluation_pb2.Metric(
+                    name=name,
+                    description=info.description,
+                    needs_reference=info.needs_reference,
+                    lower_is_better=info.lower_is_better,
+                )
+                for name, info in metrics.CATALOG.items()
+            ]
+        )
 
     async def CreateEvaluation(
         self, request: eval_service_pb2.CreateEvaluationRequest, context: Context
@@ -57,20 +77,18 @@ class EvalServicer(eval_service_pb2_grpc.EvalServiceServicer):
     async def CreateRatingTask(
         self, request: eval_service_pb2.CreateRatingTaskRequest, context: Context
     ) -> evaluation_pb2.RatingTask:
-        return await self.evaluations.create_rating_task(request.parent, request.rating_task)
+        return await self.ratings.create_task(request.parent, request.rating_task)
 
     async def ListRatingItems(
         self, request: eval_service_pb2.ListRatingItemsRequest, context: Context
     ) -> eval_service_pb2.ListRatingItemsResponse:
-        items, token = await self.evaluations.rating_items(
-            request.parent, request.page_size, request.page_token
-        )
+        items, token = await self.ratings.items(request.parent, request.page_size, request.page_token)
         return eval_service_pb2.ListRatingItemsResponse(items=items, next_page_token=token)
 
     async def SubmitRating(
         self, request: eval_service_pb2.SubmitRatingRequest, context: Context
     ) -> eval_service_pb2.SubmitRatingResponse:
-        count = await self.evaluations.submit_rating(
+        count = await self.ratings.submit(
             request.rating_task,
             request.sample_id,
             request.rater,
@@ -83,7 +101,7 @@ class EvalServicer(eval_service_pb2_grpc.EvalServiceServicer):
     async def GetRatingSummary(
         self, request: eval_service_pb2.GetRatingSummaryRequest, context: Context
     ) -> evaluation_pb2.RatingSummary:
-        return await self.evaluations.rating_summary(request.name)
+        return await self.ratings.summary(request.name)
 
     async def GetEvaluationReport(
         self, request: eval_service_pb2.GetEvaluationReportRequest, context: Context
@@ -102,13 +120,12 @@ class EvalServicer(eval_service_pb2_grpc.EvalServiceServicer):
 async def main() -> None:
     settings = load_settings(EvalSettings)
     runtime = await open_runtime("eval", settings, migrations=MIGRATIONS, outbox_table=OUTBOX)
-    evaluations = Evaluations(
-        runtime.db,
-        runtime.outbox,
-        runtime.store,
-        runtime.page_tokens,
-        Endpoints(settings.registry_endpoint, settings.data_endpoint),
-    )
+    feed = ChangeFeed(runtime.bus, "tuneforge.eval.>")
+    await feed.start()
+    runtime.closers.append(feed.stop)
+    peers = Peers({"registry": settings.registry_endpoint, "data": settings.data_endpoint})
+    runtime.closers.append(peers.close)
+    evaluations = Evaluations(runtime.db, runtime.outbox, runtime.store, runtime.page_tokens, peers, feed)
 
     if settings.eval_service_api_key:
         key = settings.eval_service_api_key.get_secret_value()

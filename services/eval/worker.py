@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import socket
 import statistics
 import sys
@@ -28,12 +27,15 @@ from services.eval.evaluations import emit, evaluation_name
 from services.eval.repo import OUTBOX, EvaluationRow
 from services.kit.bus import EVAL_QUEUE_STREAM, EVAL_QUEUE_SUBJECTS, EventBus
 from services.kit.db import Database
-from services.kit.logs import configure_logging
-from services.kit.outbox import Outbox, OutboxRelay
+from services.kit.outbox import Outbox
+from services.kit.peers import Peers
+from services.kit.rows import read_parquet
+from services.kit.server import open_runtime, run_until_signalled
 from services.kit.settings import KitSettings, load_settings
 from services.kit.store import ObjectStore
 from services.kit.times import utcnow
 from services.kit.workqueue import die_with_parent, heartbeat, pull_forever
+from tuneforge.registry.v1 import model_pb2
 
 log = logging.getLogger("tuneforge.eval-worker")
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -50,8 +52,15 @@ class EvalWorkerSettings(KitSettings):
 
 class EvalWorker:
     def __init__(
-        self, settings: EvalWorkerSettings, db: Database, store: ObjectStore, bus: EventBus, outbox: Outbox
+        self,
+        settings: EvalWorkerSettings,
+        db: Database,
+        store: ObjectStore,
+        bus: EventBus,
+        outbox: Outbox,
+        peers: Peers,
     ) -> None:
+        self.peers = peers
         self.settings = settings
         self.db = db
         self.store = store
@@ -132,7 +141,7 @@ class EvalWorker:
             )
             log.info("evaluation ended", extra={"evaluation": evaluation_name(row)})
             if row.spec.get("link_to_version"):
-                await asyncio.to_thread(self._link, row, results)
+                await self._link(row, results)
         except Exception as exc:
             log.exception("evaluation failed", extra={"evaluation": evaluation_name(row)})
             reason = f"{type(exc).__name__}: {exc}"
@@ -144,93 +153,50 @@ class EvalWorker:
             await message.ack()
             shutil.rmtree(work, ignore_errors=True)
 
-    def _link(self, row: EvaluationRow, results: list[dict[str, Any]]) -> None:
+    async def _link(self, row: EvaluationRow, results: list[dict[str, Any]]) -> None:
         """Put an automatic evaluation's results on the version it evaluated (metrics `eval.*`)."""
-        from tuneforge import Client
-
         target = row.spec["link_to_version"]
         result = next((r for r in results if r["model_version"] == target), None)
         if result is None:
             return
-        with Client(
-            {"registry": self.settings.registry_endpoint},
-            api_key=self.settings.worker_api_key.get_secret_value(),
-            project=row.project,
-        ) as client:
-            version = client.models.get_version(target)
-            client.models.update_version(
-                target,
-                metrics={
-                    **dict(version.metrics),
-                    **{f"eval.{k}": v for k, v in result["metrics"].items() if v == v},
-                },
-                tags={**dict(version.tags), "evaluation": evaluation_name(row)},
-            )
+        version = await self.peers.model_version(target)
+        update = model_pb2.ModelVersion(
+            name=target,
+            metrics={
+                **dict(version.metrics),
+                **{f"eval.{k}": v for k, v in result["metrics"].items() if v == v},
+            },
+            tags={**dict(version.tags), "evaluation": evaluation_name(row)},
+        )
+        await self.peers.update_model_version(update, ["metrics", "tags"])
 
-    def _prepare(self, row: EvaluationRow, work: Path) -> list[dict[str, Any]]:
-        import pyarrow.parquet as pq
-
-        from tuneforge import Client
-
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
+    async def _prepare(self, row: EvaluationRow, work: Path) -> list[dict[str, Any]]:
+        """The models, the judge and the evaluation set into `work`, then the runner's inputs."""
+        await asyncio.to_thread(shutil.rmtree, work, True)
+        await asyncio.to_thread(work.mkdir, parents=True)
         spec = row.spec
-        with Client(
-            {"registry": self.settings.registry_endpoint, "data": self.settings.data_endpoint},
-            api_key=self.settings.worker_api_key.get_secret_value(),
-            project=row.project,
-        ) as client:
-            models = []
-            for i, model in enumerate(spec["models"]):
-                client.models.download(model["name"], work / f"model-{i}")
-                base = ""
-                if model["base"]:
-                    base = str(work / f"base-{i}")
-                    client.models.download(model["base"], base)
-                models.append({"name": model["name"], "dir": str(work / f"model-{i}"), "base_dir": base})
-            client.data.download(spec["dataset_version"], work / "data")
-            judge = dict(spec["judge"]) if spec.get("judge") else None
-            if judge and judge["model_version"]:
-                client.models.download(judge["model_version"], work / "judge")
-                judge["dir"], judge["base_dir"] = str(work / "judge"), ""
-                if judge["base"]:
-                    client.models.download(judge["base"], work / "judge-base")
-                    judge["base_dir"] = str(work / "judge-base")
-        rows = pq.read_table(work / "data" / "data.parquet").to_pylist()
-        samples = []
-        for r in rows:
-            if "messages" in r:  # sft data: the last assistant turn is the reference
-                samples.append(
-                    {"id": r["id"], "prompt": r["messages"][:-1], "reference": r["messages"][-1]["content"]}
-                )
-            else:
-                samples.append({"id": r["id"], "prompt": r["prompt"], "reference": r.get("reference") or ""})
-        (work / "spec.json").write_text(
-            json.dumps({"models": models, "generation": spec["generation"], "judge": judge})
-        )
-        (work / "prompts.jsonl").write_text(
-            "".join(
-                json.dumps(
-                    {
-                        "id": s["id"],
-                        "prompt": s["prompt"],
-                        "reference": s["reference"],
-                        "question": next(
-                            (m["content"] for m in reversed(s["prompt"]) if m["role"] == "user"), ""
-                        ),
-                    },
-                    ensure_ascii=False,
-                )
-                + "\n"
-                for s in samples
-            )
-        )
-        return samples
+        models = []
+        for i, model in enumerate(spec["models"]):
+            await self.peers.download_model(model["name"], work / f"model-{i}")
+            base = ""
+            if model["base"]:
+                base = str(work / f"base-{i}")
+                await self.peers.download_model(model["base"], Path(base))
+            models.append({"name": model["name"], "dir": str(work / f"model-{i}"), "base_dir": base})
+        await self.peers.download_dataset_version(spec["dataset_version"], work / "data")
+        judge = dict(spec["judge"]) if spec.get("judge") else None
+        if judge and judge["model_version"]:
+            await self.peers.download_model(judge["model_version"], work / "judge")
+            judge["dir"], judge["base_dir"] = str(work / "judge"), ""
+            if judge["base"]:
+                await self.peers.download_model(judge["base"], work / "judge-base")
+                judge["base_dir"] = str(work / "judge-base")
+        return await asyncio.to_thread(_write_inputs, work, spec, models, judge)
 
     async def evaluate(
         self, row: EvaluationRow, work: Path
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        samples = await asyncio.to_thread(self._prepare, row, work)
+        samples = await self._prepare(row, work)
         logfile = (work / "runner.log").open("ab")
         child = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -352,33 +318,61 @@ class EvalWorker:
         row.spec = {**row.spec, "pairwise": pairwise}
 
 
+def _write_inputs(
+    work: Path, spec: dict[str, Any], models: list[dict[str, Any]], judge: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """The samples (an sft row's last answer is its reference), `spec.json` and `prompts.jsonl`."""
+    samples = []
+    for r in read_parquet(work / "data" / "data.parquet"):
+        if "messages" in r:
+            samples.append(
+                {"id": r["id"], "prompt": r["messages"][:-1], "reference": r["messages"][-1]["content"]}
+            )
+        else:
+            samples.append({"id": r["id"], "prompt": r["prompt"], "reference": r.get("reference") or ""})
+    (work / "spec.json").write_text(
+        json.dumps({"models": models, "generation": spec["generation"], "judge": judge})
+    )
+    (work / "prompts.jsonl").write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": s["id"],
+                    "prompt": s["prompt"],
+                    "reference": s["reference"],
+                    "question": next(
+                        (m["content"] for m in reversed(s["prompt"]) if m["role"] == "user"), ""
+                    ),
+                },
+                ensure_ascii=False,
+            )
+            + "\n"
+            for s in samples
+        )
+    )
+    return samples
+
+
 async def main() -> None:
     settings = load_settings(EvalWorkerSettings)
-    configure_logging(settings.log_level, settings.log_format)
-    db = Database(settings.database_url, schema="eval")
-    await asyncio.to_thread(db.migrate, MIGRATIONS)
-    store = ObjectStore(
-        settings.s3_endpoint,
-        settings.s3_access_key.get_secret_value(),
-        settings.s3_secret_key.get_secret_value(),
-        settings.s3_bucket,
-        secure=settings.s3_secure,
-        region=settings.s3_region,
+    runtime = await open_runtime(
+        "eval",
+        settings,
+        migrations=MIGRATIONS,
+        outbox_table=OUTBOX,
+        serves_api=False,
+        bus_name=f"tuneforge-{settings.worker_name}",
     )
-    bus = await EventBus.connect(settings.nats_url, name=f"tuneforge-{settings.worker_name}")
-    outbox = Outbox(OUTBOX, "eval")
-    relay = OutboxRelay(db, outbox, bus)
-    relay.start()
-    worker = EvalWorker(settings, db, store, bus, outbox)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, worker.stopping.set)
+    peers = Peers(
+        {"registry": settings.registry_endpoint, "data": settings.data_endpoint},
+        api_key=settings.worker_api_key.get_secret_value,
+    )
+    worker = EvalWorker(settings, runtime.db, runtime.store, runtime.bus, runtime.outbox, peers)
     try:
-        await worker.run()
+        await run_until_signalled(worker.stopping, worker.run)
     finally:
-        await relay.stop()
-        await bus.close()
-        db.dispose()
+        await peers.close()
+        await runtime.close()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The event bus on NATS JetStream.
 
-Two streams: `TUNEFORGE_EVENTS` keeps every event (`tuneforge.<service>.<resource>.<verb>`, limits
-retention), `TUNEFORGE_TRAIN_QUEUE` is the training work queue (`tuneforge.train-queue.<priority>`).
+`TUNEFORGE_EVENTS` keeps every event (`tuneforge.<service>.<resource>.<verb>`, limits retention);
+the work queues `TUNEFORGE_TRAIN_QUEUE` (`tuneforge.train-queue.<priority>`), `TUNEFORGE_EVAL_QUEUE`
+and `TUNEFORGE_DATA_QUEUE` (`tuneforge.data-queue.<task>`) hold work for the workers.
 Events are `tuneforge.events.v1.Event` protobufs published with `Nats-Msg-Id` set to the event id,
 so the stream drops a republished copy. Consumers are durable pull consumers; a handler's work is
 made idempotent by a processed-event log keyed by event id (delivery is at least once).
@@ -37,6 +38,8 @@ EVENT_SUBJECTS = "tuneforge.*.*.*"
 TRAIN_QUEUE_SUBJECTS = "tuneforge.train-queue.*"
 EVAL_QUEUE_STREAM = "TUNEFORGE_EVAL_QUEUE"
 EVAL_QUEUE_SUBJECTS = "tuneforge.eval-queue.*"
+DATA_QUEUE_STREAM = "TUNEFORGE_DATA_QUEUE"
+DATA_QUEUE_SUBJECTS = "tuneforge.data-queue.*"
 EVENT_MAX_AGE_SECONDS = 30 * 24 * 3600
 
 STREAMS = (
@@ -56,6 +59,12 @@ STREAMS = (
     StreamConfig(
         name=EVAL_QUEUE_STREAM,
         subjects=[EVAL_QUEUE_SUBJECTS],
+        retention=RetentionPolicy.WORK_QUEUE,
+        duplicate_window=120,
+    ),
+    StreamConfig(
+        name=DATA_QUEUE_STREAM,
+        subjects=[DATA_QUEUE_SUBJECTS],
         retention=RetentionPolicy.WORK_QUEUE,
         duplicate_window=120,
     ),

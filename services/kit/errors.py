@@ -21,8 +21,12 @@ class FieldViolation:
     description: str
 
 
-class TuneForgeError(Exception):
-    """Base of all domain errors. `code` names the gRPC status code; `reason` is stable."""
+class ServiceError(Exception):
+    """Base of all domain errors. `code` names the gRPC status code; `reason` is stable.
+
+    Clients never see this class: the error interceptor turns it into a status, which the SDK
+    raises as `tuneforge.TuneForgeError`.
+    """
 
     code = "INTERNAL"
     default_reason = "INTERNAL"
@@ -42,7 +46,7 @@ class TuneForgeError(Exception):
         self.metadata = dict(metadata or {})
 
 
-class InvalidArgument(TuneForgeError):
+class InvalidArgument(ServiceError):
     code = "INVALID_ARGUMENT"
     default_reason = "INVALID_ARGUMENT"
 
@@ -57,46 +61,46 @@ class InvalidArgument(TuneForgeError):
         return cls(summary, violations=violations)
 
 
-class NotFound(TuneForgeError):
+class NotFound(ServiceError):
     code = "NOT_FOUND"
     default_reason = "NOT_FOUND"
 
 
-class AlreadyExists(TuneForgeError):
+class AlreadyExists(ServiceError):
     code = "ALREADY_EXISTS"
     default_reason = "ALREADY_EXISTS"
 
 
-class FailedPrecondition(TuneForgeError):
+class FailedPrecondition(ServiceError):
     code = "FAILED_PRECONDITION"
     default_reason = "FAILED_PRECONDITION"
 
 
-class PermissionDenied(TuneForgeError):
+class PermissionDenied(ServiceError):
     code = "PERMISSION_DENIED"
     default_reason = "PERMISSION_DENIED"
 
 
-class Unauthenticated(TuneForgeError):
+class Unauthenticated(ServiceError):
     code = "UNAUTHENTICATED"
     default_reason = "UNAUTHENTICATED"
 
 
-class DataLoss(TuneForgeError):
+class DataLoss(ServiceError):
     code = "DATA_LOSS"
     default_reason = "CHECKSUM_MISMATCH"
 
 
-class ResourceExhausted(TuneForgeError):
+class ResourceExhausted(ServiceError):
     code = "RESOURCE_EXHAUSTED"
     default_reason = "LIMIT_EXCEEDED"
 
 
-class Aborted(TuneForgeError):
+class Aborted(ServiceError):
     code = "ABORTED"
     default_reason = "ABORTED"
 
 
-class Unavailable(TuneForgeError):
+class Unavailable(ServiceError):
     code = "UNAVAILABLE"
     default_reason = "UNAVAILABLE"

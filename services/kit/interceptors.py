@@ -23,7 +23,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from services.kit.auth import ApiKeyStore, bearer_var, principal_var
-from services.kit.errors import ERROR_DOMAIN, TuneForgeError, Unauthenticated
+from services.kit.errors import ERROR_DOMAIN, ServiceError, Unauthenticated
 from services.kit.logs import request_id_var
 
 # Per-call facts that inner interceptors learn and outer ones log (the caller's key id).
@@ -128,7 +128,7 @@ class LoggingInterceptor(_AroundInterceptor):
             )
 
 
-def rich_status(error: TuneForgeError, request_id: str) -> grpc.Status:
+def rich_status(error: ServiceError, request_id: str) -> grpc.Status:
     """The gRPC status for a domain error: code, message, ErrorInfo and BadRequest details."""
     code = getattr(code_pb2, error.code)
     detail = status_pb2.Status(code=code, message=error.message)
@@ -158,14 +158,14 @@ class ErrorInterceptor(_AroundInterceptor):
             yield
         except grpc.aio.AbortError:
             raise
-        except TuneForgeError as error:
+        except ServiceError as error:
             status = rich_status(error, request_id_var.get())
             await context.abort(status.code, status.details, status.trailing_metadata)
         except Exception:
             request_id = request_id_var.get()
             log.exception("unhandled error", extra={"method": method})
             status = rich_status(
-                TuneForgeError(f"internal error; quote request id {request_id} when reporting it"), request_id
+                ServiceError(f"internal error; quote request id {request_id} when reporting it"), request_id
             )
             await context.abort(status.code, status.details, status.trailing_metadata)
 

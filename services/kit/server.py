@@ -57,7 +57,7 @@ class Runtime:
     name: str
     settings: KitSettings
     db: Database
-    keys: ApiKeyStore
+    keys: ApiKeyStore | None
     store: ObjectStore
     bus: EventBus
     outbox: Outbox
@@ -93,16 +93,28 @@ class Runtime:
             await closer()
         await self.bus.close()
         self.db.dispose()
-        self.keys.db.dispose()
+        if self.keys is not None:
+            self.keys.db.dispose()
 
 
-async def open_runtime(name: str, settings: KitSettings, *, migrations: Path, outbox_table: Table) -> Runtime:
-    """Connect everything a service needs, migrate its schema and start its outbox relay."""
+async def open_runtime(
+    name: str,
+    settings: KitSettings,
+    *,
+    migrations: Path,
+    outbox_table: Table,
+    serves_api: bool = True,
+    bus_name: str = "",
+) -> Runtime:
+    """Connect everything a service (or, with `serves_api=False`, a worker of it) needs, migrate
+    its schema and start its outbox relay. Workers share their service's database and outbox."""
     configure_logging(settings.log_level, settings.log_format)
     db = Database(settings.database_url, schema=name)
     await asyncio.to_thread(db.migrate, migrations)
-    keys = ApiKeyStore(Database(settings.auth_database_url, schema="auth"))
-    await asyncio.to_thread(keys.migrate)
+    keys = None
+    if serves_api:
+        keys = ApiKeyStore(Database(settings.auth_database_url, schema="auth"))
+        await asyncio.to_thread(keys.migrate)
     store = ObjectStore(
         settings.s3_endpoint,
         settings.s3_access_key.get_secret_value(),
@@ -113,7 +125,7 @@ async def open_runtime(name: str, settings: KitSettings, *, migrations: Path, ou
         public_endpoint=settings.s3_public_endpoint,
     )
     await store.ensure_bucket()
-    bus = await EventBus.connect(settings.nats_url, name=f"tuneforge-{name}")
+    bus = await EventBus.connect(settings.nats_url, name=bus_name or f"tuneforge-{name}")
     outbox = Outbox(outbox_table, name)
     relay = OutboxRelay(db, outbox, bus)
     relay.start()
@@ -130,12 +142,22 @@ async def open_runtime(name: str, settings: KitSettings, *, migrations: Path, ou
     )
 
 
+async def run_until_signalled(stopping: asyncio.Event, work: Callable[[], Awaitable[None]]) -> None:
+    """Run `work` (a worker's loop, which returns once `stopping` is set) with SIGTERM and SIGINT
+    setting `stopping`."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    await work()
+
+
 async def serve(runtime: Runtime, register: Callable[[grpc.aio.Server], Iterable[str]]) -> None:
     """Serve until SIGTERM or SIGINT, then drain: health turns NOT_SERVING, calls get `grace` seconds.
 
     `register` adds the service's servicers to the server and returns their full service names.
     """
     settings = runtime.settings
+    assert runtime.keys is not None, "a runtime that serves the API checks keys"
     server, port = create_server(
         settings.listen,
         interceptors=standard_interceptors(runtime.keys),

@@ -184,6 +184,7 @@ class ObjectStore:
 
     async def get_file(self, key: str, path: Path, *, sha256: str, size_bytes: int, label: str) -> None:
         """Download an object to a local file, verifying its size and SHA-256 (DataLoss otherwise)."""
+        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
         with path.open("wb") as out:
             async for chunk in self.iter_verified(key, sha256=sha256, size_bytes=size_bytes, label=label):
                 await asyncio.to_thread(out.write, chunk)

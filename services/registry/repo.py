@@ -19,6 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from services.kit.outbox import add_kit_tables
+from services.kit.uploads import UploadColumns
 
 
 class Base(DeclarativeBase):
@@ -102,22 +103,14 @@ class AliasRow(Base):
     version: Mapped[VersionRow] = relationship(lazy="joined", innerjoin=True)
 
 
-class UploadRow(Base):
-    """A version upload in progress (presigned or streamed). Expired uncommitted ones are swept."""
+class UploadRow(UploadColumns, Base):
+    """A version upload in progress (presigned or streamed, `services.kit.uploads`); the version it
+    becomes takes its uid and storage prefix. Expired uncommitted ones are swept."""
 
     __tablename__ = "model_version_uploads"
     __table_args__ = (UniqueConstraint("model_uid", "request_id", name="uq_uploads_model_request_id"),)
 
-    uid: Mapped[str] = mapped_column(String(32), primary_key=True)
     model_uid: Mapped[str] = mapped_column(ForeignKey("models.uid", ondelete="CASCADE"), index=True)
-    mode: Mapped[str] = mapped_column(String(16))
-    spec: Mapped[bytes] = mapped_column(default=b"")
-    files: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
-    storage_prefix: Mapped[str] = mapped_column(String(200))
-    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    version_uid: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    expire_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     model: Mapped[ModelRow] = relationship(lazy="joined", innerjoin=True)
 

@@ -1,4 +1,5 @@
-"""The registry's gRPC edge: thin handlers over `ModelRegistry`."""
+"""The registry's gRPC edge: thin handlers over its parts (models, versions, uploads, aliases,
+lineage, search, derivations)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,16 @@ from pydantic import Field
 
 from services.kit.server import open_runtime, serve
 from services.kit.settings import KitSettings, load_settings
-from services.registry.registry import ModelRegistry, RegistryLimits
+from services.registry.aliases import Aliases
+from services.registry.derivations import Derivations
+from services.registry.lineage import Lineage
+from services.registry.lookup import RegistryContext
+from services.registry.models import Models
 from services.registry.repo import OUTBOX
+from services.registry.search import Search
+from services.registry.uploads import Uploads
+from services.registry.validation import RegistryLimits
+from services.registry.versions import Versions
 from tuneforge.registry.v1 import model_pb2, registry_service_pb2, registry_service_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -30,25 +39,29 @@ class RegistrySettings(KitSettings):
 
 
 class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
-    def __init__(self, registry: ModelRegistry) -> None:
-        self.registry = registry
+    def __init__(self, ctx: RegistryContext) -> None:
+        self.models = Models(ctx)
+        self.versions = Versions(ctx)
+        self.uploads = Uploads(ctx, self.versions)
+        self.aliases = Aliases(ctx)
+        self.lineage = Lineage(ctx)
+        self.search = Search(ctx)
+        self.derivations = Derivations(ctx, self.versions)
 
     async def CreateModel(
         self, request: registry_service_pb2.CreateModelRequest, context: grpc.aio.ServicerContext
     ) -> model_pb2.Model:
-        return await self.registry.create_model(
-            request.parent, request.model_id, request.model, request.request_id
-        )
+        return await self.models.create(request.parent, request.model_id, request.model, request.request_id)
 
     async def GetModel(
         self, request: registry_service_pb2.GetModelRequest, context: grpc.aio.ServicerContext
     ) -> model_pb2.Model:
-        return await self.registry.get_model(request.name)
+        return await self.models.get(request.name)
 
     async def ListModels(
         self, request: registry_service_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> registry_service_pb2.ListModelsResponse:
-        models, token = await self.registry.list_models(
+        models, token = await self.models.list(
             request.parent, request.page_size, request.page_token, request.filter, request.order_by
         )
         return registry_service_pb2.ListModelsResponse(models=models, next_page_token=token)
@@ -56,12 +69,12 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
     async def UpdateModel(
         self, request: registry_service_pb2.UpdateModelRequest, context: grpc.aio.ServicerContext
     ) -> model_pb2.Model:
-        return await self.registry.update_model(request.model, list(request.update_mask.paths))
+        return await self.models.update(request.model, list(request.update_mask.paths))
 
     async def DeleteModel(
         self, request: registry_service_pb2.DeleteModelRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
-        await self.registry.delete_model(request.name, request.force)
+        await self.models.delete(request.name, request.force)
         return empty_pb2.Empty()
 
     async def UploadModelVersion(
@@ -69,29 +82,29 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         request_iterator: AsyncIterator[registry_service_pb2.UploadModelVersionRequest],
         context: grpc.aio.ServicerContext,
     ) -> model_pb2.ModelVersion:
-        return await self.registry.upload_version(aiter(request_iterator))
+        return await self.uploads.upload(aiter(request_iterator))
 
     async def CreateModelVersionUpload(
         self, request: registry_service_pb2.CreateModelVersionUploadRequest, context: grpc.aio.ServicerContext
     ) -> model_pb2.ModelVersionUpload:
-        return await self.registry.create_upload(
+        return await self.uploads.create(
             request.parent, request.model_version, request.files, request.request_id
         )
 
     async def CommitModelVersionUpload(
         self, request: registry_service_pb2.CommitModelVersionUploadRequest, context: grpc.aio.ServicerContext
     ) -> model_pb2.ModelVersion:
-        return await self.registry.commit_upload(request.name)
+        return await self.uploads.commit(request.name)
 
     async def GetModelVersion(
         self, request: registry_service_pb2.GetModelVersionRequest, context: grpc.aio.ServicerContext
     ) -> model_pb2.ModelVersion:
-        return await self.registry.get_version(request.name)
+        return await self.versions.get(request.name)
 
     async def ListModelVersions(
         self, request: registry_service_pb2.ListModelVersionsRequest, context: grpc.aio.ServicerContext
     ) -> registry_service_pb2.ListModelVersionsResponse:
-        versions, token = await self.registry.list_versions(
+        versions, token = await self.versions.list(
             request.parent, request.page_size, request.page_token, request.filter, request.order_by
         )
         return registry_service_pb2.ListModelVersionsResponse(model_versions=versions, next_page_token=token)
@@ -99,18 +112,18 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
     async def UpdateModelVersion(
         self, request: registry_service_pb2.UpdateModelVersionRequest, context: grpc.aio.ServicerContext
     ) -> model_pb2.ModelVersion:
-        return await self.registry.update_version(request.model_version, list(request.update_mask.paths))
+        return await self.versions.update(request.model_version, list(request.update_mask.paths))
 
     async def DeleteModelVersion(
         self, request: registry_service_pb2.DeleteModelVersionRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
-        await self.registry.delete_version(request.name)
+        await self.versions.delete(request.name)
         return empty_pb2.Empty()
 
     async def DownloadModelVersion(
         self, request: registry_service_pb2.DownloadModelVersionRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[registry_service_pb2.DownloadModelVersionResponse]:
-        async for chunk in self.registry.download(request.name, list(request.paths)):
+        async for chunk in self.versions.download(request.name, list(request.paths)):
             yield registry_service_pb2.DownloadModelVersionResponse(chunk=chunk)
 
     async def GenerateModelVersionDownloadUrls(
@@ -118,44 +131,42 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         request: registry_service_pb2.GenerateModelVersionDownloadUrlsRequest,
         context: grpc.aio.ServicerContext,
     ) -> registry_service_pb2.GenerateModelVersionDownloadUrlsResponse:
-        name, urls = await self.registry.download_urls(request.name)
+        name, urls = await self.versions.download_urls(request.name)
         return registry_service_pb2.GenerateModelVersionDownloadUrlsResponse(model_version=name, urls=urls)
 
     async def SetModelAlias(
         self, request: registry_service_pb2.SetModelAliasRequest, context: grpc.aio.ServicerContext
     ) -> model_pb2.ModelAlias:
-        return await self.registry.set_alias(request.parent, request.alias, request.version)
+        return await self.aliases.set(request.parent, request.alias, request.version)
 
     async def GetModelAlias(
         self, request: registry_service_pb2.GetModelAliasRequest, context: grpc.aio.ServicerContext
     ) -> model_pb2.ModelAlias:
-        return await self.registry.get_alias(request.name)
+        return await self.aliases.get(request.name)
 
     async def ListModelAliases(
         self, request: registry_service_pb2.ListModelAliasesRequest, context: grpc.aio.ServicerContext
     ) -> registry_service_pb2.ListModelAliasesResponse:
-        aliases, token = await self.registry.list_aliases(
-            request.parent, request.page_size, request.page_token
-        )
+        aliases, token = await self.aliases.list(request.parent, request.page_size, request.page_token)
         return registry_service_pb2.ListModelAliasesResponse(aliases=aliases, next_page_token=token)
 
     async def ListAliasHistory(
         self, request: registry_service_pb2.ListAliasHistoryRequest, context: grpc.aio.ServicerContext
     ) -> registry_service_pb2.ListAliasHistoryResponse:
         return registry_service_pb2.ListAliasHistoryResponse(
-            entries=await self.registry.alias_history(request.parent)
+            entries=await self.aliases.history(request.parent)
         )
 
     async def GetLineageGraph(
         self, request: registry_service_pb2.GetLineageGraphRequest, context: grpc.aio.ServicerContext
     ) -> registry_service_pb2.GetLineageGraphResponse:
-        root, nodes, edges = await self.registry.lineage_graph(request.name)
+        root, nodes, edges = await self.lineage.graph(request.name)
         return registry_service_pb2.GetLineageGraphResponse(root=root, nodes=nodes, edges=edges)
 
     async def SearchCatalog(
         self, request: registry_service_pb2.SearchCatalogRequest, context: grpc.aio.ServicerContext
     ) -> registry_service_pb2.SearchCatalogResponse:
-        entries = await self.registry.search_catalog(request.parent, request.filter)
+        entries = await self.search.search(request.parent, request.filter)
         return registry_service_pb2.SearchCatalogResponse(
             entries=[registry_service_pb2.CatalogEntry(model_version=v, method=m) for v, m in entries]
         )
@@ -163,27 +174,27 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
     async def ExportModelVersion(
         self, request: registry_service_pb2.ExportModelVersionRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[registry_service_pb2.ExportModelVersionResponse]:
-        async for data in self.registry.export_archive(request.name):
+        async for data in self.versions.export(request.name):
             yield registry_service_pb2.ExportModelVersionResponse(data=data)
 
     async def DeriveModelVersion(
         self, request: registry_service_pb2.DeriveModelVersionRequest, context: grpc.aio.ServicerContext
     ) -> model_pb2.ModelVersion:
-        return await self.registry.derive(
+        return await self.derivations.derive(
             request.name, request.operation, request.target, request.output_model, request.request_id
         )
 
     async def DeleteModelAlias(
         self, request: registry_service_pb2.DeleteModelAliasRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
-        await self.registry.delete_alias(request.name)
+        await self.aliases.delete(request.name)
         return empty_pb2.Empty()
 
 
 async def main() -> None:
     settings = load_settings(RegistrySettings)
     runtime = await open_runtime("registry", settings, migrations=MIGRATIONS, outbox_table=OUTBOX)
-    registry = ModelRegistry(
+    ctx = RegistryContext(
         runtime.db,
         runtime.store,
         runtime.outbox,
@@ -195,12 +206,13 @@ async def main() -> None:
             url_ttl=timedelta(seconds=settings.registry_url_ttl_seconds),
         ),
     )
+    servicer = RegistryServicer(ctx)
     runtime.run_periodically(
-        "swept expired uploads", settings.registry_sweep_interval_seconds, registry.sweep_expired_uploads
+        "swept expired uploads", settings.registry_sweep_interval_seconds, servicer.uploads.sweep
     )
 
     def register(server: grpc.aio.Server) -> list[str]:
-        registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(RegistryServicer(registry), server)
+        registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(servicer, server)
         return [registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name]
 
     await serve(runtime, register)

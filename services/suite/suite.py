@@ -109,6 +109,7 @@ class LocalSuite:
         self.extra_env = dict(extra_env or {})
         self.workers = workers if "train" in services else 0
         self.eval_workers = 1 if "eval" in services else 0
+        self.data_workers = 1 if "data" in services else 0
         self.local_model_dirs = local_model_dirs
         self.processes: dict[str, ManagedProcess] = {}
         self.state: SuiteState | None = None
@@ -203,6 +204,8 @@ class LocalSuite:
                 self.start_worker(index, timeout)
             for index in range(self.eval_workers):
                 self.start_worker(index, timeout, kind="eval")
+            for index in range(self.data_workers):
+                self.start_worker(index, timeout, kind="data")
             endpoints = self.data_dir / ENDPOINTS_FILE
             endpoints.write_text(json.dumps(self.endpoints, indent=2))
         except BaseException:
@@ -243,6 +246,7 @@ class LocalSuite:
                 "TUNEFORGE_WORKER_NAME": name,
                 "TUNEFORGE_TRAIN_WORK_DIR": str(self.data_dir / "work" / name),
                 "TUNEFORGE_EVAL_WORK_DIR": str(self.data_dir / "work" / name),
+                "TUNEFORGE_DATA_WORK_DIR": str(self.data_dir / "work" / name),
                 **self.extra_env,
             },
         )

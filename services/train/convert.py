@@ -7,17 +7,14 @@ from services.kit.times import to_timestamp
 from services.train.repo import CheckpointRow, JobRow, MetricRow
 from services.train.spec import JobSpec, hyperparameters_proto, method_parameters_proto
 from tuneforge.common.v1 import common_pb2
+from tuneforge.enums import enum_values
 from tuneforge.train.v1 import training_job_pb2
 
 JOB = NamePattern("projects/{project}/trainingJobs/{job}")
-STATES = {
-    "queued": training_job_pb2.TRAINING_JOB_STATE_QUEUED,
-    "running": training_job_pb2.TRAINING_JOB_STATE_RUNNING,
-    "succeeded": training_job_pb2.TRAINING_JOB_STATE_SUCCEEDED,
-    "failed": training_job_pb2.TRAINING_JOB_STATE_FAILED,
-    "cancelled": training_job_pb2.TRAINING_JOB_STATE_CANCELLED,
-    "preempted": training_job_pb2.TRAINING_JOB_STATE_PREEMPTED,
-}
+STATES = enum_values(training_job_pb2.TrainingJobState, "TRAINING_JOB_STATE_")
+METHOD_VALUES = enum_values(training_job_pb2.TrainingMethod, "TRAINING_METHOD_")
+TUNING_VALUES = enum_values(training_job_pb2.TuningMode, "TUNING_MODE_")
+PRIORITY_VALUES = enum_values(training_job_pb2.JobPriority, "JOB_PRIORITY_")
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
@@ -35,6 +32,9 @@ def job_to_proto(row: JobRow) -> training_job_pb2.TrainingJob:
         base_model=spec.base_model,
         method=spec.method,
         tuning=spec.tuning,
+        training_method=METHOD_VALUES[spec.method],
+        tuning_mode=TUNING_VALUES[spec.tuning],
+        job_priority=PRIORITY_VALUES[spec.priority],
         lora=training_job_pb2.LoraConfig(
             rank=spec.lora.rank,
             alpha=spec.lora.alpha,
@@ -55,7 +55,7 @@ def job_to_proto(row: JobRow) -> training_job_pb2.TrainingJob:
         create_time=to_timestamp(row.create_time),
         attempt=row.attempt,
         priority=spec.priority,
-        method_parameters=method_parameters_proto(spec.method, spec.method_parameters),
+        method_parameters=method_parameters_proto(spec),
         replay_share=spec.replay_share,
         preemptions=row.preemptions,
     )

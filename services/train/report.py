@@ -39,6 +39,9 @@ import math
 import statistics
 from typing import Any
 
+from services.kit.charts import png, pyplot
+from services.train.methods import METHODS
+
 MIN_POINTS = 6
 WINDOW = 10
 TOLERANCE = 0.02
@@ -144,53 +147,38 @@ def _trend(values: list[float]) -> float:
     return (before - last) / abs(before) if before else 0.0
 
 
-def diagnose(
-    points: list[dict[str, Any]],
-    *,
-    method: str,
-    epochs: float,
-    total_steps: int,
-    checkpoints: list[dict[str, Any]],
-    job: str = "",
-) -> dict[str, Any]:
-    """`points`: metric points as dicts (step, loss, validation_loss or None, learning_rate,
-    method_metrics, sample_ids); `checkpoints`: kept checkpoints (step, validation_loss)."""
-    train = sorted((p for p in points if p.get("validation_loss") is None), key=lambda p: p["step"])
-    validation = sorted((p for p in points if p.get("validation_loss") is not None), key=lambda p: p["step"])
-    steps = [p["step"] for p in train]
-    losses = [p["loss"] for p in train]
-    flags: list[str] = []
-    advice: list[str] = []
-    result: dict[str, Any] = {"suggested_epochs": 0.0, "best_checkpoint": "", "best_step": 0, "spikes": []}
+def _diagnose_reward(train: list[dict[str, Any]], result: dict[str, Any]) -> dict[str, Any]:
+    """A method without a likelihood loss (GRPO): the mean reward's trend."""
+    rewards = [p.get("method_metrics", {}).get("reward") for p in train]
+    rewards = [r for r in rewards if r is not None]
+    if len(rewards) < MIN_POINTS:
+        return {
+            **result,
+            "verdict": "too_short",
+            "summary": "Too few steps to judge the reward curve.",
+            "advice": ["Train for more steps."],
+            "flags": ["too_short"],
+        }
+    size = max(2, len(rewards) // 5)
+    first, last = statistics.fmean(rewards[:size]), statistics.fmean(rewards[-size:])
+    change = last - first
+    scale = max(abs(first), 1e-6)
+    if change > TOLERANCE * scale:
+        verdict, summary = "reward_rising", f"The mean reward rose from {first:.3g} to {last:.3g}."
+        advice = ["Evaluate the model; train longer if the reward is still rising at the end."]
+    elif change < -TOLERANCE * scale:
+        verdict, summary = "reward_falling", f"The mean reward fell from {first:.3g} to {last:.3g}."
+        advice = ["Lower the learning rate or check the reward functions."]
+    else:
+        verdict, summary = "reward_flat", f"The mean reward stayed near {last:.3g}."
+        advice = [
+            "Check that the rewards vary between completions; raise the learning rate or the generations."
+        ]
+    return {**result, "verdict": verdict, "summary": summary, "advice": advice, "flags": [verdict]}
 
-    if method == "grpo":
-        rewards = [p.get("method_metrics", {}).get("reward") for p in train]
-        rewards = [r for r in rewards if r is not None]
-        if len(rewards) < MIN_POINTS:
-            return {
-                **result,
-                "verdict": "too_short",
-                "summary": "Too few steps to judge the reward curve.",
-                "advice": ["Train for more steps."],
-                "flags": ["too_short"],
-            }
-        size = max(2, len(rewards) // 5)
-        first, last = statistics.fmean(rewards[:size]), statistics.fmean(rewards[-size:])
-        change = last - first
-        scale = max(abs(first), 1e-6)
-        if change > TOLERANCE * scale:
-            verdict, summary = "reward_rising", f"The mean reward rose from {first:.3g} to {last:.3g}."
-            advice.append("Evaluate the model; train longer if the reward is still rising at the end.")
-        elif change < -TOLERANCE * scale:
-            verdict, summary = "reward_falling", f"The mean reward fell from {first:.3g} to {last:.3g}."
-            advice.append("Lower the learning rate or check the reward functions.")
-        else:
-            verdict, summary = "reward_flat", f"The mean reward stayed near {last:.3g}."
-            advice.append(
-                "Check that the rewards vary between completions; raise the learning rate or the generations."
-            )
-        return {**result, "verdict": verdict, "summary": summary, "advice": advice, "flags": [verdict]}
 
+def _unjudgeable(steps: list[int], losses: list[float], result: dict[str, Any]) -> dict[str, Any] | None:
+    """Rules 1 and 2: a NaN loss, or too few points to judge."""
     if any(not math.isfinite(v) for v in losses):
         bad = next(s for s, v in zip(steps, losses, strict=True) if not math.isfinite(v))
         return {
@@ -208,76 +196,80 @@ def diagnose(
             "advice": ["Train for more steps, or judge by evaluation."],
             "flags": ["too_short"],
         }
+    return None
 
-    found = spikes(steps, losses)
-    by_step = {p["step"]: p for p in train}
-    for spike in found:
-        spike["sample_ids"] = list(by_step[spike["step"]].get("sample_ids") or [])
-    result["spikes"] = found
-    anomaly = loss_anomaly(losses, total_steps)
-    if anomaly and anomaly[0] == "LOSS_DIVERGING":
-        flags.append("diverging")
-    if anomaly and anomaly[0] == "LOSS_STUCK":
-        flags.append("stuck")
-    if found:
-        flags.append("spikes")
 
-    train_trend = _trend(losses)
-    flags.append(
-        "training_falling"
-        if train_trend > TOLERANCE
-        else "training_rising"
-        if train_trend < -TOLERANCE
-        else "training_flat"
+def _trend_flag(kind: str, trend: float) -> str:
+    return (
+        f"{kind}_falling" if trend > TOLERANCE else f"{kind}_rising" if trend < -TOLERANCE else f"{kind}_flat"
     )
-    val_trend = None
-    overfit = False
-    if len(validation) >= 3:
-        vsteps = [p["step"] for p in validation]
-        vlosses = [p["validation_loss"] for p in validation]
-        low = min(range(len(vlosses)), key=lambda i: (vlosses[i], vsteps[i]))
-        last_rise = (vlosses[-1] - vlosses[low]) / abs(vlosses[low]) if vlosses[low] else 0.0
-        val_trend = (
-            _trend(vlosses) if len(vlosses) >= 4 else (vlosses[-2] - vlosses[-1]) / abs(vlosses[-2] or 1)
-        )
-        flags.append(
-            "validation_falling"
-            if val_trend > TOLERANCE
-            else "validation_rising"
-            if val_trend < -TOLERANCE
-            else "validation_flat"
-        )
-        if low < len(vlosses) - 1 and last_rise > TOLERANCE and train_trend >= -TOLERANCE:
-            overfit = True
-            flags.append("overfitting")
-            scored = [c for c in checkpoints if c.get("validation_loss") is not None]
-            best = min(scored, key=lambda c: (c["validation_loss"], c["step"])) if scored else None
-            best_step = best["step"] if best else vsteps[low]
-            result["best_step"] = best_step
-            if best and job:
-                result["best_checkpoint"] = f"{job}/checkpoints/{best['step']}"
-            if total_steps:
-                result["suggested_epochs"] = max(0.5, math.ceil(2 * epochs * best_step / total_steps) / 2)
 
+
+def _validation(
+    validation: list[dict[str, Any]],
+    train_trend: float,
+    checkpoints: list[dict[str, Any]],
+    *,
+    epochs: float,
+    total_steps: int,
+    job: str,
+    flags: list[str],
+    result: dict[str, Any],
+) -> tuple[float | None, bool]:
+    """Rule 6 from the validation curve: (its trend, or None with fewer than 3 points; overfitting)."""
+    if len(validation) < 3:
+        return None, False
+    vsteps = [p["step"] for p in validation]
+    vlosses = [p["validation_loss"] for p in validation]
+    low = min(range(len(vlosses)), key=lambda i: (vlosses[i], vsteps[i]))
+    last_rise = (vlosses[-1] - vlosses[low]) / abs(vlosses[low]) if vlosses[low] else 0.0
+    val_trend = _trend(vlosses) if len(vlosses) >= 4 else (vlosses[-2] - vlosses[-1]) / abs(vlosses[-2] or 1)
+    flags.append(_trend_flag("validation", val_trend))
+    if not (low < len(vlosses) - 1 and last_rise > TOLERANCE and train_trend >= -TOLERANCE):
+        return val_trend, False
+    flags.append("overfitting")
+    scored = [c for c in checkpoints if c.get("validation_loss") is not None]
+    best = min(scored, key=lambda c: (c["validation_loss"], c["step"])) if scored else None
+    best_step = best["step"] if best else vsteps[low]
+    result["best_step"] = best_step
+    if best and job:
+        result["best_checkpoint"] = f"{job}/checkpoints/{best['step']}"
+    if total_steps:
+        result["suggested_epochs"] = max(0.5, math.ceil(2 * epochs * best_step / total_steps) / 2)
+    return val_trend, True
+
+
+def _verdict(
+    flags: list[str],
+    anomaly: tuple[str, str] | None,
+    found: list[dict[str, Any]],
+    overfit: bool,
+    trends: tuple[float, float | None],
+    epochs: float,
+    result: dict[str, Any],
+) -> tuple[str, str, list[str]]:
+    """Rules 3-8 in order: the first that holds is the verdict."""
+    train_trend, val_trend = trends
+    advice: list[str] = []
     falling = (val_trend if val_trend is not None else train_trend) > TOLERANCE
     if "diverging" in flags:
-        verdict = "diverging"
         summary = f"The training loss climbed and stayed up: {anomaly[1] if anomaly else ''}."
-        advice += ["Lower the learning rate (by 3-10x) or add warmup."]
-    elif "stuck" in flags:
-        verdict = "stuck"
-        summary = "The training loss has not moved: the model is not learning."
-        advice += [
-            "Raise the learning rate, check the LoRA targets, and check that answers are not empty or identical."
-        ]
-    elif found:
-        verdict = "unstable"
+        return "diverging", summary, ["Lower the learning rate (by 3-10x) or add warmup."]
+    if "stuck" in flags:
+        return (
+            "stuck",
+            "The training loss has not moved: the model is not learning.",
+            [
+                "Raise the learning rate, check the LoRA targets, and check that answers are not empty or identical."
+            ],
+        )
+    if found:
         summary = f"The loss spikes at {len(found)} step{'s' if len(found) > 1 else ''} ({', '.join(str(s['step']) for s in found[:10])}): the batches there hold unusual samples."
-        advice += [
+        advice.append(
             "Inspect the samples named in each spike; clean or remove them (tuneforge data clean), then train again."
-        ]
-    elif overfit:
-        verdict = "overfitting"
+        )
+        return "unstable", summary, advice
+    if overfit:
         summary = f"The validation loss rose after step {result['best_step']} while the training loss kept falling: the model is overfitting."
         if result["best_checkpoint"]:
             advice.append(
@@ -286,8 +278,8 @@ def diagnose(
         advice.append(
             f"Train for fewer epochs ({result['suggested_epochs']:g}), add data, or lower the learning rate."
         )
-    elif falling:
-        verdict = "still_improving"
+        return "overfitting", summary, advice
+    if falling:
         trend = val_trend if val_trend is not None else train_trend
         factor = 2.0 if trend > 0.10 else 1.5
         result["suggested_epochs"] = min(100.0, math.ceil(2 * epochs * factor) / 2)
@@ -296,14 +288,64 @@ def diagnose(
         advice.append(
             f"Train longer: about {result['suggested_epochs']:g} epochs, or continue from this model."
         )
-    else:
-        verdict = "converged"
-        summary = (
-            "The curves have flattened: training has converged."
-            if val_trend is not None
-            else "The training loss has flattened: training has converged."
-        )
-        advice.append("Evaluate the model on held-out data.")
+        return "still_improving", summary, advice
+    summary = (
+        "The curves have flattened: training has converged."
+        if val_trend is not None
+        else "The training loss has flattened: training has converged."
+    )
+    return "converged", summary, ["Evaluate the model on held-out data."]
+
+
+def diagnose(
+    points: list[dict[str, Any]],
+    *,
+    method: str,
+    epochs: float,
+    total_steps: int,
+    checkpoints: list[dict[str, Any]],
+    job: str = "",
+) -> dict[str, Any]:
+    """`points`: metric points as dicts (step, loss, validation_loss or None, learning_rate,
+    method_metrics, sample_ids); `checkpoints`: kept checkpoints (step, validation_loss)."""
+    train = sorted((p for p in points if p.get("validation_loss") is None), key=lambda p: p["step"])
+    validation = sorted((p for p in points if p.get("validation_loss") is not None), key=lambda p: p["step"])
+    steps = [p["step"] for p in train]
+    losses = [p["loss"] for p in train]
+    result: dict[str, Any] = {"suggested_epochs": 0.0, "best_checkpoint": "", "best_step": 0, "spikes": []}
+    if METHODS[method].follows_reward:
+        return _diagnose_reward(train, result)
+    early = _unjudgeable(steps, losses, result)
+    if early is not None:
+        return early
+    found = spikes(steps, losses)
+    by_step = {p["step"]: p for p in train}
+    for spike in found:
+        spike["sample_ids"] = list(by_step[spike["step"]].get("sample_ids") or [])
+    result["spikes"] = found
+    flags: list[str] = []
+    anomaly = loss_anomaly(losses, total_steps)
+    if anomaly and anomaly[0] == "LOSS_DIVERGING":
+        flags.append("diverging")
+    if anomaly and anomaly[0] == "LOSS_STUCK":
+        flags.append("stuck")
+    if found:
+        flags.append("spikes")
+    train_trend = _trend(losses)
+    flags.append(_trend_flag("training", train_trend))
+    val_trend, overfit = _validation(
+        validation,
+        train_trend,
+        checkpoints,
+        epochs=epochs,
+        total_steps=total_steps,
+        job=job,
+        flags=flags,
+        result=result,
+    )
+    verdict, summary, advice = _verdict(
+        flags, anomaly, found, overfit, (train_trend, val_trend), epochs, result
+    )
     flags.insert(0, verdict)
     return {
         **result,
@@ -350,16 +392,10 @@ def build(
 
 def chart(report: dict[str, Any]) -> bytes:
     """loss.png: training loss, validation loss and the learning rate (grpo: the mean reward)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from services.data.insight import png
-
+    plt = pyplot()
     curves = report["curves"]
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
-    if report["method"] == "grpo" and "reward" in curves:
+    if METHODS[report["method"]].follows_reward and "reward" in curves:
         ax.plot(curves["steps"], curves["reward"], label="mean reward", color="tab:green")
         ax.set_ylabel("reward")
     else:
@@ -392,4 +428,4 @@ def chart(report: dict[str, Any]) -> bytes:
     diagnosis = report["diagnosis"]
     ax.set_title(f"{report['training_job'].rsplit('/', 1)[-1]}: {diagnosis['verdict']}")
     fig.tight_layout()
-    return png(fig, plt)
+    return png(fig)

@@ -8,9 +8,12 @@ from pathlib import Path
 import grpc
 from pydantic import Field
 
+from services.kit.peers import Peers
 from services.kit.server import open_runtime, serve
 from services.kit.settings import KitSettings, load_settings
-from services.train.jobs import Endpoints, TrainingJobs
+from services.kit.watch import ChangeFeed
+from services.train.facts import Settings
+from services.train.jobs import TrainingJobs
 from services.train.repo import OUTBOX
 from tuneforge.train.v1 import train_service_pb2, train_service_pb2_grpc, training_job_pb2
 
@@ -21,6 +24,9 @@ Context = grpc.aio.ServicerContext
 class TrainSettings(KitSettings):
     registry_endpoint: str = Field(description="registry host:port: base models, outputs")
     data_endpoint: str = Field(description="data service host:port: training data")
+    eval_endpoint: str = Field(
+        "", description="eval service host:port: metric names of automatic evaluations"
+    )
     train_local_model_dirs: str = Field(
         "", description="folders (separated by ':') whose models jobs may train from as local:///path"
     )
@@ -92,17 +98,28 @@ class TrainServicer(train_service_pb2_grpc.TrainServiceServicer):
 async def main() -> None:
     settings = load_settings(TrainSettings)
     runtime = await open_runtime("train", settings, migrations=MIGRATIONS, outbox_table=OUTBOX)
+    feed = ChangeFeed(runtime.bus, "tuneforge.train.>")
+    await feed.start()
+    runtime.closers.append(feed.stop)
+    peers = Peers(
+        {
+            "registry": settings.registry_endpoint,
+            "data": settings.data_endpoint,
+            "eval": settings.eval_endpoint,
+        }
+    )
+    runtime.closers.append(peers.close)
     jobs = TrainingJobs(
         runtime.db,
         runtime.outbox,
         runtime.page_tokens,
-        Endpoints(
-            registry=settings.registry_endpoint,
-            data=settings.data_endpoint,
+        runtime.store,
+        peers,
+        feed,
+        Settings(
             local_model_dirs=tuple(Path(p) for p in settings.train_local_model_dirs.split(":") if p),
             spool_dir=settings.train_spool_dir,
         ),
-        runtime.store,
     )
 
     def register(server: grpc.aio.Server) -> list[str]:

@@ -1,7 +1,8 @@
 """What a training job says, validated field by field before anything is queued.
 
 `JobSpec` is plain data (JSON in the database, JSON to the runner). Checks here need nothing but
-the request; checks against the data and the model live in `jobs.py`.
+the request; checks against the data and the model are in `checks.py`, over facts that `facts.py`
+gathers from the other services.
 """
 
 from __future__ import annotations
@@ -13,28 +14,16 @@ from typing import Any
 from google.protobuf import json_format
 
 from services.kit.errors import FieldViolation, InvalidArgument
+from services.train.methods import METHODS, Method
+from tuneforge.enums import enum_names
 from tuneforge.train.v1 import training_job_pb2
 
-# method -> the dataset kind it trains on
-METHODS = {
-    "post_pretrain": "text",
-    "sft": "sft",
-    "dpo": "preference",
-    "orpo": "preference",
-    "kto": "unpaired_preference",
-    "grpo": "prompt_only",
-}
-PREFERENCE_METHODS = ("dpo", "orpo", "kto")
-REWARD_TYPES = ("regex", "exact_answer", "word_count", "json_fields")
-PRIORITIES = ("normal", "idle")
-METHOD_PARAMETERS = {
-    "dpo": {"beta"},
-    "orpo": {"beta"},
-    "kto": {"beta", "desirable_weight", "undesirable_weight"},
-    "grpo": {"beta", "num_generations", "max_completion_length", "rewards", "reward_model", "temperature"},
-}
 TUNINGS = ("lora", "full")
+PRIORITIES = ("normal", "idle")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+METHOD_NAMES = enum_names(training_job_pb2.TrainingMethod, "TRAINING_METHOD_")
+TUNING_NAMES = enum_names(training_job_pb2.TuningMode, "TUNING_MODE_")
+PRIORITY_NAMES = enum_names(training_job_pb2.JobPriority, "JOB_PRIORITY_")
 
 
 @dataclass
@@ -59,18 +48,6 @@ class Hyperparameters:
 
 
 @dataclass
-class MethodParameters:
-    beta: float = 0.1
-    desirable_weight: float = 1.0
-    undesirable_weight: float = 1.0
-    num_generations: int = 4
-    max_completion_length: int = 64
-    rewards: list[dict[str, Any]] = field(default_factory=list)
-    reward_model: str = ""
-    temperature: float = 1.0
-
-
-@dataclass
 class Lora:
     rank: int = 8
     alpha: int = 16
@@ -91,129 +68,89 @@ class JobSpec:
     lora: Lora = field(default_factory=Lora)
     auto_evaluation: dict[str, Any] | None = None  # {"dataset_version", "metrics"}
     priority: str = "normal"
-    method_parameters: MethodParameters = field(default_factory=MethodParameters)
+    # The method's own parameters: an instance of `METHODS[method].parameters`.
+    method_parameters: Any = None
     replay_share: float = 0.0
     # Filled when the job is validated: the registered version it continues (incremental training),
     # whether that is a LoRA adapter, and the adapter's own base model.
     parent: dict[str, Any] | None = None
 
+    def __post_init__(self) -> None:
+        if self.method_parameters is None:
+            self.method_parameters = self.training_method.parameters()
+
+    @property
+    def training_method(self) -> Method:
+        return METHODS[self.method]
+
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["method_parameters"] = self.training_method.config_to_json(self.method_parameters)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> JobSpec:
+        method = METHODS[data["method"]]
         return cls(
             **{k: v for k, v in data.items() if k not in ("hyperparameters", "lora", "method_parameters")},
             hyperparameters=Hyperparameters(**data["hyperparameters"]),
             lora=Lora(**data["lora"]),
-            method_parameters=MethodParameters(**data.get("method_parameters", {})),
+            method_parameters=method.config_from_json(data.get("method_parameters", {})),
         )
+
+
+class Violations:
+    """Collects every bad field of a request under a prefix (`training_job`)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.found: list[FieldViolation] = []
+
+    def __call__(self, name: str, description: str) -> None:
+        self.found.append(FieldViolation(f"{self.prefix}.{name}", description))
+
+    def under(self, group: str) -> Any:
+        return lambda name, description: self(f"{group}.{name}", description)
+
+    def raise_any(self) -> None:
+        if self.found:
+            raise InvalidArgument.fields(self.found)
+
+
+def _choice(
+    bad: Violations,
+    field_name: str,
+    enum_value: int,
+    names: dict[int, str],
+    legacy_field: str,
+    legacy: str,
+    allowed: Any,
+    default: str,
+) -> str:
+    """The value of a field given as an enum, or as the deprecated string field; a conflict is refused."""
+    from_enum = names.get(enum_value, "") if enum_value else ""
+    if enum_value and not from_enum:
+        bad(field_name, f"{enum_value} is not one of {', '.join(names.values())}")
+    if legacy and legacy not in allowed:
+        bad(legacy_field, f"{legacy!r} is not one of {', '.join(allowed)}")
+    if from_enum and legacy and from_enum != legacy:
+        bad(field_name, f"says {from_enum} but the deprecated `{legacy_field}` says {legacy}")
+    return from_enum or legacy or default
 
 
 def spec_from_proto(job: training_job_pb2.TrainingJob, field_prefix: str = "training_job") -> JobSpec:
     """Read and check the request's fields, filling defaults; raise InvalidArgument naming every bad one."""
-    p = field_prefix
-    bad: list[FieldViolation] = []
-
-    def violation(name: str, description: str) -> None:
-        bad.append(FieldViolation(f"{p}.{name}", description))
-
-    method = job.method or "sft"
-    if method not in METHODS:
-        violation(
-            "method",
-            f"{method!r} is not one of {', '.join(METHODS)}",
-        )
-    tuning = job.tuning or "lora"
-    if tuning not in TUNINGS:
-        violation("tuning", f"{tuning!r} is not one of {', '.join(TUNINGS)}")
-    if not job.base_model:
-        violation(
-            "base_model",
-            "name the base model: a model version (projects/…/models/…/versions/N) or local:///path",
-        )
-    if not job.training_data:
-        violation("training_data", "give at least one dataset version with its sampling rate")
-    for i, ref in enumerate(job.training_data):
-        if not 0.01 <= ref.sampling_rate <= 10:
-            violation(
-                f"training_data[{i}].sampling_rate", f"must be between 0.01 and 10 (got {ref.sampling_rate})"
-            )
-    if not 0 <= job.validation_split <= 0.5:
-        violation("validation_split", "must be between 0 and 0.5")
-    if job.validation_split and job.validation_data:
-        violation("validation_split", "give validation_data or validation_split, not both")
-
-    h = job.hyperparameters
-    hp = Hyperparameters(
-        epochs=h.epochs or 3.0,
-        learning_rate=h.learning_rate or (3e-4 if tuning == "lora" else 2e-5),
-        batch_size=h.batch_size or 16,
-        max_sequence_length=h.max_sequence_length,
-        truncate_overlength=h.truncate_overlength,
-        checkpoint_count=h.checkpoint_count or 2,
-        checkpoint_interval_steps=h.checkpoint_interval_steps,
-        validation_interval_steps=h.validation_interval_steps,
-        early_stopping_patience=h.early_stopping.patience,
-        early_stopping_min_delta=h.early_stopping.min_delta,
-        warmup_ratio=h.warmup_ratio,
-        scheduler=h.scheduler or "linear",
-        weight_decay=h.weight_decay,
-        gradient_accumulation_steps=h.gradient_accumulation_steps or 1,
-        seed=h.seed,
-        packing=h.packing,
-        ignore_loss_anomalies=h.ignore_loss_anomalies,
+    bad = Violations(field_prefix)
+    method_name = _choice(
+        bad, "training_method", job.training_method, METHOD_NAMES, "method", job.method, METHODS, "sft"
     )
-    hp_prefix = "hyperparameters"
-    if not 0 < hp.epochs <= 100 or not math.isfinite(hp.epochs):
-        violation(f"{hp_prefix}.epochs", f"must be above 0 and at most 100 (1-5 advised; got {hp.epochs})")
-    if not hp.learning_rate > 0 or not math.isfinite(hp.learning_rate) or hp.learning_rate > 1:
-        violation(
-            f"{hp_prefix}.learning_rate",
-            f"must be above 0 and at most 1 (3e-4 advised for LoRA; got {h.learning_rate})",
-        )
-    if not 1 <= hp.batch_size <= 4096:
-        violation(
-            f"{hp_prefix}.batch_size", f"must be between 1 and 4096 (10-20 advised; got {hp.batch_size})"
-        )
-    if hp.max_sequence_length < 0:
-        violation(f"{hp_prefix}.max_sequence_length", "must not be negative (0 = the longest sample)")
-    if not 1 <= hp.checkpoint_count <= 100:
-        violation(f"{hp_prefix}.checkpoint_count", "must be between 1 and 100")
-    if hp.checkpoint_interval_steps < 0:
-        violation(f"{hp_prefix}.checkpoint_interval_steps", "must not be negative (50-100 advised)")
-    if hp.validation_interval_steps < 0:
-        violation(f"{hp_prefix}.validation_interval_steps", "must not be negative (0 = no validation)")
-    if hp.validation_interval_steps and not (job.validation_data or job.validation_split):
-        violation(
-            f"{hp_prefix}.validation_interval_steps", "validation needs validation_data or validation_split"
-        )
-    if hp.early_stopping_patience < 0:
-        violation(f"{hp_prefix}.early_stopping.patience", "must not be negative")
-    if hp.early_stopping_patience and not hp.validation_interval_steps:
-        violation(
-            f"{hp_prefix}.early_stopping.patience",
-            "early stopping watches validation loss: set validation_interval_steps",
-        )
-    if (
-        hp.early_stopping_patience
-        and hp.checkpoint_interval_steps
-        and hp.validation_interval_steps
-        and hp.checkpoint_interval_steps % hp.validation_interval_steps
-    ):
-        violation(
-            f"{hp_prefix}.checkpoint_interval_steps",
-            f"with early stopping it must be a multiple of validation_interval_steps ({hp.validation_interval_steps}), so the best model is a kept checkpoint",
-        )
-    if not 0 <= hp.warmup_ratio <= 0.5:
-        violation(f"{hp_prefix}.warmup_ratio", "must be between 0 and 0.5")
-    if hp.scheduler not in SCHEDULERS:
-        violation(f"{hp_prefix}.scheduler", f"{hp.scheduler!r} is not one of {', '.join(SCHEDULERS)}")
-    if not 0 <= hp.weight_decay <= 1:
-        violation(f"{hp_prefix}.weight_decay", "must be between 0 and 1")
-    if not 1 <= hp.gradient_accumulation_steps <= 1024:
-        violation(f"{hp_prefix}.gradient_accumulation_steps", "must be between 1 and 1024")
-
+    tuning = _choice(bad, "tuning_mode", job.tuning_mode, TUNING_NAMES, "tuning", job.tuning, TUNINGS, "lora")
+    priority = _choice(
+        bad, "job_priority", job.job_priority, PRIORITY_NAMES, "priority", job.priority, PRIORITIES, "normal"
+    )
+    _check_data_fields(job, bad)
+    hp = _hyperparameters(job, tuning, bad.under("hyperparameters"))
+    _check_validation(job, hp, bad)
     lora = Lora(
         rank=job.lora.rank or 8,
         alpha=job.lora.alpha or 2 * (job.lora.rank or 8),
@@ -222,32 +159,22 @@ def spec_from_proto(job: training_job_pb2.TrainingJob, field_prefix: str = "trai
     )
     if tuning == "lora":
         if not 1 <= lora.rank <= 1024:
-            violation("lora.rank", "must be between 1 and 1024")
+            bad("lora.rank", "must be between 1 and 1024")
         if not 0 <= lora.dropout < 1:
-            violation("lora.dropout", "must be at least 0 and below 1")
-    if job.auto_evaluation.metrics:
-        from services.eval.metrics import check_metrics
-
-        unknown = check_metrics(list(job.auto_evaluation.metrics))
-        if unknown:
-            violation("auto_evaluation.metrics", f"unknown metric {', '.join(unknown)}")
-    priority = job.priority or "normal"
-    if priority not in PRIORITIES:
-        violation("priority", f"{priority!r} is not one of {', '.join(PRIORITIES)}")
+            bad("lora.dropout", "must be at least 0 and below 1")
     if not 0 <= job.replay_share <= 0.9 or not math.isfinite(job.replay_share):
-        violation("replay_share", f"must be between 0 and 0.9 (got {job.replay_share})")
-    parameters = _method_parameters(job, method, hp, violation)
-    if method == "grpo" and (job.validation_data or job.validation_split):
-        violation("validation_data", "grpo has no validation loss; evaluate the result instead")
-    if method == "grpo" and hp.packing:
-        violation(f"{hp_prefix}.packing", "packing applies to post_pretrain and sft only")
-    if method in PREFERENCE_METHODS and hp.packing:
-        violation(f"{hp_prefix}.packing", "packing applies to post_pretrain and sft only")
-    if bad:
-        raise InvalidArgument.fields(bad)
+        bad("replay_share", f"must be between 0 and 0.9 (got {job.replay_share})")
+    method = METHODS.get(method_name)
+    parameters = None
+    if method is not None:
+        parameters = method.config_from_proto(job.method_parameters, bad.under("method_parameters"))
+        method.check(hp, parameters, bad.under("method_parameters"), bad.under("hyperparameters"))
+        if not method.validates and (job.validation_data or job.validation_split):
+            bad("validation_data", f"{method.name} has no validation loss; evaluate the result instead")
+    bad.raise_any()
     return JobSpec(
         base_model=job.base_model,
-        method=method,
+        method=method_name,
         tuning=tuning,
         training_data=[
             {"dataset_version": r.dataset_version, "sampling_rate": r.sampling_rate}
@@ -272,86 +199,97 @@ def spec_from_proto(job: training_job_pb2.TrainingJob, field_prefix: str = "trai
     )
 
 
-def _method_parameters(
-    job: training_job_pb2.TrainingJob, method: str, hp: Hyperparameters, violation: Any
-) -> MethodParameters:
-    """Check the method's own parameters; refuse those of another method (they would be ignored)."""
-    m = job.method_parameters
-    p = "method_parameters"
-    allowed = METHOD_PARAMETERS.get(method, set())
-    for given, _ in m.ListFields():
-        if given.name not in allowed:
-            violation(f"{p}.{given.name}", f"is not a parameter of {method}")
-    params = MethodParameters(
-        beta=m.beta or (0.0 if method == "grpo" else 0.1),
-        desirable_weight=m.desirable_weight or 1.0,
-        undesirable_weight=m.undesirable_weight or 1.0,
-        num_generations=m.num_generations or 4,
-        max_completion_length=m.max_completion_length or 64,
-        reward_model=m.reward_model,
-        temperature=m.temperature or 1.0,
+def _check_data_fields(job: training_job_pb2.TrainingJob, bad: Violations) -> None:
+    if not job.base_model:
+        bad(
+            "base_model",
+            "name the base model: a model version (projects/…/models/…/versions/N) or local:///path",
+        )
+    if not job.training_data:
+        bad("training_data", "give at least one dataset version with its sampling rate")
+    for i, ref in enumerate(job.training_data):
+        if not 0.01 <= ref.sampling_rate <= 10:
+            bad(f"training_data[{i}].sampling_rate", f"must be between 0.01 and 10 (got {ref.sampling_rate})")
+    if not 0 <= job.validation_split <= 0.5:
+        bad("validation_split", "must be between 0 and 0.5")
+    if job.validation_split and job.validation_data:
+        bad("validation_split", "give validation_data or validation_split, not both")
+
+
+def _hyperparameters(job: training_job_pb2.TrainingJob, tuning: str, bad: Any) -> Hyperparameters:
+    """The hyperparameters with their defaults, each range checked (the seed deck's advice quoted)."""
+    h = job.hyperparameters
+    hp = Hyperparameters(
+        epochs=h.epochs or 3.0,
+        learning_rate=h.learning_rate or (3e-4 if tuning == "lora" else 2e-5),
+        batch_size=h.batch_size or 16,
+        max_sequence_length=h.max_sequence_length,
+        truncate_overlength=h.truncate_overlength,
+        checkpoint_count=h.checkpoint_count or 2,
+        checkpoint_interval_steps=h.checkpoint_interval_steps,
+        validation_interval_steps=h.validation_interval_steps,
+        early_stopping_patience=h.early_stopping.patience,
+        early_stopping_min_delta=h.early_stopping.min_delta,
+        warmup_ratio=h.warmup_ratio,
+        scheduler=h.scheduler or "linear",
+        weight_decay=h.weight_decay,
+        gradient_accumulation_steps=h.gradient_accumulation_steps or 1,
+        seed=h.seed,
+        packing=h.packing,
+        ignore_loss_anomalies=h.ignore_loss_anomalies,
     )
-    if not 0 <= params.beta <= 10 or not math.isfinite(params.beta):
-        violation(f"{p}.beta", f"must be between 0 and 10 (0.1 advised; got {m.beta})")
-    for name in ("desirable_weight", "undesirable_weight"):
-        value = getattr(params, name)
-        if not 0 < value <= 100 or not math.isfinite(value):
-            violation(f"{p}.{name}", f"must be above 0 and at most 100 (got {value})")
-    if method == "kto" and hp.batch_size < 2:
-        violation("hyperparameters.batch_size", "kto estimates its KL term across a batch: use 2 or more")
-    if method != "grpo":
-        return params
-    if not 2 <= params.num_generations <= 64:
-        violation(f"{p}.num_generations", f"must be between 2 and 64 (got {params.num_generations})")
-    elif (hp.batch_size * hp.gradient_accumulation_steps) % params.num_generations:
-        violation(
-            f"{p}.num_generations",
-            f"must divide batch_size x gradient_accumulation_steps "
-            f"({hp.batch_size * hp.gradient_accumulation_steps}): each batch holds whole groups of completions",
+    if not 0 < hp.epochs <= 100 or not math.isfinite(hp.epochs):
+        bad("epochs", f"must be above 0 and at most 100 (1-5 advised; got {hp.epochs})")
+    if not hp.learning_rate > 0 or not math.isfinite(hp.learning_rate) or hp.learning_rate > 1:
+        bad("learning_rate", f"must be above 0 and at most 1 (3e-4 advised for LoRA; got {h.learning_rate})")
+    if not 1 <= hp.batch_size <= 4096:
+        bad("batch_size", f"must be between 1 and 4096 (10-20 advised; got {hp.batch_size})")
+    if hp.max_sequence_length < 0:
+        bad("max_sequence_length", "must not be negative (0 = the longest sample)")
+    if not 1 <= hp.checkpoint_count <= 100:
+        bad("checkpoint_count", "must be between 1 and 100")
+    if hp.checkpoint_interval_steps < 0:
+        bad("checkpoint_interval_steps", "must not be negative (50-100 advised)")
+    if hp.validation_interval_steps < 0:
+        bad("validation_interval_steps", "must not be negative (0 = no validation)")
+    if not 0 <= hp.warmup_ratio <= 0.5:
+        bad("warmup_ratio", "must be between 0 and 0.5")
+    if hp.scheduler not in SCHEDULERS:
+        bad("scheduler", f"{hp.scheduler!r} is not one of {', '.join(SCHEDULERS)}")
+    if not 0 <= hp.weight_decay <= 1:
+        bad("weight_decay", "must be between 0 and 1")
+    if not 1 <= hp.gradient_accumulation_steps <= 1024:
+        bad("gradient_accumulation_steps", "must be between 1 and 1024")
+    return hp
+
+
+def _check_validation(job: training_job_pb2.TrainingJob, hp: Hyperparameters, bad: Violations) -> None:
+    """Validation, early stopping and checkpoint intervals fit together."""
+    h = "hyperparameters"
+    if hp.validation_interval_steps and not (job.validation_data or job.validation_split):
+        bad(f"{h}.validation_interval_steps", "validation needs validation_data or validation_split")
+    if hp.early_stopping_patience < 0:
+        bad(f"{h}.early_stopping.patience", "must not be negative")
+    if hp.early_stopping_patience and not hp.validation_interval_steps:
+        bad(
+            f"{h}.early_stopping.patience",
+            "early stopping watches validation loss: set validation_interval_steps",
         )
-    if not 1 <= params.max_completion_length <= 8192:
-        violation(f"{p}.max_completion_length", "must be between 1 and 8192")
-    if not 0 < params.temperature <= 5 or not math.isfinite(params.temperature):
-        violation(f"{p}.temperature", "must be above 0 and at most 5")
-    if not m.rewards and not m.reward_model:
-        violation(f"{p}.rewards", "grpo needs a reward: give rule rewards, a reward_model, or both")
-    for i, reward in enumerate(m.rewards):
-        where = f"{p}.rewards[{i}]"
-        if reward.type not in REWARD_TYPES:
-            violation(f"{where}.type", f"{reward.type!r} is not one of {', '.join(REWARD_TYPES)}")
-            continue
-        if reward.type == "regex":
-            if not reward.pattern:
-                violation(f"{where}.pattern", "a regex reward needs a pattern")
-            else:
-                import re
-
-                try:
-                    re.compile(reward.pattern)
-                except re.error as error:
-                    violation(f"{where}.pattern", f"is not a valid regular expression: {error}")
-        if reward.type == "json_fields" and not reward.required_fields:
-            violation(f"{where}.required_fields", "name the fields the JSON object must hold")
-        if reward.target_words < 0:
-            violation(f"{where}.target_words", "must not be negative (0: the reference's length)")
-        if reward.weight < 0 or not math.isfinite(reward.weight):
-            violation(f"{where}.weight", "must not be negative")
-        params.rewards.append(
-            {
-                "type": reward.type,
-                "pattern": reward.pattern,
-                "required_fields": list(reward.required_fields),
-                "target_words": reward.target_words,
-                "weight": reward.weight or 1.0,
-            }
+    if (
+        hp.early_stopping_patience
+        and hp.checkpoint_interval_steps
+        and hp.validation_interval_steps
+        and hp.checkpoint_interval_steps % hp.validation_interval_steps
+    ):
+        bad(
+            f"{h}.checkpoint_interval_steps",
+            f"with early stopping it must be a multiple of validation_interval_steps ({hp.validation_interval_steps}), so the best model is a kept checkpoint",
         )
-    return params
 
 
-def method_parameters_proto(method: str, params: MethodParameters) -> training_job_pb2.MethodParameters:
+def method_parameters_proto(spec: JobSpec) -> training_job_pb2.MethodParameters:
     """The parameters the method uses (with their defaults filled in)."""
-    allowed = METHOD_PARAMETERS.get(method, set())
-    data = {k: v for k, v in asdict(params).items() if k in allowed}
+    data = spec.training_method.config_to_json(spec.method_parameters)
     return json_format.ParseDict(data, training_job_pb2.MethodParameters())
 
 

@@ -75,23 +75,3 @@ def build_tiny_model(
     hf_logging.disable_progress_bar()  # a one-shard save needs no progress bar on the terminal
     LlamaForCausalLM(config).save_pretrained(folder)
     return folder
-
-
-def project_texts() -> list[str]:
-    """Text of the project's own corpora (the presets and the general corpus), for tokenizers."""
-    from services.data import presets
-
-    texts: list[str] = []
-    for spec in presets.PRESETS.values():
-        for rows in presets.rows(spec).values():
-            for row in rows:
-                for key in ("messages", "prompt", "completion"):
-                    texts.extend(m["content"] for m in row.get(key) or [])
-                if row.get("reference"):
-                    texts.append(row["reference"])
-    for rows in presets.general_rows().values():
-        for row in rows:
-            texts.extend(
-                m["content"] for m in row.get("messages", [])
-            ) if "messages" in row else texts.append(row["text"])
-    return texts

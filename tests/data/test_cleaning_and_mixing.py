@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from services.data import pii
-from services.data.canonical import Kind
 from services.data.cleaning import Operation, run_pipeline
 from services.data.mixing import Source, materialize, plan, sample_indices, split
+from services.kit.rows import Kind
 
 
 def sft(i: str, prompt: str, answer: str) -> dict:

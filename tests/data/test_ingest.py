@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from services.data.canonical import Kind
 from services.data.formats import Format
 from services.data.ingest import IngestOptions, Policy, ingest_file
 from services.data.schemas import Schema
+from services.kit.rows import Kind
 
 U = "user"
 A = "assistant"

@@ -8,39 +8,25 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import grpc
 from google.protobuf import field_mask_pb2, json_format
 
+from tuneforge import names
 from tuneforge.api._calls import CHUNK_BYTES, call, file_sha256, pages
 from tuneforge.common.v1 import common_pb2
 from tuneforge.data.v1 import data_service_pb2, data_service_pb2_grpc, dataset_pb2
+from tuneforge.enums import enum_names, enum_values
 from tuneforge.errors import DataLossError, TuneForgeError
 
-if TYPE_CHECKING:
-    from tuneforge.client import Client
-
-KINDS = {
-    "text": dataset_pb2.DATASET_KIND_TEXT,
-    "sft": dataset_pb2.DATASET_KIND_SFT,
-    "preference": dataset_pb2.DATASET_KIND_PREFERENCE,
-    "unpaired_preference": dataset_pb2.DATASET_KIND_UNPAIRED_PREFERENCE,
-    "prompt_only": dataset_pb2.DATASET_KIND_PROMPT_ONLY,
-    "eval": dataset_pb2.DATASET_KIND_EVAL,
-}
+KINDS = enum_values(dataset_pb2.DatasetKind, "DATASET_KIND_")
 KIND_NAMES = {v: k for k, v in KINDS.items()}
-FORMATS = {"": 0, "jsonl": 1, "json": 2, "csv": 3, "parquet": 4, "text": 5}
-SCHEMAS = {
-    "": 0,
-    "canonical": 1,
-    "openai_chat": 2,
-    "alpaca": 3,
-    "sharegpt": 4,
-    "qianfan": 5,
-    "trl": 6,
-    "text": 7,
-}
-POLICIES = {"fail": dataset_pb2.ERROR_POLICY_FAIL, "skip": dataset_pb2.ERROR_POLICY_SKIP}
+# "" leaves the format or schema to be detected.
+FORMATS = {"": 0, **enum_values(dataset_pb2.DataFormat, "DATA_FORMAT_")}
+SCHEMAS = {"": 0, **enum_values(dataset_pb2.DataSchema, "DATA_SCHEMA_")}
+POLICIES = enum_values(dataset_pb2.ErrorPolicy, "ERROR_POLICY_")
+VERSION_STATES = enum_names(dataset_pb2.DatasetVersionState, "DATASET_VERSION_STATE_")
 
 
 def _choice(table: Mapping[str, int], value: str, what: str) -> int:
@@ -64,25 +50,24 @@ def cleaning_operation(spec: str | Mapping[str, Any]) -> data_service_pb2.Cleani
 class Datasets:
     """The data service."""
 
-    def __init__(self, client: Client) -> None:
-        self._client = client
+    def __init__(self, connect: Callable[[], grpc.Channel], project: str) -> None:
+        """`connect()` gives the service's channel, made on first use: a client that never calls
+        this service needs no endpoint for it."""
+        self._connect = connect
+        self._project = project
 
     @functools.cached_property
     def _stub(self) -> data_service_pb2_grpc.DataServiceStub:
-        # Connected on first use, so a client that never calls this service needs no endpoint for it.
-        return data_service_pb2_grpc.DataServiceStub(self._client._channel("data"))
+        return data_service_pb2_grpc.DataServiceStub(self._connect())
 
     # -- names ---------------------------------------------------------------------------------
 
     def dataset_name(self, ref: str) -> str:
-        return ref if ref.startswith("projects/") else f"projects/{self._client.project}/datasets/{ref}"
+        return names.dataset(self._project, ref)
 
     def version_name(self, ref: str) -> str:
         """`ds/3`, `ds` (the latest ready version) or a full name."""
-        if ref.startswith("projects/"):
-            return ref if "/versions/" in ref else f"{ref}/versions/latest"
-        dataset, _, version = ref.partition("/")
-        return f"{self.dataset_name(dataset)}/versions/{version or 'latest'}"
+        return names.dataset_version(self._project, ref)
 
     # -- datasets ------------------------------------------------------------------------------
 
@@ -99,7 +84,7 @@ class Datasets:
         return call(
             self._stub.CreateDataset,
             data_service_pb2.CreateDatasetRequest(
-                parent=f"projects/{self._client.project}",
+                parent=f"projects/{self._project}",
                 dataset_id=dataset_id,
                 dataset=dataset_pb2.Dataset(
                     kind=_choice(KINDS, kind, "kind"),
@@ -121,7 +106,7 @@ class Datasets:
             response = call(
                 self._stub.ListDatasets,
                 data_service_pb2.ListDatasetsRequest(
-                    parent=f"projects/{self._client.project}",
+                    parent=f"projects/{self._project}",
                     page_size=page_size,
                     page_token=token,
                     filter=filter,
@@ -148,6 +133,23 @@ class Datasets:
         )
 
     # -- versions ------------------------------------------------------------------------------
+
+    def wait(self, version: dataset_pb2.DatasetVersion) -> dataset_pb2.DatasetVersion:
+        """The version once a data worker has made it (READY or FAILED); at once if it is."""
+        if version.state != dataset_pb2.DATASET_VERSION_STATE_PROCESSING:
+            return version
+        stream = self._stub.WatchDatasetVersion(
+            data_service_pb2.WatchDatasetVersionRequest(name=version.name)
+        )
+        try:
+            for version in stream:
+                if version.state != dataset_pb2.DATASET_VERSION_STATE_PROCESSING:
+                    break
+        except grpc.RpcError as error:
+            raise TuneForgeError.from_rpc_error(error) from None
+        finally:
+            stream.cancel()
+        return version
 
     def upload(
         self,
@@ -191,9 +193,11 @@ class Datasets:
                 urllib.request.urlopen(request).read()
             if progress:
                 progress(path.stat().st_size)
-            return call(
-                self._stub.CommitDatasetVersionUpload,
-                data_service_pb2.CommitDatasetVersionUploadRequest(name=upload.name),
+            return self.wait(
+                call(
+                    self._stub.CommitDatasetVersionUpload,
+                    data_service_pb2.CommitDatasetVersionUploadRequest(name=upload.name),
+                )
             )
 
         def requests() -> Iterator[data_service_pb2.UploadDatasetVersionRequest]:
@@ -213,7 +217,7 @@ class Datasets:
                 finish=data_service_pb2.UploadDatasetVersionFinish(sha256=digest.hexdigest())
             )
 
-        return call(self._stub.UploadDatasetVersion, requests())
+        return self.wait(call(self._stub.UploadDatasetVersion, requests()))
 
     def get_version(self, ref: str) -> dataset_pb2.DatasetVersion:
         return call(
@@ -284,13 +288,33 @@ class Datasets:
     ) -> dataset_pb2.DatasetInsight:
         """Insight of a ready version; `tokenizer` is a model version whose tokenizer.json counts tokens."""
         if tokenizer and not tokenizer.startswith("projects/"):
-            tokenizer = self._client.models.version_name(tokenizer)
-        return call(
+            tokenizer = names.model_version(self._project, tokenizer)
+        insight = call(
             self._stub.ComputeDatasetInsight,
             data_service_pb2.ComputeDatasetInsightRequest(
                 name=self.version_name(ref), tokenizer=tokenizer, max_sequence_length=max_sequence_length
             ),
         )
+        final = (dataset_pb2.COMPUTATION_STATE_READY, dataset_pb2.COMPUTATION_STATE_FAILED)
+        if insight.state not in final:
+            stream = self._stub.WatchDatasetInsight(
+                data_service_pb2.WatchDatasetInsightRequest(name=insight.name)
+            )
+            try:
+                for insight in stream:
+                    if insight.state in final:
+                        break
+            except grpc.RpcError as error:
+                raise TuneForgeError.from_rpc_error(error) from None
+            finally:
+                stream.cancel()
+        if insight.state == dataset_pb2.COMPUTATION_STATE_FAILED:
+            raise TuneForgeError(
+                "FAILED_PRECONDITION",
+                f"the insight failed: {insight.failure.message}",
+                reason=insight.failure.reason,
+            )
+        return insight
 
     def clean(
         self,
@@ -301,20 +325,22 @@ class Datasets:
         request_id: str | None = None,
     ) -> dataset_pb2.DatasetVersion:
         """Run a cleaning pipeline, e.g. `["normalize_unicode", {"near_dedup": {"threshold": 0.85}}]`."""
-        return call(
-            self._stub.CleanDatasetVersion,
-            data_service_pb2.CleanDatasetVersionRequest(
-                name=self.version_name(ref),
-                operations=[cleaning_operation(op) for op in operations],
-                description=description,
-                request_id=request_id or str(uuid.uuid4()),
-            ),
+        return self.wait(
+            call(
+                self._stub.CleanDatasetVersion,
+                data_service_pb2.CleanDatasetVersionRequest(
+                    name=self.version_name(ref),
+                    operations=[cleaning_operation(op) for op in operations],
+                    description=description,
+                    request_id=request_id or str(uuid.uuid4()),
+                ),
+            )
         )
 
     def split(
         self, ref: str, validation_ratio: float, *, seed: int = 0, request_id: str | None = None
     ) -> data_service_pb2.SplitDatasetVersionResponse:
-        return call(
+        response = call(
             self._stub.SplitDatasetVersion,
             data_service_pb2.SplitDatasetVersionRequest(
                 name=self.version_name(ref),
@@ -322,6 +348,9 @@ class Datasets:
                 seed=seed,
                 request_id=request_id or str(uuid.uuid4()),
             ),
+        )
+        return data_service_pb2.SplitDatasetVersionResponse(
+            train=self.wait(response.train), validation=self.wait(response.validation)
         )
 
     def _sources(self, sources: Mapping[str, float]) -> list[common_pb2.DatasetVersionRef]:
@@ -335,7 +364,7 @@ class Datasets:
         return call(
             self._stub.PlanMixture,
             data_service_pb2.PlanMixtureRequest(
-                parent=f"projects/{self._client.project}", sources=self._sources(sources), seed=seed
+                parent=f"projects/{self._project}", sources=self._sources(sources), seed=seed
             ),
         )
 
@@ -348,15 +377,17 @@ class Datasets:
         description: str = "",
         request_id: str | None = None,
     ) -> dataset_pb2.DatasetVersion:
-        return call(
-            self._stub.CreateMixture,
-            data_service_pb2.CreateMixtureRequest(
-                parent=self.dataset_name(dataset),
-                sources=self._sources(sources),
-                seed=seed,
-                description=description,
-                request_id=request_id or str(uuid.uuid4()),
-            ),
+        return self.wait(
+            call(
+                self._stub.CreateMixture,
+                data_service_pb2.CreateMixtureRequest(
+                    parent=self.dataset_name(dataset),
+                    sources=self._sources(sources),
+                    seed=seed,
+                    description=description,
+                    request_id=request_id or str(uuid.uuid4()),
+                ),
+            )
         )
 
     # -- presets -------------------------------------------------------------------------------
@@ -375,11 +406,15 @@ class Datasets:
     def install_preset(
         self, preset: str, *, request_id: str | None = None
     ) -> data_service_pb2.InstallPresetResponse:
-        return call(
+        response = call(
             self._stub.InstallPreset,
             data_service_pb2.InstallPresetRequest(
-                parent=f"projects/{self._client.project}",
+                parent=f"projects/{self._project}",
                 preset=preset if preset.startswith("presets/") else f"presets/{preset}",
                 request_id=request_id or str(uuid.uuid4()),
             ),
         )
+        ready = [self.wait(v) for v in response.dataset_versions]
+        del response.dataset_versions[:]
+        response.dataset_versions.extend(ready)
+        return response

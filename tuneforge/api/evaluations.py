@@ -5,36 +5,37 @@ from __future__ import annotations
 import functools
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import grpc
 from google.protobuf import json_format
 
+from tuneforge import names
 from tuneforge.api._calls import call, pages, save_report
+from tuneforge.enums import enum_names
 from tuneforge.errors import TuneForgeError
 from tuneforge.eval.v1 import eval_service_pb2, eval_service_pb2_grpc, evaluation_pb2
 
-if TYPE_CHECKING:
-    from tuneforge.client import Client
-
-STATE_NAMES = {
-    v: k.removeprefix("EVALUATION_STATE_").lower() for k, v in evaluation_pb2.EvaluationState.items()
-}
+STATE_NAMES = {0: "unspecified", **enum_names(evaluation_pb2.EvaluationState, "EVALUATION_STATE_")}
 
 
 class Evaluations:
     """The eval service."""
 
-    def __init__(self, client: Client) -> None:
-        self._client = client
+    def __init__(self, connect: Callable[[], grpc.Channel], project: str) -> None:
+        """`connect()` gives the service's channel, made on first use: a client that never calls
+        this service needs no endpoint for it."""
+        self._connect = connect
+        self._project = project
 
     @functools.cached_property
     def _stub(self) -> eval_service_pb2_grpc.EvalServiceStub:
-        return eval_service_pb2_grpc.EvalServiceStub(self._client._channel("eval"))
+        return eval_service_pb2_grpc.EvalServiceStub(self._connect())
 
     def evaluation_name(self, ref: str) -> str:
-        return ref if ref.startswith("projects/") else f"projects/{self._client.project}/evaluations/{ref}"
+        return names.evaluation(self._project, ref)
 
     def create(
         self,
@@ -57,8 +58,8 @@ class Evaluations:
         with optional `rubric`, `pairwise` and `max_new_tokens`."""
         evaluation = evaluation_pb2.Evaluation(
             name=self.evaluation_name(evaluation_id) if evaluation_id else "",
-            model_versions=[self._client.models.version_name(m) for m in model_versions],
-            dataset_version=self._client.data.version_name(dataset_version),
+            model_versions=[names.model_version(self._project, m) for m in model_versions],
+            dataset_version=names.dataset_version(self._project, dataset_version),
             metrics=list(metrics),
             generation=evaluation_pb2.GenerationConfig(
                 max_new_tokens=max_new_tokens,
@@ -71,12 +72,12 @@ class Evaluations:
         if judge:
             settings = dict(judge)
             if settings.get("model_version"):
-                settings["model_version"] = self._client.models.version_name(settings["model_version"])
+                settings["model_version"] = names.model_version(self._project, settings["model_version"])
             json_format.ParseDict(settings, evaluation.judge)
         return call(
             self._stub.CreateEvaluation,
             eval_service_pb2.CreateEvaluationRequest(
-                parent=f"projects/{self._client.project}",
+                parent=f"projects/{self._project}",
                 evaluation=evaluation,
                 request_id=request_id or str(uuid.uuid4()),
             ),
@@ -92,7 +93,7 @@ class Evaluations:
             response = call(
                 self._stub.ListEvaluations,
                 eval_service_pb2.ListEvaluationsRequest(
-                    parent=f"projects/{self._client.project}", page_size=page_size, page_token=token
+                    parent=f"projects/{self._project}", page_size=page_size, page_token=token
                 ),
             )
             return list(response.evaluations), response.next_page_token
@@ -124,7 +125,7 @@ class Evaluations:
     ) -> Iterator[evaluation_pb2.SamplePrediction]:
         """Per-sample answers and scores; `order_by="rouge_l"` puts the worst first."""
         name = self.evaluation_name(ref)
-        model = self._client.models.version_name(model_version) if model_version else ""
+        model = names.model_version(self._project, model_version) if model_version else ""
 
         def fetch(token: str) -> tuple[list[evaluation_pb2.SamplePrediction], str]:
             response = call(
@@ -165,7 +166,7 @@ class Evaluations:
         task = evaluation_pb2.RatingTask(
             name=f"{name}/ratingTasks/{task_id}" if task_id else "",
             kind=kind,
-            model_versions=[self._client.models.version_name(m) for m in model_versions],
+            model_versions=[names.model_version(self._project, m) for m in model_versions],
             scale=scale,
         )
         return call(

@@ -10,47 +10,39 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 from google.protobuf import field_mask_pb2, struct_pb2
 
+from tuneforge import names
 from tuneforge.api._calls import CHUNK_BYTES, call, file_sha256, folder_files, pages
 from tuneforge.common.v1 import common_pb2
 from tuneforge.errors import DataLossError, TuneForgeError
 from tuneforge.registry.v1 import model_pb2, registry_service_pb2, registry_service_pb2_grpc
 
-if TYPE_CHECKING:
-    from tuneforge.client import Client
-
 
 class Models:
     """The model registry."""
 
-    def __init__(self, client: Client) -> None:
-        self._client = client
+    def __init__(self, connect: Callable[[], grpc.Channel], project: str) -> None:
+        """`connect()` gives the service's channel, made on first use: a client that never calls
+        this service needs no endpoint for it."""
+        self._connect = connect
+        self._project = project
 
     @functools.cached_property
     def _stub(self) -> registry_service_pb2_grpc.RegistryServiceStub:
-        # Connected on first use, so a client that never calls this service needs no endpoint for it.
-        return registry_service_pb2_grpc.RegistryServiceStub(self._client._channel("registry"))
+        return registry_service_pb2_grpc.RegistryServiceStub(self._connect())
 
     # -- names ---------------------------------------------------------------------------------
 
     def model_name(self, ref: str) -> str:
-        return ref if ref.startswith("projects/") else f"projects/{self._client.project}/models/{ref}"
+        return names.model(self._project, ref)
 
     def version_name(self, ref: str) -> str:
         """`m/3`, `m@alias`, `m` (latest) or a full name, as a version resource name."""
-        if ref.startswith("projects/"):
-            return ref if "/versions/" in ref else f"{ref}/versions/latest"
-        if "@" in ref:
-            model, alias = ref.split("@", 1)
-            return f"{self.model_name(model)}/versions/{alias}"
-        if "/" in ref:
-            model, version = ref.split("/", 1)
-            return f"{self.model_name(model)}/versions/{version}"
-        return f"{self.model_name(ref)}/versions/latest"
+        return names.model_version(self._project, ref)
 
     # -- models --------------------------------------------------------------------------------
 
@@ -64,7 +56,7 @@ class Models:
         request_id: str | None = None,
     ) -> model_pb2.Model:
         request = registry_service_pb2.CreateModelRequest(
-            parent=f"projects/{self._client.project}",
+            parent=f"projects/{self._project}",
             model_id=model_id,
             model=model_pb2.Model(display_name=display_name, description=description, tags=dict(tags or {})),
             request_id=request_id or str(uuid.uuid4()),
@@ -79,7 +71,7 @@ class Models:
             response = call(
                 self._stub.ListModels,
                 registry_service_pb2.ListModelsRequest(
-                    parent=f"projects/{self._client.project}",
+                    parent=f"projects/{self._project}",
                     page_size=page_size,
                     page_token=token,
                     filter=filter,
@@ -400,9 +392,7 @@ class Models:
         return list(
             call(
                 self._stub.SearchCatalog,
-                registry_service_pb2.SearchCatalogRequest(
-                    parent=f"projects/{self._client.project}", filter=filter
-                ),
+                registry_service_pb2.SearchCatalogRequest(parent=f"projects/{self._project}", filter=filter),
             ).entries
         )
 

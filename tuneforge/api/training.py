@@ -4,39 +4,42 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import grpc
 from google.protobuf import json_format
 
+from tuneforge import names
 from tuneforge.api._calls import call, pages, save_report
 from tuneforge.common.v1 import common_pb2
+from tuneforge.enums import enum_names, enum_values
 from tuneforge.errors import TuneForgeError
 from tuneforge.train.v1 import train_service_pb2, train_service_pb2_grpc, training_job_pb2
 
-if TYPE_CHECKING:
-    from tuneforge.client import Client
-
-STATE_NAMES = {
-    v: k.removeprefix("TRAINING_JOB_STATE_").lower() for k, v in training_job_pb2.TrainingJobState.items()
-}
+STATE_NAMES = {0: "unspecified", **enum_names(training_job_pb2.TrainingJobState, "TRAINING_JOB_STATE_")}
+METHODS = enum_values(training_job_pb2.TrainingMethod, "TRAINING_METHOD_")
+TUNINGS = enum_values(training_job_pb2.TuningMode, "TUNING_MODE_")
+PRIORITIES = enum_values(training_job_pb2.JobPriority, "JOB_PRIORITY_")
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
 class Training:
     """The train service."""
 
-    def __init__(self, client: Client) -> None:
-        self._client = client
+    def __init__(self, connect: Callable[[], grpc.Channel], project: str) -> None:
+        """`connect()` gives the service's channel, made on first use: a client that never calls
+        this service needs no endpoint for it."""
+        self._connect = connect
+        self._project = project
 
     @functools.cached_property
     def _stub(self) -> train_service_pb2_grpc.TrainServiceStub:
-        # Connected on first use, so a client that never calls this service needs no endpoint for it.
-        return train_service_pb2_grpc.TrainServiceStub(self._client._channel("train"))
+        return train_service_pb2_grpc.TrainServiceStub(self._connect())
 
     def job_name(self, ref: str) -> str:
-        return ref if ref.startswith("projects/") else f"projects/{self._client.project}/trainingJobs/{ref}"
+        return names.training_job(self._project, ref)
 
     def create(
         self,
@@ -66,43 +69,47 @@ class Training:
         `{"type": "regex"|"exact_answer"|"word_count"|"json_fields", ...}`) and `reward_model`.
         `priority="idle"` runs the job on spare capacity (preemptible); `replay_share` mixes in that
         share of the parent's training data when `base_model` is a fine-tuned version."""
-        if base_model.startswith(("projects/", "local://")):
-            base = base_model
-        else:
-            base = self._client.models.version_name(base_model)
         job = training_job_pb2.TrainingJob(
             display_name=display_name,
-            base_model=base,
-            method=method,
-            tuning=tuning,
+            base_model=names.base_model(self._project, base_model),
             training_data=[
                 common_pb2.DatasetVersionRef(
-                    dataset_version=self._client.data.version_name(ref), sampling_rate=rate
+                    dataset_version=names.dataset_version(self._project, ref), sampling_rate=rate
                 )
                 for ref, rate in training_data.items()
             ],
-            validation_data=self._client.data.version_name(validation_data) if validation_data else "",
+            validation_data=names.dataset_version(self._project, validation_data) if validation_data else "",
             validation_split=validation_split,
-            output_model=self._client.models.model_name(output_model) if output_model else "",
-            priority=priority,
+            output_model=names.model(self._project, output_model) if output_model else "",
             replay_share=replay_share,
         )
+        # Known names go as the enums; anything else in the deprecated string fields, so that the
+        # service names the bad field in its answer.
+        for value, table, enum_field, legacy_field in (
+            (method, METHODS, "training_method", "method"),
+            (tuning, TUNINGS, "tuning_mode", "tuning"),
+            (priority, PRIORITIES, "job_priority", "priority"),
+        ):
+            if value in table:
+                setattr(job, enum_field, table[value])
+            elif value:
+                setattr(job, legacy_field, value)
         if method_parameters:
             parameters = dict(method_parameters)
             if parameters.get("reward_model"):
-                parameters["reward_model"] = self._client.models.version_name(parameters["reward_model"])
+                parameters["reward_model"] = names.model_version(self._project, parameters["reward_model"])
             json_format.ParseDict(parameters, job.method_parameters)
         if hyperparameters:
             json_format.ParseDict(dict(hyperparameters), job.hyperparameters)
         if lora:
             json_format.ParseDict(dict(lora), job.lora)
         if evaluate_on:  # evaluated against the base model once the final model is registered
-            job.auto_evaluation.dataset_version = self._client.data.version_name(evaluate_on)
+            job.auto_evaluation.dataset_version = names.dataset_version(self._project, evaluate_on)
             job.auto_evaluation.metrics.extend(evaluation_metrics)
         return call(
             self._stub.CreateTrainingJob,
             train_service_pb2.CreateTrainingJobRequest(
-                parent=f"projects/{self._client.project}",
+                parent=f"projects/{self._project}",
                 training_job_id=job_id,
                 training_job=job,
                 request_id=request_id or str(uuid.uuid4()),
@@ -119,7 +126,7 @@ class Training:
             response = call(
                 self._stub.ListTrainingJobs,
                 train_service_pb2.ListTrainingJobsRequest(
-                    parent=f"projects/{self._client.project}",
+                    parent=f"projects/{self._project}",
                     page_size=page_size,
                     page_token=token,
                     filter=filter,

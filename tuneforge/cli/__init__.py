@@ -46,6 +46,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(train.app, name="train")
 app.add_typer(evals.app, name="eval")
 app.command()(train.worker)
+app.command("data-worker")(train.data_worker)
 app.add_typer(suite.keys_app, name="keys")
 
 

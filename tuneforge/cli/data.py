@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from google.protobuf import json_format
 
-from tuneforge.api.datasets import KIND_NAMES
+from tuneforge.api.datasets import KIND_NAMES, VERSION_STATES
 from tuneforge.cli.models import client, parse_pairs
 from tuneforge.cli.output import console, emit_json, human_bytes, options, table, transfer_progress
 from tuneforge.data.v1 import dataset_pb2
@@ -20,7 +20,8 @@ app = typer.Typer(
 presets_app = typer.Typer(help="Ready-made scenarios (精调样板) with their data.", no_args_is_help=True)
 app.add_typer(presets_app, name="presets")
 
-STATE = {dataset_pb2.DATASET_VERSION_STATE_READY: "ready", dataset_pb2.DATASET_VERSION_STATE_FAILED: "FAILED"}
+# FAILED in capitals: a version that holds no data should stand out in a table.
+STATE = {**VERSION_STATES, dataset_pb2.DATASET_VERSION_STATE_FAILED: "FAILED"}
 
 
 def short(name: str) -> str:

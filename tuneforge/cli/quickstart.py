@@ -66,69 +66,73 @@ def _short(name: str) -> str:
     return name.split("/models/")[-1].replace("/versions/", "/") if "/models/" in name else name
 
 
-def run(
-    client: Client,
-    *,
-    settings: Settings,
-    out_dir: Path,
-    base_model: str = "",
-    judge: str = "",
-    follow: bool = True,
-    stage: Any = None,
-) -> dict[str, Any]:
-    """The quickstart's steps on a running suite; returns what it produced. `stage(name, detail, since)`
-    reports each finished step."""
-    from tuneforge.api.training import STATE_NAMES
-    from tuneforge.cli.train import follow as follow_job
+class Steps:
+    """The quickstart's steps on a running suite; `stage(name, detail, since)` reports each one."""
 
-    def done(name: str, detail: str, since: float) -> None:
-        if stage is not None:
-            stage(name, detail, since)
+    def __init__(self, client: Client, settings: Settings, out_dir: Path, follow: bool, stage: Any) -> None:
+        self.client = client
+        self.settings = settings
+        self.out_dir = out_dir
+        self.follow = follow
+        self.stage = stage
 
-    def train(title: str, **arguments: Any) -> Any:
-        job = client.train.create(**arguments)
-        if follow:
+    def done(self, name: str, detail: str, since: float) -> None:
+        if self.stage is not None:
+            self.stage(name, detail, since)
+
+    def train(self, title: str, **arguments: Any) -> Any:
+        from tuneforge.api.training import STATE_NAMES
+        from tuneforge.cli.train import follow as follow_job
+
+        job = self.client.train.create(**arguments)
+        if self.follow:
             console.print(f"[bold]{title}[/bold]: {job.name.rsplit('/', 1)[-1]}, {job.total_steps} steps")
-            result = follow_job(client, job.name, title)
+            result = follow_job(self.client, job.name, title)
         else:
-            result = client.train.wait(job.name, timeout=3600)
+            result = self.client.train.wait(job.name, timeout=3600)
         if STATE_NAMES[result.state] != "succeeded":
             raise RuntimeError(
                 f"{title} ended {STATE_NAMES[result.state]}: {result.error.reason} {result.error.message}"
             )
         return result
 
-    t = time.perf_counter()
-    installed = client.data.install_preset("essay-grading", request_id="quickstart-essay-grading")
-    general = client.data.install_preset("general", request_id="quickstart-general")
-    counts = ", ".join(
-        f"{v.name.split('/')[3]} {v.row_count}"
-        for v in [*installed.dataset_versions, *general.dataset_versions]
-    )
-    done("data", f"presets installed: {counts} rows", t)
-    t = time.perf_counter()
-    insight = client.data.insight("essay-grading-train").report
-    done(
-        "data insight",
-        f"essays p50 {insight['prompt_characters']['p50']:.0f} chars, answers p50 "
-        f"{insight['response_characters']['p50']:.0f} chars, {int(insight['exact_duplicates'])} exact duplicates",
-        t,
-    )
+    def data(self) -> None:
+        t = time.perf_counter()
+        installed = self.client.data.install_preset("essay-grading", request_id="quickstart-essay-grading")
+        general = self.client.data.install_preset("general", request_id="quickstart-general")
+        counts = ", ".join(
+            f"{v.name.split('/')[3]} {v.row_count}"
+            for v in [*installed.dataset_versions, *general.dataset_versions]
+        )
+        self.done("data", f"presets installed: {counts} rows", t)
+        t = time.perf_counter()
+        insight = self.client.data.insight("essay-grading-train").report
+        self.done(
+            "data insight",
+            f"essays p50 {insight['prompt_characters']['p50']:.0f} chars, answers p50 "
+            f"{insight['response_characters']['p50']:.0f} chars, {int(insight['exact_duplicates'])} exact duplicates",
+            t,
+        )
 
-    t = time.perf_counter()
-    if base_model:
-        _ensure_model(client, BASE_ID, "Quickstart base model (imported)")
-        base = client.models.import_model(base_model, BASE_ID)
-        writer = base
-        done("base model", f"{base_model} imported as {_short(base.name)} ({len(base.files)} files)", t)
-    else:
+    def imported_base(self, base_model: str) -> Any:
+        t = time.perf_counter()
+        _ensure_model(self.client, BASE_ID, "Quickstart base model (imported)")
+        base = self.client.models.import_model(base_model, BASE_ID)
+        self.done("base model", f"{base_model} imported as {_short(base.name)} ({len(base.files)} files)", t)
+        return base
+
+    def built_base(self) -> Any:
+        """A small Llama built offline (tokenizer trained on the project's corpora), registered."""
         import logging
 
         # Import-time notices of optional torch kernels are noise on a terminal.
         for noisy in ("torchao", "torch.utils._pytree"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
-        from services.train.tiny import build_tiny_model, project_texts
+        from services.data.presets import project_texts
+        from services.train.tiny import build_tiny_model
 
+        t = time.perf_counter()
+        settings = self.settings
         with tempfile.TemporaryDirectory() as tmp:
             folder = build_tiny_model(
                 Path(tmp) / "model",
@@ -139,8 +143,8 @@ def run(
                 max_positions=1024,
             )
             size = sum(p.stat().st_size for p in folder.iterdir())
-            _ensure_model(client, BASE_ID, "Quickstart base model (built offline)")
-            base = client.models.upload(
+            _ensure_model(self.client, BASE_ID, "Quickstart base model (built offline)")
+            base = self.client.models.upload(
                 BASE_ID,
                 folder,
                 description="a Llama with random weights and a tokenizer trained on the project's corpora",
@@ -155,95 +159,124 @@ def run(
                 request_id=str(uuid.uuid4()),
             )
         params = base.catalog.parameter_count
-        done(
+        self.done(
             "base model",
             f"{_short(base.name)}: Llama, {params / 1e6:.1f}M parameters, {human_bytes(size)}, tokenizer trained here",
             t,
         )
+        return base
+
+    def post_pretrain(self, base: Any) -> Any:
         t = time.perf_counter()
-        pretrain = train(
+        pretrain = self.train(
             "post-pretraining",
             base_model=base.name,
             method="post_pretrain",
             tuning="full",
             training_data={"general-text": 1.0},
             output_model=WRITER_ID,
-            hyperparameters={"epochs": settings.pretrain_epochs, "learning_rate": 1e-3, "batch_size": 8},
+            hyperparameters={"epochs": self.settings.pretrain_epochs, "learning_rate": 1e-3, "batch_size": 8},
         )
-        writer = client.models.get_version(pretrain.final_model_version)
-        done(
+        writer = self.client.models.get_version(pretrain.final_model_version)
+        self.done(
             "post-pretrained",
             f"{pretrain.total_steps} steps on general-text → {_short(writer.name)} "
             f"(loss {pretrain.metrics['train_loss']:.2f})",
             t,
         )
+        return writer
 
-    t = time.perf_counter()
-    sft = train(
-        "fine-tuning (LoRA)",
-        base_model=writer.name,
-        method="sft",
-        tuning="lora",
-        training_data={"essay-grading-train": 1.0},
-        validation_split=0.1,
-        output_model=TUNED_ID,
-        lora={"rank": settings.lora_rank},
-        hyperparameters={
-            "epochs": settings.sft_epochs,
-            "learning_rate": settings.sft_learning_rate,
-            "batch_size": 8,
-            "validation_interval_steps": 10,
-            "checkpoint_interval_steps": 10,
-            "checkpoint_count": 3,
-        },
-    )
-    done(
-        "fine-tuned",
-        f"{sft.total_steps} steps on essay-grading-train (10% held for validation) → {_short(sft.final_model_version)}",
-        t,
-    )
+    def fine_tune(self, writer: Any) -> Any:
+        t = time.perf_counter()
+        sft = self.train(
+            "fine-tuning (LoRA)",
+            base_model=writer.name,
+            method="sft",
+            tuning="lora",
+            training_data={"essay-grading-train": 1.0},
+            validation_split=0.1,
+            output_model=TUNED_ID,
+            lora={"rank": self.settings.lora_rank},
+            hyperparameters={
+                "epochs": self.settings.sft_epochs,
+                "learning_rate": self.settings.sft_learning_rate,
+                "batch_size": 8,
+                "validation_interval_steps": 10,
+                "checkpoint_interval_steps": 10,
+                "checkpoint_count": 3,
+            },
+        )
+        self.done(
+            "fine-tuned",
+            f"{sft.total_steps} steps on essay-grading-train (10% held for validation) → {_short(sft.final_model_version)}",
+            t,
+        )
+        return sft
 
-    t = time.perf_counter()
-    report = client.train.report(sft.name)
-    job_dir = out_dir / sft.name.rsplit("/", 1)[-1]
-    files = client.train.download_report(sft.name, job_dir)
-    diagnosis = report.diagnosis
-    done("training report", f"{diagnosis.verdict}: {diagnosis.summary}", t)
+    def report(self, sft: Any) -> tuple[Any, Path, list[Path]]:
+        t = time.perf_counter()
+        report = self.client.train.report(sft.name)
+        job_dir = self.out_dir / sft.name.rsplit("/", 1)[-1]
+        files = self.client.train.download_report(sft.name, job_dir)
+        self.done("training report", f"{report.diagnosis.verdict}: {report.diagnosis.summary}", t)
+        return report.diagnosis, job_dir, files
 
-    t = time.perf_counter()
-    evaluation = client.evals.create(
-        [writer.name, sft.final_model_version],
-        "essay-grading-eval",
-        metrics=list(METRICS),
-        max_new_tokens=settings.max_new_tokens,
-        judge={"model_version": judge, "rubric": "a fair score out of 60 and specific advice"}
-        if judge
-        else None,
-    )
-    if follow:
-        from tuneforge.cli.evals import follow as follow_evaluation
+    def evaluate(self, writer: Any, sft: Any, judge: str, job_dir: Path) -> tuple[Any, list[Path]]:
+        t = time.perf_counter()
+        evaluation = self.client.evals.create(
+            [writer.name, sft.final_model_version],
+            "essay-grading-eval",
+            metrics=list(METRICS),
+            max_new_tokens=self.settings.max_new_tokens,
+            judge={"model_version": judge, "rubric": "a fair score out of 60 and specific advice"}
+            if judge
+            else None,
+        )
+        if self.follow:
+            from tuneforge.cli.evals import follow as follow_evaluation
 
-        evaluation = follow_evaluation(client, evaluation.name, "evaluating base and tuned")
-    else:
-        evaluation = client.evals.wait(evaluation.name, timeout=3600)
-    if not evaluation.results:
-        raise RuntimeError(f"evaluation failed: {evaluation.error}")
-    files += client.evals.download_report(evaluation.name, job_dir / "evaluation")
-    results = {_short(r.model_version): dict(r.metrics) for r in evaluation.results}
-    before, after = (dict(r.metrics) for r in evaluation.results)
-    done(
-        "evaluated",
-        ", ".join(f"{m} {before[m]:.3g} → {after[m]:.3g}" for m in METRICS[:3]),
-        t,
-    )
+            evaluation = follow_evaluation(self.client, evaluation.name, "evaluating base and tuned")
+        else:
+            evaluation = self.client.evals.wait(evaluation.name, timeout=3600)
+        if not evaluation.results:
+            raise RuntimeError(f"evaluation failed: {evaluation.error}")
+        files = self.client.evals.download_report(evaluation.name, job_dir / "evaluation")
+        before, after = (dict(r.metrics) for r in evaluation.results)
+        self.done("evaluated", ", ".join(f"{m} {before[m]:.3g} → {after[m]:.3g}" for m in METRICS[:3]), t)
+        return evaluation, files
 
-    t = time.perf_counter()
-    client.models.set_alias(TUNED_ID, "production", sft.final_model_version)
-    target = out_dir / "production"
-    client.models.download(f"{TUNED_ID}@production", target)
-    done(
-        "published", f"{TUNED_ID}@production → {_short(sft.final_model_version)}, downloaded and verified", t
-    )
+    def publish(self, sft: Any) -> Path:
+        t = time.perf_counter()
+        self.client.models.set_alias(TUNED_ID, "production", sft.final_model_version)
+        target = self.out_dir / "production"
+        self.client.models.download(f"{TUNED_ID}@production", target)
+        self.done(
+            "published",
+            f"{TUNED_ID}@production → {_short(sft.final_model_version)}, downloaded and verified",
+            t,
+        )
+        return target
+
+
+def run(
+    client: Client,
+    *,
+    settings: Settings,
+    out_dir: Path,
+    base_model: str = "",
+    judge: str = "",
+    follow: bool = True,
+    stage: Any = None,
+) -> dict[str, Any]:
+    """The quickstart's steps on a running suite; returns what it produced. `stage(name, detail, since)`
+    reports each finished step."""
+    steps = Steps(client, settings, out_dir, follow, stage)
+    steps.data()
+    writer = steps.imported_base(base_model) if base_model else steps.post_pretrain(steps.built_base())
+    sft = steps.fine_tune(writer)
+    diagnosis, job_dir, files = steps.report(sft)
+    evaluation, evaluation_files = steps.evaluate(writer, sft, judge, job_dir)
+    target = steps.publish(sft)
     return {
         "base_model": writer.name,
         "tuned_model": sft.final_model_version,
@@ -254,8 +287,8 @@ def run(
             "advice": list(diagnosis.advice),
         },
         "evaluation": evaluation.name,
-        "metrics": results,
-        "report_files": [str(f) for f in files],
+        "metrics": {_short(r.model_version): dict(r.metrics) for r in evaluation.results},
+        "report_files": [str(f) for f in files + evaluation_files],
         "production": target,
     }
 
@@ -313,27 +346,7 @@ def quickstart(
                 }
             )
             return
-        table(f"quickstart finished in {seconds:.1f} s", ["stage", "result", "time"], stages)
-        names = list(result["metrics"])
-        table(
-            "base vs tuned on essay-grading-eval (60 held-out essays)",
-            ["metric", *names, "better"],
-            [
-                (
-                    metric,
-                    *(f"{result['metrics'][n].get(metric, float('nan')):.3g}" for n in names),
-                    "lower" if metric in LOWER_IS_BETTER else "higher",
-                )
-                for metric in sorted({m for r in result["metrics"].values() for m in r})
-            ],
-        )
-        console.print(
-            f"diagnosis: {result['diagnosis']['verdict']}; " + " ".join(result["diagnosis"]["advice"])
-        )
-        console.print("report images and data:")
-        for path in result["report_files"]:
-            console.print(f"  {path}")
-        console.print(f"production model: {result['production']}  (data kept in {suite.data_dir})")
+        _print_summary(result, stages, seconds, suite.data_dir)
     finally:
         if keep_running:
             console.print(f"suite left running; Ctrl-C (or kill {os.getpid()}) stops it")
@@ -343,3 +356,27 @@ def quickstart(
             except KeyboardInterrupt:
                 pass
         suite.stop()
+
+
+def _print_summary(
+    result: dict[str, Any], stages: list[tuple[str, str, str]], seconds: float, data_dir: Path
+) -> None:
+    table(f"quickstart finished in {seconds:.1f} s", ["stage", "result", "time"], stages)
+    names = list(result["metrics"])
+    table(
+        "base vs tuned on essay-grading-eval (60 held-out essays)",
+        ["metric", *names, "better"],
+        [
+            (
+                metric,
+                *(f"{result['metrics'][n].get(metric, float('nan')):.3g}" for n in names),
+                "lower" if metric in LOWER_IS_BETTER else "higher",
+            )
+            for metric in sorted({m for r in result["metrics"].values() for m in r})
+        ],
+    )
+    console.print(f"diagnosis: {result['diagnosis']['verdict']}; " + " ".join(result["diagnosis"]["advice"]))
+    console.print("report images and data:")
+    for path in result["report_files"]:
+        console.print(f"  {path}")
+    console.print(f"production model: {result['production']}  (data kept in {data_dir})")

@@ -150,7 +150,7 @@ def _keys(database_url: str | None, data_dir: Path | None) -> Iterator[ApiKeySto
     _need_server_packages()
     from services.kit.auth import ApiKeyStore
     from services.kit.db import Database
-    from services.kit.errors import TuneForgeError as DomainError
+    from services.kit.errors import ServiceError as DomainError
 
     url = (
         database_url

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from google.protobuf import json_format
@@ -99,6 +99,26 @@ def parse_reward(text: str) -> dict[str, object]:
     return spec
 
 
+def _rates(data: list[str]) -> dict[str, float]:
+    rates = {}
+    for value in data:
+        ref, sep, rate = value.rpartition("=")
+        if not sep:
+            raise typer.BadParameter(f"{value!r} is not DATASET_VERSION=RATE", param_hint="--data")
+        rates[ref] = float(rate)
+    return rates
+
+
+def _values(hp: list[str] | None) -> dict[str, Any]:
+    """--hp KEY=VALUE pairs; numbers, booleans and JSON become values, the rest stays text."""
+    return {k: json.loads(v) if v[:1] in "-0123456789tf{[" else v for k, v in parse_pairs(hp, "--hp").items()}
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    """The options that were given (a default of 0, "" or [] means "not given")."""
+    return {k: v for k, v in values.items() if v}
+
+
 @app.command("create")
 def create(
     ctx: typer.Context,
@@ -144,41 +164,28 @@ def create(
     watch: Annotated[bool, typer.Option(help="watch the job after creating it")] = False,
 ) -> None:
     """Validate and queue a training job."""
-    rates = {}
-    for value in data:
-        ref, sep, rate = value.rpartition("=")
-        if not sep:
-            raise typer.BadParameter(f"{value!r} is not DATASET_VERSION=RATE", param_hint="--data")
-        rates[ref] = float(rate)
-    hyperparameters = {
-        k: json.loads(v) if v[:1] in "-0123456789tf{[" else v for k, v in parse_pairs(hp, "--hp").items()
-    }
     job = client(ctx).train.create(
         base_model=base_model,
-        training_data=rates,
+        training_data=_rates(data),
         method=method,
         tuning=tuning,
         job_id=job_id,
         validation_data=validation_data,
         validation_split=validation_split,
         output_model=output_model,
-        hyperparameters=hyperparameters,
+        hyperparameters=_values(hp),
         evaluate_on=evaluate_on,
         evaluation_metrics=evaluation_metric or [],
-        method_parameters={
-            k: v
-            for k, v in {
-                "beta": beta,
-                "desirable_weight": desirable_weight,
-                "undesirable_weight": undesirable_weight,
-                "num_generations": num_generations,
-                "max_completion_length": max_completion_length,
-                "temperature": temperature,
-                "rewards": [parse_reward(r) for r in reward or []],
-                "reward_model": reward_model,
-            }.items()
-            if v
-        },
+        method_parameters=_given(
+            beta=beta,
+            desirable_weight=desirable_weight,
+            undesirable_weight=undesirable_weight,
+            num_generations=num_generations,
+            max_completion_length=max_completion_length,
+            temperature=temperature,
+            rewards=[parse_reward(r) for r in reward or []],
+            reward_model=reward_model,
+        ),
         priority=priority,
         replay_share=replay_share,
     )
@@ -371,5 +378,14 @@ def worker() -> None:
     import asyncio
 
     from services.train.worker import main
+
+    asyncio.run(main())
+
+
+def data_worker() -> None:
+    """Run a data worker: ingest, cleaning, splits, mixtures, insight (`tuneforge up` starts one)."""
+    import asyncio
+
+    from services.data.worker import main
 
     asyncio.run(main())

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.data.canonical import Kind, Row
 from services.data.presets import scenarios
+from services.kit.rows import Kind, Row
 
 # The seed deck's guidance: epochs 1-5, learning rate 3e-4 for LoRA, batch 10-20, checkpoints
 # every 50-100 steps, validation every 10-20 steps.
@@ -212,3 +212,30 @@ def general_rows(instruct: int = 400, documents: int = 600) -> dict[str, list[Ro
 
 
 GENERAL_DATASETS = {"general-instruct": Kind.SFT, "general-text": Kind.TEXT}
+
+
+def project_texts() -> list[str]:
+    """Every text of the project's own corpora (the presets and the general corpus): what the
+    tokenizers of locally built models are trained on."""
+    texts: list[str] = []
+    for spec in PRESETS.values():
+        for dataset_rows in rows(spec).values():
+            for row in dataset_rows:
+                for key in ("messages", "prompt", "completion"):
+                    texts.extend(m["content"] for m in row.get(key) or [])
+                if row.get("reference"):
+                    texts.append(row["reference"])
+    for dataset_rows in general_rows().values():
+        for row in dataset_rows:
+            if "messages" in row:
+                texts.extend(m["content"] for m in row["messages"])
+            else:
+                texts.append(row["text"])
+    return texts
+
+
+def rows_of(preset_id: str, dataset_id: str) -> list[Row]:
+    """The rows a preset installs into one of its datasets."""
+    if preset_id == GENERAL_ID:
+        return general_rows()[dataset_id]
+    return rows(PRESETS[preset_id])[dataset_id]

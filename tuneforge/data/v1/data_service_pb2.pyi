@@ -223,6 +223,24 @@ class ComputeDatasetInsightRequest(_message.Message):
     max_sequence_length: int
     def __init__(self, name: _Optional[str] = ..., tokenizer: _Optional[str] = ..., max_sequence_length: _Optional[int] = ...) -> None: ...
 
+class WatchDatasetVersionRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetDatasetInsightRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class WatchDatasetInsightRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
 class ExactDedup(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -356,6 +374,38 @@ class CreateMixtureRequest(_message.Message):
     description: str
     request_id: str
     def __init__(self, parent: _Optional[str] = ..., sources: _Optional[_Iterable[_Union[_common_pb2.DatasetVersionRef, _Mapping]]] = ..., seed: _Optional[int] = ..., description: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class MaterializeMixtureRequest(_message.Message):
+    __slots__ = ("parent", "sources", "seed", "validation_ratio", "request_id")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_RATIO_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    sources: _containers.RepeatedCompositeFieldContainer[_common_pb2.DatasetVersionRef]
+    seed: int
+    validation_ratio: float
+    request_id: str
+    def __init__(self, parent: _Optional[str] = ..., sources: _Optional[_Iterable[_Union[_common_pb2.DatasetVersionRef, _Mapping]]] = ..., seed: _Optional[int] = ..., validation_ratio: _Optional[float] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class GetMixtureRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class WatchMixtureRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteMixtureRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class ListPresetsRequest(_message.Message):
     __slots__ = ()

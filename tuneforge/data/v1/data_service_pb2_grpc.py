@@ -30,7 +30,11 @@ if _version_not_supported:
 class DataServiceStub:
     """The data service: datasets and their immutable versions, validation, insight, cleaning,
     splits, mixtures and presets. Every change emits an event on `tuneforge.data.<resource>.<verb>`
-    (`dataset_version.ready` / `dataset_version.failed` for new versions).
+    (`dataset_version.ready` or `dataset_version.failed` once a new version is made).
+
+    Long work is a resource with a state: a new version (upload, cleaning, split, mixture) is
+    accepted as PROCESSING and made by a data worker; an insight and a materialized mixture likewise.
+    `Watch…` streams the resource until its state is final; the SDK waits for you.
     """
 
     def __init__(self, channel):
@@ -79,6 +83,11 @@ class DataServiceStub:
                 request_serializer=tuneforge_dot_data_dot_v1_dot_data__service__pb2.CommitDatasetVersionUploadRequest.SerializeToString,
                 response_deserializer=tuneforge_dot_data_dot_v1_dot_dataset__pb2.DatasetVersion.FromString,
                 _registered_method=True)
+        self.WatchDatasetVersion = channel.unary_stream(
+                '/tuneforge.data.v1.DataService/WatchDatasetVersion',
+                request_serializer=tuneforge_dot_data_dot_v1_dot_data__service__pb2.WatchDatasetVersionRequest.SerializeToString,
+                response_deserializer=tuneforge_dot_data_dot_v1_dot_dataset__pb2.DatasetVersion.FromString,
+                _registered_method=True)
         self.GetDatasetVersion = channel.unary_unary(
                 '/tuneforge.data.v1.DataService/GetDatasetVersion',
                 request_serializer=tuneforge_dot_data_dot_v1_dot_data__service__pb2.GetDatasetVersionRequest.SerializeToString,
@@ -109,6 +118,16 @@ class DataServiceStub:
                 request_serializer=tuneforge_dot_data_dot_v1_dot_data__service__pb2.ComputeDatasetInsightRequest.SerializeToString,
                 response_deserializer=tuneforge_dot_data_dot_v1_dot_dataset__pb2.DatasetInsight.FromString,
                 _registered_method=True)
+        self.GetDatasetInsight = channel.unary_unary(
+                '/tuneforge.data.v1.DataService/GetDatasetInsight',
+                request_serializer=tuneforge_dot_data_dot_v1_dot_data__service__pb2.GetDatasetInsightRequest.SerializeToString,
+                response_deserializer=tuneforge_dot_data_dot_v1_dot_dataset__pb2.DatasetInsight.FromString,
+                _registered_method=True)
+        self.WatchDatasetInsight = channel.unary_stream(
+                '/tuneforge.data.v1.DataService/WatchDatasetInsight',
+                request_serializer=tuneforge_dot_data_dot_v1_dot_data__service__pb2.WatchDatasetInsightRequest.SerializeToString,
+                response_deserializer=tuneforge_dot_data_dot_v1_dot_dataset__pb2.DatasetInsight.FromString,
+                _registered_method=True)
         self.CleanDatasetVersion = channel.unary_unary(
                 '/tuneforge.data.v1.DataService/CleanDatasetVersion',
                 request_serializer=tuneforge_dot_data_dot_v1_dot_data__service__pb2.CleanDatasetVersionRequest.SerializeToString,
@@ -128,6 +147,26 @@ class DataServiceStub:
                 '/tuneforge.data.v1.DataService/CreateMixture',
                 request_serializer=tuneforge_dot_data_dot_v1_dot_data__service__pb2.CreateMixtureRequest.SerializeToString,
                 response_deserializer=tuneforge_dot_data_dot_v1_dot_dataset__pb2.DatasetVersion.FromString,
+                _registered_method=True)
+        self.MaterializeMixture = channel.unary_unary(
+                '/tuneforge.data.v1.DataService/MaterializeMixture',
+                request_serializer=tuneforge_dot_data_dot_v1_dot_data__service__pb2.MaterializeMixtureRequest.SerializeToString,
+                response_deserializer=tuneforge_dot_data_dot_v1_dot_dataset__pb2.Mixture.FromString,
+                _registered_method=True)
+        self.GetMixture = channel.unary_unary(
+                '/tuneforge.data.v1.DataService/GetMixture',
+                request_serializer=tuneforge_dot_data_dot_v1_dot_data__service__pb2.GetMixtureRequest.SerializeToString,
+                response_deserializer=tuneforge_dot_data_dot_v1_dot_dataset__pb2.Mixture.FromString,
+                _registered_method=True)
+        self.WatchMixture = channel.unary_stream(
+                '/tuneforge.data.v1.DataService/WatchMixture',
+                request_serializer=tuneforge_dot_data_dot_v1_dot_data__service__pb2.WatchMixtureRequest.SerializeToString,
+                response_deserializer=tuneforge_dot_data_dot_v1_dot_dataset__pb2.Mixture.FromString,
+                _registered_method=True)
+        self.DeleteMixture = channel.unary_unary(
+                '/tuneforge.data.v1.DataService/DeleteMixture',
+                request_serializer=tuneforge_dot_data_dot_v1_dot_data__service__pb2.DeleteMixtureRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
         self.ListPresets = channel.unary_unary(
                 '/tuneforge.data.v1.DataService/ListPresets',
@@ -149,7 +188,11 @@ class DataServiceStub:
 class DataServiceServicer:
     """The data service: datasets and their immutable versions, validation, insight, cleaning,
     splits, mixtures and presets. Every change emits an event on `tuneforge.data.<resource>.<verb>`
-    (`dataset_version.ready` / `dataset_version.failed` for new versions).
+    (`dataset_version.ready` or `dataset_version.failed` once a new version is made).
+
+    Long work is a resource with a state: a new version (upload, cleaning, split, mixture) is
+    accepted as PROCESSING and made by a data worker; an insight and a materialized mixture likewise.
+    `Watch…` streams the resource until its state is final; the SDK waits for you.
     """
 
     def CreateDataset(self, request, context):
@@ -188,9 +231,9 @@ class DataServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UploadDatasetVersion(self, request_iterator, context):
-        """Creates a version from a client stream: header, file chunks, finish. The file is validated and
-        normalized; the version is READY, or FAILED with its errors. A stream that does not finish
-        creates nothing.
+        """Creates a version from a client stream: header, file chunks, finish. The file is stored and the
+        version returned PROCESSING; a data worker validates and normalizes it: the version becomes
+        READY, or FAILED with its errors. A stream that does not finish creates nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -205,6 +248,13 @@ class DataServiceServicer:
 
     def CommitDatasetVersionUpload(self, request, context):
         """Checks the uploaded file's size and SHA-256, then ingests it as `UploadDatasetVersion` does.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchDatasetVersion(self, request, context):
+        """Streams a version now and at every change of its state, until it is READY or FAILED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -246,7 +296,22 @@ class DataServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ComputeDatasetInsight(self, request, context):
-        """Computes (or returns the stored) insight of a ready version.
+        """Returns the insight of a ready version for a tokenizer and length: READY when it was computed
+        before, else PENDING while a data worker computes it (once per version, tokenizer and length).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDatasetInsight(self, request, context):
+        """Gets an insight.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchDatasetInsight(self, request, context):
+        """Streams an insight now and at every change of its state, until it is READY or FAILED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -275,6 +340,35 @@ class DataServiceServicer:
 
     def CreateMixture(self, request, context):
         """Makes a mixture as a new version of a dataset, recording its recipe.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MaterializeMixture(self, request, context):
+        """Materializes a mixture (optionally split into train and validation rows) as files to read,
+        without making a dataset version: what a training job trains on. Idempotent by `request_id`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMixture(self, request, context):
+        """Gets a materialized mixture, with download URLs once it is READY.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchMixture(self, request, context):
+        """Streams a materialized mixture until it is READY or FAILED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteMixture(self, request, context):
+        """Deletes a materialized mixture and its files.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -344,6 +438,11 @@ def add_DataServiceServicer_to_server(servicer, server):
                     request_deserializer=tuneforge_dot_data_dot_v1_dot_data__service__pb2.CommitDatasetVersionUploadRequest.FromString,
                     response_serializer=tuneforge_dot_data_dot_v1_dot_dataset__pb2.DatasetVersion.SerializeToString,
             ),
+            'WatchDatasetVersion': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchDatasetVersion,
+                    request_deserializer=tuneforge_dot_data_dot_v1_dot_data__service__pb2.WatchDatasetVersionRequest.FromString,
+                    response_serializer=tuneforge_dot_data_dot_v1_dot_dataset__pb2.DatasetVersion.SerializeToString,
+            ),
             'GetDatasetVersion': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDatasetVersion,
                     request_deserializer=tuneforge_dot_data_dot_v1_dot_data__service__pb2.GetDatasetVersionRequest.FromString,
@@ -374,6 +473,16 @@ def add_DataServiceServicer_to_server(servicer, server):
                     request_deserializer=tuneforge_dot_data_dot_v1_dot_data__service__pb2.ComputeDatasetInsightRequest.FromString,
                     response_serializer=tuneforge_dot_data_dot_v1_dot_dataset__pb2.DatasetInsight.SerializeToString,
             ),
+            'GetDatasetInsight': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDatasetInsight,
+                    request_deserializer=tuneforge_dot_data_dot_v1_dot_data__service__pb2.GetDatasetInsightRequest.FromString,
+                    response_serializer=tuneforge_dot_data_dot_v1_dot_dataset__pb2.DatasetInsight.SerializeToString,
+            ),
+            'WatchDatasetInsight': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchDatasetInsight,
+                    request_deserializer=tuneforge_dot_data_dot_v1_dot_data__service__pb2.WatchDatasetInsightRequest.FromString,
+                    response_serializer=tuneforge_dot_data_dot_v1_dot_dataset__pb2.DatasetInsight.SerializeToString,
+            ),
             'CleanDatasetVersion': grpc.unary_unary_rpc_method_handler(
                     servicer.CleanDatasetVersion,
                     request_deserializer=tuneforge_dot_data_dot_v1_dot_data__service__pb2.CleanDatasetVersionRequest.FromString,
@@ -393,6 +502,26 @@ def add_DataServiceServicer_to_server(servicer, server):
                     servicer.CreateMixture,
                     request_deserializer=tuneforge_dot_data_dot_v1_dot_data__service__pb2.CreateMixtureRequest.FromString,
                     response_serializer=tuneforge_dot_data_dot_v1_dot_dataset__pb2.DatasetVersion.SerializeToString,
+            ),
+            'MaterializeMixture': grpc.unary_unary_rpc_method_handler(
+                    servicer.MaterializeMixture,
+                    request_deserializer=tuneforge_dot_data_dot_v1_dot_data__service__pb2.MaterializeMixtureRequest.FromString,
+                    response_serializer=tuneforge_dot_data_dot_v1_dot_dataset__pb2.Mixture.SerializeToString,
+            ),
+            'GetMixture': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMixture,
+                    request_deserializer=tuneforge_dot_data_dot_v1_dot_data__service__pb2.GetMixtureRequest.FromString,
+                    response_serializer=tuneforge_dot_data_dot_v1_dot_dataset__pb2.Mixture.SerializeToString,
+            ),
+            'WatchMixture': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchMixture,
+                    request_deserializer=tuneforge_dot_data_dot_v1_dot_data__service__pb2.WatchMixtureRequest.FromString,
+                    response_serializer=tuneforge_dot_data_dot_v1_dot_dataset__pb2.Mixture.SerializeToString,
+            ),
+            'DeleteMixture': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteMixture,
+                    request_deserializer=tuneforge_dot_data_dot_v1_dot_data__service__pb2.DeleteMixtureRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'ListPresets': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPresets,
@@ -420,7 +549,11 @@ def add_DataServiceServicer_to_server(servicer, server):
 class DataService:
     """The data service: datasets and their immutable versions, validation, insight, cleaning,
     splits, mixtures and presets. Every change emits an event on `tuneforge.data.<resource>.<verb>`
-    (`dataset_version.ready` / `dataset_version.failed` for new versions).
+    (`dataset_version.ready` or `dataset_version.failed` once a new version is made).
+
+    Long work is a resource with a state: a new version (upload, cleaning, split, mixture) is
+    accepted as PROCESSING and made by a data worker; an insight and a materialized mixture likewise.
+    `Watch…` streams the resource until its state is final; the SDK waits for you.
     """
 
     @staticmethod
@@ -640,6 +773,33 @@ class DataService:
             _registered_method=True)
 
     @staticmethod
+    def WatchDatasetVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tuneforge.data.v1.DataService/WatchDatasetVersion',
+            tuneforge_dot_data_dot_v1_dot_data__service__pb2.WatchDatasetVersionRequest.SerializeToString,
+            tuneforge_dot_data_dot_v1_dot_dataset__pb2.DatasetVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def GetDatasetVersion(request,
             target,
             options=(),
@@ -802,6 +962,60 @@ class DataService:
             _registered_method=True)
 
     @staticmethod
+    def GetDatasetInsight(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuneforge.data.v1.DataService/GetDatasetInsight',
+            tuneforge_dot_data_dot_v1_dot_data__service__pb2.GetDatasetInsightRequest.SerializeToString,
+            tuneforge_dot_data_dot_v1_dot_dataset__pb2.DatasetInsight.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchDatasetInsight(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tuneforge.data.v1.DataService/WatchDatasetInsight',
+            tuneforge_dot_data_dot_v1_dot_data__service__pb2.WatchDatasetInsightRequest.SerializeToString,
+            tuneforge_dot_data_dot_v1_dot_dataset__pb2.DatasetInsight.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def CleanDatasetVersion(request,
             target,
             options=(),
@@ -899,6 +1113,114 @@ class DataService:
             '/tuneforge.data.v1.DataService/CreateMixture',
             tuneforge_dot_data_dot_v1_dot_data__service__pb2.CreateMixtureRequest.SerializeToString,
             tuneforge_dot_data_dot_v1_dot_dataset__pb2.DatasetVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MaterializeMixture(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuneforge.data.v1.DataService/MaterializeMixture',
+            tuneforge_dot_data_dot_v1_dot_data__service__pb2.MaterializeMixtureRequest.SerializeToString,
+            tuneforge_dot_data_dot_v1_dot_dataset__pb2.Mixture.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMixture(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuneforge.data.v1.DataService/GetMixture',
+            tuneforge_dot_data_dot_v1_dot_data__service__pb2.GetMixtureRequest.SerializeToString,
+            tuneforge_dot_data_dot_v1_dot_dataset__pb2.Mixture.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchMixture(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tuneforge.data.v1.DataService/WatchMixture',
+            tuneforge_dot_data_dot_v1_dot_data__service__pb2.WatchMixtureRequest.SerializeToString,
+            tuneforge_dot_data_dot_v1_dot_dataset__pb2.Mixture.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteMixture(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuneforge.data.v1.DataService/DeleteMixture',
+            tuneforge_dot_data_dot_v1_dot_data__service__pb2.DeleteMixtureRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

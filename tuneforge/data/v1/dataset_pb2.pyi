@@ -53,6 +53,15 @@ class DatasetVersionState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DATASET_VERSION_STATE_UNSPECIFIED: _ClassVar[DatasetVersionState]
     DATASET_VERSION_STATE_READY: _ClassVar[DatasetVersionState]
     DATASET_VERSION_STATE_FAILED: _ClassVar[DatasetVersionState]
+    DATASET_VERSION_STATE_PROCESSING: _ClassVar[DatasetVersionState]
+
+class ComputationState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COMPUTATION_STATE_UNSPECIFIED: _ClassVar[ComputationState]
+    COMPUTATION_STATE_PENDING: _ClassVar[ComputationState]
+    COMPUTATION_STATE_RUNNING: _ClassVar[ComputationState]
+    COMPUTATION_STATE_READY: _ClassVar[ComputationState]
+    COMPUTATION_STATE_FAILED: _ClassVar[ComputationState]
 DATASET_KIND_UNSPECIFIED: DatasetKind
 DATASET_KIND_TEXT: DatasetKind
 DATASET_KIND_SFT: DatasetKind
@@ -80,6 +89,12 @@ ERROR_POLICY_SKIP: ErrorPolicy
 DATASET_VERSION_STATE_UNSPECIFIED: DatasetVersionState
 DATASET_VERSION_STATE_READY: DatasetVersionState
 DATASET_VERSION_STATE_FAILED: DatasetVersionState
+DATASET_VERSION_STATE_PROCESSING: DatasetVersionState
+COMPUTATION_STATE_UNSPECIFIED: ComputationState
+COMPUTATION_STATE_PENDING: ComputationState
+COMPUTATION_STATE_RUNNING: ComputationState
+COMPUTATION_STATE_READY: ComputationState
+COMPUTATION_STATE_FAILED: ComputationState
 
 class Dataset(_message.Message):
     __slots__ = ("name", "uid", "display_name", "description", "kind", "tags", "create_time", "update_time", "version_count", "latest_version")
@@ -160,7 +175,7 @@ class CleaningStepReport(_message.Message):
     def __init__(self, operation: _Optional[str] = ..., rows_in: _Optional[int] = ..., rows_removed: _Optional[int] = ..., rows_changed: _Optional[int] = ..., examples: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ...) -> None: ...
 
 class DatasetVersion(_message.Message):
-    __slots__ = ("name", "uid", "state", "kind", "row_count", "character_count", "skipped_row_count", "errors", "source_file", "source_format", "source_schema", "files", "recipe", "cleaning", "description", "tags", "create_time")
+    __slots__ = ("name", "uid", "state", "kind", "row_count", "character_count", "skipped_row_count", "errors", "source_file", "source_format", "source_schema", "files", "recipe", "cleaning", "description", "tags", "create_time", "failure", "update_time")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -185,6 +200,8 @@ class DatasetVersion(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     name: str
     uid: str
     state: DatasetVersionState
@@ -202,7 +219,17 @@ class DatasetVersion(_message.Message):
     description: str
     tags: _containers.ScalarMap[str, str]
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., uid: _Optional[str] = ..., state: _Optional[_Union[DatasetVersionState, str]] = ..., kind: _Optional[_Union[DatasetKind, str]] = ..., row_count: _Optional[int] = ..., character_count: _Optional[int] = ..., skipped_row_count: _Optional[int] = ..., errors: _Optional[_Union[ErrorSummary, _Mapping]] = ..., source_file: _Optional[str] = ..., source_format: _Optional[_Union[DataFormat, str]] = ..., source_schema: _Optional[_Union[DataSchema, str]] = ..., files: _Optional[_Iterable[_Union[_common_pb2.FileEntry, _Mapping]]] = ..., recipe: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., cleaning: _Optional[_Iterable[_Union[CleaningStepReport, _Mapping]]] = ..., description: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    failure: Failure
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., uid: _Optional[str] = ..., state: _Optional[_Union[DatasetVersionState, str]] = ..., kind: _Optional[_Union[DatasetKind, str]] = ..., row_count: _Optional[int] = ..., character_count: _Optional[int] = ..., skipped_row_count: _Optional[int] = ..., errors: _Optional[_Union[ErrorSummary, _Mapping]] = ..., source_file: _Optional[str] = ..., source_format: _Optional[_Union[DataFormat, str]] = ..., source_schema: _Optional[_Union[DataSchema, str]] = ..., files: _Optional[_Iterable[_Union[_common_pb2.FileEntry, _Mapping]]] = ..., recipe: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., cleaning: _Optional[_Iterable[_Union[CleaningStepReport, _Mapping]]] = ..., description: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Failure(_message.Message):
+    __slots__ = ("reason", "message")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    message: str
+    def __init__(self, reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class MixtureSource(_message.Message):
     __slots__ = ("source", "characters", "samples", "sampled_samples", "sampled_characters", "share")
@@ -235,14 +262,50 @@ class MixturePlan(_message.Message):
     def __init__(self, sources: _Optional[_Iterable[_Union[MixtureSource, _Mapping]]] = ..., total_samples: _Optional[int] = ..., total_characters: _Optional[int] = ..., kind: _Optional[_Union[DatasetKind, str]] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class DatasetInsight(_message.Message):
-    __slots__ = ("dataset_version", "report", "charts")
+    __slots__ = ("dataset_version", "report", "charts", "name", "state", "tokenizer", "max_sequence_length", "failure", "create_time")
     DATASET_VERSION_FIELD_NUMBER: _ClassVar[int]
     REPORT_FIELD_NUMBER: _ClassVar[int]
     CHARTS_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    TOKENIZER_FIELD_NUMBER: _ClassVar[int]
+    MAX_SEQUENCE_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     dataset_version: str
     report: _struct_pb2.Struct
     charts: _containers.RepeatedCompositeFieldContainer[_common_pb2.PresignedUrl]
-    def __init__(self, dataset_version: _Optional[str] = ..., report: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., charts: _Optional[_Iterable[_Union[_common_pb2.PresignedUrl, _Mapping]]] = ...) -> None: ...
+    name: str
+    state: ComputationState
+    tokenizer: str
+    max_sequence_length: int
+    failure: Failure
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, dataset_version: _Optional[str] = ..., report: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., charts: _Optional[_Iterable[_Union[_common_pb2.PresignedUrl, _Mapping]]] = ..., name: _Optional[str] = ..., state: _Optional[_Union[ComputationState, str]] = ..., tokenizer: _Optional[str] = ..., max_sequence_length: _Optional[int] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Mixture(_message.Message):
+    __slots__ = ("name", "state", "plan", "validation_ratio", "train_rows", "validation_rows", "files", "urls", "failure", "create_time")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_RATIO_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_ROWS_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_ROWS_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    URLS_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    state: ComputationState
+    plan: MixturePlan
+    validation_ratio: float
+    train_rows: int
+    validation_rows: int
+    files: _containers.RepeatedCompositeFieldContainer[_common_pb2.FileEntry]
+    urls: _containers.RepeatedCompositeFieldContainer[_common_pb2.PresignedUrl]
+    failure: Failure
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[ComputationState, str]] = ..., plan: _Optional[_Union[MixturePlan, _Mapping]] = ..., validation_ratio: _Optional[float] = ..., train_rows: _Optional[int] = ..., validation_rows: _Optional[int] = ..., files: _Optional[_Iterable[_Union[_common_pb2.FileEntry, _Mapping]]] = ..., urls: _Optional[_Iterable[_Union[_common_pb2.PresignedUrl, _Mapping]]] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Preset(_message.Message):
     __slots__ = ("name", "display_name", "description", "method", "hyperparameters", "metrics", "datasets", "train_rows", "eval_rows")

@@ -25,41 +25,45 @@ _sym_db = _symbol_database.Default()
 from tuneforge.eval.v1 import evaluation_pb2 as tuneforge_dot_eval_dot_v1_dot_evaluation__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$tuneforge/eval/v1/eval_service.proto\x12\x11tuneforge.eval.v1\x1a\"tuneforge/eval/v1/evaluation.proto\"]\n\x17\x43reateRatingTaskRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x32\n\x0brating_task\x18\x02 \x01(\x0b\x32\x1d.tuneforge.eval.v1.RatingTask\"O\n\x16ListRatingItemsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"`\n\x17ListRatingItemsResponse\x12,\n\x05items\x18\x01 \x03(\x0b\x32\x1d.tuneforge.eval.v1.RatingItem\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x80\x01\n\x13SubmitRatingRequest\x12\x13\n\x0brating_task\x18\x01 \x01(\t\x12\x11\n\tsample_id\x18\x02 \x01(\t\x12\r\n\x05rater\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x05\x12\x12\n\npreference\x18\x05 \x01(\t\x12\x0f\n\x07\x63omment\x18\x06 \x01(\t\",\n\x14SubmitRatingResponse\x12\x14\n\x0citem_ratings\x18\x01 \x01(\x03\"*\n\x1aGetEvaluationReportRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\'\n\x17GetRatingSummaryRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"p\n\x17\x43reateEvaluationRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x31\n\nevaluation\x18\x02 \x01(\x0b\x32\x1d.tuneforge.eval.v1.Evaluation\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"$\n\x14GetEvaluationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"O\n\x16ListEvaluationsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"f\n\x17ListEvaluationsResponse\x12\x32\n\x0b\x65valuations\x18\x01 \x03(\x0b\x32\x1d.tuneforge.eval.v1.Evaluation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"&\n\x16WatchEvaluationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"~\n\x1cListSamplePredictionsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x10\n\x08order_by\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"r\n\x1dListSamplePredictionsResponse\x12\x38\n\x0bpredictions\x18\x01 \x03(\x0b\x32#.tuneforge.eval.v1.SamplePrediction\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x81\x08\n\x0b\x45valService\x12]\n\x10\x43reateEvaluation\x12*.tuneforge.eval.v1.CreateEvaluationRequest\x1a\x1d.tuneforge.eval.v1.Evaluation\x12W\n\rGetEvaluation\x12\'.tuneforge.eval.v1.GetEvaluationRequest\x1a\x1d.tuneforge.eval.v1.Evaluation\x12h\n\x0fListEvaluations\x12).tuneforge.eval.v1.ListEvaluationsRequest\x1a*.tuneforge.eval.v1.ListEvaluationsResponse\x12]\n\x0fWatchEvaluation\x12).tuneforge.eval.v1.WatchEvaluationRequest\x1a\x1d.tuneforge.eval.v1.Evaluation0\x01\x12z\n\x15ListSamplePredictions\x12/.tuneforge.eval.v1.ListSamplePredictionsRequest\x1a\x30.tuneforge.eval.v1.ListSamplePredictionsResponse\x12i\n\x13GetEvaluationReport\x12-.tuneforge.eval.v1.GetEvaluationReportRequest\x1a#.tuneforge.eval.v1.EvaluationReport\x12]\n\x10\x43reateRatingTask\x12*.tuneforge.eval.v1.CreateRatingTaskRequest\x1a\x1d.tuneforge.eval.v1.RatingTask\x12h\n\x0fListRatingItems\x12).tuneforge.eval.v1.ListRatingItemsRequest\x1a*.tuneforge.eval.v1.ListRatingItemsResponse\x12_\n\x0cSubmitRating\x12&.tuneforge.eval.v1.SubmitRatingRequest\x1a\'.tuneforge.eval.v1.SubmitRatingResponse\x12`\n\x10GetRatingSummary\x12*.tuneforge.eval.v1.GetRatingSummaryRequest\x1a .tuneforge.eval.v1.RatingSummaryb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$tuneforge/eval/v1/eval_service.proto\x12\x11tuneforge.eval.v1\x1a\"tuneforge/eval/v1/evaluation.proto\"\x14\n\x12ListMetricsRequest\"A\n\x13ListMetricsResponse\x12*\n\x07metrics\x18\x01 \x03(\x0b\x32\x19.tuneforge.eval.v1.Metric\"]\n\x17\x43reateRatingTaskRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x32\n\x0brating_task\x18\x02 \x01(\x0b\x32\x1d.tuneforge.eval.v1.RatingTask\"O\n\x16ListRatingItemsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"`\n\x17ListRatingItemsResponse\x12,\n\x05items\x18\x01 \x03(\x0b\x32\x1d.tuneforge.eval.v1.RatingItem\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x80\x01\n\x13SubmitRatingRequest\x12\x13\n\x0brating_task\x18\x01 \x01(\t\x12\x11\n\tsample_id\x18\x02 \x01(\t\x12\r\n\x05rater\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x05\x12\x12\n\npreference\x18\x05 \x01(\t\x12\x0f\n\x07\x63omment\x18\x06 \x01(\t\",\n\x14SubmitRatingResponse\x12\x14\n\x0citem_ratings\x18\x01 \x01(\x03\"*\n\x1aGetEvaluationReportRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\'\n\x17GetRatingSummaryRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"p\n\x17\x43reateEvaluationRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x31\n\nevaluation\x18\x02 \x01(\x0b\x32\x1d.tuneforge.eval.v1.Evaluation\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"$\n\x14GetEvaluationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"O\n\x16ListEvaluationsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"f\n\x17ListEvaluationsResponse\x12\x32\n\x0b\x65valuations\x18\x01 \x03(\x0b\x32\x1d.tuneforge.eval.v1.Evaluation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"&\n\x16WatchEvaluationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"~\n\x1cListSamplePredictionsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x10\n\x08order_by\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"r\n\x1dListSamplePredictionsResponse\x12\x38\n\x0bpredictions\x18\x01 \x03(\x0b\x32#.tuneforge.eval.v1.SamplePrediction\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xdf\x08\n\x0b\x45valService\x12]\n\x10\x43reateEvaluation\x12*.tuneforge.eval.v1.CreateEvaluationRequest\x1a\x1d.tuneforge.eval.v1.Evaluation\x12W\n\rGetEvaluation\x12\'.tuneforge.eval.v1.GetEvaluationRequest\x1a\x1d.tuneforge.eval.v1.Evaluation\x12h\n\x0fListEvaluations\x12).tuneforge.eval.v1.ListEvaluationsRequest\x1a*.tuneforge.eval.v1.ListEvaluationsResponse\x12]\n\x0fWatchEvaluation\x12).tuneforge.eval.v1.WatchEvaluationRequest\x1a\x1d.tuneforge.eval.v1.Evaluation0\x01\x12z\n\x15ListSamplePredictions\x12/.tuneforge.eval.v1.ListSamplePredictionsRequest\x1a\x30.tuneforge.eval.v1.ListSamplePredictionsResponse\x12i\n\x13GetEvaluationReport\x12-.tuneforge.eval.v1.GetEvaluationReportRequest\x1a#.tuneforge.eval.v1.EvaluationReport\x12]\n\x10\x43reateRatingTask\x12*.tuneforge.eval.v1.CreateRatingTaskRequest\x1a\x1d.tuneforge.eval.v1.RatingTask\x12h\n\x0fListRatingItems\x12).tuneforge.eval.v1.ListRatingItemsRequest\x1a*.tuneforge.eval.v1.ListRatingItemsResponse\x12_\n\x0cSubmitRating\x12&.tuneforge.eval.v1.SubmitRatingRequest\x1a\'.tuneforge.eval.v1.SubmitRatingResponse\x12`\n\x10GetRatingSummary\x12*.tuneforge.eval.v1.GetRatingSummaryRequest\x1a .tuneforge.eval.v1.RatingSummary\x12\\\n\x0bListMetrics\x12%.tuneforge.eval.v1.ListMetricsRequest\x1a&.tuneforge.eval.v1.ListMetricsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tuneforge.eval.v1.eval_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATERATINGTASKREQUEST']._serialized_start=95
-  _globals['_CREATERATINGTASKREQUEST']._serialized_end=188
-  _globals['_LISTRATINGITEMSREQUEST']._serialized_start=190
-  _globals['_LISTRATINGITEMSREQUEST']._serialized_end=269
-  _globals['_LISTRATINGITEMSRESPONSE']._serialized_start=271
-  _globals['_LISTRATINGITEMSRESPONSE']._serialized_end=367
-  _globals['_SUBMITRATINGREQUEST']._serialized_start=370
-  _globals['_SUBMITRATINGREQUEST']._serialized_end=498
-  _globals['_SUBMITRATINGRESPONSE']._serialized_start=500
-  _globals['_SUBMITRATINGRESPONSE']._serialized_end=544
-  _globals['_GETEVALUATIONREPORTREQUEST']._serialized_start=546
-  _globals['_GETEVALUATIONREPORTREQUEST']._serialized_end=588
-  _globals['_GETRATINGSUMMARYREQUEST']._serialized_start=590
-  _globals['_GETRATINGSUMMARYREQUEST']._serialized_end=629
-  _globals['_CREATEEVALUATIONREQUEST']._serialized_start=631
-  _globals['_CREATEEVALUATIONREQUEST']._serialized_end=743
-  _globals['_GETEVALUATIONREQUEST']._serialized_start=745
-  _globals['_GETEVALUATIONREQUEST']._serialized_end=781
-  _globals['_LISTEVALUATIONSREQUEST']._serialized_start=783
-  _globals['_LISTEVALUATIONSREQUEST']._serialized_end=862
-  _globals['_LISTEVALUATIONSRESPONSE']._serialized_start=864
-  _globals['_LISTEVALUATIONSRESPONSE']._serialized_end=966
-  _globals['_WATCHEVALUATIONREQUEST']._serialized_start=968
-  _globals['_WATCHEVALUATIONREQUEST']._serialized_end=1006
-  _globals['_LISTSAMPLEPREDICTIONSREQUEST']._serialized_start=1008
-  _globals['_LISTSAMPLEPREDICTIONSREQUEST']._serialized_end=1134
-  _globals['_LISTSAMPLEPREDICTIONSRESPONSE']._serialized_start=1136
-  _globals['_LISTSAMPLEPREDICTIONSRESPONSE']._serialized_end=1250
-  _globals['_EVALSERVICE']._serialized_start=1253
-  _globals['_EVALSERVICE']._serialized_end=2278
+  _globals['_LISTMETRICSREQUEST']._serialized_start=95
+  _globals['_LISTMETRICSREQUEST']._serialized_end=115
+  _globals['_LISTMETRICSRESPONSE']._serialized_start=117
+  _globals['_LISTMETRICSRESPONSE']._serialized_end=182
+  _globals['_CREATERATINGTASKREQUEST']._serialized_start=184
+  _globals['_CREATERATINGTASKREQUEST']._serialized_end=277
+  _globals['_LISTRATINGITEMSREQUEST']._serialized_start=279
+  _globals['_LISTRATINGITEMSREQUEST']._serialized_end=358
+  _globals['_LISTRATINGITEMSRESPONSE']._serialized_start=360
+  _globals['_LISTRATINGITEMSRESPONSE']._serialized_end=456
+  _globals['_SUBMITRATINGREQUEST']._serialized_start=459
+  _globals['_SUBMITRATINGREQUEST']._serialized_end=587
+  _globals['_SUBMITRATINGRESPONSE']._serialized_start=589
+  _globals['_SUBMITRATINGRESPONSE']._serialized_end=633
+  _globals['_GETEVALUATIONREPORTREQUEST']._serialized_start=635
+  _globals['_GETEVALUATIONREPORTREQUEST']._serialized_end=677
+  _globals['_GETRATINGSUMMARYREQUEST']._serialized_start=679
+  _globals['_GETRATINGSUMMARYREQUEST']._serialized_end=718
+  _globals['_CREATEEVALUATIONREQUEST']._serialized_start=720
+  _globals['_CREATEEVALUATIONREQUEST']._serialized_end=832
+  _globals['_GETEVALUATIONREQUEST']._serialized_start=834
+  _globals['_GETEVALUATIONREQUEST']._serialized_end=870
+  _globals['_LISTEVALUATIONSREQUEST']._serialized_start=872
+  _globals['_LISTEVALUATIONSREQUEST']._serialized_end=951
+  _globals['_LISTEVALUATIONSRESPONSE']._serialized_start=953
+  _globals['_LISTEVALUATIONSRESPONSE']._serialized_end=1055
+  _globals['_WATCHEVALUATIONREQUEST']._serialized_start=1057
+  _globals['_WATCHEVALUATIONREQUEST']._serialized_end=1095
+  _globals['_LISTSAMPLEPREDICTIONSREQUEST']._serialized_start=1097
+  _globals['_LISTSAMPLEPREDICTIONSREQUEST']._serialized_end=1223
+  _globals['_LISTSAMPLEPREDICTIONSRESPONSE']._serialized_start=1225
+  _globals['_LISTSAMPLEPREDICTIONSRESPONSE']._serialized_end=1339
+  _globals['_EVALSERVICE']._serialized_start=1342
+  _globals['_EVALSERVICE']._serialized_end=2461
 # @@protoc_insertion_point(module_scope)

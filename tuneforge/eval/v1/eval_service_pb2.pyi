@@ -7,6 +7,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ListMetricsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListMetricsResponse(_message.Message):
+    __slots__ = ("metrics",)
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    metrics: _containers.RepeatedCompositeFieldContainer[_evaluation_pb2.Metric]
+    def __init__(self, metrics: _Optional[_Iterable[_Union[_evaluation_pb2.Metric, _Mapping]]] = ...) -> None: ...
+
 class CreateRatingTaskRequest(_message.Message):
     __slots__ = ("parent", "rating_task")
     PARENT_FIELD_NUMBER: _ClassVar[int]

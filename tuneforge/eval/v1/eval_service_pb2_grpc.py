@@ -87,6 +87,11 @@ class EvalServiceStub:
                 request_serializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.GetRatingSummaryRequest.SerializeToString,
                 response_deserializer=tuneforge_dot_eval_dot_v1_dot_evaluation__pb2.RatingSummary.FromString,
                 _registered_method=True)
+        self.ListMetrics = channel.unary_unary(
+                '/tuneforge.eval.v1.EvalService/ListMetrics',
+                request_serializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.ListMetricsRequest.SerializeToString,
+                response_deserializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.ListMetricsResponse.FromString,
+                _registered_method=True)
 
 
 class EvalServiceServicer:
@@ -164,6 +169,13 @@ class EvalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListMetrics(self, request, context):
+        """The metrics an evaluation may compute, with what each needs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EvalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -216,6 +228,11 @@ def add_EvalServiceServicer_to_server(servicer, server):
                     servicer.GetRatingSummary,
                     request_deserializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.GetRatingSummaryRequest.FromString,
                     response_serializer=tuneforge_dot_eval_dot_v1_dot_evaluation__pb2.RatingSummary.SerializeToString,
+            ),
+            'ListMetrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMetrics,
+                    request_deserializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.ListMetricsRequest.FromString,
+                    response_serializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.ListMetricsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -490,6 +507,33 @@ class EvalService:
             '/tuneforge.eval.v1.EvalService/GetRatingSummary',
             tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.GetRatingSummaryRequest.SerializeToString,
             tuneforge_dot_eval_dot_v1_dot_evaluation__pb2.RatingSummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuneforge.eval.v1.EvalService/ListMetrics',
+            tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.ListMetricsRequest.SerializeToString,
+            tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.ListMetricsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from tuneforge.common.v1 import common_pb2 as tuneforge_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"tuneforge/eval/v1/evaluation.proto\x12\x11tuneforge.eval.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a tuneforge/common/v1/common.proto\"p\n\x10GenerationConfig\x12\x16\n\x0emax_new_tokens\x18\x01 \x01(\x05\x12\x13\n\x0btemperature\x18\x02 \x01(\x01\x12\r\n\x05top_p\x18\x03 \x01(\x01\x12\x12\n\nbatch_size\x18\x04 \x01(\x05\x12\x0c\n\x04seed\x18\x05 \x01(\x03\"\x8f\x03\n\x0bModelResult\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12<\n\x07metrics\x18\x02 \x03(\x0b\x32+.tuneforge.eval.v1.ModelResult.MetricsEntry\x12N\n\x11\x64\x65lta_vs_baseline\x18\x03 \x03(\x0b\x32\x33.tuneforge.eval.v1.ModelResult.DeltaVsBaselineEntry\x12\x0f\n\x07samples\x18\x04 \x01(\x03\x12\x19\n\x11tokens_per_second\x18\x05 \x01(\x01\x12\x13\n\x0bjudge_score\x18\x06 \x01(\x01\x12\x14\n\x0cjudge_scored\x18\x07 \x01(\x03\x12\x1c\n\x14judge_parse_failures\x18\x08 \x01(\x03\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x36\n\x14\x44\x65ltaVsBaselineEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x88\x01\n\x0bJudgeConfig\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x16\n\x0e\x65ndpoint_model\x18\x03 \x01(\t\x12\x0e\n\x06rubric\x18\x04 \x01(\t\x12\x10\n\x08pairwise\x18\x05 \x01(\x08\x12\x16\n\x0emax_new_tokens\x18\x06 \x01(\x05\"\x98\x01\n\x0ePairwiseResult\x12\x10\n\x08\x62\x61seline\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x0c\n\x04wins\x18\x03 \x01(\x03\x12\x0c\n\x04ties\x18\x04 \x01(\x03\x12\x0e\n\x06losses\x18\x05 \x01(\x03\x12\x19\n\x11\x61\x64justed_win_rate\x18\x06 \x01(\x01\x12\x16\n\x0eparse_failures\x18\x07 \x01(\x03\"\x9b\x04\n\nEvaluation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x31\n\x05state\x18\x04 \x01(\x0e\x32\".tuneforge.eval.v1.EvaluationState\x12\x16\n\x0emodel_versions\x18\x05 \x03(\t\x12\x17\n\x0f\x64\x61taset_version\x18\x06 \x01(\t\x12\x0f\n\x07metrics\x18\x07 \x03(\t\x12\x37\n\ngeneration\x18\x08 \x01(\x0b\x32#.tuneforge.eval.v1.GenerationConfig\x12/\n\x07results\x18\t \x03(\x0b\x32\x1e.tuneforge.eval.v1.ModelResult\x12\r\n\x05\x65rror\x18\n \x01(\t\x12\x15\n\rtotal_samples\x18\x0b \x01(\x03\x12\x14\n\x0c\x64one_samples\x18\x0c \x01(\x03\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x05judge\x18\x0f \x01(\x0b\x32\x1e.tuneforge.eval.v1.JudgeConfig\x12\x33\n\x08pairwise\x18\x10 \x03(\x0b\x32!.tuneforge.eval.v1.PairwiseResult\"\xe3\x01\n\x10SamplePrediction\x12\x11\n\tsample_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\x11\n\treference\x18\x04 \x01(\t\x12\x12\n\nprediction\x18\x05 \x01(\t\x12?\n\x06scores\x18\x06 \x03(\x0b\x32/.tuneforge.eval.v1.SamplePrediction.ScoresEntry\x1a-\n\x0bScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x8f\x01\n\nRatingTask\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x16\n\x0emodel_versions\x18\x03 \x03(\t\x12\r\n\x05scale\x18\x04 \x01(\x05\x12\r\n\x05items\x18\x05 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"S\n\nRatingItem\x12\x11\n\tsample_id\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x11\n\treference\x18\x03 \x01(\t\x12\x0f\n\x07\x61nswers\x18\x04 \x03(\t\"\xdd\x01\n\rRatingSummary\x12\x13\n\x0brating_task\x18\x01 \x01(\t\x12\x0f\n\x07ratings\x18\x02 \x01(\x03\x12\x0e\n\x06raters\x18\x03 \x01(\x03\x12\x12\n\nmean_score\x18\x04 \x01(\x01\x12\x0f\n\x07share_a\x18\x05 \x01(\x01\x12\x0f\n\x07share_b\x18\x06 \x01(\x01\x12\x11\n\tshare_tie\x18\x07 \x01(\x01\x12\x19\n\x11percent_agreement\x18\x08 \x01(\x01\x12\x14\n\x0c\x66leiss_kappa\x18\t \x01(\x01\x12\x1c\n\x14items_with_agreement\x18\n \x01(\x03\"\x82\x01\n\x10\x45valuationReport\x12\x12\n\nevaluation\x18\x01 \x01(\t\x12\'\n\x06report\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x31\n\x06\x63harts\x18\x03 \x03(\x0b\x32!.tuneforge.common.v1.PresignedUrl*\xab\x01\n\x0f\x45valuationState\x12 \n\x1c\x45VALUATION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45VALUATION_STATE_QUEUED\x10\x01\x12\x1c\n\x18\x45VALUATION_STATE_RUNNING\x10\x02\x12\x1e\n\x1a\x45VALUATION_STATE_SUCCEEDED\x10\x03\x12\x1b\n\x17\x45VALUATION_STATE_FAILED\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"tuneforge/eval/v1/evaluation.proto\x12\x11tuneforge.eval.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a tuneforge/common/v1/common.proto\"]\n\x06Metric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x17\n\x0fneeds_reference\x18\x03 \x01(\x08\x12\x17\n\x0flower_is_better\x18\x04 \x01(\x08\"p\n\x10GenerationConfig\x12\x16\n\x0emax_new_tokens\x18\x01 \x01(\x05\x12\x13\n\x0btemperature\x18\x02 \x01(\x01\x12\r\n\x05top_p\x18\x03 \x01(\x01\x12\x12\n\nbatch_size\x18\x04 \x01(\x05\x12\x0c\n\x04seed\x18\x05 \x01(\x03\"\x8f\x03\n\x0bModelResult\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12<\n\x07metrics\x18\x02 \x03(\x0b\x32+.tuneforge.eval.v1.ModelResult.MetricsEntry\x12N\n\x11\x64\x65lta_vs_baseline\x18\x03 \x03(\x0b\x32\x33.tuneforge.eval.v1.ModelResult.DeltaVsBaselineEntry\x12\x0f\n\x07samples\x18\x04 \x01(\x03\x12\x19\n\x11tokens_per_second\x18\x05 \x01(\x01\x12\x13\n\x0bjudge_score\x18\x06 \x01(\x01\x12\x14\n\x0cjudge_scored\x18\x07 \x01(\x03\x12\x1c\n\x14judge_parse_failures\x18\x08 \x01(\x03\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x36\n\x14\x44\x65ltaVsBaselineEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x88\x01\n\x0bJudgeConfig\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x16\n\x0e\x65ndpoint_model\x18\x03 \x01(\t\x12\x0e\n\x06rubric\x18\x04 \x01(\t\x12\x10\n\x08pairwise\x18\x05 \x01(\x08\x12\x16\n\x0emax_new_tokens\x18\x06 \x01(\x05\"\x98\x01\n\x0ePairwiseResult\x12\x10\n\x08\x62\x61seline\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x0c\n\x04wins\x18\x03 \x01(\x03\x12\x0c\n\x04ties\x18\x04 \x01(\x03\x12\x0e\n\x06losses\x18\x05 \x01(\x03\x12\x19\n\x11\x61\x64justed_win_rate\x18\x06 \x01(\x01\x12\x16\n\x0eparse_failures\x18\x07 \x01(\x03\"\x9b\x04\n\nEvaluation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x31\n\x05state\x18\x04 \x01(\x0e\x32\".tuneforge.eval.v1.EvaluationState\x12\x16\n\x0emodel_versions\x18\x05 \x03(\t\x12\x17\n\x0f\x64\x61taset_version\x18\x06 \x01(\t\x12\x0f\n\x07metrics\x18\x07 \x03(\t\x12\x37\n\ngeneration\x18\x08 \x01(\x0b\x32#.tuneforge.eval.v1.GenerationConfig\x12/\n\x07results\x18\t \x03(\x0b\x32\x1e.tuneforge.eval.v1.ModelResult\x12\r\n\x05\x65rror\x18\n \x01(\t\x12\x15\n\rtotal_samples\x18\x0b \x01(\x03\x12\x14\n\x0c\x64one_samples\x18\x0c \x01(\x03\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x05judge\x18\x0f \x01(\x0b\x32\x1e.tuneforge.eval.v1.JudgeConfig\x12\x33\n\x08pairwise\x18\x10 \x03(\x0b\x32!.tuneforge.eval.v1.PairwiseResult\"\xe3\x01\n\x10SamplePrediction\x12\x11\n\tsample_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\x11\n\treference\x18\x04 \x01(\t\x12\x12\n\nprediction\x18\x05 \x01(\t\x12?\n\x06scores\x18\x06 \x03(\x0b\x32/.tuneforge.eval.v1.SamplePrediction.ScoresEntry\x1a-\n\x0bScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x8f\x01\n\nRatingTask\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x16\n\x0emodel_versions\x18\x03 \x03(\t\x12\r\n\x05scale\x18\x04 \x01(\x05\x12\r\n\x05items\x18\x05 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"S\n\nRatingItem\x12\x11\n\tsample_id\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x11\n\treference\x18\x03 \x01(\t\x12\x0f\n\x07\x61nswers\x18\x04 \x03(\t\"\xdd\x01\n\rRatingSummary\x12\x13\n\x0brating_task\x18\x01 \x01(\t\x12\x0f\n\x07ratings\x18\x02 \x01(\x03\x12\x0e\n\x06raters\x18\x03 \x01(\x03\x12\x12\n\nmean_score\x18\x04 \x01(\x01\x12\x0f\n\x07share_a\x18\x05 \x01(\x01\x12\x0f\n\x07share_b\x18\x06 \x01(\x01\x12\x11\n\tshare_tie\x18\x07 \x01(\x01\x12\x19\n\x11percent_agreement\x18\x08 \x01(\x01\x12\x14\n\x0c\x66leiss_kappa\x18\t \x01(\x01\x12\x1c\n\x14items_with_agreement\x18\n \x01(\x03\"\x82\x01\n\x10\x45valuationReport\x12\x12\n\nevaluation\x18\x01 \x01(\t\x12\'\n\x06report\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x31\n\x06\x63harts\x18\x03 \x03(\x0b\x32!.tuneforge.common.v1.PresignedUrl*\xab\x01\n\x0f\x45valuationState\x12 \n\x1c\x45VALUATION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45VALUATION_STATE_QUEUED\x10\x01\x12\x1c\n\x18\x45VALUATION_STATE_RUNNING\x10\x02\x12\x1e\n\x1a\x45VALUATION_STATE_SUCCEEDED\x10\x03\x12\x1b\n\x17\x45VALUATION_STATE_FAILED\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,32 +40,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODELRESULT_DELTAVSBASELINEENTRY']._serialized_options = b'8\001'
   _globals['_SAMPLEPREDICTION_SCORESENTRY']._loaded_options = None
   _globals['_SAMPLEPREDICTION_SCORESENTRY']._serialized_options = b'8\001'
-  _globals['_EVALUATIONSTATE']._serialized_start=2325
-  _globals['_EVALUATIONSTATE']._serialized_end=2496
-  _globals['_GENERATIONCONFIG']._serialized_start=154
-  _globals['_GENERATIONCONFIG']._serialized_end=266
-  _globals['_MODELRESULT']._serialized_start=269
-  _globals['_MODELRESULT']._serialized_end=668
-  _globals['_MODELRESULT_METRICSENTRY']._serialized_start=566
-  _globals['_MODELRESULT_METRICSENTRY']._serialized_end=612
-  _globals['_MODELRESULT_DELTAVSBASELINEENTRY']._serialized_start=614
-  _globals['_MODELRESULT_DELTAVSBASELINEENTRY']._serialized_end=668
-  _globals['_JUDGECONFIG']._serialized_start=671
-  _globals['_JUDGECONFIG']._serialized_end=807
-  _globals['_PAIRWISERESULT']._serialized_start=810
-  _globals['_PAIRWISERESULT']._serialized_end=962
-  _globals['_EVALUATION']._serialized_start=965
-  _globals['_EVALUATION']._serialized_end=1504
-  _globals['_SAMPLEPREDICTION']._serialized_start=1507
-  _globals['_SAMPLEPREDICTION']._serialized_end=1734
-  _globals['_SAMPLEPREDICTION_SCORESENTRY']._serialized_start=1689
-  _globals['_SAMPLEPREDICTION_SCORESENTRY']._serialized_end=1734
-  _globals['_RATINGTASK']._serialized_start=1737
-  _globals['_RATINGTASK']._serialized_end=1880
-  _globals['_RATINGITEM']._serialized_start=1882
-  _globals['_RATINGITEM']._serialized_end=1965
-  _globals['_RATINGSUMMARY']._serialized_start=1968
-  _globals['_RATINGSUMMARY']._serialized_end=2189
-  _globals['_EVALUATIONREPORT']._serialized_start=2192
-  _globals['_EVALUATIONREPORT']._serialized_end=2322
+  _globals['_EVALUATIONSTATE']._serialized_start=2420
+  _globals['_EVALUATIONSTATE']._serialized_end=2591
+  _globals['_METRIC']._serialized_start=154
+  _globals['_METRIC']._serialized_end=247
+  _globals['_GENERATIONCONFIG']._serialized_start=249
+  _globals['_GENERATIONCONFIG']._serialized_end=361
+  _globals['_MODELRESULT']._serialized_start=364
+  _globals['_MODELRESULT']._serialized_end=763
+  _globals['_MODELRESULT_METRICSENTRY']._serialized_start=661
+  _globals['_MODELRESULT_METRICSENTRY']._serialized_end=707
+  _globals['_MODELRESULT_DELTAVSBASELINEENTRY']._serialized_start=709
+  _globals['_MODELRESULT_DELTAVSBASELINEENTRY']._serialized_end=763
+  _globals['_JUDGECONFIG']._serialized_start=766
+  _globals['_JUDGECONFIG']._serialized_end=902
+  _globals['_PAIRWISERESULT']._serialized_start=905
+  _globals['_PAIRWISERESULT']._serialized_end=1057
+  _globals['_EVALUATION']._serialized_start=1060
+  _globals['_EVALUATION']._serialized_end=1599
+  _globals['_SAMPLEPREDICTION']._serialized_start=1602
+  _globals['_SAMPLEPREDICTION']._serialized_end=1829
+  _globals['_SAMPLEPREDICTION_SCORESENTRY']._serialized_start=1784
+  _globals['_SAMPLEPREDICTION_SCORESENTRY']._serialized_end=1829
+  _globals['_RATINGTASK']._serialized_start=1832
+  _globals['_RATINGTASK']._serialized_end=1975
+  _globals['_RATINGITEM']._serialized_start=1977
+  _globals['_RATINGITEM']._serialized_end=2060
+  _globals['_RATINGSUMMARY']._serialized_start=2063
+  _globals['_RATINGSUMMARY']._serialized_end=2284
+  _globals['_EVALUATIONREPORT']._serialized_start=2287
+  _globals['_EVALUATIONREPORT']._serialized_end=2417
 # @@protoc_insertion_point(module_scope)

@@ -25,6 +25,18 @@ EVALUATION_STATE_RUNNING: EvaluationState
 EVALUATION_STATE_SUCCEEDED: EvaluationState
 EVALUATION_STATE_FAILED: EvaluationState
 
+class Metric(_message.Message):
+    __slots__ = ("name", "description", "needs_reference", "lower_is_better")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    NEEDS_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    LOWER_IS_BETTER_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    needs_reference: bool
+    lower_is_better: bool
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., needs_reference: _Optional[bool] = ..., lower_is_better: _Optional[bool] = ...) -> None: ...
+
 class GenerationConfig(_message.Message):
     __slots__ = ("max_new_tokens", "temperature", "top_p", "batch_size", "seed")
     MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]

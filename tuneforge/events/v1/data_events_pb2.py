@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from tuneforge.data.v1 import dataset_pb2 as tuneforge_dot_data_dot_v1_dot_dataset__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%tuneforge/events/v1/data_events.proto\x12\x13tuneforge.events.v1\x1a\x1ftuneforge/data/v1/dataset.proto\";\n\x0c\x44\x61tasetEvent\x12+\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x1a.tuneforge.data.v1.Dataset\"Q\n\x13\x44\x61tasetVersionEvent\x12:\n\x0f\x64\x61taset_version\x18\x01 \x01(\x0b\x32!.tuneforge.data.v1.DatasetVersionb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%tuneforge/events/v1/data_events.proto\x12\x13tuneforge.events.v1\x1a\x1ftuneforge/data/v1/dataset.proto\";\n\x0c\x44\x61tasetEvent\x12+\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x1a.tuneforge.data.v1.Dataset\"Q\n\x13\x44\x61tasetVersionEvent\x12:\n\x0f\x64\x61taset_version\x18\x01 \x01(\x0b\x32!.tuneforge.data.v1.DatasetVersion\"Q\n\x13\x44\x61tasetInsightEvent\x12:\n\x0f\x64\x61taset_insight\x18\x01 \x01(\x0b\x32!.tuneforge.data.v1.DatasetInsight\";\n\x0cMixtureEvent\x12+\n\x07mixture\x18\x01 \x01(\x0b\x32\x1a.tuneforge.data.v1.Mixtureb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,4 +36,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DATASETEVENT']._serialized_end=154
   _globals['_DATASETVERSIONEVENT']._serialized_start=156
   _globals['_DATASETVERSIONEVENT']._serialized_end=237
+  _globals['_DATASETINSIGHTEVENT']._serialized_start=239
+  _globals['_DATASETINSIGHTEVENT']._serialized_end=320
+  _globals['_MIXTUREEVENT']._serialized_start=322
+  _globals['_MIXTUREEVENT']._serialized_end=381
 # @@protoc_insertion_point(module_scope)

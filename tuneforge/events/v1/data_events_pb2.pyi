@@ -17,3 +17,15 @@ class DatasetVersionEvent(_message.Message):
     DATASET_VERSION_FIELD_NUMBER: _ClassVar[int]
     dataset_version: _dataset_pb2.DatasetVersion
     def __init__(self, dataset_version: _Optional[_Union[_dataset_pb2.DatasetVersion, _Mapping]] = ...) -> None: ...
+
+class DatasetInsightEvent(_message.Message):
+    __slots__ = ("dataset_insight",)
+    DATASET_INSIGHT_FIELD_NUMBER: _ClassVar[int]
+    dataset_insight: _dataset_pb2.DatasetInsight
+    def __init__(self, dataset_insight: _Optional[_Union[_dataset_pb2.DatasetInsight, _Mapping]] = ...) -> None: ...
+
+class MixtureEvent(_message.Message):
+    __slots__ = ("mixture",)
+    MIXTURE_FIELD_NUMBER: _ClassVar[int]
+    mixture: _dataset_pb2.Mixture
+    def __init__(self, mixture: _Optional[_Union[_dataset_pb2.Mixture, _Mapping]] = ...) -> None: ...

@@ -21,6 +21,28 @@ class TrainingJobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRAINING_JOB_STATE_FAILED: _ClassVar[TrainingJobState]
     TRAINING_JOB_STATE_CANCELLED: _ClassVar[TrainingJobState]
     TRAINING_JOB_STATE_PREEMPTED: _ClassVar[TrainingJobState]
+
+class TrainingMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TRAINING_METHOD_UNSPECIFIED: _ClassVar[TrainingMethod]
+    TRAINING_METHOD_POST_PRETRAIN: _ClassVar[TrainingMethod]
+    TRAINING_METHOD_SFT: _ClassVar[TrainingMethod]
+    TRAINING_METHOD_DPO: _ClassVar[TrainingMethod]
+    TRAINING_METHOD_ORPO: _ClassVar[TrainingMethod]
+    TRAINING_METHOD_KTO: _ClassVar[TrainingMethod]
+    TRAINING_METHOD_GRPO: _ClassVar[TrainingMethod]
+
+class TuningMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TUNING_MODE_UNSPECIFIED: _ClassVar[TuningMode]
+    TUNING_MODE_LORA: _ClassVar[TuningMode]
+    TUNING_MODE_FULL: _ClassVar[TuningMode]
+
+class JobPriority(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    JOB_PRIORITY_UNSPECIFIED: _ClassVar[JobPriority]
+    JOB_PRIORITY_NORMAL: _ClassVar[JobPriority]
+    JOB_PRIORITY_IDLE: _ClassVar[JobPriority]
 TRAINING_JOB_STATE_UNSPECIFIED: TrainingJobState
 TRAINING_JOB_STATE_QUEUED: TrainingJobState
 TRAINING_JOB_STATE_RUNNING: TrainingJobState
@@ -28,6 +50,19 @@ TRAINING_JOB_STATE_SUCCEEDED: TrainingJobState
 TRAINING_JOB_STATE_FAILED: TrainingJobState
 TRAINING_JOB_STATE_CANCELLED: TrainingJobState
 TRAINING_JOB_STATE_PREEMPTED: TrainingJobState
+TRAINING_METHOD_UNSPECIFIED: TrainingMethod
+TRAINING_METHOD_POST_PRETRAIN: TrainingMethod
+TRAINING_METHOD_SFT: TrainingMethod
+TRAINING_METHOD_DPO: TrainingMethod
+TRAINING_METHOD_ORPO: TrainingMethod
+TRAINING_METHOD_KTO: TrainingMethod
+TRAINING_METHOD_GRPO: TrainingMethod
+TUNING_MODE_UNSPECIFIED: TuningMode
+TUNING_MODE_LORA: TuningMode
+TUNING_MODE_FULL: TuningMode
+JOB_PRIORITY_UNSPECIFIED: JobPriority
+JOB_PRIORITY_NORMAL: JobPriority
+JOB_PRIORITY_IDLE: JobPriority
 
 class LoraConfig(_message.Message):
     __slots__ = ("rank", "alpha", "dropout", "target_modules")
@@ -128,7 +163,7 @@ class JobError(_message.Message):
     def __init__(self, reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class TrainingJob(_message.Message):
-    __slots__ = ("name", "uid", "display_name", "state", "base_model", "method", "tuning", "lora", "training_data", "validation_data", "validation_split", "hyperparameters", "output_model", "error", "current_step", "total_steps", "overlength_samples", "final_model_version", "best_model_version", "metrics", "create_time", "start_time", "end_time", "attempt", "auto_evaluation", "priority", "method_parameters", "replay_share", "preemptions")
+    __slots__ = ("name", "uid", "display_name", "state", "base_model", "method", "tuning", "lora", "training_data", "validation_data", "validation_split", "hyperparameters", "output_model", "error", "current_step", "total_steps", "overlength_samples", "final_model_version", "best_model_version", "metrics", "create_time", "start_time", "end_time", "attempt", "auto_evaluation", "priority", "method_parameters", "replay_share", "preemptions", "training_method", "tuning_mode", "job_priority")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -165,6 +200,9 @@ class TrainingJob(_message.Message):
     METHOD_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     REPLAY_SHARE_FIELD_NUMBER: _ClassVar[int]
     PREEMPTIONS_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_METHOD_FIELD_NUMBER: _ClassVar[int]
+    TUNING_MODE_FIELD_NUMBER: _ClassVar[int]
+    JOB_PRIORITY_FIELD_NUMBER: _ClassVar[int]
     name: str
     uid: str
     display_name: str
@@ -194,7 +232,10 @@ class TrainingJob(_message.Message):
     method_parameters: MethodParameters
     replay_share: float
     preemptions: int
-    def __init__(self, name: _Optional[str] = ..., uid: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[TrainingJobState, str]] = ..., base_model: _Optional[str] = ..., method: _Optional[str] = ..., tuning: _Optional[str] = ..., lora: _Optional[_Union[LoraConfig, _Mapping]] = ..., training_data: _Optional[_Iterable[_Union[_common_pb2.DatasetVersionRef, _Mapping]]] = ..., validation_data: _Optional[str] = ..., validation_split: _Optional[float] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., output_model: _Optional[str] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., current_step: _Optional[int] = ..., total_steps: _Optional[int] = ..., overlength_samples: _Optional[int] = ..., final_model_version: _Optional[str] = ..., best_model_version: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., auto_evaluation: _Optional[_Union[AutoEvaluation, _Mapping]] = ..., priority: _Optional[str] = ..., method_parameters: _Optional[_Union[MethodParameters, _Mapping]] = ..., replay_share: _Optional[float] = ..., preemptions: _Optional[int] = ...) -> None: ...
+    training_method: TrainingMethod
+    tuning_mode: TuningMode
+    job_priority: JobPriority
+    def __init__(self, name: _Optional[str] = ..., uid: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[TrainingJobState, str]] = ..., base_model: _Optional[str] = ..., method: _Optional[str] = ..., tuning: _Optional[str] = ..., lora: _Optional[_Union[LoraConfig, _Mapping]] = ..., training_data: _Optional[_Iterable[_Union[_common_pb2.DatasetVersionRef, _Mapping]]] = ..., validation_data: _Optional[str] = ..., validation_split: _Optional[float] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., output_model: _Optional[str] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., current_step: _Optional[int] = ..., total_steps: _Optional[int] = ..., overlength_samples: _Optional[int] = ..., final_model_version: _Optional[str] = ..., best_model_version: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., auto_evaluation: _Optional[_Union[AutoEvaluation, _Mapping]] = ..., priority: _Optional[str] = ..., method_parameters: _Optional[_Union[MethodParameters, _Mapping]] = ..., replay_share: _Optional[float] = ..., preemptions: _Optional[int] = ..., training_method: _Optional[_Union[TrainingMethod, str]] = ..., tuning_mode: _Optional[_Union[TuningMode, str]] = ..., job_priority: _Optional[_Union[JobPriority, str]] = ...) -> None: ...
 
 class AutoEvaluation(_message.Message):
     __slots__ = ("dataset_version", "metrics")

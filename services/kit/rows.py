@@ -9,6 +9,9 @@
 
 `prompt` is a conversation ending with a user turn (an optional system turn first). TRL's
 SFTTrainer, DPOTrainer, KTOTrainer and GRPOTrainer take these columns as they are.
+
+The schema is shared by every service that reads or writes rows (data, train workers, eval workers);
+pyarrow is imported only by the Parquet functions, so the row shapes cost nothing to import.
 """
 
 from __future__ import annotations
@@ -16,10 +19,8 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from enum import StrEnum
+from functools import cache
 from typing import Any
-
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 
 class Kind(StrEnum):
@@ -32,21 +33,6 @@ class Kind(StrEnum):
 
 
 ROLES = ("system", "user", "assistant")
-MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
-
-SCHEMAS: dict[Kind, pa.Schema] = {
-    Kind.TEXT: pa.schema([("id", pa.string()), ("text", pa.string())]),
-    Kind.SFT: pa.schema([("id", pa.string()), ("messages", MESSAGES)]),
-    Kind.PREFERENCE: pa.schema(
-        [("id", pa.string()), ("prompt", MESSAGES), ("chosen", MESSAGES), ("rejected", MESSAGES)]
-    ),
-    Kind.UNPAIRED_PREFERENCE: pa.schema(
-        [("id", pa.string()), ("prompt", MESSAGES), ("completion", MESSAGES), ("label", pa.bool_())]
-    ),
-    Kind.PROMPT_ONLY: pa.schema([("id", pa.string()), ("prompt", MESSAGES), ("reference", pa.string())]),
-    Kind.EVAL: pa.schema([("id", pa.string()), ("prompt", MESSAGES), ("reference", pa.string())]),
-}
-
 Row = dict[str, Any]
 
 
@@ -79,15 +65,45 @@ def content_key(row: Row, kind: Kind) -> str:
     )
 
 
-def to_table(rows: list[Row], kind: Kind) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=SCHEMAS[kind])
+@cache
+def schema(kind: Kind) -> Any:
+    """The Parquet (Arrow) schema of a kind's rows."""
+    import pyarrow as pa
+
+    messages = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+    columns = {
+        Kind.TEXT: [("text", pa.string())],
+        Kind.SFT: [("messages", messages)],
+        Kind.PREFERENCE: [("prompt", messages), ("chosen", messages), ("rejected", messages)],
+        Kind.UNPAIRED_PREFERENCE: [("prompt", messages), ("completion", messages), ("label", pa.bool_())],
+        Kind.PROMPT_ONLY: [("prompt", messages), ("reference", pa.string())],
+        Kind.EVAL: [("prompt", messages), ("reference", pa.string())],
+    }[kind]
+    return pa.schema([("id", pa.string()), *columns])
+
+
+def to_table(rows: list[Row], kind: Kind) -> Any:
+    import pyarrow as pa
+
+    return pa.Table.from_pylist(rows, schema=schema(kind))
 
 
 def to_parquet_bytes(rows: list[Row], kind: Kind) -> bytes:
+    import pyarrow.parquet as pq
+
     buffer = io.BytesIO()
     pq.write_table(to_table(rows, kind), buffer, compression="zstd")
     return buffer.getvalue()
 
 
 def from_parquet_bytes(data: bytes) -> list[Row]:
+    import pyarrow.parquet as pq
+
     return pq.read_table(io.BytesIO(data)).to_pylist()
+
+
+def read_parquet(path: Any) -> list[Row]:
+    """The rows of a Parquet file on disk."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()

@@ -1,0 +1,152 @@
+"""Group relative policy optimization (GRPO) on prompts, TRL's `GRPOTrainer`: for each prompt it
+samples `num_generations` completions, scores them with rule rewards (`services.train.rewards`)
+and/or a registered reward model, and moves the policy towards the better ones. No validation loss:
+the report follows the mean reward."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.kit.rows import Kind
+from services.train.methods.base import Method, TrainerSetup, Violation, finite_between, render_length
+
+REWARD_TYPES = ("regex", "exact_answer", "word_count", "json_fields")
+
+
+def _rewards(message: Any, violation: Violation) -> list[dict[str, Any]]:
+    out = []
+    for i, reward in enumerate(message.rewards):
+        where = f"rewards[{i}]"
+        if reward.type not in REWARD_TYPES:
+            violation(f"{where}.type", f"{reward.type!r} is not one of {', '.join(REWARD_TYPES)}")
+            continue
+        if reward.type == "regex":
+            if not reward.pattern:
+                violation(f"{where}.pattern", "a regex reward needs a pattern")
+            else:
+                try:
+                    re.compile(reward.pattern)
+                except re.error as error:
+                    violation(f"{where}.pattern", f"is not a valid regular expression: {error}")
+        if reward.type == "json_fields" and not reward.required_fields:
+            violation(f"{where}.required_fields", "name the fields the JSON object must hold")
+        if reward.target_words < 0:
+            violation(f"{where}.target_words", "must not be negative (0: the reference's length)")
+        if reward.weight < 0 or not math.isfinite(reward.weight):
+            violation(f"{where}.weight", "must not be negative")
+        out.append(
+            {
+                "type": reward.type,
+                "pattern": reward.pattern,
+                "required_fields": list(reward.required_fields),
+                "target_words": reward.target_words,
+                "weight": reward.weight or 1.0,
+            }
+        )
+    return out
+
+
+@dataclass
+class GrpoParameters:
+    beta: float = field(
+        default=0.0, metadata={"help": "Weight of the KL penalty against the reference (0: none)."}
+    )
+    num_generations: int = field(
+        default=4, metadata={"help": "Completions sampled per prompt; must divide batch_size x accumulation."}
+    )
+    max_completion_length: int = field(default=64, metadata={"help": "Longest completion, in tokens."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the completions."})
+    rewards: list[dict[str, Any]] = field(
+        default_factory=list, metadata={"help": "Rule rewards and their weights."}
+    )
+    reward_model: str = field(
+        default="", metadata={"help": "A registered version with a sequence-classification head."}
+    )
+
+    @classmethod
+    def from_proto(cls, message: Any, violation: Violation) -> GrpoParameters:
+        return cls(
+            beta=message.beta or 0.0,
+            num_generations=message.num_generations or 4,
+            max_completion_length=message.max_completion_length or 64,
+            temperature=message.temperature or 1.0,
+            rewards=_rewards(message, violation),
+            reward_model=message.reward_model,
+        )
+
+    def check(self, hp: Any, violation: Violation) -> None:
+        if not finite_between(self.beta, 0, 10):
+            violation("beta", f"must be between 0 and 10 (got {self.beta})")
+        per_step = hp.batch_size * hp.gradient_accumulation_steps
+        if not 2 <= self.num_generations <= 64:
+            violation("num_generations", f"must be between 2 and 64 (got {self.num_generations})")
+        elif per_step % self.num_generations:
+            violation(
+                "num_generations",
+                f"must divide batch_size x gradient_accumulation_steps ({per_step}): each batch holds whole groups of completions",
+            )
+        if not 1 <= self.max_completion_length <= 8192:
+            violation("max_completion_length", "must be between 1 and 8192")
+        if not finite_between(self.temperature, 0, 5, low_inclusive=False):
+            violation("temperature", "must be above 0 and at most 5")
+        if not self.rewards and not self.reward_model:
+            violation("rewards", "grpo needs a reward: give rule rewards, a reward_model, or both")
+
+    def needs_references(self) -> list[str]:
+        """The rewards that compare with each row's reference."""
+        return [
+            r["type"]
+            for r in self.rewards
+            if r["type"] == "exact_answer" or (r["type"] == "word_count" and not r["target_words"])
+        ]
+
+
+class Grpo(Method):
+    name = "grpo"
+    kind = Kind.PROMPT_ONLY
+    summary = "group relative policy optimization on prompts with rewards"
+    parameters = GrpoParameters
+    validates = False
+    follows_reward = True
+
+    def samples_per_step(self, hp: Any, config: Any, world: int) -> int:
+        # Each prompt yields num_generations completions.
+        return super().samples_per_step(hp, config, world) // config.num_generations
+
+    def sequence_length(self, tokenizer: Any, row: dict[str, Any]) -> int:
+        return render_length(tokenizer, row["prompt"], generation_prompt=True)
+
+    def build_trainer(self, setup: TrainerSetup) -> Any:
+        from trl import GRPOConfig, GRPOTrainer
+
+        from services.train import rewards
+
+        c = setup.config
+        reward_funcs: list[Any] = [rewards.make(r) for r in c.rewards]
+        weights = [r["weight"] for r in c.rewards]
+        reward_tokenizers: list[Any] = [None] * len(reward_funcs)
+        if c.reward_model:
+            from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+            folder = setup.job_dir / "reward_model"
+            reward_funcs.append(AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1))
+            reward_tokenizers.append(AutoTokenizer.from_pretrained(folder))
+            weights.append(1.0)
+        args = GRPOConfig(
+            **setup.common,
+            num_generations=c.num_generations,
+            max_completion_length=c.max_completion_length,
+            temperature=c.temperature,
+            beta=c.beta,
+            reward_weights=weights,
+        )
+        return GRPOTrainer(
+            model=setup.model,
+            reward_funcs=reward_funcs,
+            reward_processing_classes=reward_tokenizers,
+            args=args,
+            **setup.datasets(validation=False),
+        )
