@@ -8,9 +8,11 @@ or materializing a mixture is work for a data worker (`tasks.py`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 from google.protobuf import json_format
 from sqlalchemy import select
@@ -229,7 +231,7 @@ class Mixtures:
         return mixture_to_proto(row) if row else None
 
     def _find(self, session: Session, name: str) -> MixtureRow:
-        parts = parse_in_project(MIXTURE, name, "name")
+        parts = MIXTURE.parse(name, "name")
         row = session.scalar(
             select(MixtureRow).where(
                 MixtureRow.project == parts["project"], MixtureRow.mixture_id == parts["mixture"]
@@ -240,6 +242,7 @@ class Mixtures:
         return row
 
     async def get(self, name: str) -> dataset_pb2.Mixture:
+        parse_in_project(MIXTURE, name, "name")
         row = await self.catalog.db.run(lambda s: self._find(s, name))
         proto = mixture_to_proto(row)
         if row.state == "ready":
@@ -266,7 +269,30 @@ class Mixtures:
         ):
             yield mixture
 
+    async def sweep(self, older_than: timedelta) -> int:
+        """Delete finished mixtures unchanged for `older_than` (a job that still needs one makes it
+        again from its request id: the rows are the same). Returns how many were deleted."""
+        cutoff = utcnow() - older_than
+        names = await self.catalog.db.run(
+            lambda s: [
+                (r.project, r.mixture_id)
+                for r in s.scalars(
+                    select(MixtureRow).where(
+                        MixtureRow.update_time < cutoff, MixtureRow.state.in_(("ready", "failed"))
+                    )
+                )
+            ]
+        )
+        for project, mixture_id in names:
+            with contextlib.suppress(NotFound):
+                await self._delete(f"projects/{project}/mixtures/{mixture_id}")
+        return len(names)
+
     async def delete(self, name: str) -> None:
+        parse_in_project(MIXTURE, name, "name")
+        await self._delete(name)
+
+    async def _delete(self, name: str) -> None:
         def delete_(session: Session) -> str:
             row = self._find(session, name)
             emit_mixture(self.catalog, session, row, "deleted")

@@ -39,6 +39,9 @@ class DataSettings(KitSettings):
     data_max_decompressed_bytes: int = Field(8 * 1024**3, ge=1)
     data_upload_ttl_seconds: int = Field(6 * 3600, ge=1)
     data_sweep_interval_seconds: float = Field(60.0, gt=0)
+    data_mixture_ttl_seconds: float = Field(
+        7 * 24 * 3600, gt=0, description="finished training mixtures unused this long are deleted"
+    )
 
 
 class DataServicer(data_service_pb2_grpc.DataServiceServicer):
@@ -252,6 +255,12 @@ async def main() -> None:
     servicer = DataServicer(catalog, peers)
     runtime.run_periodically(
         "swept expired uploads", settings.data_sweep_interval_seconds, servicer.uploads.sweep
+    )
+    mixture_ttl = timedelta(seconds=settings.data_mixture_ttl_seconds)
+    runtime.run_periodically(
+        "swept old mixtures",
+        settings.data_sweep_interval_seconds,
+        lambda: servicer.mixtures.sweep(mixture_ttl),
     )
 
     def register(server: grpc.aio.Server) -> list[str]:

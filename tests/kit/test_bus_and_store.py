@@ -247,3 +247,36 @@ async def test_work_queue_serves_higher_priorities_first(suite: LocalSuite) -> N
     await bus.js.delete_stream(stream)
     await bus.close()
     assert order == ["normal-2", "normal-4", "idle-0", "idle-1", "idle-3"]
+
+
+async def test_a_change_feed_wakes_the_watchers_of_a_resource_and_its_children(suite: LocalSuite) -> None:
+    from services.kit.watch import ChangeFeed
+
+    bus = await EventBus.connect(suite.endpoints["nats"], name="tests-feed")
+    feed = ChangeFeed(bus, "tuneforge.tests.>", fallback_seconds=30)
+    await feed.start()
+    reads = 0
+
+    async def read() -> int:
+        nonlocal reads
+        reads += 1
+        return reads
+
+    async def follow() -> list[int]:
+        return [value async for value in feed.follow("projects/p/things/a", read, lambda n: n >= 3)]
+
+    try:
+        task = asyncio.create_task(follow())
+        await _wait_for(lambda: reads == 1)
+        await bus.publish(_event("projects/p/things/b"))  # another resource: no wake
+        await bus.publish(_event("projects/p/things/another"))  # a name that only starts the same
+        await asyncio.sleep(0.5)
+        assert reads == 1
+        await bus.publish(_event("projects/p/things/a/parts/1"))  # a child: wakes
+        await _wait_for(lambda: reads == 2)
+        await bus.publish(_event("projects/p/things/a"))
+        async with asyncio.timeout(5):
+            assert await task == [1, 2, 3], "read once, then at each change, until done"
+    finally:
+        await feed.stop()
+        await bus.close()
