@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from services.kit.children import die_with_parent
+
 
 def generate(
     model_dir: Path, base_dir: Path | None, prompts: list[dict], generation: dict, out: Path, progress
@@ -191,4 +193,5 @@ def main(work: Path) -> int:
 
 
 if __name__ == "__main__":
+    die_with_parent()
     sys.exit(main(Path(sys.argv[1])))

@@ -26,6 +26,7 @@ from services.eval import judge, metrics, report
 from services.eval.evaluations import emit, evaluation_name
 from services.eval.repo import OUTBOX, EvaluationRow
 from services.kit.bus import EVAL_QUEUE_STREAM, EVAL_QUEUE_SUBJECTS, EventBus
+from services.kit.children import child_environment
 from services.kit.db import Database
 from services.kit.outbox import Outbox
 from services.kit.peers import Peers
@@ -34,7 +35,7 @@ from services.kit.server import open_runtime, run_until_signalled
 from services.kit.settings import KitSettings, load_settings
 from services.kit.store import ObjectStore
 from services.kit.times import utcnow
-from services.kit.workqueue import die_with_parent, heartbeat, pull_forever
+from services.kit.workqueue import heartbeat, pull_forever
 from tuneforge.registry.v1 import model_pb2
 
 log = logging.getLogger("tuneforge.eval-worker")
@@ -205,7 +206,7 @@ class EvalWorker:
             str(work),
             stdout=logfile,
             stderr=logfile,
-            preexec_fn=die_with_parent,
+            env=child_environment(),
         )
         offset, done, rates, error = 0, 0, {}, None
         while True:

@@ -138,6 +138,10 @@ class Peers:
                 address,
                 options=[
                     ("grpc.enable_retries", 1),
+                    # A peer that restarts is reached again within seconds, not after a long backoff.
+                    ("grpc.initial_reconnect_backoff_ms", 200),
+                    ("grpc.min_reconnect_backoff_ms", 200),
+                    ("grpc.max_reconnect_backoff_ms", 2000),
                     ("grpc.service_config", json.dumps(config)),
                     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
                     ("grpc.max_send_message_length", 16 * 1024 * 1024),

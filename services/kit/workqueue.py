@@ -2,17 +2,15 @@
 
 A durable pull consumer shared by all workers of a kind, one message at a time; the handler acks
 only after the outcome is stored, and sends in-progress acks while it works (`heartbeat`).
-Children that do the heavy work die with their worker (`die_with_parent`), so a killed worker
-leaves no orphan; its message is redelivered to another worker after `ack_wait`.
+Children that do the heavy work die with their worker (`services.kit.children`), so a killed
+worker leaves no orphan; its message is redelivered to another worker after `ack_wait`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
-import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,12 +20,6 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from services.kit.bus import EventBus
 
 log = logging.getLogger(__name__)
-
-
-def die_with_parent() -> None:
-    """In a child process (as `preexec_fn`): receive SIGKILL when the parent dies."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 async def heartbeat(message: Any, interval: float) -> None:

@@ -30,6 +30,7 @@ from transformers import (
     TrainerCallback,
 )
 
+from services.kit.children import die_with_parent
 from services.train.callbacks import Progress, ProgressCallback, Stop
 from services.train.checks import planned_steps
 from services.train.methods import Method, TrainerSetup
@@ -279,5 +280,6 @@ def run(job_dir: Path) -> int:
 
 
 if __name__ == "__main__":
+    die_with_parent()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     sys.exit(run(Path(sys.argv[1])))

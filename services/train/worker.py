@@ -29,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.kit.bus import TRAIN_QUEUE_STREAM, EventBus
+from services.kit.children import child_environment
 from services.kit.db import Database
 from services.kit.outbox import Outbox
 from services.kit.peers import Peers
@@ -36,7 +37,7 @@ from services.kit.server import open_runtime, run_until_signalled
 from services.kit.settings import KitSettings, load_settings
 from services.kit.store import ObjectStore
 from services.kit.times import utcnow
-from services.kit.workqueue import die_with_parent, heartbeat, pull_by_priority, waiting
+from services.kit.workqueue import heartbeat, pull_by_priority, waiting
 from services.train import preparation
 from services.train.convert import TERMINAL, job_name
 from services.train.jobs import QUEUE_SUBJECT, emit_job
@@ -250,8 +251,7 @@ class Worker:
             str(job_dir),
             stdout=logfile,
             stderr=logfile,
-            preexec_fn=die_with_parent,
-            env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+            env=child_environment(TOKENIZERS_PARALLELISM="false"),
         )
         # Uploads, hashing and bookkeeping yield the CPU to training: the worker lowers its own
         # priority once the child (which keeps the normal priority) has started.

@@ -27,6 +27,6 @@ def test_a_peer_outage_during_create_is_unavailable(
     assert error.reason == "PEER_UNAVAILABLE" and peer in error.message, error
     assert not error.violations, "an outage is not a bad field"
     assert list(client.train.list()) == [], "nothing was queued"
-    job = client.train.create(**arguments)
+    job = client.train.create(**arguments)  # the SDK retries UNAVAILABLE while the peer reconnects
     assert job.total_steps > 0
     client.train.cancel(job.name)

@@ -1,0 +1,33 @@
+"""Child processes that do a worker's heavy work, and die with it.
+
+The worker starts a child without any Python code between fork and exec (so the gRPC and NATS
+threads of the worker are never forked: a `preexec_fn` would fork them and abort the child); the
+child itself asks the kernel to kill it when its parent dies (`PR_SET_PDEATHSIG`), first thing.
+
+    env = child_environment()             # in the worker
+    die_with_parent()                     # in the child's __main__
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+
+PARENT_VARIABLE = "TUNEFORGE_PARENT_PID"
+
+
+def child_environment(**extra: str) -> dict[str, str]:
+    """The environment for a child of this process: it knows its parent's pid."""
+    return {**os.environ, PARENT_VARIABLE: str(os.getpid()), **extra}
+
+
+def die_with_parent() -> None:
+    """Receive SIGKILL when the parent dies; exit at once if it already has (it died before the
+    request reached the kernel)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    expected = os.environ.get(PARENT_VARIABLE)
+    if expected and os.getppid() != int(expected):
+        os._exit(1)
