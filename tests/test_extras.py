@@ -22,6 +22,7 @@ EXTRAS = {
     "data": ("data", ("torch", "transformers", "sacrebleu")),
     "train": ("train", ("torch", "pyarrow", "tokenizers", "datasketch")),
     "eval": ("eval", ("torch", "sacrebleu", "pyarrow", "jieba")),
+    "serve": ("serve", ("torch", "transformers", "tokenizers")),
 }
 
 

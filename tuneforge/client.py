@@ -27,6 +27,7 @@ import grpc
 from tuneforge.api.datasets import Datasets
 from tuneforge.api.evaluations import Evaluations
 from tuneforge.api.models import Models
+from tuneforge.api.serving import Serving
 from tuneforge.api.training import Training
 from tuneforge.errors import TuneForgeError
 
@@ -42,7 +43,9 @@ _SERVICES = (
     "tuneforge.data.v1.DataService",
     "tuneforge.train.v1.TrainService",
     "tuneforge.eval.v1.EvalService",
+    "tuneforge.serve.v1.ServeService",
 )
+SERVICES = ("registry", "data", "train", "eval", "serve")
 
 
 def tuneforge_home() -> Path:
@@ -74,14 +77,14 @@ class Connection:
         if chosen:
             local = {
                 service: (chosen.get("endpoints") or {}).get(service) or chosen.get("endpoint", "")
-                for service in ("registry", "data", "train", "eval")
+                for service in (*SERVICES, "openai")
             }
         elif (home / "endpoints.json").exists():
             local = json.loads((home / "endpoints.json").read_text())
         given = dict(endpoint) if isinstance(endpoint, Mapping) else {}
         endpoint = None if isinstance(endpoint, Mapping) else endpoint
         endpoints = {}
-        for service in ("registry", "data", "train", "eval"):
+        for service in SERVICES:
             endpoints[service] = (
                 given.get(service)
                 or endpoint
@@ -89,6 +92,10 @@ class Connection:
                 or os.environ.get("TUNEFORGE_ENDPOINT")
                 or local.get(service, "")
             )
+        # The OpenAI-compatible HTTP API of the serve service: `http(s)://host:port/v1`.
+        endpoints["openai"] = (
+            given.get("openai") or os.environ.get("TUNEFORGE_OPENAI_ENDPOINT") or local.get("openai", "")
+        )
         # An explicit "" means "send no key"; None means "look it up".
         key = api_key if api_key is not None else os.environ.get("TUNEFORGE_API_KEY", "")
         if api_key is None and not key and chosen:
@@ -220,6 +227,9 @@ class Client:
         self.data = Datasets(lambda: self.channel("data"), self.project)
         self.train = Training(lambda: self.channel("train"), self.project)
         self.evals = Evaluations(lambda: self.channel("eval"), self.project)
+        self.serve = Serving(
+            lambda: self.channel("serve"), self.project, self.connection.endpoints.get("openai", "")
+        )
 
     def channel(self, service: str) -> grpc.Channel:
         """The channel to `service` (`registry`, `data`, `train`, `eval`), shared by address."""

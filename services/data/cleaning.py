@@ -15,7 +15,7 @@ from typing import Any
 
 from datasketch import MinHash, MinHashLSH
 
-from services.data import pii
+from services.kit import pii
 from services.kit.rows import Kind, Row, content_key, text_fields
 
 MAX_EXAMPLES = 5

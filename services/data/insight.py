@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from services.data import pii
 from services.data.cleaning import near_duplicate_of, row_text
+from services.kit import pii
 from services.kit.charts import png, pyplot
 from services.kit.rows import Kind, Row, content_key, text_fields
 

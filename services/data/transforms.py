@@ -9,10 +9,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from services.data import cleaning, pii
+from services.data import cleaning
 from services.data.catalog import DataCatalog
 from services.data.convert import version_name
 from services.data.versions import NewVersion, Versions
+from services.kit import pii
 from services.kit.errors import FailedPrecondition, InvalidArgument
 from services.kit.names import check_text
 from services.kit.rows import Kind

@@ -9,10 +9,13 @@ leaves no version and no bytes behind.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from google.protobuf import json_format
 
 from services.data.catalog import UPLOAD, DataCatalog
 from services.data.convert import DATASET, FORMAT_FROM_PROTO, SCHEMA_FROM_PROTO, policy_from_proto
@@ -32,16 +35,27 @@ _FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,199}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-def parse_options(
-    message: data_service_pb2.IngestOptions, field: str
-) -> tuple[IngestOptions, str, dict[str, str]]:
-    """The ingest options, description and tags of an upload, checked."""
+@dataclass(frozen=True)
+class Upload:
+    """An upload's settings, checked: how to read it, and what the version says of itself."""
+
+    options: IngestOptions
+    description: str
+    tags: dict[str, str]
+    provenance: dict[str, Any]
+
+
+def parse_options(message: data_service_pb2.IngestOptions, field: str) -> Upload:
+    """The ingest options, description, tags and provenance of an upload, checked."""
     if not _FILENAME.match(message.filename):
         raise InvalidArgument.field(
             f"{field}.filename",
             "give the file's name (letters, digits, '.', '_', '-'; it tells the format), e.g. train.jsonl",
         )
-    return (
+    provenance = json_format.MessageToDict(message.provenance) if message.HasField("provenance") else {}
+    if len(json.dumps(provenance)) > 16_000:
+        raise InvalidArgument.field(f"{field}.provenance", "is over 16 000 characters as JSON")
+    return Upload(
         IngestOptions(
             filename=message.filename,
             format=FORMAT_FROM_PROTO.get(message.format),
@@ -50,22 +64,30 @@ def parse_options(
         ),
         check_text(message.description, f"{field}.description", 4000),
         check_tags(dict(message.tags), f"{field}.tags"),
+        provenance,
     )
 
 
 def ingest_version(
     catalog: DataCatalog,
     kind: Kind,
-    options: IngestOptions,
+    upload: Upload,
     source: StoredObject,
     *,
     via: str,
-    description: str,
-    tags: dict[str, str],
     request_id: str,
     uid: str,
 ) -> NewVersion:
     """A version to be made by ingesting the stored file `source`."""
+    options = upload.options
+    recipe: dict[str, Any] = {
+        "type": "upload",
+        "via": via,
+        "file": options.filename,
+        "error_policy": options.policy.value,
+    }
+    if upload.provenance:
+        recipe["provenance"] = upload.provenance
     return NewVersion(
         kind=kind,
         uid=uid,
@@ -82,9 +104,9 @@ def ingest_version(
                 "max_decompressed_bytes": catalog.limits.max_decompressed_bytes,
             },
         },
-        recipe={"type": "upload", "via": via, "file": options.filename, "error_policy": options.policy.value},
-        description=description,
-        tags=tags,
+        recipe=recipe,
+        description=upload.description,
+        tags=upload.tags,
         request_id=request_id,
     )
 
@@ -117,7 +139,7 @@ class Uploads:
             raise InvalidArgument.field("header", "the first message of the stream must be the header")
         header = first.header
         dataset = await self._dataset(header.parent, "header.parent")
-        options, description, tags = parse_options(header.options, "header.options")
+        upload = parse_options(header.options, "header.options")
         request_id = check_text(header.request_id, "header.request_id", 128)
         existing = await self.versions.existing_by_request(dataset.uid, request_id)
         if existing is not None:
@@ -135,17 +157,14 @@ class Uploads:
         keep_alive = asyncio.create_task(self.sessions.keep_alive(session.uid))
         received: dict[str, Any] = {}
         try:
-            stored = await self._receive(
-                requests, session.storage_prefix + options.filename, options, received
-            )
+            key = session.storage_prefix + upload.options.filename
+            stored = await self._receive(requests, key, upload.options, received)
             new = ingest_version(
                 self.catalog,
                 Kind(dataset.kind),
-                options,
+                upload,
                 stored,
                 via="stream",
-                description=description,
-                tags=tags,
                 request_id=request_id,
                 uid=session.uid,
             )
@@ -209,7 +228,7 @@ class Uploads:
         sha256: str,
         request_id: str,
     ) -> data_service_pb2.DatasetVersionUpload:
-        options, _, _ = parse_options(options_message, "options")
+        options = parse_options(options_message, "options").options
         limit = self.catalog.limits.max_upload_bytes
         if not 0 < size_bytes <= limit:
             raise InvalidArgument.field("size_bytes", f"must be between 1 and {limit}")
@@ -245,17 +264,14 @@ class Uploads:
         )
         if row.version_uid:
             return await self.versions.get_by_uid(row.version_uid)
-        options_message = data_service_pb2.IngestOptions.FromString(row.spec)
-        options, description, tags = parse_options(options_message, "options")
+        upload = parse_options(data_service_pb2.IngestOptions.FromString(row.spec), "options")
         stored = (await self.sessions.verify(row))[0]
         new = ingest_version(
             self.catalog,
             Kind(dataset.kind),
-            options,
+            upload,
             stored,
             via="presigned",
-            description=description,
-            tags=tags,
             request_id=f"upload:{row.uid}",
             uid=row.uid,
         )

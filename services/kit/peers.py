@@ -329,6 +329,36 @@ class Peers:
         wanted = set(paths)
         await fetch_urls([u for u in response.urls if not wanted or u.path in wanted], folder)
 
+    async def upload_dataset_version(
+        self,
+        dataset: str,
+        filename: str,
+        data: bytes,
+        options: data_service_pb2.IngestOptions,
+        request_id: str,
+    ) -> dataset_pb2.DatasetVersion:
+        """A new version of `dataset` from `data` (streamed; the data service accepts it PROCESSING)."""
+        options.filename = filename
+
+        async def requests() -> AsyncIterator[data_service_pb2.UploadDatasetVersionRequest]:
+            yield data_service_pb2.UploadDatasetVersionRequest(
+                header=data_service_pb2.UploadDatasetVersionHeader(
+                    parent=dataset, options=options, request_id=request_id
+                )
+            )
+            for start in range(0, len(data), CHUNK_BYTES):
+                yield data_service_pb2.UploadDatasetVersionRequest(data=data[start : start + CHUNK_BYTES])
+            yield data_service_pb2.UploadDatasetVersionRequest(
+                finish=data_service_pb2.UploadDatasetVersionFinish(sha256=hashlib.sha256(data).hexdigest())
+            )
+
+        try:
+            return await self.stub("data").UploadDatasetVersion(
+                requests(), timeout=TRANSFER_TIMEOUT_SECONDS, metadata=self._metadata()
+            )
+        except grpc.aio.AioRpcError as error:
+            raise peer_error(error, "data") from None
+
 
 async def fetch_urls(urls: Iterable[common_pb2.PresignedUrl], folder: Path) -> None:
     """Download presigned GET URLs into `folder` (by their `path`), verifying each sha256."""

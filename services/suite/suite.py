@@ -33,7 +33,7 @@ from services.suite.processes import (
     seaweed_process,
 )
 
-SERVICES = ("registry", "data", "train", "eval")
+SERVICES = ("registry", "data", "train", "eval", "serve")
 STATE_FILE = "suite.json"
 ENDPOINTS_FILE = "endpoints.json"
 ADMIN_KEY_FILE = "admin.key"
@@ -110,6 +110,7 @@ class LocalSuite:
         self.workers = workers if "train" in services else 0
         self.eval_workers = 1 if "eval" in services else 0
         self.data_workers = 1 if "data" in services else 0
+        self.serve_workers = 1 if "serve" in services else 0
         self.local_model_dirs = local_model_dirs
         self.processes: dict[str, ManagedProcess] = {}
         self.state: SuiteState | None = None
@@ -132,7 +133,15 @@ class LocalSuite:
             "nats": f"nats://{LOOPBACK}:{self.state.nats_port}",
             "s3": f"{LOOPBACK}:{self.state.seaweed_ports['s3']}",
         }
-        out.update({name: f"{LOOPBACK}:{port}" for name, port in self.state.service_ports.items()})
+        out.update(
+            {
+                name: f"{LOOPBACK}:{port}"
+                for name, port in self.state.service_ports.items()
+                if name in self.services
+            }
+        )
+        if "serve" in self.services:
+            out["openai"] = f"http://{LOOPBACK}:{self.state.service_ports['serve-http']}/v1"
         return out
 
     def service_env(self, name: str) -> dict[str, str]:
@@ -152,8 +161,16 @@ class LocalSuite:
             **{
                 f"TUNEFORGE_{other.upper()}_ENDPOINT": f"{LOOPBACK}:{port}"
                 for other, port in self.state.service_ports.items()
-                if other != name
+                if other != name and other in self.services
             },
+            **(
+                {
+                    "TUNEFORGE_SERVE_HTTP_LISTEN": f"{LOOPBACK}:{self.state.service_ports['serve-http']}",
+                    "TUNEFORGE_SERVE_HTTP_PORT_FILE": str(self.data_dir / "run" / "serve-http.port"),
+                }
+                if name == "serve"
+                else {}
+            ),
             "TUNEFORGE_SHUTDOWN_GRACE_SECONDS": "3",
             "TUNEFORGE_TRAIN_LOCAL_MODEL_DIRS": ":".join(str(d) for d in self.local_model_dirs),
             # The eval service starts evaluations itself after training, with the workers' key.
@@ -175,7 +192,7 @@ class LocalSuite:
         used.add(state.nats_port)
         state.seaweed_ports = choose_seaweed_ports(state.seaweed_ports)
         used.update(state.seaweed_ports.values())
-        for name in self.services:
+        for name in [*self.services, *(["serve-http"] if "serve" in self.services else [])]:
             state.service_ports[name] = _reuse_or_new(state.service_ports.get(name, 0), used)
             used.add(state.service_ports[name])
         state.save(state_path)
@@ -206,6 +223,8 @@ class LocalSuite:
                 self.start_worker(index, timeout, kind="eval")
             for index in range(self.data_workers):
                 self.start_worker(index, timeout, kind="data")
+            for index in range(self.serve_workers):
+                self.start_worker(index, timeout, kind="serve")
             endpoints = self.data_dir / ENDPOINTS_FILE
             endpoints.write_text(json.dumps(self.endpoints, indent=2))
         except BaseException:
@@ -247,6 +266,7 @@ class LocalSuite:
                 "TUNEFORGE_TRAIN_WORK_DIR": str(self.data_dir / "work" / name),
                 "TUNEFORGE_EVAL_WORK_DIR": str(self.data_dir / "work" / name),
                 "TUNEFORGE_DATA_WORK_DIR": str(self.data_dir / "work" / name),
+                "TUNEFORGE_SERVE_WORK_DIR": str(self.data_dir / "work" / name),
                 **self.extra_env,
             },
         )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from services.data import pii
 from services.data.cleaning import Operation, run_pipeline
 from services.data.mixing import Source, materialize, plan, sample_indices, split
+from services.kit import pii
 from services.kit.rows import Kind
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from tuneforge.cli import data, evals, models, quickstart, suite, train
+from tuneforge.cli import data, evals, models, quickstart, serve, suite, train
 from tuneforge.cli.output import Options, err_console
 from tuneforge.errors import TuneForgeError
 
@@ -45,8 +45,11 @@ app.add_typer(models.app, name="models")
 app.add_typer(data.app, name="data")
 app.add_typer(train.app, name="train")
 app.add_typer(evals.app, name="eval")
+app.add_typer(serve.app, name="serve")
+app.command()(serve.chat)
 app.command()(train.worker)
 app.command("data-worker")(train.data_worker)
+app.command("serve-worker")(train.serve_worker)
 app.add_typer(suite.keys_app, name="keys")
 
 

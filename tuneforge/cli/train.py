@@ -382,6 +382,15 @@ def worker() -> None:
     asyncio.run(main())
 
 
+def serve_worker() -> None:
+    """Run a serving process: holds deployments and answers their calls (`tuneforge up` starts one)."""
+    import asyncio
+
+    from services.serve.worker import main
+
+    asyncio.run(main())
+
+
 def data_worker() -> None:
     """Run a data worker: ingest, cleaning, splits, mixtures, insight (`tuneforge up` starts one)."""
     import asyncio

@@ -71,7 +71,7 @@ class DeleteDatasetRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
 
 class IngestOptions(_message.Message):
-    __slots__ = ("filename", "format", "schema", "error_policy", "description", "tags")
+    __slots__ = ("filename", "format", "schema", "error_policy", "description", "tags", "provenance")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -85,13 +85,15 @@ class IngestOptions(_message.Message):
     ERROR_POLICY_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
+    PROVENANCE_FIELD_NUMBER: _ClassVar[int]
     filename: str
     format: _dataset_pb2.DataFormat
     schema: _dataset_pb2.DataSchema
     error_policy: _dataset_pb2.ErrorPolicy
     description: str
     tags: _containers.ScalarMap[str, str]
-    def __init__(self, filename: _Optional[str] = ..., format: _Optional[_Union[_dataset_pb2.DataFormat, str]] = ..., schema: _Optional[_Union[_dataset_pb2.DataSchema, str]] = ..., error_policy: _Optional[_Union[_dataset_pb2.ErrorPolicy, str]] = ..., description: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    provenance: _struct_pb2.Struct
+    def __init__(self, filename: _Optional[str] = ..., format: _Optional[_Union[_dataset_pb2.DataFormat, str]] = ..., schema: _Optional[_Union[_dataset_pb2.DataSchema, str]] = ..., error_policy: _Optional[_Union[_dataset_pb2.ErrorPolicy, str]] = ..., description: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., provenance: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class UploadDatasetVersionHeader(_message.Message):
     __slots__ = ("parent", "options", "request_id")
