@@ -45,6 +45,8 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSuite]:
             "TUNEFORGE_REGISTRY_SWEEP_INTERVAL_SECONDS": "1",
             "TUNEFORGE_DATA_MAX_LINE_BYTES": "65536",
             "TUNEFORGE_DATA_MAX_UPLOAD_BYTES": str(8 * 1024 * 1024),
+            # Deployments of every test share the suite's serving process.
+            "TUNEFORGE_SERVE_WORKER_CAPACITY": "16",
         },
     )
     local.start()

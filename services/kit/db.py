@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import MetaData, Select, and_, create_engine, event, or_, text
+from sqlalchemy import DateTime, MetaData, Select, and_, create_engine, event, or_, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -130,7 +130,7 @@ def keyset_page(
     if token:
         last = tokens.decode(token, context)
         value = last["v"]
-        if isinstance(value, str) and key.endswith("_time"):
+        if isinstance(value, str) and isinstance(getattr(column, "type", None), DateTime):
             value = datetime.fromisoformat(value)
         if desc:
             query = query.where(or_(column < value, and_(column == value, tie < last["t"])))

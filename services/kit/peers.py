@@ -25,12 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from services.kit.auth import bearer_var
 from services.kit.errors import (
     AlreadyExists,
     DataLoss,
     FailedPrecondition,
+    FieldViolation,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -97,8 +100,27 @@ def peer_error(error: grpc.aio.AioRpcError, peer: str, field: str | None = None)
     }
     kind = by_code.get(code)
     if kind is not None:
-        return kind(message, metadata={"peer": peer})
+        reason, metadata, violations = _details(error)
+        return kind(message, reason=reason, violations=violations, metadata={**metadata, "peer": peer})
     return ServiceError(f"the {peer} service failed: {message}", reason="PEER_ERROR", metadata={"peer": peer})
+
+
+def _details(error: grpc.aio.AioRpcError) -> tuple[str | None, dict[str, str], list[FieldViolation]]:
+    """The peer's reason, metadata and field violations, from the error's rich status."""
+    reason, metadata, violations = None, {}, []
+    with contextlib.suppress(Exception):  # a peer that sent no rich status says only its message
+        status = rpc_status.from_call(error)  # type: ignore[arg-type]
+        for detail in status.details if status else ():
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                reason, metadata = info.reason or None, dict(info.metadata)
+                metadata.pop("request_id", None)
+            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                violations = [FieldViolation(v.field, v.description) for v in bad.field_violations]
+    return reason, metadata, violations
 
 
 class Peers:

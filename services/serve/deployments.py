@@ -28,7 +28,7 @@ from services.kit.times import utcnow
 from services.kit.watch import ChangeFeed, changes
 from services.serve import placement
 from services.serve.convert import DEPLOYMENT, ENGINES, FINAL_STATES, deployment_name, deployment_to_proto
-from services.serve.repo import DeploymentRow
+from services.serve.repo import DeploymentRow, ReplicaRow
 from tuneforge.events.v1 import serve_events_pb2
 from tuneforge.registry.v1 import model_pb2
 from tuneforge.serve.v1 import deployment_pb2
@@ -297,6 +297,10 @@ class Deployments:
                     served.version,
                     served.base,
                 )
+                for replica in session.scalars(
+                    select(ReplicaRow).where(ReplicaRow.deployment_uid == row.uid)
+                ):
+                    replica.reason = ""  # an earlier failed update says nothing of this one
             row.update_time = utcnow()
             session.flush()
             placement.refresh(session, self.outbox, row)

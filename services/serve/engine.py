@@ -89,7 +89,7 @@ class LoadedModel:
         with self.lock:
             if name in self.adapters:
                 return
-            if not self.adapters:
+            if not isinstance(self.model, PeftModel):
                 self.model = PeftModel.from_pretrained(self.model, folder, adapter_name=name).eval()
             else:
                 self.model.load_adapter(folder, adapter_name=name)
@@ -97,9 +97,13 @@ class LoadedModel:
 
     def remove_adapter(self, name: str) -> None:
         with self.lock:
-            if name in self.adapters:
+            if name not in self.adapters:
+                return
+            self.adapters.discard(name)
+            if self.adapters:
                 self.model.delete_adapter(name)
-                self.adapters.discard(name)
+            else:  # the last one: back to the bare base, without the LoRA layers
+                self.model = self.model.unload().eval()
 
     def prompt_ids(self, messages: list[dict[str, str]] | None, prompt: str) -> list[int]:
         if messages:

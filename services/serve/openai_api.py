@@ -115,7 +115,7 @@ def from_service_error(error: ServiceError) -> JSONResponse:
         headers = {"Retry-After": error.metadata.get("retry_after", "1")}
     if error.reason == "CONTEXT_LENGTH_EXCEEDED":
         param, code = "messages", "context_length_exceeded"
-    if error.code in ("PERMISSION_DENIED", "NOT_FOUND") and param is None:
+    if error.reason in ("PERMISSION_DENIED", "NOT_FOUND") and param is None:
         param, code = "model", "model_not_found"
     return error_response(status, kind, error.message, param=param, code=code, headers=headers)
 

@@ -41,6 +41,14 @@ def summarize(deployment: DeploymentRow, replicas: list[ReplicaRow]) -> Summary:
     ready_desired = [r for r in replicas if r.state == "ready" and r.version == desired]
     ready_other = [r for r in replicas if r.state == "ready" and r.version != desired]
     failed = [r for r in replicas if r.state == "failed" and r.version == desired]
+    if ready_other and all(r.reason for r in ready_other):
+        # Every replica tried the new version and could not load it: the old one serves on.
+        return Summary(
+            "failed",
+            f"{ready_other[0].reason}; {ready_other[0].version} serves meanwhile",
+            len(ready_other),
+            ready_other[0].version,
+        )
     if ready_other:
         return Summary(
             "updating",

@@ -252,7 +252,10 @@ class ServeWorker:
             )
             log.warning("loading failed", extra={"deployment": deployment.uid, "reason": reason})
             holding.failed, holding.loading = version, ""
-            await self._set(deployment.uid, "failed", version, reason)
+            if holding.active is not None:  # an update that could not load: the old version serves on
+                await self._set(deployment.uid, "ready", holding.active.version, reason)
+            else:
+                await self._set(deployment.uid, "failed", version, reason)
             return
         previous, holding.active = holding.active, served  # the switch: new requests go to `served`
         holding.loading, holding.failed = "", ""

@@ -25,11 +25,12 @@ def tf(suite: LocalSuite, project: str, tmp_path: Path):  # type: ignore[no-unty
     }
 
     def run(
-        *args: str, code: int = 0, extra_env: dict[str, str] | None = None
+        *args: str, code: int = 0, extra_env: dict[str, str] | None = None, stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [sys.executable, "-m", "tuneforge", *args],
             env={**env, **(extra_env or {})},
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=120,

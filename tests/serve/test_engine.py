@@ -110,3 +110,41 @@ def test_a_row_cancelled_mid_answer_stops_generating(loaded: LoadedModel) -> Non
     finally:
         batcher.close()
     assert outcome["finish"] == "cancelled" and outcome["usage"]["completion_tokens"] < 2000
+
+
+def make_adapter(base: Path, folder: Path, seed: int) -> Path:
+    """A LoRA adapter of the tiny model with random (not zero) weights, so it changes answers."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    config = LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(model, config).save_pretrained(folder)
+    return folder
+
+
+def test_adapters_share_one_base_and_answer_in_one_mixed_batch(tiny_model_dir: Path, tmp_path: Path) -> None:
+    loaded = LoadedModel(tiny_model_dir, "cpu")
+    base_bytes = loaded.resident_bytes()
+    loaded.add_adapter("a1", make_adapter(tiny_model_dir, tmp_path / "a1", 1))
+    loaded.add_adapter("a2", make_adapter(tiny_model_dir, tmp_path / "a2", 2))
+    assert loaded.resident_bytes() < base_bytes * 1.2, "two adapters add a fraction of one base"
+    prompt = "请判断学生的答案是否正确"
+    alone = Batcher(loaded, max_batch=1, window=0)
+    together = Batcher(loaded, max_batch=8, window=0.2)
+    try:
+        each = {a: run(alone, [spec(loaded, prompt, adapter=a)])[0][0] for a in ("a1", "a2", BASE_ADAPTER)}
+        mixed = run(together, [spec(loaded, prompt, adapter=a) for a in ("a1", "a2", BASE_ADAPTER)])
+        assert len(set(each.values())) == 3, "each adapter (and the bare base) answers its own way"
+        assert [t for t, _, _ in mixed] == list(each.values()) and together.batches == 1
+        # Adapters come and go while the base stays: the last one removed, then one loaded again.
+        loaded.remove_adapter("a1")
+        loaded.remove_adapter("a2")
+        assert run(alone, [spec(loaded, prompt)])[0][0] == each[BASE_ADAPTER]
+        loaded.add_adapter("a2", tmp_path / "a2")
+        assert run(alone, [spec(loaded, prompt, adapter="a2")])[0][0] == each["a2"]
+    finally:
+        alone.close()
+        together.close()
