@@ -191,6 +191,8 @@ class Calls:
         self.routes = routes
         self.token = token
         self.admission = Admission()
+        # Call logs being written: off the answer's path, awaited by whatever reads the logs.
+        self.writing: set[asyncio.Task[None]] = set()
 
     async def run(
         self, deployment: DeploymentRow, request: CallRequest, call_id: str
@@ -222,7 +224,14 @@ class Calls:
             log["status"], log["error"] = "CANCELLED", "the client went away"
             raise
         finally:
-            await self._log(deployment, request, settled, call_id, started, log)
+            task = asyncio.create_task(self._log(deployment, request, settled, call_id, started, log))
+            self.writing.add(task)
+            task.add_done_callback(self.writing.discard)
+
+    async def written(self) -> None:
+        """Once the logs of every call answered so far are stored (read-your-writes for readers)."""
+        if self.writing:
+            await asyncio.gather(*list(self.writing), return_exceptions=True)
 
     async def _route(
         self, deployment: DeploymentRow, request: CallRequest, settled: Settled
@@ -281,6 +290,7 @@ class Calls:
             top_p=settled.top_p,
             stop=settled.stop,
             max_context=deployment.max_context,
+            stream=request.stream,
             **({"seed": settled.seed} if settled.seed is not None else {}),
         )
         call = self.routes.stub(address).Generate(
@@ -337,7 +347,7 @@ class Calls:
             part="",
         )
         with contextlib.suppress(Exception):  # a call whose deployment was deleted meanwhile is not logged
-            await asyncio.shield(self.db.run(lambda s: s.add(row)))
+            await self.db.run(lambda s: s.add(row))
 
 
 def new_call_id(kind: str) -> str:

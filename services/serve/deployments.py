@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -108,6 +109,9 @@ def check_generation(g: deployment_pb2.GenerationDefaults, prefix: str) -> dict[
     return out
 
 
+CACHE_SECONDS = 1.0
+
+
 class Deployments:
     def __init__(
         self, db: Database, outbox: Outbox, page_tokens: PageTokens, peers: Peers, feed: ChangeFeed
@@ -117,6 +121,9 @@ class Deployments:
         self.page_tokens = page_tokens
         self.peers = peers
         self.feed = feed
+        # Deployments as calls see them, re-read at most every CACHE_SECONDS (changes made here
+        # clear it at once; changes made by another instance of the service show within that time).
+        self._for_calls: dict[str, tuple[float, DeploymentRow]] = {}
 
     async def resolve(self, project: str, ref: str, field: str) -> Served:
         """The version to serve (an alias resolves now), and for an adapter its registered base."""
@@ -243,6 +250,24 @@ class Deployments:
             raise NotFound(f"deployment {name} does not exist")
         return row
 
+    async def for_call(self, name: str, field: str) -> DeploymentRow:
+        """The deployment a call names (checked against the caller's project every time)."""
+        parse_in_project(DEPLOYMENT, name, field)
+        cached = self._for_calls.get(name)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+
+        def read(session: Session) -> DeploymentRow:
+            row = self.find(session, name, field)
+            session.expunge(row)
+            return row
+
+        row = await self.db.run(read)
+        if len(self._for_calls) > 10_000:
+            self._for_calls.clear()
+        self._for_calls[name] = (time.monotonic() + CACHE_SECONDS, row)
+        return row
+
     async def get(self, name: str) -> deployment_pb2.Deployment:
         return await self.db.run(lambda s: deployment_to_proto(self.find(s, name)))
 
@@ -306,6 +331,7 @@ class Deployments:
             placement.refresh(session, self.outbox, row)
             return self.emit(session, row, "updated")
 
+        self._for_calls.clear()
         return await self.outbox.write(self.db, update_)
 
     async def delete(self, name: str) -> None:
@@ -315,6 +341,7 @@ class Deployments:
             session.delete(row)
 
         await self.outbox.write(self.db, delete_)
+        self._for_calls.clear()
 
     async def watch(self, name: str) -> AsyncIterator[deployment_pb2.Deployment]:
         first = await self.get(name)

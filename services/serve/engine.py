@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from peft import PeftModel  # imported with the engine: every serving process may load adapters
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -84,8 +85,6 @@ class LoadedModel:
         self.lock = threading.Lock()
 
     def add_adapter(self, name: str, folder: Path) -> None:
-        from peft import PeftModel
-
         with self.lock:
             if name in self.adapters:
                 return
@@ -191,12 +190,23 @@ def _as_list(value: Any) -> list[int]:
 
 
 class Batcher:
-    """Generates one loaded model's requests on a thread, batching those that arrive together."""
+    """Generates one loaded model's requests on a thread, batching those that arrive together.
 
-    def __init__(self, loaded: LoadedModel, *, max_batch: int = 16, window: float = 0.01) -> None:
+    A request waits up to `window` for company while the engine is under load (it generated within
+    the last second); at an idle engine it starts at once unless `wait_when_idle`, so a lone
+    user pays no batching delay.
+    """
+
+    BUSY_SECONDS = 1.0
+
+    def __init__(
+        self, loaded: LoadedModel, *, max_batch: int = 16, window: float = 0.01, wait_when_idle: bool = True
+    ) -> None:
         self.loaded = loaded
         self.max_batch = max_batch
         self.window = window
+        self.wait_when_idle = wait_when_idle
+        self.last_busy = -self.BUSY_SECONDS
         self.queue: queue.Queue[Request | None] = queue.Queue()
         self.batches = 0
         self.thread = threading.Thread(target=self._loop, name="tuneforge-batcher", daemon=True)
@@ -213,7 +223,8 @@ class Batcher:
         if first is None:
             return None
         batch = [first]
-        deadline = time.monotonic() + self.window
+        busy = time.monotonic() - self.last_busy < self.BUSY_SECONDS
+        deadline = time.monotonic() + (self.window if busy or self.wait_when_idle else 0.0)
         while len(batch) < self.max_batch:
             remaining = deadline - time.monotonic()
             try:
@@ -274,3 +285,4 @@ class Batcher:
                 **sampling,
                 **extra,
             )
+        self.last_busy = time.monotonic()

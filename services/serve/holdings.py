@@ -35,9 +35,14 @@ class Served:
     """A model version ready to answer a deployment's requests."""
 
     version: str
-    base: str  # the loaded model's key: the base version (for an adapter) or the version itself
+    base: str  # the loaded model: the base version (for an adapter) or the version itself
     adapter: str  # the adapter's name inside the loaded model, or the engine's base marker
+    engine: str = "transformers"
     in_flight: int = 0
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.engine, self.base
 
 
 @dataclass
@@ -53,17 +58,19 @@ class Holding:
 
 
 class Models:
-    """Loaded models by base version, shared by the deployments that use them (reference counted)."""
+    """Loaded models by engine and base version, shared by the deployments that use them
+    (reference counted)."""
 
-    def __init__(self, peers: Peers, work_dir: Path, device: str, engine: Any) -> None:
+    def __init__(self, peers: Peers, work_dir: Path, device: str, engines: dict[str, Any]) -> None:
         self.peers = peers
         self.work_dir = work_dir
         self.device = device
-        self.engine = engine  # the engine module: LoadedModel, Batcher, BASE_ADAPTER
-        self.loaded: dict[str, Any] = {}
-        self.batchers: dict[str, Any] = {}
-        # base -> how many deployments use each adapter name (or the base itself) in it
-        self.users: dict[str, Counter[str]] = {}
+        # Engine modules by name: each has LoadedModel, Batcher, Request, ContextTooLong, BASE_ADAPTER.
+        self.engines = engines
+        self.loaded: dict[tuple[str, str], Any] = {}
+        self.batchers: dict[tuple[str, str], Any] = {}
+        # (engine, base) -> how many deployments use each adapter name (or the base itself) in it
+        self.users: dict[tuple[str, str], Counter[str]] = {}
         self.lock = asyncio.Lock()
 
     async def _files(self, version: str) -> Path:
@@ -78,48 +85,57 @@ class Models:
             partial.rename(folder)
         return folder
 
-    async def acquire(self, version: str, base: str, *, max_batch: int, window: float) -> Served:
-        """Load `version` (an adapter on `base`, or a full model when `base` is "")."""
-        key = base or version
+    async def acquire(self, version: str, base: str, *, engine: str, max_batch: int, window: float) -> Served:
+        """Load `version` (an adapter on `base`, or a full model when `base` is "") in `engine`."""
+        module = self.engines[engine]
+        key = (engine, base or version)
         async with self.lock:
             if key not in self.loaded:
-                folder = await self._files(key)
-                loaded = await asyncio.to_thread(self.engine.LoadedModel, folder, self.device)
+                folder = await self._files(key[1])
+                loaded = await asyncio.to_thread(module.LoadedModel, folder, self.device)
                 self.loaded[key] = loaded
-                self.batchers[key] = self.engine.Batcher(loaded, max_batch=max_batch, window=window)
+                self.batchers[key] = module.Batcher(
+                    loaded, max_batch=max_batch, window=window, wait_when_idle=False
+                )
                 self.users[key] = Counter()
-                log.info("model loaded", extra={"model_version": key, "bytes": loaded.resident_bytes()})
-            name = self.engine.BASE_ADAPTER
+                log.info(
+                    "model loaded",
+                    extra={"model_version": key[1], "engine": engine, "bytes": loaded.resident_bytes()},
+                )
+            name = module.BASE_ADAPTER
             if base:
                 name = adapter_name(version)
                 if not self.users[key][name]:
                     folder = await self._files(version)
                     await asyncio.to_thread(self.loaded[key].add_adapter, name, folder)
             self.users[key][name] += 1
-            return Served(version=version, base=key, adapter=name)
+            return Served(version=version, base=key[1], adapter=name, engine=engine)
 
     async def release(self, served: Served) -> None:
         """Unload what no deployment on this process uses any more."""
         async with self.lock:
-            users = self.users.get(served.base)
+            users = self.users.get(served.key)
             if users is None:
                 return
             users[served.adapter] -= 1
-            loaded = self.loaded[served.base]
+            loaded = self.loaded[served.key]
             if users[served.adapter] <= 0:
                 del users[served.adapter]
-                if served.adapter != self.engine.BASE_ADAPTER:
+                if served.adapter != self.module(served).BASE_ADAPTER:
                     await asyncio.to_thread(loaded.remove_adapter, served.adapter)
             if not users:
-                self.batchers.pop(served.base).close()
-                del self.loaded[served.base], self.users[served.base]
-                log.info("model unloaded", extra={"model_version": served.base})
+                self.batchers.pop(served.key).close()
+                del self.loaded[served.key], self.users[served.key]
+                log.info("model unloaded", extra={"model_version": served.base, "engine": served.engine})
+
+    def module(self, served: Served) -> Any:
+        return self.engines[served.engine]
 
     def batcher(self, served: Served) -> Any:
-        return self.batchers[served.base]
+        return self.batchers[served.key]
 
     def model(self, served: Served) -> Any:
-        return self.loaded[served.base]
+        return self.loaded[served.key]
 
     def resident_bytes(self) -> int:
         return sum(m.resident_bytes() for m in self.loaded.values())

@@ -186,7 +186,7 @@ class OpenAiApi:
                     )
             name = f"projects/{project}/deployments/{model}"
         try:
-            return await self.deployments.db.run(lambda s: self.deployments.find(s, name, "model"))
+            return await self.deployments.for_call(name, "model")
         except (NotFound, PermissionDenied, InvalidArgument):
             raise NotFound(
                 f"the model {model!r} does not exist (it is not a deployment of this project)"
@@ -271,6 +271,7 @@ class OpenAiApi:
 
     async def feedback(self, body: FeedbackBody, request: Request) -> Any:
         await self._principal(request)
+        await self.calls.written()
         row = await self.logs.db.run(lambda s: _call_and_deployment(s, body.id))
         if row is None:
             raise NotFound(f"no logged call has the id {body.id!r}", reason="CALL_NOT_FOUND")

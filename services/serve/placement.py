@@ -68,7 +68,8 @@ def summarize(deployment: DeploymentRow, replicas: list[ReplicaRow]) -> Summary:
     loading = [r for r in replicas if r.state == "loading"]
     if loading:
         return Summary("creating", f"loading {desired} on {loading[0].worker}", 0, "")
-    return Summary("creating", "waiting for a serving process that can hold it", 0, "")
+    engine = f" with the {deployment.engine} engine" if deployment.engine not in ("auto", "") else ""
+    return Summary("creating", f"waiting for a serving process{engine} that can hold it", 0, "")
 
 
 def live_workers(session: Session, now: datetime | None = None) -> dict[str, WorkerRow]:

@@ -96,9 +96,7 @@ class ServeServicer(serve_service_pb2_grpc.ServeServiceServicer):
     async def Chat(
         self, request: serve_service_pb2.ChatRequest, context: Context
     ) -> AsyncIterator[serve_service_pb2.ChatResponse]:
-        deployment = await self.deployments.db.run(
-            lambda s: self.deployments.find(s, request.deployment, "deployment")
-        )
+        deployment = await self.deployments.for_call(request.deployment, "deployment")
         call = CallRequest(
             messages=[{"role": m.role, "content": m.content} for m in request.messages],
             max_tokens=request.max_tokens or None,
@@ -128,6 +126,7 @@ class ServeServicer(serve_service_pb2_grpc.ServeServiceServicer):
     async def GetDeploymentStats(
         self, request: serve_service_pb2.GetDeploymentStatsRequest, context: Context
     ) -> deployment_pb2.DeploymentStats:
+        await self.calls.written()
         start = request.start_time.ToDatetime(UTC) if request.HasField("start_time") else None
         end = request.end_time.ToDatetime(UTC) if request.HasField("end_time") else None
         return await self.logs.stats(request.name, start, end)
@@ -135,6 +134,7 @@ class ServeServicer(serve_service_pb2_grpc.ServeServiceServicer):
     async def ListCallLogs(
         self, request: serve_service_pb2.ListCallLogsRequest, context: Context
     ) -> serve_service_pb2.ListCallLogsResponse:
+        await self.calls.written()
         items, token = await self.logs.list(
             request.parent, request.page_size, request.page_token, request.filter
         )
@@ -143,11 +143,13 @@ class ServeServicer(serve_service_pb2_grpc.ServeServiceServicer):
     async def SubmitFeedback(
         self, request: serve_service_pb2.SubmitFeedbackRequest, context: Context
     ) -> deployment_pb2.CallLog:
+        await self.calls.written()
         return await self.logs.feedback(request.name, request.feedback)
 
     async def CreateDatasetFromLogs(
         self, request: serve_service_pb2.CreateDatasetFromLogsRequest, context: Context
     ) -> serve_service_pb2.CreateDatasetFromLogsResponse:
+        await self.calls.written()
         return await self.backflow.create(request)
 
 
@@ -162,9 +164,12 @@ async def start_http(
     app: Any, listen: str, port_file: Path | None
 ) -> tuple[EmbeddedHttp, asyncio.Task[None], int]:
     host, _, port = listen.rpartition(":")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    # IPPROTO_TCP named explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and
+    # without it every response waits ~40 ms for the client's delayed ACK (Nagle).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, int(port)))
+    sock.bind((host.strip("[]"), int(port)))
     bound = sock.getsockname()[1]
     server = EmbeddedHttp(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
     task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -193,6 +198,7 @@ async def main() -> None:
     runtime.closers.append(routes.close)
     deployments = Deployments(runtime.db, runtime.outbox, runtime.page_tokens, peers, feed)
     calls = Calls(runtime.db, routes, engine_token(settings.secret_key.get_secret_value()))
+    runtime.closers.append(calls.written)
     logs = CallLogs(runtime.db, runtime.store, runtime.outbox, runtime.page_tokens)
     servicer = ServeServicer(deployments, calls, logs, Backflow(logs, peers))
     compact_after = timedelta(seconds=settings.serve_log_compact_after_seconds)

@@ -68,10 +68,9 @@ class ServeWorkerSettings(KitSettings):
 
 
 class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
-    def __init__(self, holdings: dict[str, Holding], models: Models, engine: Any, token: str) -> None:
+    def __init__(self, holdings: dict[str, Holding], models: Models, token: str) -> None:
         self.holdings = holdings
         self.models = models
-        self.engine = engine
         self.token = token
 
     def _admit(self, uid: str) -> tuple[Holding, Served]:
@@ -103,19 +102,23 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
     async def _generate(
         self, request: engine_service_pb2.GenerateRequest, served: Served
     ) -> AsyncIterator[engine_service_pb2.GenerateResponse]:
-        loaded = self.models.model(served)
+        loaded, engine = self.models.model(served), self.models.module(served)
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
-        ids = await asyncio.to_thread(loaded.prompt_ids, messages, request.prompt)
+        size = len(request.prompt) + sum(len(m["content"]) for m in messages)
+        if size < 8000:  # a short prompt tokenizes faster than a hop to a thread
+            ids = loaded.prompt_ids(messages, request.prompt)
+        else:
+            ids = await asyncio.to_thread(loaded.prompt_ids, messages, request.prompt)
         limit = min(request.max_context or loaded.position_limit, loaded.position_limit)
         if len(ids) + request.max_tokens > limit:
             raise InvalidArgument(
-                str(self.engine.ContextTooLong(len(ids), request.max_tokens, limit)),
+                str(engine.ContextTooLong(len(ids), request.max_tokens, limit)),
                 reason="CONTEXT_LENGTH_EXCEEDED",
                 metadata={"limit": str(limit), "prompt_tokens": str(len(ids))},
             )
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[tuple[str, str, dict[str, Any] | None]] = asyncio.Queue()
-        job = self.engine.Request(
+        job = engine.Request(
             adapter=served.adapter,
             input_ids=ids,
             max_new_tokens=request.max_tokens,
@@ -123,12 +126,16 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
             top_p=request.top_p or 1.0,
             stop=list(request.stop),
             seed=request.seed if request.HasField("seed") else None,
-            emit=lambda d, f, u: loop.call_soon_threadsafe(pieces.put_nowait, (d, f, u)),
+            emit=_emitter(loop, pieces, stream=request.stream),
         )
         self.models.batcher(served).submit(job)
         try:
             while True:
                 delta, finish, usage = await pieces.get()
+                # Whatever else is already generated goes in the same message (all of it, unstreamed).
+                while not finish and (not request.stream or not pieces.empty()):
+                    more, finish, usage = await pieces.get()
+                    delta += more
                 if finish == "error":
                     raise FailedPrecondition(
                         f"generation failed: {(usage or {}).get('error', '')}", reason="ENGINE_ERROR"
@@ -149,6 +156,21 @@ class EngineServicer(engine_service_pb2_grpc.EngineServiceServicer):
                     return
         finally:
             job.cancelled.set()  # the caller went away: stop generating its row
+
+
+def _emitter(loop: asyncio.AbstractEventLoop, pieces: asyncio.Queue[Any], *, stream: bool) -> Any:
+    """The engine's callback (on its thread): every piece handed to the event loop when streaming,
+    else the text gathered on the engine's thread and handed over once, when the answer ends."""
+    if stream:
+        return lambda d, f, u: loop.call_soon_threadsafe(pieces.put_nowait, (d, f, u))
+    text: list[str] = []
+
+    def emit(delta: str, finish: str, usage: dict[str, int] | None) -> None:
+        text.append(delta)
+        if finish:
+            loop.call_soon_threadsafe(pieces.put_nowait, ("".join(text), finish, usage))
+
+    return emit
 
 
 class ServeWorker:
@@ -241,6 +263,7 @@ class ServeWorker:
             served = await self.models.acquire(
                 version,
                 deployment.base_version,
+                engine=self._engine_for(deployment),
                 max_batch=self.settings.serve_max_batch,
                 window=self.settings.serve_batch_window_ms / 1000,
             )
@@ -263,6 +286,12 @@ class ServeWorker:
             self.draining.append(previous)
         await self._set(deployment.uid, "ready", version)
         log.info("serving", extra={"deployment": deployment.uid, "model_version": version})
+
+    def _engine_for(self, deployment: DeploymentRow) -> str:
+        """vLLM when asked for, or for `auto` where this process has it; else transformers."""
+        if deployment.engine == "vllm" or (deployment.engine == "auto" and "vllm" in self.me.engines):
+            return "vllm"
+        return "transformers"
 
     async def _set(self, uid: str, state: str, version: str, reason: str = "") -> None:
         await self.runtime.outbox.write(
@@ -313,9 +342,14 @@ async def main() -> None:
     from services.serve import engine
 
     device, engines = engines_here()
+    modules = {"transformers": engine}
+    if "vllm" in engines:
+        from services.serve import engine_vllm
+
+        modules["vllm"] = engine_vllm
     settings.serve_work_dir.mkdir(parents=True, exist_ok=True)
     peers = Peers({"registry": settings.registry_endpoint}, api_key=settings.worker_api_key.get_secret_value)
-    models = Models(peers, settings.serve_work_dir, device, engine)
+    models = Models(peers, settings.serve_work_dir, device, modules)
     token = engine_token(settings.secret_key.get_secret_value())
     server, port = create_server(
         settings.serve_worker_listen,
@@ -326,7 +360,7 @@ async def main() -> None:
         settings, runtime, models, engines, settings.serve_worker_advertise or f"{host}:{port}"
     )
     engine_service_pb2_grpc.add_EngineServiceServicer_to_server(
-        EngineServicer(worker.holdings, models, engine, token), server
+        EngineServicer(worker.holdings, models, token), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -228,3 +228,13 @@ def test_a_version_whose_files_fail_verification_fails_with_the_reason(
         oc.chat.completions.create(model="broken", messages=CHAT)
     assert "failed verification" in caught.value.message
     client.serve.delete("broken")
+
+
+def test_a_vllm_deployment_waits_for_a_process_that_has_vllm(bot: Deployed) -> None:
+    version = bot.client.serve.get("bot").model_version
+    waiting = bot.client.serve.create("on-gpu", version, engine="vllm")
+    assert DEPLOYMENT_STATES[waiting.state] == "creating"
+    assert waiting.state_reason == "waiting for a serving process with the vllm engine that can hold it"
+    error = openai_error(bot.post("/chat/completions", {"model": "on-gpu", "messages": CHAT}), 503)
+    assert "waiting for a serving process with the vllm engine" in error["message"]
+    bot.client.serve.delete("on-gpu")

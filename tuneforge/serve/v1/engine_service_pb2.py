@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from tuneforge.serve.v1 import deployment_pb2 as tuneforge_dot_serve_dot_v1_dot_deployment__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'tuneforge/serve/v1/engine_service.proto\x12\x12tuneforge.serve.v1\x1a#tuneforge/serve/v1/deployment.proto\"\xe3\x01\n\x0fGenerateRequest\x12\x16\n\x0e\x64\x65ployment_uid\x18\x01 \x01(\t\x12\x31\n\x08messages\x18\x02 \x03(\x0b\x32\x1f.tuneforge.serve.v1.ChatMessage\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\x12\n\nmax_tokens\x18\x04 \x01(\x05\x12\x13\n\x0btemperature\x18\x05 \x01(\x01\x12\r\n\x05top_p\x18\x06 \x01(\x01\x12\x0c\n\x04stop\x18\x07 \x03(\t\x12\x11\n\x04seed\x18\x08 \x01(\x03H\x00\x88\x01\x01\x12\x13\n\x0bmax_context\x18\t \x01(\x05\x42\x07\n\x05_seed\"y\n\x10GenerateResponse\x12\r\n\x05\x64\x65lta\x18\x01 \x01(\t\x12\x15\n\rfinish_reason\x18\x02 \x01(\t\x12(\n\x05usage\x18\x03 \x01(\x0b\x32\x19.tuneforge.serve.v1.Usage\x12\x15\n\rmodel_version\x18\x04 \x01(\t2h\n\rEngineService\x12W\n\x08Generate\x12#.tuneforge.serve.v1.GenerateRequest\x1a$.tuneforge.serve.v1.GenerateResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'tuneforge/serve/v1/engine_service.proto\x12\x12tuneforge.serve.v1\x1a#tuneforge/serve/v1/deployment.proto\"\xf3\x01\n\x0fGenerateRequest\x12\x16\n\x0e\x64\x65ployment_uid\x18\x01 \x01(\t\x12\x31\n\x08messages\x18\x02 \x03(\x0b\x32\x1f.tuneforge.serve.v1.ChatMessage\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\x12\n\nmax_tokens\x18\x04 \x01(\x05\x12\x13\n\x0btemperature\x18\x05 \x01(\x01\x12\r\n\x05top_p\x18\x06 \x01(\x01\x12\x0c\n\x04stop\x18\x07 \x03(\t\x12\x11\n\x04seed\x18\x08 \x01(\x03H\x00\x88\x01\x01\x12\x13\n\x0bmax_context\x18\t \x01(\x05\x12\x0e\n\x06stream\x18\n \x01(\x08\x42\x07\n\x05_seed\"y\n\x10GenerateResponse\x12\r\n\x05\x64\x65lta\x18\x01 \x01(\t\x12\x15\n\rfinish_reason\x18\x02 \x01(\t\x12(\n\x05usage\x18\x03 \x01(\x0b\x32\x19.tuneforge.serve.v1.Usage\x12\x15\n\rmodel_version\x18\x04 \x01(\t2h\n\rEngineService\x12W\n\x08Generate\x12#.tuneforge.serve.v1.GenerateRequest\x1a$.tuneforge.serve.v1.GenerateResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,9 +33,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tuneforge.serve.v1.engine_s
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GENERATEREQUEST']._serialized_start=101
-  _globals['_GENERATEREQUEST']._serialized_end=328
-  _globals['_GENERATERESPONSE']._serialized_start=330
-  _globals['_GENERATERESPONSE']._serialized_end=451
-  _globals['_ENGINESERVICE']._serialized_start=453
-  _globals['_ENGINESERVICE']._serialized_end=557
+  _globals['_GENERATEREQUEST']._serialized_end=344
+  _globals['_GENERATERESPONSE']._serialized_start=346
+  _globals['_GENERATERESPONSE']._serialized_end=467
+  _globals['_ENGINESERVICE']._serialized_start=469
+  _globals['_ENGINESERVICE']._serialized_end=573
 # @@protoc_insertion_point(module_scope)

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("deployment_uid", "messages", "prompt", "max_tokens", "temperature", "top_p", "stop", "seed", "max_context")
+    __slots__ = ("deployment_uid", "messages", "prompt", "max_tokens", "temperature", "top_p", "stop", "seed", "max_context", "stream")
     DEPLOYMENT_UID_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
@@ -18,6 +18,7 @@ class GenerateRequest(_message.Message):
     STOP_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     MAX_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
     deployment_uid: str
     messages: _containers.RepeatedCompositeFieldContainer[_deployment_pb2.ChatMessage]
     prompt: str
@@ -27,7 +28,8 @@ class GenerateRequest(_message.Message):
     stop: _containers.RepeatedScalarFieldContainer[str]
     seed: int
     max_context: int
-    def __init__(self, deployment_uid: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_deployment_pb2.ChatMessage, _Mapping]]] = ..., prompt: _Optional[str] = ..., max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., stop: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., max_context: _Optional[int] = ...) -> None: ...
+    stream: bool
+    def __init__(self, deployment_uid: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_deployment_pb2.ChatMessage, _Mapping]]] = ..., prompt: _Optional[str] = ..., max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., stop: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., max_context: _Optional[int] = ..., stream: _Optional[bool] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
     __slots__ = ("delta", "finish_reason", "usage", "model_version")
