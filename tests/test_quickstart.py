@@ -30,6 +30,7 @@ def test_quickstart_tunes_a_model_that_beats_its_base(suite: LocalSuite, tmp_pat
             "training report",
             "evaluated",
             "published",
+            "served",
         ]
         base, tuned = (result["metrics"][k] for k in result["metrics"])
         print("base", base, "tuned", tuned, "diagnosis", result["diagnosis"])
@@ -48,6 +49,12 @@ def test_quickstart_tunes_a_model_that_beats_its_base(suite: LocalSuite, tmp_pat
         writer = client.models.get_version(result["base_model"])
         assert writer.lineage.hyperparameters["method"] == "post_pretrain"
         assert (Path(result["production"]) / "adapter_model.safetensors").exists()
+        serving = result["serving"]
+        assert client.serve.get("essay-grader").serving_version == result["tuned_model"]
+        assert len(serving["answers"]) == 3 and all(a["answer"] for a in serving["answers"])
+        assert serving["stats"]["requests"] == 3 and not serving["stats"]["errors"]
+        assert serving["stats"]["time_to_first_token_ms_p50"] > 0, "one answer was streamed"
+        client.serve.delete("essay-grader")
 
 
 def test_quickstart_command_offers_its_options() -> None:

@@ -6,8 +6,9 @@ tokenizer trained on the project's own corpora and a Llama of a few million para
 register it; post-pretrain it on the general corpus so it can write; fine-tune it with LoRA on the
 essays with validation, showing the live loss; read the training report and its diagnosis; evaluate
 base against tuned on the preset's held-out essays (BLEU-4, ROUGE-L, score accuracy and error,
-optionally a judge); point the alias `production` at the tuned version; print a summary and where
-the report images are.
+optionally a judge); point the alias `production` at the tuned version; deploy it behind the
+OpenAI-compatible API and grade a few essays through the official `openai` client; print a summary,
+the call statistics and where the report images are.
 
 `--base-model` takes a hub id or a local Hugging Face folder instead (imported into the registry,
 safetensors only, no post-pretraining: a real model can already write); the worker uses a GPU when
@@ -33,6 +34,7 @@ from tuneforge.client import Client
 BASE_ID = "quickstart-base"
 WRITER_ID = "quickstart-writer"
 TUNED_ID = "quickstart-essay"
+DEPLOYMENT_ID = "essay-grader"
 METRICS = ("score_mae", "score_accuracy", "rouge_l", "bleu4")
 LOWER_IS_BETTER = {"score_mae"}
 
@@ -257,6 +259,71 @@ class Steps:
         )
         return target
 
+    def serve(self) -> dict[str, Any]:
+        """Deploy `production` behind the OpenAI-compatible API, grade a few held-out essays through
+        the official `openai` client (one streamed), and read the call statistics back."""
+        import openai
+
+        from tuneforge.api.serving import DEPLOYMENT_STATES
+        from tuneforge.errors import TuneForgeError
+
+        t = time.perf_counter()
+        production = f"{TUNED_ID}@production"
+        try:
+            self.client.serve.get(DEPLOYMENT_ID)
+            self.client.serve.update(DEPLOYMENT_ID, model_version=production)
+        except TuneForgeError as error:
+            if error.code != "NOT_FOUND":
+                raise
+            self.client.serve.create(
+                DEPLOYMENT_ID, production, max_tokens=self.settings.max_new_tokens, temperature=0.0
+            )
+        deployment = self.client.serve.wait(DEPLOYMENT_ID, timeout=600)
+        if DEPLOYMENT_STATES[deployment.state] != "ready":
+            raise RuntimeError(
+                f"deployment {DEPLOYMENT_ID} is {DEPLOYMENT_STATES[deployment.state]}: {deployment.state_reason}"
+            )
+        oc = openai.OpenAI(
+            base_url=self.client.serve.openai_base_url,
+            api_key=self.client.connection.api_key,
+            project=self.client.project,
+        )
+        answers = []
+        for i, row in enumerate(list(self.client.data.rows("essay-grading-eval"))[:3]):
+            messages = [{"role": m["role"], "content": m["content"]} for m in row["prompt"]]
+            if i == 2:
+                stream = oc.chat.completions.create(model=DEPLOYMENT_ID, messages=messages, stream=True)
+                answer = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+            else:
+                answer = (
+                    oc.chat.completions.create(model=DEPLOYMENT_ID, messages=messages)
+                    .choices[0]
+                    .message.content
+                )
+            answers.append(
+                {"essay": messages[-1]["content"][:40], "answer": answer, "reference": row["reference"]}
+            )
+        total = self.client.serve.stats(DEPLOYMENT_ID).total
+        stats = {
+            "requests": total.requests,
+            "errors": dict(total.errors),
+            "completion_tokens": total.completion_tokens,
+            "latency_ms_p50": round(total.latency_ms_p50, 1),
+            "time_to_first_token_ms_p50": round(total.time_to_first_token_ms_p50, 1),
+        }
+        self.done(
+            "served",
+            f"{DEPLOYMENT_ID} serves {_short(deployment.serving_version)} at {self.client.serve.openai_base_url}; "
+            f"{total.requests} calls, p50 {stats['latency_ms_p50']} ms",
+            t,
+        )
+        return {
+            "deployment": deployment.name,
+            "openai_base_url": self.client.serve.openai_base_url,
+            "answers": answers,
+            "stats": stats,
+        }
+
 
 def run(
     client: Client,
@@ -277,6 +344,7 @@ def run(
     diagnosis, job_dir, files = steps.report(sft)
     evaluation, evaluation_files = steps.evaluate(writer, sft, judge, job_dir)
     target = steps.publish(sft)
+    serving = steps.serve()
     return {
         "base_model": writer.name,
         "tuned_model": sft.final_model_version,
@@ -290,6 +358,7 @@ def run(
         "metrics": {_short(r.model_version): dict(r.metrics) for r in evaluation.results},
         "report_files": [str(f) for f in files + evaluation_files],
         "production": target,
+        "serving": serving,
     }
 
 
@@ -380,3 +449,14 @@ def _print_summary(
     for path in result["report_files"]:
         console.print(f"  {path}")
     console.print(f"production model: {result['production']}  (data kept in {data_dir})")
+    serving = result["serving"]
+    table(
+        f"{DEPLOYMENT_ID} through the openai client ({serving['openai_base_url']})",
+        ["essay", "answer", "reference"],
+        [(a["essay"] + "…", a["answer"], a["reference"]) for a in serving["answers"]],
+    )
+    console.print(
+        "call statistics: "
+        + ", ".join(f"{k} {v}" for k, v in serving["stats"].items())
+        + f"  (tuneforge serve stats {DEPLOYMENT_ID}; tuneforge chat {DEPLOYMENT_ID})"
+    )
