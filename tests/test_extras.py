@@ -88,6 +88,9 @@ def test_each_extra_alone_installs_and_serves(
         "TUNEFORGE_PORT_FILE": str(port_file),
         "TUNEFORGE_DATABASE_URL": f"sqlite:///{tmp_path / 'service.db'}",
         "TUNEFORGE_LOG_FORMAT": "text",
+        # The serve service's HTTP API on a port of its own (the suite's serve holds its port).
+        "TUNEFORGE_SERVE_HTTP_LISTEN": "127.0.0.1:0",
+        "TUNEFORGE_SERVE_HTTP_PORT_FILE": str(tmp_path / "http.port"),
     }
     log = (tmp_path / "service.log").open("wb")
     # From its own site-packages: the working directory holds no source tree.

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -137,6 +138,8 @@ def test_keys_and_status_commands(tf, suite: LocalSuite) -> None:  # type: ignor
         "data": "serving",
         "train": "serving",
         "eval": "serving",
+        "serve": "serving",
+        "openai": "serving",
     }
     assert "no running suite" in tf("status", "--data-dir", "/nonexistent", code=2).stderr
 
@@ -162,21 +165,31 @@ def test_up_prints_endpoints_and_ctrl_c_stops_everything(tmp_path: Path) -> None
                 break
         started = json.loads(text)
         assert started["admin_api_key"].startswith("tf_")
-        assert set(started["endpoints"]) == {"nats", "s3", "registry", "data", "train", "eval"}
+        assert set(started["endpoints"]) == {
+            "nats",
+            "s3",
+            "registry",
+            "data",
+            "train",
+            "eval",
+            "serve",
+            "openai",
+        }
         status = subprocess.run(
             [sys.executable, "-m", "tuneforge", "status", "--data-dir", str(data_dir)],
             capture_output=True,
             text=True,
             timeout=60,
         )
-        assert status.returncode == 0 and status.stdout.count("serving") == 6
+        assert status.returncode == 0 and status.stdout.count("serving") == 8
         process.send_signal(signal.SIGINT)
         assert process.wait(60) == 0
     finally:
         if process.poll() is None:
             process.kill()
     for address in started["endpoints"].values():
-        host, port = address.removeprefix("nats://").rsplit(":", 1)
+        netloc = urllib.parse.urlsplit(address if "://" in address else f"tcp://{address}").netloc
+        host, port = netloc.rsplit(":", 1)
         with socket.socket() as s:
             assert s.connect_ex((host, int(port))) != 0, f"{address} still listening after Ctrl-C"
     status = subprocess.run(

@@ -126,6 +126,8 @@ def status(ctx: typer.Context, data_dir: DataDir = None) -> None:
             healthy = _tcp(address.removeprefix("nats://"))
         elif name == "s3":
             healthy = _http_answers(address)
+        elif name == "openai":  # the serve service's HTTP API: it answers 401 without a key
+            healthy = _http_answers(address.removeprefix("http://") + "/models")
         else:
             with grpc.insecure_channel(address) as channel:
                 try:
