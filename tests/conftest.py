@@ -85,7 +85,8 @@ def write_model_folder(
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     save_file(
-        {"weight": rng.standard_normal(max(1, tensor_bytes // 4)).astype(np.float32)},
+        # (n, 8): the hidden size config.json declares, as the registry checks
+        {"weight": rng.standard_normal((max(1, tensor_bytes // 32), 8)).astype(np.float32)},
         str(folder / "model.safetensors"),
     )
     (folder / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 8}))

@@ -12,7 +12,7 @@ import hashlib
 import io
 import logging
 import queue
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -256,8 +256,11 @@ class ObjectStore:
         if held is not None:
             yield held
 
-    async def hash_object(self, key: str, *, head_bytes: int = 0) -> StoredObject:
-        """Read an object whole to learn its size and SHA-256, keeping its first `head_bytes`."""
+    async def hash_object(
+        self, key: str, *, head_bytes: int = 0, on_chunk: Callable[[bytes], None] | None = None
+    ) -> StoredObject:
+        """Read an object whole to learn its size and SHA-256, keeping its first `head_bytes`;
+        `on_chunk` sees every chunk in order (on a worker thread)."""
 
         def _hash() -> StoredObject:
             response = self._get(key)
@@ -266,6 +269,8 @@ class ObjectStore:
             head = bytearray()
             try:
                 for chunk in response.stream(READ_CHUNK):
+                    if on_chunk is not None:
+                        on_chunk(chunk)
                     digest.update(chunk)
                     size += len(chunk)
                     if len(head) < head_bytes:

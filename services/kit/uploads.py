@@ -129,10 +129,11 @@ class UploadSessions:
             raise FailedPrecondition(f"upload {name} expired; start a new one", reason="UPLOAD_EXPIRED")
         return row
 
-    async def verify(
-        self, row: Any, *, check_head: Callable[[str, bytes, str], None] | None = None
-    ) -> list[StoredObject]:
-        """Every declared file arrived with its declared size and sha256 (read whole, off the loop)."""
+    async def verify(self, row: Any, *, check: Callable[[str, str], Any] | None = None) -> list[StoredObject]:
+        """Every declared file arrived with its declared size and sha256 (read whole, off the loop).
+
+        `check(path, field)` gives an object whose `feed(bytes)` sees each file's bytes in order (and
+        raises to refuse it); its `finish()` is the caller's to call."""
         found = []
         for i, declared in enumerate(row.files):
             key = row.storage_prefix + declared["path"]
@@ -143,9 +144,10 @@ class UploadSessions:
                     reason="FILE_MISSING",
                     metadata={"path": label},
                 )
-            stored = await self.store.hash_object(key, head_bytes=HEAD_BYTES)
-            if check_head is not None:
-                check_head(declared["path"], stored.head, f"files[{i}].path")
+            checker = check(declared["path"], f"files[{i}].path") if check is not None else None
+            stored = await self.store.hash_object(
+                key, head_bytes=HEAD_BYTES, on_chunk=checker.feed if checker is not None else None
+            )
             if (stored.size_bytes, stored.sha256) != (declared["size_bytes"], declared["sha256"]):
                 raise FailedPrecondition(
                     f"{label}: declared {declared['size_bytes']} bytes with sha256 {declared['sha256'][:12]}…, "

@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 
 from services.kit.errors import FailedPrecondition, InvalidArgument
 from services.kit.names import check_text
-from services.kit.uploads import HEAD_BYTES
 from services.registry import weights
 from services.registry.catalog import read_catalog
 from services.registry.convert import version_name, version_to_proto
@@ -115,15 +114,16 @@ class Derivations:
         version_uid = uuid.uuid4().hex
         prefix = f"models/{model.uid}/versions/{version_uid}/"
         try:
-            files = []
+            files, facts = [], []
             paths = await asyncio.to_thread(lambda: sorted(p for p in folder.rglob("*") if p.is_file()))
             for path in paths:
                 relative = weights.check_path(path.relative_to(folder).as_posix(), "files")
-                head = await asyncio.to_thread(lambda p=path: p.open("rb").read(HEAD_BYTES))
-                weights.check_content(relative, head, "files")
+                check = weights.FileCheck(relative, "files")
                 await self.ctx.store.put_file(prefix + relative, path)
-                stored = await self.ctx.store.hash_object(prefix + relative)
+                stored = await self.ctx.store.hash_object(prefix + relative, on_chunk=check.feed)
+                facts.append(check.finish())
                 files.append({"path": relative, "size_bytes": stored.size_bytes, "sha256": stored.sha256})
+            weights.check_version(facts)
             catalog = {**await read_catalog(self.ctx.store, prefix, files), **catalog_extra}
             await self.versions.write_manifest(prefix, files)
             spec.metrics["size_bytes"] = float(sum(f["size_bytes"] for f in files))

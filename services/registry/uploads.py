@@ -1,7 +1,7 @@
 """Uploading a new version: a gRPC stream of file chunks, or presigned PUTs then a commit.
 
-Every file is checked as it arrives (its path, its head: safetensors only, never a pickle) and
-hashed; the version exists only once every file is stored and verified. An upload that does not
+Every file is checked as it arrives (`weights.py`: its path, then every byte: safetensors validated
+whole, never a pickle or code) and hashed; the version exists only once every file is stored and verified. An upload that does not
 finish leaves nothing behind (its session is swept, `services.kit.uploads`).
 """
 
@@ -16,7 +16,7 @@ from sqlalchemy import delete
 from services.kit.errors import InvalidArgument
 from services.kit.names import check_text
 from services.kit.times import to_timestamp
-from services.kit.uploads import HEAD_BYTES, UploadSessions
+from services.kit.uploads import UploadSessions
 from services.registry import weights
 from services.registry.catalog import read_catalog
 from services.registry.convert import UPLOAD
@@ -105,6 +105,7 @@ class Uploads:
         self, requests: AsyncIterator[registry_service_pb2.UploadModelVersionRequest], prefix: str
     ) -> list[dict[str, Any]]:
         files: list[dict[str, Any]] = []
+        facts: list[weights.FileFacts] = []
         seen: set[str] = set()
         total = 0
         limits = self.ctx.limits
@@ -123,6 +124,9 @@ class Uploads:
                     )
                 if not files:
                     raise InvalidArgument.field("chunk", "a version needs at least one file")
+                if await anext(requests, None) is not None:
+                    raise InvalidArgument.field("finish", "the finish message must be the last of the stream")
+                weights.check_version(facts)
                 return files
             if kind != "chunk":
                 raise InvalidArgument.field(
@@ -141,7 +145,7 @@ class Uploads:
                 _file_chunks(requests, message.chunk, path, field, state),
                 max_bytes=min(limits.max_file_bytes, limits.max_version_bytes - total),
             )
-            if state["sha256"] and state["sha256"] != stored.sha256:
+            if state["sha256"] != stored.sha256:
                 raise InvalidArgument.field(
                     f"{field}.sha256",
                     f"{path}: the client says sha256 {state['sha256'][:12]}… but the bytes received hash to "
@@ -149,6 +153,7 @@ class Uploads:
                     reason="CHECKSUM_MISMATCH",
                 )
             total += stored.size_bytes
+            facts.append(state["facts"])
             files.append({"path": path, "size_bytes": stored.size_bytes, "sha256": stored.sha256})
             message = await anext(requests, None)
 
@@ -195,7 +200,14 @@ class Uploads:
         if done is not None:
             return done
         spec = check_version_spec(model_pb2.ModelVersion.FromString(row.spec), "model_version")
-        await self.sessions.verify(row, check_head=weights.check_content)
+        checks: list[weights.FileCheck] = []
+
+        def check(path: str, field: str) -> weights.FileCheck:
+            checks.append(weights.FileCheck(path, field))
+            return checks[-1]
+
+        await self.sessions.verify(row, check=check)
+        weights.check_version([c.finish() for c in checks])
         catalog = await read_catalog(self.ctx.store, row.storage_prefix, row.files)
         await self.versions.write_manifest(row.storage_prefix, row.files)
 
@@ -245,22 +257,19 @@ async def _file_chunks(
     field: str,
     state: dict[str, Any],
 ) -> AsyncIterator[bytes]:
-    """The data of one file: chunks up to the one marked eof. The head is checked first."""
-    head = bytearray()
-    checked = False
+    """The data of one file: chunks up to the one marked eof, each checked before it is stored."""
+    check = weights.FileCheck(path, f"{field}.path")
     while True:
-        if not checked:
-            head += chunk.data
-            if len(head) >= HEAD_BYTES or chunk.eof:
-                weights.check_content(path, bytes(head), f"{field}.path")
-                checked = True
-                yield bytes(head)
-        elif chunk.data:
+        check.feed(chunk.data)
+        if chunk.data:
             yield chunk.data
         if chunk.eof:
-            if chunk.sha256 and not SHA256_HEX.match(chunk.sha256):
-                raise InvalidArgument.field(f"{field}.sha256", "must be 64 lower-case hex digits")
+            if not SHA256_HEX.match(chunk.sha256):
+                raise InvalidArgument.field(
+                    f"{field}.sha256", "the eof chunk must carry the file's sha256 (64 lower-case hex digits)"
+                )
             state["sha256"] = chunk.sha256
+            state["facts"] = check.finish()
             return
         message = await anext(requests, None)
         if message is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Iterator
@@ -31,7 +32,9 @@ def test_kill_during_upload_then_restart(tmp_path: Path) -> None:
                 )
             )
             yield registry_service_pb2.UploadModelVersionRequest(
-                chunk=common_pb2.FileChunk(path="config.json", data=b"{}", eof=True)
+                chunk=common_pb2.FileChunk(
+                    path="config.json", data=b"{}", eof=True, sha256=hashlib.sha256(b"{}").hexdigest()
+                )
             )
             for i in range(200):
                 if i == 24:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import pickle
 import time
@@ -163,7 +164,8 @@ def _torch_like_zip() -> bytes:
         ("state.pkl", pickle.dumps([1]), "Python pickle"),
         ("modeling_evil.py", b"import os", "Python code"),
         ("model-renamed.safetensors", pickle.dumps({"a": 1}), "holds a Python pickle"),
-        ("checkpoint.data", _torch_like_zip(), "zip checkpoint"),
+        ("checkpoint.data", _torch_like_zip(), "not a kind of file a model version holds"),
+        ("pytorch_model.safetensors.json", _torch_like_zip(), "zip archive"),
         ("broken.safetensors", b"\x05\x00\x00\x00\x00\x00\x00\x00[1,2]", "not a valid safetensors"),
     ],
 )
@@ -221,15 +223,47 @@ def test_upload_cut_off_leaves_nothing(client: Client, suite: LocalSuite, tmp_pa
     with pytest.raises((grpc.RpcError, ClientCrash)):
         stub.UploadModelVersion(crashes())
 
+    x_sha = hashlib.sha256(b"x").hexdigest()
+
     def no_finish() -> Iterator[registry_service_pb2.UploadModelVersionRequest]:
         yield header()
         yield registry_service_pb2.UploadModelVersionRequest(
-            chunk=common_pb2.FileChunk(path="a.txt", data=b"x", eof=True)
+            chunk=common_pb2.FileChunk(path="a.txt", data=b"x", eof=True, sha256=x_sha)
         )
 
     with pytest.raises(grpc.RpcError) as caught:
         stub.UploadModelVersion(no_finish())
     assert "before the finish message" in caught.value.details()
+
+    def no_sha() -> Iterator[registry_service_pb2.UploadModelVersionRequest]:
+        yield header()
+        yield registry_service_pb2.UploadModelVersionRequest(
+            chunk=common_pb2.FileChunk(path="a.txt", data=b"x", eof=True)
+        )
+        yield registry_service_pb2.UploadModelVersionRequest(
+            finish=registry_service_pb2.UploadModelVersionFinish(file_count=1)
+        )
+
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.UploadModelVersion(no_sha())
+    err = TuneForgeError.from_rpc_error(caught.value)
+    assert err.violations[0].field == "files[0].sha256" and "must carry the file's sha256" in err.message
+
+    def after_finish() -> Iterator[registry_service_pb2.UploadModelVersionRequest]:
+        yield header()
+        yield registry_service_pb2.UploadModelVersionRequest(
+            chunk=common_pb2.FileChunk(path="a.txt", data=b"x", eof=True, sha256=x_sha)
+        )
+        yield registry_service_pb2.UploadModelVersionRequest(
+            finish=registry_service_pb2.UploadModelVersionFinish(file_count=1)
+        )
+        yield registry_service_pb2.UploadModelVersionRequest(
+            chunk=common_pb2.FileChunk(path="b.txt", data=b"x", eof=True, sha256=x_sha)
+        )
+
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.UploadModelVersion(after_finish())
+    assert "the finish message must be the last" in caught.value.details()
 
     def wrong_sha() -> Iterator[registry_service_pb2.UploadModelVersionRequest]:
         yield header()
@@ -284,8 +318,8 @@ def test_presigned_upload_with_wrong_bytes_is_refused(client: Client, tmp_path: 
     for files, field in (
         ([], "files"),
         ([common_pb2.FileEntry(path="../x", size_bytes=1, sha256="a" * 64)], "files[0].path"),
-        ([common_pb2.FileEntry(path="x", size_bytes=1, sha256="nothex")], "files[0].sha256"),
-        ([common_pb2.FileEntry(path="x", size_bytes=-1, sha256="a" * 64)], "files[0].size_bytes"),
+        ([common_pb2.FileEntry(path="x.txt", size_bytes=1, sha256="nothex")], "files[0].sha256"),
+        ([common_pb2.FileEntry(path="x.txt", size_bytes=-1, sha256="a" * 64)], "files[0].size_bytes"),
     ):
         with pytest.raises(grpc.RpcError) as caught:
             stub.CreateModelVersionUpload(

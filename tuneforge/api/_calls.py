@@ -39,12 +39,32 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def folder_files(folder: Path) -> list[tuple[str, Path]]:
-    """(relative path, file) for every regular file under `folder`, skipping hidden ones."""
+def folder_files(folder: Path, *, within: Path | None = None) -> list[tuple[str, Path]]:
+    """(relative path, file) for every regular file under `folder`, skipping hidden ones.
+
+    A symlink is followed only to a file inside `within` (default: the folder itself); one that
+    leaves it, or points at a folder, is refused by name rather than followed silently."""
+    root = (within or folder).resolve()
     out = []
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder)
-        if path.is_file() and not any(part.startswith(".") for part in relative.parts):
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if path.is_symlink():
+            target = path.resolve()
+            if not target.is_relative_to(root):
+                raise TuneForgeError(
+                    "INVALID_ARGUMENT",
+                    f"{relative} is a symlink to {target}, outside {folder}: copy the file in or remove the link",
+                    reason="SYMLINK_OUTSIDE_FOLDER",
+                )
+            if target.is_dir():
+                raise TuneForgeError(
+                    "INVALID_ARGUMENT",
+                    f"{relative} is a symlink to a folder, which uploads do not follow: copy its files in",
+                    reason="SYMLINKED_FOLDER",
+                )
+        if path.is_file():
             out.append((relative.as_posix(), path))
     if not out:
         raise TuneForgeError("INVALID_ARGUMENT", f"{folder} holds no files to upload", reason="EMPTY_FOLDER")

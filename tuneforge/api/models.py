@@ -127,13 +127,15 @@ class Models:
         request_id: str | None = None,
         presigned: bool = False,
         progress: Callable[[int], None] | None = None,
+        symlinks_within: str | Path | None = None,
     ) -> model_pb2.ModelVersion:
         """Upload every file of `folder` as a new version (streamed over gRPC, or by presigned PUTs).
 
-        `progress` is called with the number of bytes sent since the last call.
+        `progress` is called with the number of bytes sent since the last call. A symlink in the
+        folder is followed only to a file inside it (or inside `symlinks_within`).
         """
         folder = Path(folder)
-        files = folder_files(folder)
+        files = folder_files(folder, within=Path(symlinks_within) if symlinks_within else None)
         spec = self._spec(description, tags, metrics, lineage)
         request_id = request_id or str(uuid.uuid4())
         if presigned:
@@ -349,6 +351,7 @@ class Models:
         the model's family, size, context length, dtype, license and chat template.
         """
         folder = Path(source)
+        within = None
         if folder.is_dir():
             reference = f"local://{folder.resolve()}"
         else:
@@ -368,6 +371,7 @@ class Models:
                     ],
                 )
             )
+            within = folder.parent.parent  # the snapshot's files link to blobs/ of the same cache entry
         try:
             self.create(
                 model_id,
@@ -385,6 +389,7 @@ class Models:
             description=description or f"imported from {reference}",
             lineage={"base_model": reference},
             progress=progress,
+            symlinks_within=within,
         )
 
     def catalog(self, *, filter: str = "") -> list[registry_service_pb2.CatalogEntry]:
