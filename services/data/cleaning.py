@@ -8,17 +8,21 @@ it removed or changed, with examples. Text-changing operations touch every text 
 from __future__ import annotations
 
 import re
+import time
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import regex
 from datasketch import MinHash, MinHashLSH
 
 from services.kit import pii
 from services.kit.rows import Kind, Row, content_key, text_fields
 
 MAX_EXAMPLES = 5
+REGEX_ROW_SECONDS = 1.0  # a user pattern on one row
+REGEX_STEP_SECONDS = 120.0  # ... and on all rows of one step
 
 
 @dataclass
@@ -228,13 +232,37 @@ def mask_pii(rows: list[Row], kind: Kind, report: StepReport, kinds: list[str] |
     return _rewrite(rows, kind, report, lambda text: pii.mask(text, selected)[0])
 
 
+class StepFailed(Exception):
+    """A step that cannot finish on these rows (a user's pattern past its time budget)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
 def regex_filter(
     rows: list[Row], kind: Kind, report: StepReport, pattern: str = "", keep_matching: bool = False
 ) -> list[Row]:
-    compiled = re.compile(pattern)
+    """Users' patterns run on the `regex` engine with a time budget per row and per step, so a
+    pattern that backtracks catastrophically (`(a|aa)+$`) fails the step, naming the row, in bounded time."""
+    compiled = regex.compile(pattern)
+    deadline = time.monotonic() + REGEX_STEP_SECONDS
     out = []
     for row in rows:
-        hit = compiled.search(row_text(row, kind)) is not None
+        budget = min(REGEX_ROW_SECONDS, deadline - time.monotonic())
+        try:
+            if budget <= 0:
+                raise TimeoutError
+            hit = compiled.search(row_text(row, kind), timeout=budget) is not None
+        except TimeoutError:
+            raise StepFailed(
+                "REGEX_TIMEOUT",
+                f"regex_filter: the pattern {pattern[:80]!r} took over "
+                f"{REGEX_ROW_SECONDS if budget >= REGEX_ROW_SECONDS else REGEX_STEP_SECONDS:g} s "
+                f"at row {str(row['id'])[:40]!r}; it backtracks too much: simplify it "
+                "(no nested quantifiers such as (a+)+ or alternatives that overlap such as (a|aa)+)",
+            ) from None
         if hit == keep_matching:
             out.append(row)
         else:

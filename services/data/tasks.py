@@ -130,7 +130,10 @@ class Tasks:
         if task["op"] == "clean":
             rows = await self._source_rows(task["source"])
             operations = [cleaning.Operation(o["name"], o["params"]) for o in task["operations"]]
-            kept, reports = await asyncio.to_thread(cleaning.run_pipeline, rows, kind, operations)
+            try:
+                kept, reports = await asyncio.to_thread(cleaning.run_pipeline, rows, kind, operations)
+            except cleaning.StepFailed as failure:
+                raise TaskFailed(failure.reason, failure.message) from None
             if not kept:
                 raise TaskFailed(
                     "EMPTY_RESULT", "the pipeline removed every row; nothing would be left to train on"

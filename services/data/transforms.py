@@ -6,8 +6,9 @@ accepted; a data worker runs the pipeline or the split (`tasks.py`).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
+
+import regex
 
 from services.data import cleaning
 from services.data.catalog import DataCatalog
@@ -147,11 +148,13 @@ def operation(message: data_service_pb2.CleaningOperation, field_name: str) -> c
         return cleaning.Operation(which, {"kinds": list(body.kinds)})
     if which == "regex_filter":
         try:
-            re.compile(body.pattern)
-        except re.error as exc:
+            regex.compile(body.pattern)  # the engine the step runs on (with a time budget)
+        except regex.error as exc:
             raise InvalidArgument.field(f"{path}.pattern", f"not a valid regular expression: {exc}") from None
         if not body.pattern:
             raise InvalidArgument.field(f"{path}.pattern", "is empty")
+        if len(body.pattern) > 1000:
+            raise InvalidArgument.field(f"{path}.pattern", f"is {len(body.pattern)} characters; at most 1000")
         return cleaning.Operation(which, {"pattern": body.pattern, "keep_matching": body.keep_matching})
     if which == "keyword_filter":
         if not [k for k in body.keywords if k.strip()]:

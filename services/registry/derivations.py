@@ -1,17 +1,27 @@
 """Derived versions: a LoRA adapter merged into its base, a dtype conversion, a weight-only
-quantization; made by `services.registry.derive` in a child process (torch) and registered with lineage."""
+quantization; made by `services.registry.derive` in a child process (torch) and registered with lineage.
+
+The child is bounded: at most `derive_concurrency` run at once (others wait their turn), each is
+killed past `derive_memory_bytes` of resident memory or `derive_timeout` seconds, and when the
+caller cancels the RPC. A source that would obviously need more memory is refused before any
+byte is fetched; the child refuses configs that describe tensors the weights do not hold."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
+import os
+import signal
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from services.kit.children import child_environment
 from services.kit.errors import FailedPrecondition, InvalidArgument
 from services.kit.names import check_text
 from services.registry import weights
@@ -23,6 +33,9 @@ from services.registry.validation import check_version_spec
 from services.registry.versions import Versions
 from tuneforge.registry.v1 import model_pb2
 
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+POLL_SECONDS = 0.2
+REFUSED_EXIT = 3  # as services.registry.derive exits when the source cannot be derived as asked
 # Operation -> the targets it takes (empty: none).
 DERIVATIONS = {"merge_lora": (), "convert_dtype": ("bfloat16", "float16"), "quantize": ("int8", "int4")}
 
@@ -31,6 +44,7 @@ class Derivations:
     def __init__(self, ctx: RegistryContext, versions: Versions) -> None:
         self.ctx = ctx
         self.versions = versions
+        self.turns = asyncio.Semaphore(ctx.limits.derive_concurrency)
 
     async def derive(
         self, name: str, operation: str, target: str, output_model: str, request_id: str
@@ -64,28 +78,51 @@ class Derivations:
         existing = await self.ctx.db.run(lambda s: self.ctx.find_by_request_id(s, target_model.uid, key))
         if existing is not None:
             return await self.ctx.db.run(lambda s: self.ctx.version_proto(s, s.get(VersionRow, existing.uid)))
-        with tempfile.TemporaryDirectory() as tmp:
-            work = Path(tmp)
-            await self._fetch(source, work / "source")
-            if operation == "merge_lora":
-                assert base_row is not None
-                await self._fetch(base_row, work / "base")
-            await _run_derivation(operation, target, work)
-            label = operation if operation == "merge_lora" else f"{operation}:{target}"
-            spec = model_pb2.ModelVersion(
-                description=f"{label} of {version_name(source)}",
-                tags={"derivation": label},
-                metrics={"source_size_bytes": float(source.total_size_bytes)},
-                lineage=derived_lineage(source, source_proto),
-            )
-            return await self._create_from_folder(
-                out_project,
-                out_model,
-                work / "output",
-                spec,
-                key,
-                {"derivation": label, "derived_from": version_name(source)},
-            )
+        check_memory(source, base_row, operation, self.ctx.limits.derive_memory_bytes)
+        async with self.turns:
+            with tempfile.TemporaryDirectory() as tmp:
+                work = Path(tmp)
+                await self._fetch(source, work / "source")
+                if operation == "merge_lora":
+                    assert base_row is not None
+                    await self._fetch(base_row, work / "base")
+                await run_bounded(
+                    operation,
+                    target,
+                    work,
+                    memory_bytes=self.ctx.limits.derive_memory_bytes,
+                    time_limit=self.ctx.limits.derive_timeout.total_seconds(),
+                )
+                return await self._register(
+                    source, source_proto, operation, target, work, out_project, out_model, key
+                )
+
+    async def _register(
+        self,
+        source: VersionRow,
+        source_proto: model_pb2.ModelVersion,
+        operation: str,
+        target: str,
+        work: Path,
+        out_project: str,
+        out_model: str,
+        key: str,
+    ) -> model_pb2.ModelVersion:
+        label = operation if operation == "merge_lora" else f"{operation}:{target}"
+        spec = model_pb2.ModelVersion(
+            description=f"{label} of {version_name(source)}",
+            tags={"derivation": label},
+            metrics={"source_size_bytes": float(source.total_size_bytes)},
+            lineage=derived_lineage(source, source_proto),
+        )
+        return await self._create_from_folder(
+            out_project,
+            out_model,
+            work / "output",
+            spec,
+            key,
+            {"derivation": label, "derived_from": version_name(source)},
+        )
 
     async def _fetch(self, row: VersionRow, folder: Path) -> None:
         for entry in row.files:
@@ -177,7 +214,34 @@ def derived_lineage(source: VersionRow, source_proto: model_pb2.ModelVersion) ->
     return lineage
 
 
-async def _run_derivation(operation: str, target: str, work: Path) -> None:
+def check_memory(source: VersionRow, base_row: VersionRow | None, operation: str, limit: int) -> None:
+    """Refuse before fetching anything when the stored weights alone would not fit the limit: a
+    conversion holds its largest file twice (read and converted), a load holds the model in float32."""
+    weights_of = [source] if operation != "merge_lora" else [r for r in (base_row,) if r is not None]
+    largest = max((f["size_bytes"] for r in weights_of for f in r.files), default=0)
+    total = sum(f["size_bytes"] for r in weights_of for f in r.files if f["path"].endswith(".safetensors"))
+    needed = 2 * largest if operation == "convert_dtype" else 2 * total
+    if needed > limit:
+        raise FailedPrecondition(
+            f"{operation} of {version_name(source)} needs about {needed / 1e9:.1f} GB of memory; "
+            f"this registry derives within {limit / 1e9:.1f} GB (TUNEFORGE_REGISTRY_DERIVE_MEMORY_BYTES)",
+            reason="DERIVATION_MEMORY_LIMIT",
+        )
+
+
+def resident_bytes(pid: int) -> int:
+    """The process's resident memory, 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/statm") as handle:
+            return int(handle.read().split()[1]) * PAGE_BYTES
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+async def run_bounded(
+    operation: str, target: str, work: Path, *, memory_bytes: int, time_limit: float
+) -> None:
+    """Run the derivation child; kill it past the memory or time limit, or when the caller cancels."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -185,11 +249,43 @@ async def _run_derivation(operation: str, target: str, work: Path) -> None:
         operation,
         target,
         str(work),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env=child_environment(TUNEFORGE_DERIVE_MEMORY_BYTES=str(memory_bytes)),
     )
-    output, _ = await process.communicate()
-    if process.returncode != 0:
+    assert process.stderr is not None
+    output = asyncio.ensure_future(process.stderr.read())
+    started, peak, killed = time.monotonic(), 0, ""
+    try:
+        while process.returncode is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(process.wait()), POLL_SECONDS)
+            peak = max(peak, resident_bytes(process.pid))
+            if process.returncode is None and peak > memory_bytes:
+                killed = "memory"
+            elif process.returncode is None and time.monotonic() - started > time_limit:
+                killed = "time"
+            if killed:
+                process.send_signal(signal.SIGKILL)
+                await process.wait()
+    finally:
+        if process.returncode is None:  # cancelled by the caller: the child goes with the call
+            process.send_signal(signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(process.wait())
+            output.cancel()
+    if killed == "memory":
         raise FailedPrecondition(
-            f"{operation} failed: {output.decode(errors='replace')[-600:]}", reason="DERIVATION_FAILED"
+            f"{operation} passed its memory limit of {memory_bytes / 1e9:.1f} GB and was stopped",
+            reason="DERIVATION_MEMORY_LIMIT",
         )
+    if killed == "time":
+        raise FailedPrecondition(
+            f"{operation} ran past its time limit of {time_limit:.0f} s and was stopped",
+            reason="DERIVATION_TIMEOUT",
+        )
+    error = (await output)[-600:].decode(errors="replace").strip()
+    if process.returncode == REFUSED_EXIT:
+        raise FailedPrecondition(f"{operation} refused: {error}", reason="DERIVATION_REFUSED")
+    if process.returncode != 0:
+        raise FailedPrecondition(f"{operation} failed: {error}", reason="DERIVATION_FAILED")

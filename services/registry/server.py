@@ -36,6 +36,11 @@ class RegistrySettings(KitSettings):
     registry_upload_ttl_seconds: int = Field(6 * 3600, ge=1)
     registry_url_ttl_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
     registry_sweep_interval_seconds: float = Field(60.0, gt=0)
+    registry_derive_memory_bytes: int = Field(
+        8 * 1024**3, ge=64 * 1024**2, description="resident memory a derivation child may use"
+    )
+    registry_derive_timeout_seconds: float = Field(3600.0, gt=0, description="time a derivation may take")
+    registry_derive_concurrency: int = Field(1, ge=1, le=64, description="derivations run at once")
 
 
 class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
@@ -204,6 +209,9 @@ async def main() -> None:
             max_version_bytes=settings.registry_max_version_bytes,
             upload_ttl=timedelta(seconds=settings.registry_upload_ttl_seconds),
             url_ttl=timedelta(seconds=settings.registry_url_ttl_seconds),
+            derive_memory_bytes=settings.registry_derive_memory_bytes,
+            derive_timeout=timedelta(seconds=settings.registry_derive_timeout_seconds),
+            derive_concurrency=settings.registry_derive_concurrency,
         ),
     )
     servicer = RegistryServicer(ctx)

@@ -80,6 +80,9 @@ class RegistryLimits:
     max_version_bytes: int = 1024**4
     upload_ttl: timedelta = timedelta(hours=6)
     url_ttl: timedelta = timedelta(hours=1)
+    derive_memory_bytes: int = 8 * 1024**3
+    derive_timeout: timedelta = timedelta(hours=1)
+    derive_concurrency: int = 1
 
 
 @dataclass
