@@ -44,7 +44,7 @@ EVALUATION = NamePattern("projects/{project}/evaluations/{evaluation}")
 TASK = NamePattern("projects/{project}/evaluations/{evaluation}/ratingTasks/{task}")
 QUEUE_SUBJECT = "tuneforge.eval-queue.normal"
 STATES = enum_values(evaluation_pb2.EvaluationState, "EVALUATION_STATE_")
-TERMINAL = {"succeeded", "failed"}
+TERMINAL = {"succeeded", "failed", "cancelled"}
 _MODEL_VERSION = re.compile(r"^projects/[^/]+/models/[^/]+/versions/[^/]+$")
 MAX_MODELS = 8
 INSIGHT_DEADLINE_SECONDS = 600.0
@@ -129,11 +129,20 @@ def parse_request(evaluation: evaluation_pb2.Evaluation) -> Request:
             "evaluation.model_versions", f"at most {MAX_MODELS} model versions per evaluation"
         )
     names = list(evaluation.metrics) or ["bleu4", "rouge_l"]
+    if len(names) > len(metrics.METRICS):
+        raise InvalidArgument.field(
+            "evaluation.metrics", f"{len(names)} metrics named; there are {len(metrics.METRICS)}, name each once"
+        )
     unknown = metrics.check_metrics(names)
     if unknown:
         raise InvalidArgument.field(
             "evaluation.metrics",
-            f"unknown metric {', '.join(unknown)}; choose from {', '.join(metrics.METRICS)}",
+            f"unknown metric {', '.join(n[:40] for n in unknown[:3])}; choose from {', '.join(metrics.METRICS)}",
+        )
+    repeated = next((i for i, n in enumerate(names) if n in names[:i]), None)
+    if repeated is not None:
+        raise InvalidArgument.field(
+            f"evaluation.metrics[{repeated}]", f"{names[repeated]} is named twice; name each metric once"
         )
     g = evaluation.generation
     generation = {
@@ -363,6 +372,25 @@ class Evaluations:
     async def get(self, name: str) -> evaluation_pb2.Evaluation:
         return await self.db.run(lambda s: evaluation_to_proto(self.find(s, name)))
 
+    async def cancel(self, name: str) -> evaluation_pb2.Evaluation:
+        """Mark a queued or running evaluation CANCELLED; its worker sees it and stops the runner."""
+
+        def cancel_(session: Session) -> evaluation_pb2.Evaluation:
+            row = self.find(session, name)
+            row = session.get(EvaluationRow, row.uid, with_for_update=True)
+            assert row is not None
+            if row.state in ("succeeded", "failed"):
+                raise FailedPrecondition(
+                    f"evaluation {name[:200]} has already {row.state}; nothing to cancel",
+                    reason="ALREADY_ENDED",
+                )
+            if row.state != "cancelled":
+                row.state, row.end_time, row.update_time = "cancelled", utcnow(), utcnow()
+                return emit(self.outbox, session, row, "completed")
+            return evaluation_to_proto(row)
+
+        return await self.outbox.write(self.db, cancel_)
+
     async def list(self, parent: str, size: int, token: str) -> tuple[list[evaluation_pb2.Evaluation], str]:
         project = PROJECT.parse(parent, "parent")["project"]
         require_project(project)
@@ -388,7 +416,7 @@ class Evaluations:
     async def watch(self, name: str) -> AsyncIterator[evaluation_pb2.Evaluation]:
         """The evaluation now and as it changes (woken by its events), until it ends."""
         first = await self.get(name)
-        final = (STATES["succeeded"], STATES["failed"])
+        final = tuple(STATES[s] for s in TERMINAL)
         last: tuple[Any, ...] | None = None
         async for current in changes(
             self.feed, first.name, lambda: self.get(first.name), lambda e: e.state in final

@@ -62,6 +62,11 @@ class EvalServicer(eval_service_pb2_grpc.EvalServiceServicer):
     ) -> evaluation_pb2.Evaluation:
         return await self.evaluations.get(request.name)
 
+    async def CancelEvaluation(
+        self, request: eval_service_pb2.CancelEvaluationRequest, context: Context
+    ) -> evaluation_pb2.Evaluation:
+        return await self.evaluations.cancel(request.name)
+
     async def ListEvaluations(
         self, request: eval_service_pb2.ListEvaluationsRequest, context: Context
     ) -> eval_service_pb2.ListEvaluationsResponse:

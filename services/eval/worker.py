@@ -26,7 +26,7 @@ from services.eval import judge, metrics, report
 from services.eval.evaluations import emit, evaluation_name
 from services.eval.repo import OUTBOX, EvaluationRow
 from services.kit.bus import EVAL_QUEUE_STREAM, EVAL_QUEUE_SUBJECTS, EventBus
-from services.kit.children import child_environment
+from services.kit.children import child_environment, resident_bytes
 from services.kit.db import Database
 from services.kit.outbox import Outbox
 from services.kit.peers import Peers
@@ -49,6 +49,13 @@ class EvalWorkerSettings(KitSettings):
     worker_name: str = Field(default_factory=lambda: f"eval-{socket.gethostname()}-{os.getpid()}")
     eval_work_dir: Path = Field(default_factory=lambda: Path(tempfile.gettempdir()) / "tuneforge-eval-worker")
     eval_ack_wait_seconds: float = Field(60.0, ge=2)
+    eval_memory_bytes: int = Field(
+        16 * 1024**3, ge=256 * 1024**2, description="resident memory one evaluation's runner may use"
+    )
+
+
+class Cancelled(Exception):
+    """The evaluation was cancelled while it ran."""
 
 
 class EvalWorker:
@@ -83,7 +90,7 @@ class EvalWorker:
 
     def _transition(self, session: Session, uid: str, **values: Any) -> EvaluationRow | None:
         row = session.get(EvaluationRow, uid, with_for_update=True)
-        if row is None:
+        if row is None or row.state == "cancelled":  # cancelled by the caller: it stays so
             return None
         state_before = row.state
         for key, value in values.items():
@@ -103,7 +110,7 @@ class EvalWorker:
     async def handle(self, message: Any) -> None:
         uid = message.data.decode()
         row = await self.db.run(lambda s: s.get(EvaluationRow, uid))
-        if row is None or row.state in ("succeeded", "failed"):
+        if row is None or row.state in ("succeeded", "failed", "cancelled"):
             await message.ack()
             return
         row = await self.outbox.write(
@@ -143,6 +150,8 @@ class EvalWorker:
             log.info("evaluation ended", extra={"evaluation": evaluation_name(row)})
             if row.spec.get("link_to_version"):
                 await self._link(row, results)
+        except Cancelled:
+            log.info("evaluation cancelled", extra={"evaluation": evaluation_name(row)})
         except Exception as exc:
             log.exception("evaluation failed", extra={"evaluation": evaluation_name(row)})
             reason = f"{type(exc).__name__}: {exc}"
@@ -209,29 +218,42 @@ class EvalWorker:
             env=child_environment(),
         )
         offset, done, rates, error = 0, 0, {}, None
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(child.wait(), timeout=0.5)
-            path = work / "progress.jsonl"
-            if path.exists():
-                text = path.read_text()
-                complete = text[offset:].rpartition("\n")[0]
-                if complete:
-                    offset += len(complete) + 1
-                    for line in complete.splitlines():
-                        event = json.loads(line)
-                        if event["type"] == "progress":
-                            done += event["samples"]
-                        elif event["type"] == "model_done":
-                            rates[event["index"]] = event["tokens_per_second"]
-                        elif event["type"] == "error":
-                            error = event["message"]
-                    await self.outbox.write(
-                        self.db, lambda s, d=done: self._transition(s, row.uid, done_samples=d)
+        limit = self.settings.eval_memory_bytes
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(child.wait(), timeout=0.5)
+                if child.returncode is None and resident_bytes(child.pid) > limit:
+                    raise RuntimeError(
+                        f"the evaluation passed its memory limit of {limit / 1e9:.1f} GB "
+                        "(TUNEFORGE_EVAL_MEMORY_BYTES) and was stopped"
                     )
-            if child.returncode is not None:
-                break
-        logfile.close()
+                if await self.db.run(lambda s: s.get(EvaluationRow, row.uid).state) == "cancelled":
+                    raise Cancelled
+                path = work / "progress.jsonl"
+                if path.exists():
+                    text = path.read_text()
+                    complete = text[offset:].rpartition("\n")[0]
+                    if complete:
+                        offset += len(complete) + 1
+                        for line in complete.splitlines():
+                            event = json.loads(line)
+                            if event["type"] == "progress":
+                                done += event["samples"]
+                            elif event["type"] == "model_done":
+                                rates[event["index"]] = event["tokens_per_second"]
+                            elif event["type"] == "error":
+                                error = event["message"]
+                        await self.outbox.write(
+                            self.db, lambda s, d=done: self._transition(s, row.uid, done_samples=d)
+                        )
+                if child.returncode is not None:
+                    break
+        finally:
+            if child.returncode is None:  # cancelled, over its limit, or the worker is stopping
+                child.kill()
+                await asyncio.shield(child.wait())
+            logfile.close()
         if child.returncode != 0:
             raise RuntimeError(error or (work / "runner.log").read_text(errors="replace")[-800:])
         return await asyncio.to_thread(self._score, row, work, samples, rates)

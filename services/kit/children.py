@@ -16,11 +16,21 @@ import os
 import signal
 
 PARENT_VARIABLE = "TUNEFORGE_PARENT_PID"
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
 
 def child_environment(**extra: str) -> dict[str, str]:
     """The environment for a child of this process: it knows its parent's pid."""
     return {**os.environ, PARENT_VARIABLE: str(os.getpid()), **extra}
+
+
+def resident_bytes(pid: int) -> int:
+    """A child's resident memory (what a memory limit is held against), 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/statm") as handle:
+            return int(handle.read().split()[1]) * _PAGE_BYTES
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def die_with_parent() -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
-import os
 import signal
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from services.kit.children import child_environment
+from services.kit.children import child_environment, resident_bytes
 from services.kit.errors import FailedPrecondition, InvalidArgument
 from services.kit.names import check_text
 from services.registry import weights
@@ -33,7 +32,6 @@ from services.registry.validation import check_version_spec
 from services.registry.versions import Versions
 from tuneforge.registry.v1 import model_pb2
 
-PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 POLL_SECONDS = 0.2
 REFUSED_EXIT = 3  # as services.registry.derive exits when the source cannot be derived as asked
 # Operation -> the targets it takes (empty: none).
@@ -227,15 +225,6 @@ def check_memory(source: VersionRow, base_row: VersionRow | None, operation: str
             f"this registry derives within {limit / 1e9:.1f} GB (TUNEFORGE_REGISTRY_DERIVE_MEMORY_BYTES)",
             reason="DERIVATION_MEMORY_LIMIT",
         )
-
-
-def resident_bytes(pid: int) -> int:
-    """The process's resident memory, 0 once it is gone."""
-    try:
-        with open(f"/proc/{pid}/statm") as handle:
-            return int(handle.read().split()[1]) * PAGE_BYTES
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 async def run_bounded(

@@ -110,11 +110,17 @@ class Evaluations:
         except grpc.RpcError as error:
             raise TuneForgeError.from_rpc_error(error) from None
 
+    def cancel(self, ref: str) -> evaluation_pb2.Evaluation:
+        """Stop a queued or running evaluation; it ends CANCELLED."""
+        return call(
+            self._stub.CancelEvaluation, eval_service_pb2.CancelEvaluationRequest(name=self.evaluation_name(ref))
+        )
+
     def wait(self, ref: str, *, timeout: float = 3600) -> evaluation_pb2.Evaluation:
         deadline = time.monotonic() + timeout
         last = self.get(ref)
         for last in self.watch(ref):
-            if STATE_NAMES[last.state] in ("succeeded", "failed"):
+            if STATE_NAMES[last.state] in ("succeeded", "failed", "cancelled"):
                 return last
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{last.name} did not finish within {timeout} s")

@@ -132,9 +132,16 @@ def follow(c: Client, name: str, title: str = "evaluating") -> evaluation_pb2.Ev
                 total=answers or None,
                 completed=last.done_samples,
             )
-            if STATE_NAMES[last.state] in ("succeeded", "failed"):
+            if STATE_NAMES[last.state] in ("succeeded", "failed", "cancelled"):
                 break
     return c.evals.get(name)
+
+
+@app.command("cancel")
+def cancel(ctx: typer.Context, evaluation: str) -> None:
+    """Stop a queued or running evaluation."""
+    result = client(ctx).evals.cancel(evaluation)
+    emit_json(result) if options(ctx).json else console.print(f"{result.name}: {STATE_NAMES[result.state]}")
 
 
 @app.command("show")

@@ -52,6 +52,11 @@ class EvalServiceStub:
                 request_serializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.ListEvaluationsRequest.SerializeToString,
                 response_deserializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.ListEvaluationsResponse.FromString,
                 _registered_method=True)
+        self.CancelEvaluation = channel.unary_unary(
+                '/tuneforge.eval.v1.EvalService/CancelEvaluation',
+                request_serializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.CancelEvaluationRequest.SerializeToString,
+                response_deserializer=tuneforge_dot_eval_dot_v1_dot_evaluation__pb2.Evaluation.FromString,
+                _registered_method=True)
         self.WatchEvaluation = channel.unary_stream(
                 '/tuneforge.eval.v1.EvalService/WatchEvaluation',
                 request_serializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.WatchEvaluationRequest.SerializeToString,
@@ -115,6 +120,14 @@ class EvalServiceServicer:
 
     def ListEvaluations(self, request, context):
         """Lists evaluations, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelEvaluation(self, request, context):
+        """Stops a queued or running evaluation (its worker stops generating at once); it ends CANCELLED.
+        Cancelling an evaluation that has ended is an error; cancelling a cancelled one is not.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -193,6 +206,11 @@ def add_EvalServiceServicer_to_server(servicer, server):
                     servicer.ListEvaluations,
                     request_deserializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.ListEvaluationsRequest.FromString,
                     response_serializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.ListEvaluationsResponse.SerializeToString,
+            ),
+            'CancelEvaluation': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelEvaluation,
+                    request_deserializer=tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.CancelEvaluationRequest.FromString,
+                    response_serializer=tuneforge_dot_eval_dot_v1_dot_evaluation__pb2.Evaluation.SerializeToString,
             ),
             'WatchEvaluation': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchEvaluation,
@@ -318,6 +336,33 @@ class EvalService:
             '/tuneforge.eval.v1.EvalService/ListEvaluations',
             tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.ListEvaluationsRequest.SerializeToString,
             tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.ListEvaluationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelEvaluation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuneforge.eval.v1.EvalService/CancelEvaluation',
+            tuneforge_dot_eval_dot_v1_dot_eval__service__pb2.CancelEvaluationRequest.SerializeToString,
+            tuneforge_dot_eval_dot_v1_dot_evaluation__pb2.Evaluation.FromString,
             options,
             channel_credentials,
             insecure,

@@ -19,11 +19,13 @@ class EvaluationState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVALUATION_STATE_RUNNING: _ClassVar[EvaluationState]
     EVALUATION_STATE_SUCCEEDED: _ClassVar[EvaluationState]
     EVALUATION_STATE_FAILED: _ClassVar[EvaluationState]
+    EVALUATION_STATE_CANCELLED: _ClassVar[EvaluationState]
 EVALUATION_STATE_UNSPECIFIED: EvaluationState
 EVALUATION_STATE_QUEUED: EvaluationState
 EVALUATION_STATE_RUNNING: EvaluationState
 EVALUATION_STATE_SUCCEEDED: EvaluationState
 EVALUATION_STATE_FAILED: EvaluationState
+EVALUATION_STATE_CANCELLED: EvaluationState
 
 class Metric(_message.Message):
     __slots__ = ("name", "description", "needs_reference", "lower_is_better")
