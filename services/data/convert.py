@@ -39,8 +39,28 @@ def kind_from_proto(value: int, field: str) -> Kind:
     return KIND_FROM_PROTO[value]
 
 
-def policy_from_proto(value: int) -> Policy:
-    return POLICY_FROM_PROTO.get(value, Policy.FAIL)
+def policy_from_proto(value: int, field: str = "options.error_policy") -> Policy:
+    if value == 0:
+        return Policy.FAIL
+    return enum_from_proto(value, POLICY_FROM_PROTO, field)
+
+
+def enum_from_proto(value: int, known: dict[int, Any], field: str) -> Any:
+    """An enum field's value, refused when it is none this server knows (0: not set, None)."""
+    if value == 0:
+        return None
+    if value not in known:
+        raise InvalidArgument.field(
+            field, f"{value} is not one of the values this server knows ({', '.join(map(str, known))})"
+        )
+    return known[value]
+
+
+def check_seed(seed: int, field: str = "seed") -> int:
+    """Seeds are 0 … 2^32 - 1 (what numpy's generators and Python's random accept alike)."""
+    if not 0 <= seed < 2**32:
+        raise InvalidArgument.field(field, f"must be between 0 and 4294967295 (got {seed})")
+    return seed
 
 
 def struct(value: dict[str, Any]) -> struct_pb2.Struct:

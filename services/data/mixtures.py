@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from services.data import mixing
 from services.data.catalog import MIXTURE, VERSION, DataCatalog
-from services.data.convert import DATASET, KIND_TO_PROTO, mixture_to_proto, version_name
+from services.data.convert import DATASET, KIND_TO_PROTO, check_seed, mixture_to_proto, version_name
 from services.data.repo import DatasetVersionRow, MixtureRow
 from services.data.versions import NewVersion, Versions, version_label
 from services.kit.auth import parse_in_project, require_project
@@ -108,6 +108,12 @@ class Mixtures:
                     s, ref.dataset_version, f"{f}.dataset_version", ready=True
                 )
             )
+            same = next((j for j, s in enumerate(sources) if s.row.uid == row.uid), None)
+            if same is not None:
+                raise InvalidArgument.field(
+                    f"{field}.dataset_version",
+                    f"is the same version as sources[{same}]; name each version once and set its sampling_rate",
+                )
             sources.append(ResolvedSource(row, ref.sampling_rate))
         kinds = {s.row.kind for s in sources}
         if len(kinds) > 1:
@@ -121,6 +127,7 @@ class Mixtures:
     ) -> dataset_pb2.MixturePlan:
         project = PROJECT.parse(parent, "parent")["project"]
         require_project(project)
+        check_seed(seed)
         resolved, kind = await self.resolve(project, refs)
         sources = [
             mixing.Source(version_label(s.row), await self.catalog.load_rows(s.row), s.sampling_rate)
@@ -141,6 +148,7 @@ class Mixtures:
         parts = parse_in_project(DATASET, parent, "parent")
         check_text(description, "description", 4000)
         check_text(request_id, "request_id", 128)
+        check_seed(seed)
         catalog = self.catalog
         dataset = await catalog.db.run(lambda s: catalog.find_dataset(s, parts["project"], parts["dataset"]))
         existing = await self.versions.existing_by_request(dataset.uid, request_id)
@@ -176,6 +184,7 @@ class Mixtures:
     ) -> dataset_pb2.Mixture:
         project = PROJECT.parse(parent, "parent")["project"]
         require_project(project)
+        check_seed(seed)
         if not 0 <= validation_ratio <= 0.5:
             raise InvalidArgument.field(
                 "validation_ratio", f"must be between 0 and 0.5 (got {validation_ratio})"

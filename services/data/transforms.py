@@ -12,7 +12,7 @@ import regex
 
 from services.data import cleaning
 from services.data.catalog import DataCatalog
-from services.data.convert import version_name
+from services.data.convert import check_seed, version_name
 from services.data.versions import NewVersion, Versions
 from services.kit import pii
 from services.kit.errors import FailedPrecondition, InvalidArgument
@@ -72,6 +72,7 @@ class Transforms:
             raise InvalidArgument.field(
                 "validation_ratio", f"must be above 0 and at most 0.5 (got {validation_ratio})"
             )
+        check_seed(seed)
         check_text(request_id, "request_id", 128)
         catalog = self.catalog
         row = await catalog.db.run(lambda s: catalog.version_row(s, name, "name", ready=True))

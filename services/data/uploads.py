@@ -18,7 +18,13 @@ from typing import Any
 from google.protobuf import json_format
 
 from services.data.catalog import UPLOAD, DataCatalog
-from services.data.convert import DATASET, FORMAT_FROM_PROTO, SCHEMA_FROM_PROTO, policy_from_proto
+from services.data.convert import (
+    DATASET,
+    FORMAT_FROM_PROTO,
+    SCHEMA_FROM_PROTO,
+    enum_from_proto,
+    policy_from_proto,
+)
 from services.data.ingest import IngestOptions
 from services.data.repo import DatasetRow, DatasetUploadRow
 from services.data.versions import NewVersion, Versions
@@ -58,9 +64,9 @@ def parse_options(message: data_service_pb2.IngestOptions, field: str) -> Upload
     return Upload(
         IngestOptions(
             filename=message.filename,
-            format=FORMAT_FROM_PROTO.get(message.format),
-            schema=SCHEMA_FROM_PROTO.get(message.schema),
-            policy=policy_from_proto(message.error_policy),
+            format=enum_from_proto(message.format, FORMAT_FROM_PROTO, f"{field}.format"),
+            schema=enum_from_proto(message.schema, SCHEMA_FROM_PROTO, f"{field}.schema"),
+            policy=policy_from_proto(message.error_policy, f"{field}.error_policy"),
         ),
         check_text(message.description, f"{field}.description", 4000),
         check_tags(dict(message.tags), f"{field}.tags"),

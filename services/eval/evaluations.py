@@ -131,7 +131,8 @@ def parse_request(evaluation: evaluation_pb2.Evaluation) -> Request:
     names = list(evaluation.metrics) or ["bleu4", "rouge_l"]
     if len(names) > len(metrics.METRICS):
         raise InvalidArgument.field(
-            "evaluation.metrics", f"{len(names)} metrics named; there are {len(metrics.METRICS)}, name each once"
+            "evaluation.metrics",
+            f"{len(names)} metrics named; there are {len(metrics.METRICS)}, name each once",
         )
     unknown = metrics.check_metrics(names)
     if unknown:
@@ -216,12 +217,26 @@ class Evaluations:
             raise InvalidArgument.field(field, f"{ref!r} is not a model version of project {project}")
         version = await self.peers.model_version(ref, field)
         entry = {"name": version.name, "base": ""}
+        files = {f.path for f in version.files}
         if version.kind == model_pb2.MODEL_VERSION_KIND_LORA_ADAPTER:
             if not _MODEL_VERSION.match(version.lineage.base_model):
                 raise InvalidArgument.field(
                     field, f"{version.name} is an adapter whose base model is not in the registry"
                 )
             entry["base"] = version.lineage.base_model
+            if "tokenizer.json" not in files:
+                base = await self.peers.model_version(entry["base"], field)
+                files = {f.path for f in base.files}
+        if "tokenizer.json" not in files and version.kind in (
+            model_pb2.MODEL_VERSION_KIND_FULL,
+            model_pb2.MODEL_VERSION_KIND_LORA_ADAPTER,
+        ):
+            raise InvalidArgument.field(
+                field,
+                f"{version.name} has no tokenizer.json (nor its base); evaluation uses the model's own "
+                "tokenizer and never fetches one from a model hub: upload it with the weights",
+                reason="NO_TOKENIZER",
+            )
         elif version.kind != model_pb2.MODEL_VERSION_KIND_FULL:
             raise InvalidArgument.field(
                 field, f"{version.name} is not a model that can generate (no config and weights)"

@@ -20,8 +20,10 @@ _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
 
 def child_environment(**extra: str) -> dict[str, str]:
-    """The environment for a child of this process: it knows its parent's pid."""
-    return {**os.environ, PARENT_VARIABLE: str(os.getpid()), **extra}
+    """The environment for a child of this process: it knows its parent's pid, and never reaches a
+    model hub (every model it loads is a folder the worker fetched from the registry)."""
+    offline = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    return {**os.environ, **offline, PARENT_VARIABLE: str(os.getpid()), **extra}
 
 
 def resident_bytes(pid: int) -> int:

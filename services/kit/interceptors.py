@@ -128,12 +128,21 @@ class LoggingInterceptor(_AroundInterceptor):
             )
 
 
+MAX_MESSAGE_CHARS = 1000
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def rich_status(error: ServiceError, request_id: str) -> grpc.Status:
     """The gRPC status for a domain error: code, message, ErrorInfo and BadRequest details."""
     code = getattr(code_pb2, error.code)
-    detail = status_pb2.Status(code=code, message=error.message)
+    # Bounded whatever a handler put in: errors never echo unbounded input back (trailers have limits).
+    detail = status_pb2.Status(code=code, message=_cut(error.message, MAX_MESSAGE_CHARS))
+    metadata = {_cut(k, 64): _cut(str(v), 256) for k, v in list(error.metadata.items())[:16]}
     info = error_details_pb2.ErrorInfo(
-        reason=error.reason, domain=ERROR_DOMAIN, metadata={**error.metadata, "request_id": request_id}
+        reason=_cut(error.reason, 64), domain=ERROR_DOMAIN, metadata={**metadata, "request_id": request_id}
     )
     packed = any_pb2.Any()
     packed.Pack(info)
@@ -141,8 +150,10 @@ def rich_status(error: ServiceError, request_id: str) -> grpc.Status:
     if error.violations:
         bad = error_details_pb2.BadRequest(
             field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                for v in error.violations
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=_cut(v.field, 200), description=_cut(v.description, MAX_MESSAGE_CHARS)
+                )
+                for v in error.violations[:20]
             ]
         )
         packed = any_pb2.Any()
@@ -203,4 +214,12 @@ class AuthInterceptor(_AroundInterceptor):
 
 
 def standard_interceptors(keys: ApiKeyStore) -> list[grpc.aio.ServerInterceptor]:
-    return [RequestIdInterceptor(), LoggingInterceptor(), ErrorInterceptor(), AuthInterceptor(keys)]
+    from services.kit.requests import RequestChecks
+
+    return [
+        RequestIdInterceptor(),
+        LoggingInterceptor(),
+        ErrorInterceptor(),
+        AuthInterceptor(keys),
+        RequestChecks(keys.db),
+    ]

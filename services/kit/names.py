@@ -22,6 +22,17 @@ RESOURCE_ID_RULE = "1-63 characters: lower-case letters, digits and hyphens, sta
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+MAX_NAME_CHARS = 1024  # no resource name is longer; longer input is refused before it is parsed
+MAX_FILTER_CHARS = 2000
+MAX_FILTER_TERMS = 20
+
+
+def quote(value: str, limit: int = 60) -> str:
+    """`value` for an error message: quoted, and cut to a short prefix when it is long (errors never
+    echo unbounded input)."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}… ({len(value)} characters)"
 
 
 def check_id(value: str, field: str, *, what: str = "id") -> str:
@@ -29,7 +40,7 @@ def check_id(value: str, field: str, *, what: str = "id") -> str:
     if not value:
         raise InvalidArgument.field(field, f"{what} is required ({RESOURCE_ID_RULE})")
     if not RESOURCE_ID.match(value):
-        raise InvalidArgument.field(field, f"{value!r} is not a valid {what} ({RESOURCE_ID_RULE})")
+        raise InvalidArgument.field(field, f"{quote(value)} is not a valid {what} ({RESOURCE_ID_RULE})")
     return value
 
 
@@ -47,10 +58,14 @@ class NamePattern:
     def parse(self, name: str, field: str = "name") -> dict[str, str]:
         if not name:
             raise InvalidArgument.field(field, f"is required, in the form {self.template}")
+        if len(name) > MAX_NAME_CHARS:
+            raise InvalidArgument.field(
+                field, f"{quote(name)} is longer than any name ({MAX_NAME_CHARS} characters at most)"
+            )
         parts = name.split("/")
         pattern = self.template.split("/")
         if len(parts) != len(pattern):
-            raise InvalidArgument.field(field, f"{name!r} is not of the form {self.template}")
+            raise InvalidArgument.field(field, f"{quote(name)} is not of the form {self.template}")
         values: dict[str, str] = {}
         for part, expected in zip(parts, pattern, strict=True):
             if expected.startswith("{"):
@@ -58,7 +73,7 @@ class NamePattern:
                 check = (self.checks or {}).get(var)
                 values[var] = check(part, field) if check else _check_segment(part, field, var, name)
             elif part != expected:
-                raise InvalidArgument.field(field, f"{name!r} is not of the form {self.template}")
+                raise InvalidArgument.field(field, f"{quote(name)} is not of the form {self.template}")
         return values
 
     def format(self, **values: str | int) -> str:
@@ -67,7 +82,9 @@ class NamePattern:
 
 def _check_segment(part: str, field: str, var: str, name: str) -> str:
     if not RESOURCE_ID.match(part):
-        raise InvalidArgument.field(field, f"{name!r}: {var} {part!r} is not a valid id ({RESOURCE_ID_RULE})")
+        raise InvalidArgument.field(
+            field, f"{quote(name)}: {var} {quote(part)} is not a valid id ({RESOURCE_ID_RULE})"
+        )
     return part
 
 
@@ -121,17 +138,22 @@ def parse_filter(text: str, allowed: Callable[[str], bool], field: str = "filter
     text = text.strip()
     if not text:
         return []
+    if len(text) > MAX_FILTER_CHARS:
+        raise InvalidArgument.field(field, f"is {len(text)} characters; at most {MAX_FILTER_CHARS}")
+    chunks = re.split(r"\s+AND\s+", text)
+    if len(chunks) > MAX_FILTER_TERMS:
+        raise InvalidArgument.field(field, f"has {len(chunks)} terms; at most {MAX_FILTER_TERMS}")
     terms: list[tuple[str, str]] = []
-    for i, chunk in enumerate(re.split(r"\s+AND\s+", text)):
+    for i, chunk in enumerate(chunks):
         match = _FILTER_TERM.fullmatch(chunk)
         if not match:
             raise InvalidArgument.field(
                 field,
-                f'term {i + 1} ({chunk.strip()!r}) is not of the form key = "value"; join terms with AND',
+                f'term {i + 1} ({quote(chunk.strip())}) is not of the form key = "value"; join terms with AND',
             )
         key, quoted, bare = match.groups()
         if not allowed(key):
-            raise InvalidArgument.field(field, f"cannot filter on {key!r}")
+            raise InvalidArgument.field(field, f"cannot filter on {quote(key)}")
         value = quoted.replace('\\"', '"').replace("\\\\", "\\") if quoted is not None else bare
         terms.append((key, value))
     return terms
@@ -145,7 +167,7 @@ def parse_order_by(text: str, allowed: set[str], default: str, field: str = "ord
     if len(parts) > 2 or parts[0] not in allowed or (len(parts) == 2 and parts[1] not in ("asc", "desc")):
         raise InvalidArgument.field(
             field,
-            f"{text!r} is not supported; use one of {', '.join(sorted(allowed))}, optionally followed by desc",
+            f"{quote(text)} is not supported; use one of {', '.join(sorted(allowed))}, optionally followed by desc",
         )
     return parts[0], len(parts) == 2 and parts[1] == "desc"
 

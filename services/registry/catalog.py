@@ -45,6 +45,7 @@ async def read_catalog(store: ObjectStore, prefix: str, files: list[dict[str, An
             )
     parameters = 0
     dtypes: set[str] = set()
+    modules: set[str] = set()
     for entry in files:
         if not entry["path"].endswith(".safetensors") or entry["size_bytes"] < 8:
             continue
@@ -56,6 +57,9 @@ async def read_catalog(store: ObjectStore, prefix: str, files: list[dict[str, An
                 continue
             parameters += math.prod(tensor["shape"])
             dtypes.add(tensor["dtype"])
+            parts = name.split(".")
+            if len(parts) >= 2 and parts[-1] == "weight" and len(tensor["shape"]) == 2 and len(modules) < 512:
+                modules.add(parts[-2][:100])
     license_ = str(config.get("license") or "")
     if not license_ and "README.md" in by_path and by_path["README.md"]["size_bytes"] <= SMALL_FILE_LIMIT:
         card = (await store.read_range(prefix + "README.md", 0, by_path["README.md"]["size_bytes"])).decode(
@@ -71,6 +75,7 @@ async def read_catalog(store: ObjectStore, prefix: str, files: list[dict[str, An
         "parameter_count": parameters,
         "context_length": int(config.get("max_position_embeddings") or config.get("n_positions") or 0),
         "dtypes": sorted(dtypes),
+        "linear_modules": sorted(m for m in modules if not m.isdigit()) if not adapter else [],
         "license": license_,
         "has_chat_template": bool(tokenizer_config.get("chat_template")) or "chat_template.jinja" in by_path,
     }

@@ -18,6 +18,7 @@ from services.kit.db import Database
 from services.kit.errors import NotFound
 from services.kit.names import PROJECT, PageTokens
 from services.kit.outbox import Outbox
+from services.kit.peers import Peers
 from services.kit.store import ObjectStore
 from services.registry.convert import MODEL, model_to_proto, version_to_proto
 from services.registry.repo import AliasRow, ModelRow, VersionRow
@@ -34,6 +35,8 @@ class RegistryContext:
     outbox: Outbox
     page_tokens: PageTokens
     limits: RegistryLimits
+    # The train and data services, to check the jobs and dataset versions a lineage names.
+    peers: Peers | None = None
 
     @staticmethod
     def project_of(parent: str, field: str = "parent") -> str:

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.kit.errors import InvalidArgument
-from services.kit.names import parse_filter
+from services.kit.names import parse_filter, quote
 from services.registry.convert import version_to_proto
 from services.registry.lookup import RegistryContext
 from services.registry.repo import ModelRow, VersionRow
@@ -25,9 +25,14 @@ class Search:
         terms = parse_filter(
             filter_text, lambda k: k in keys or bool(re.match(r"^tags\.[a-z][a-z0-9_.\-]*$", k))
         )
+        kinds = [k.removeprefix("MODEL_VERSION_KIND_").lower() for k in model_pb2.ModelVersionKind.keys()[1:]]
         for key, value in terms:
             if key.endswith("_parameters") and not value.isdigit():
-                raise InvalidArgument.field("filter", f"{key} takes a whole number (got {value!r})")
+                raise InvalidArgument.field("filter", f"{key} takes a whole number (got {quote(value)})")
+            if key == "kind" and value.lower() not in kinds:
+                raise InvalidArgument.field(
+                    "filter", f"kind is one of {', '.join(kinds)} (got {quote(value)})"
+                )
 
         def search(session: Session) -> list[tuple[model_pb2.ModelVersion, str]]:
             rows = session.scalars(

@@ -12,6 +12,7 @@ import grpc
 from google.protobuf import empty_pb2
 from pydantic import Field
 
+from services.kit.peers import Peers
 from services.kit.server import open_runtime, serve
 from services.kit.settings import KitSettings, load_settings
 from services.registry.aliases import Aliases
@@ -40,6 +41,8 @@ class RegistrySettings(KitSettings):
         8 * 1024**3, ge=64 * 1024**2, description="resident memory a derivation child may use"
     )
     registry_derive_timeout_seconds: float = Field(3600.0, gt=0, description="time a derivation may take")
+    train_endpoint: str = Field("", description="train service host:port: to check the jobs lineages name")
+    data_endpoint: str = Field("", description="data service host:port: to check the datasets lineages name")
     registry_derive_concurrency: int = Field(1, ge=1, le=64, description="derivations run at once")
 
 
@@ -213,8 +216,11 @@ async def main() -> None:
             derive_timeout=timedelta(seconds=settings.registry_derive_timeout_seconds),
             derive_concurrency=settings.registry_derive_concurrency,
         ),
+        Peers({"train": settings.train_endpoint, "data": settings.data_endpoint}),
     )
     servicer = RegistryServicer(ctx)
+    assert ctx.peers is not None
+    runtime.closers.append(ctx.peers.close)
     runtime.run_periodically(
         "swept expired uploads", settings.registry_sweep_interval_seconds, servicer.uploads.sweep
     )

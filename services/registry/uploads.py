@@ -53,6 +53,7 @@ class Uploads:
         project, model_id = self.ctx.model_ref(header.parent, "header.parent")
         spec = check_version_spec(header.model_version, "header.model_version")
         request_id = check_text(header.request_id, "header.request_id", 128)
+        await self.versions.check_references(project, spec, "header.model_version")
 
         def prepare(session: Any) -> tuple[str, model_pb2.ModelVersion | None, Any]:
             model = self.ctx.find_model(session, project, model_id)
@@ -168,6 +169,7 @@ class Uploads:
         spec = check_version_spec(spec_message, "model_version")
         declared = check_declared_files(files, self.ctx.limits)
         check_text(request_id, "request_id", 128)
+        await self.versions.check_references(project, spec, "model_version")
 
         def open_(session: Any) -> UploadRow:
             model = self.ctx.find_model(session, project, model_id)

@@ -33,6 +33,7 @@ from services.registry.validation import (
 from tuneforge.common.v1 import common_pb2
 from tuneforge.events.v1 import registry_events_pb2
 from tuneforge.registry.v1 import model_pb2
+from tuneforge.train.v1 import train_service_pb2
 
 # Download messages: large enough to keep per-message overhead small, well under the 16 MiB limit.
 DOWNLOAD_CHUNK_BYTES = 4 * 1024 * 1024
@@ -48,6 +49,30 @@ class _Lineage:
 class Versions:
     def __init__(self, ctx: RegistryContext) -> None:
         self.ctx = ctx
+
+    async def check_references(self, project: str, spec: VersionSpec, field: str) -> None:
+        """The job and dataset versions a lineage names are in `project` and exist (asked of the
+        train and data services with the caller's key; unchecked for existence where the registry
+        runs without them)."""
+        refs = [(spec.source_job, f"{field}.lineage.source_job")] if spec.source_job else []
+        refs += [
+            (d["dataset_version"], f"{field}.lineage.dataset_versions[{i}].dataset_version")
+            for i, d in enumerate(spec.dataset_versions)
+        ]
+        for ref, subfield in refs:
+            if ref.split("/")[1] != project:
+                raise InvalidArgument.field(
+                    subfield, f"{ref[:200]} is in another project; lineage stays inside project {project}"
+                )
+        peers = self.ctx.peers
+        if peers is None:
+            return
+        if spec.source_job and "train" in peers.endpoints:
+            request = train_service_pb2.GetTrainingJobRequest(name=spec.source_job)
+            await peers.call("train", "GetTrainingJob", request, field=f"{field}.lineage.source_job")
+        if "data" in peers.endpoints:
+            for ref, subfield in refs[1 if spec.source_job else 0 :]:
+                await peers.dataset_version(ref, subfield)
 
     def resolve_lineage(self, session: Session, project: str, spec: VersionSpec, field: str) -> _Lineage:
         def local_version(name: str, subfield: str) -> VersionRow:

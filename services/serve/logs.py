@@ -138,6 +138,12 @@ class CallLogs:
                 raise InvalidArgument.field("filter", "rating is up or down")
             if key == "has_correction" and value not in ("true", "false"):
                 raise InvalidArgument.field("filter", "has_correction is true or false")
+            if key == "status" and not (
+                value.isupper() and value.replace("_", "").isalpha() and len(value) <= 40
+            ):
+                raise InvalidArgument.field(
+                    "filter", "status is a gRPC-style code such as OK or INVALID_ARGUMENT"
+                )
 
         def read(session: Session) -> tuple[DeploymentRow, list[tuple[CallRow, FeedbackRow | None]], str]:
             deployment = self.find_deployment(session, parent, "parent")

@@ -51,6 +51,21 @@ def model_files(version: str, files: set[str], field: str) -> None:
         raise InvalidArgument.field(field, "the model has no tokenizer.json (a fast tokenizer is required)")
 
 
+def target_modules(targets: list[str], linear: list[str], version: str) -> None:
+    """Every LoRA target names a module the model has (matched as peft does: by its last names).
+    Versions registered before their modules were catalogued (`linear` empty) are not checked."""
+    if not linear:
+        return
+    known = set(linear)
+    for i, target in enumerate(targets):
+        if target != "all-linear" and target.rsplit(".", 1)[-1] not in known:
+            raise InvalidArgument.field(
+                f"training_job.lora.target_modules[{i}]",
+                f"{target[:100]!r} is no module of {version}; its modules with weights are "
+                f"{', '.join(sorted(known)[:24])}",
+            )
+
+
 def reward_model_files(version: str, files: set[str], field: str) -> None:
     if "config.json" not in files or "tokenizer.json" not in files:
         raise InvalidArgument.field(field, f"{version} needs config.json and tokenizer.json (a full model)")

@@ -86,6 +86,13 @@ async def gather(peers: Peers, project: str, spec: JobSpec, settings: Settings) 
             purpose=f"{method.name} trains on",
         )
         ref["dataset_version"] = version.name  # `latest` resolves now: the job trains on these versions
+        same = next((j for j, t in enumerate(training) if t.name == version.name), None)
+        if same is not None:
+            raise InvalidArgument.field(
+                f"{PREFIX}.training_data[{i}].dataset_version",
+                f"{version.name} is already training_data[{same}]; name each version once "
+                "(a sampling_rate above 1 repeats its rows)",
+            )
         training.append(DatasetFacts(version.name, DATASET_KINDS[version.kind], version.row_count))
     await _plan(peers, project, spec, training)
     for i, data in enumerate(training):
@@ -148,6 +155,8 @@ async def _base(peers: Peers, project: str, spec: JobSpec, settings: Settings) -
             raise InvalidArgument.field(field_name, f"the adapter's base model: {error.message}") from None
         files = {f.path for f in version.files}
     checks.model_files(version.name, files, field_name)
+    if spec.tuning == "lora":
+        checks.target_modules(spec.lora.target_modules, list(version.catalog.linear_modules), version.name)
     config = await _config(peers, version.name, settings)
     return BaseFacts(version.name, config, tokenizer=version.name)
 

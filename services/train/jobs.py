@@ -37,6 +37,7 @@ from services.train.convert import (
     metric_to_proto,
 )
 from services.train.facts import Settings, gather
+from services.train.methods import METHODS
 from services.train.outputs import NOT_MODEL_FILES, lineage_of, register, version_spec
 from services.train.repo import CheckpointRow, JobRow, MetricRow
 from services.train.reporting import report_proto
@@ -188,6 +189,8 @@ class TrainingJobs:
                         raise InvalidArgument.field("filter", f"state is one of {', '.join(STATES)}")
                     query = query.where(JobRow.state == value.lower())
                 else:
+                    if value not in METHODS:
+                        raise InvalidArgument.field("filter", f"method is one of {', '.join(METHODS)}")
                     query = query.where(JobRow.method == value)
             rows, next_token = keyset_page(
                 session,

@@ -8,6 +8,7 @@ gathers from the other services.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -162,6 +163,13 @@ def spec_from_proto(job: training_job_pb2.TrainingJob, field_prefix: str = "trai
             bad("lora.rank", "must be between 1 and 1024")
         if not 0 <= lora.dropout < 1:
             bad("lora.dropout", "must be at least 0 and below 1")
+        if not 1 <= lora.alpha <= 16384:
+            bad("lora.alpha", f"must be between 1 and 16384 (2 × rank advised; got {lora.alpha})")
+        if len(lora.target_modules) > 64:
+            bad("lora.target_modules", f"names {len(lora.target_modules)} modules; at most 64")
+        for i, module in enumerate(lora.target_modules[:64]):
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]{0,99}", module):
+                bad(f"lora.target_modules[{i}]", "is not a module name (letters, digits, _ . -)")
     if not 0 <= job.replay_share <= 0.9 or not math.isfinite(job.replay_share):
         bad("replay_share", f"must be between 0 and 0.9 (got {job.replay_share})")
     method = METHODS.get(method_name)
@@ -260,6 +268,8 @@ def _hyperparameters(job: training_job_pb2.TrainingJob, tuning: str, bad: Any) -
         bad("weight_decay", "must be between 0 and 1")
     if not 1 <= hp.gradient_accumulation_steps <= 1024:
         bad("gradient_accumulation_steps", "must be between 1 and 1024")
+    if not 0 <= hp.seed < 2**32:
+        bad("seed", f"must be between 0 and 4294967295 (got {hp.seed})")
     return hp
 
 

@@ -279,7 +279,14 @@ def test_derived_versions_through_the_service(client: Client, tmp_path: Path) ->
     cleaned = client.data.clean(
         "raw/1", ["exact_dedup", {"mask_pii": {"kinds": ["email"]}}], request_id="clean-1"
     )
-    assert client.data.clean("raw/1", ["exact_dedup"], request_id="clean-1").uid == cleaned.uid, "idempotent"
+    again = client.data.clean(
+        "raw/1", ["exact_dedup", {"mask_pii": {"kinds": ["email"]}}], request_id="clean-1"
+    )
+    assert again.uid == cleaned.uid, "idempotent"
+    reused = expect_error(
+        "INVALID_ARGUMENT", client.data.clean, "raw/1", ["exact_dedup"], request_id="clean-1"
+    )
+    assert reused.reason == "REQUEST_ID_REUSED" and reused.violations[0].field == "request_id"
     assert cleaned.row_count == 41 and [
         (s.operation, s.rows_removed, s.rows_changed) for s in cleaned.cleaning
     ] == [

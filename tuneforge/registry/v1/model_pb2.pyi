@@ -111,7 +111,7 @@ class ModelVersion(_message.Message):
     def __init__(self, name: _Optional[str] = ..., uid: _Optional[str] = ..., description: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., kind: _Optional[_Union[ModelVersionKind, str]] = ..., files: _Optional[_Iterable[_Union[_common_pb2.FileEntry, _Mapping]]] = ..., total_size_bytes: _Optional[int] = ..., lineage: _Optional[_Union[Lineage, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., aliases: _Optional[_Iterable[str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., catalog: _Optional[_Union[CatalogInfo, _Mapping]] = ...) -> None: ...
 
 class CatalogInfo(_message.Message):
-    __slots__ = ("family", "parameter_count", "context_length", "dtypes", "license", "has_chat_template", "derivation", "derived_from")
+    __slots__ = ("family", "parameter_count", "context_length", "dtypes", "license", "has_chat_template", "derivation", "derived_from", "linear_modules")
     FAMILY_FIELD_NUMBER: _ClassVar[int]
     PARAMETER_COUNT_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_LENGTH_FIELD_NUMBER: _ClassVar[int]
@@ -120,6 +120,7 @@ class CatalogInfo(_message.Message):
     HAS_CHAT_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     DERIVATION_FIELD_NUMBER: _ClassVar[int]
     DERIVED_FROM_FIELD_NUMBER: _ClassVar[int]
+    LINEAR_MODULES_FIELD_NUMBER: _ClassVar[int]
     family: str
     parameter_count: int
     context_length: int
@@ -128,7 +129,8 @@ class CatalogInfo(_message.Message):
     has_chat_template: bool
     derivation: str
     derived_from: str
-    def __init__(self, family: _Optional[str] = ..., parameter_count: _Optional[int] = ..., context_length: _Optional[int] = ..., dtypes: _Optional[_Iterable[str]] = ..., license: _Optional[str] = ..., has_chat_template: _Optional[bool] = ..., derivation: _Optional[str] = ..., derived_from: _Optional[str] = ...) -> None: ...
+    linear_modules: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, family: _Optional[str] = ..., parameter_count: _Optional[int] = ..., context_length: _Optional[int] = ..., dtypes: _Optional[_Iterable[str]] = ..., license: _Optional[str] = ..., has_chat_template: _Optional[bool] = ..., derivation: _Optional[str] = ..., derived_from: _Optional[str] = ..., linear_modules: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AliasHistoryEntry(_message.Message):
     __slots__ = ("alias", "from_version", "to_version", "actor", "time")
