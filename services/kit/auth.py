@@ -11,10 +11,11 @@ import asyncio
 import contextvars
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import DateTime, MetaData, String, select
@@ -27,7 +28,13 @@ from services.kit.names import RESOURCE_ID, RESOURCE_ID_RULE, NamePattern
 ALL_PROJECTS = "*"
 ROLES = ("admin", "member")
 MIGRATIONS = Path(__file__).parent / "auth_migrations"
+log = logging.getLogger(__name__)
 _CACHE_SECONDS = 10.0
+REVOCATION_POLL_SECONDS = 1.0
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite drops the zone
 
 
 class AuthBase(DeclarativeBase):
@@ -155,10 +162,37 @@ class ApiKeyStore:
         self._cache[key_id] = (time.monotonic() + _CACHE_SECONDS, row)
         return row
 
+    def evict_revoked(self, since: datetime) -> datetime:
+        """Drop from the cache every key revoked at or after `since`; return the newest revocation
+        seen (the next call's `since`)."""
+        with self.db.transaction() as session:
+            rows = session.execute(
+                # A margin for clocks of other hosts that revoke keys: re-evicting is harmless.
+                select(ApiKeyRow.key_id, ApiKeyRow.revoke_time).where(
+                    ApiKeyRow.revoke_time >= since - timedelta(seconds=30)
+                )
+            ).all()
+        for key_id, _ in rows:
+            self._cache.pop(key_id, None)
+        newest = max((_aware(t) for _, t in rows), default=since)
+        return newest
+
+    async def watch_revocations(self, interval: float = REVOCATION_POLL_SECONDS) -> None:
+        """Evict revoked keys from the cache as they are revoked (however they were: the CLI, SQL),
+        polling every `interval` seconds; runs until cancelled."""
+        since = datetime.now(UTC) - timedelta(minutes=1)
+        while True:
+            try:
+                since = await asyncio.to_thread(self.evict_revoked, since)
+            except Exception:
+                log.warning("reading revoked API keys failed; retrying", exc_info=True)
+            await asyncio.sleep(interval)
+
     def authenticate(self, token: str) -> Principal:
         """Verify a `tf_...` token; raise UNAUTHENTICATED with the reason otherwise.
 
-        Revocation takes effect within ten seconds (the verification cache's lifetime).
+        Revocation bites within `REVOCATION_POLL_SECONDS` in every service that runs
+        `watch_revocations` (all of them), and within the cache's lifetime anywhere else.
         """
         prefix, _, rest = token.partition("_")
         key_id, _, secret = rest.partition("_")

@@ -109,8 +109,15 @@ class EventBus:
         self._consumers: list[asyncio.Task[None]] = []
 
     @classmethod
-    async def connect(cls, url: str, *, name: str, ensure_streams: bool = True) -> EventBus:
-        nc = await nats.connect(url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+    async def connect(
+        cls, url: str, *, name: str, ensure_streams: bool = True, user: str = "", password: str = ""
+    ) -> EventBus:
+        """Connect as `user` (the server refuses anonymous connections in every deployment TuneForge
+        makes; credentials may also be in the URL, nats://user:password@host:port)."""
+        credentials = {"user": user, "password": password} if user else {}
+        nc = await nats.connect(
+            url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5, **credentials
+        )
         bus = cls(nc, nc.jetstream())
         if ensure_streams:
             await bus.ensure_streams()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -40,7 +41,11 @@ class Database:
     def _make_engine(self) -> Engine:
         if self.is_sqlite:
             if self.url.database and self.url.database != ":memory:":
-                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+                path = Path(self.url.database)
+                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                # Readable by its owner alone (API key hashes live in one); SQLite gives the WAL
+                # and shared-memory files the database file's mode.
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
             engine = create_engine(self.url, connect_args={"timeout": 30})
 
             @event.listens_for(engine, "connect")

@@ -125,11 +125,16 @@ async def open_runtime(
         public_endpoint=settings.s3_public_endpoint,
     )
     await store.ensure_bucket()
-    bus = await EventBus.connect(settings.nats_url, name=bus_name or f"tuneforge-{name}")
+    bus = await EventBus.connect(
+        settings.nats_url,
+        name=bus_name or f"tuneforge-{name}",
+        user=settings.nats_user,
+        password=settings.nats_password.get_secret_value(),
+    )
     outbox = Outbox(outbox_table, name)
     relay = OutboxRelay(db, outbox, bus)
     relay.start()
-    return Runtime(
+    runtime = Runtime(
         name=name,
         settings=settings,
         db=db,
@@ -140,6 +145,16 @@ async def open_runtime(
         relay=relay,
         page_tokens=PageTokens(settings.secret_key.get_secret_value().encode()),
     )
+    if keys is not None:  # revoked keys leave the verification cache within a second
+        watcher = asyncio.create_task(keys.watch_revocations())
+
+        async def stop_watcher() -> None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+        runtime.closers.append(stop_watcher)
+    return runtime
 
 
 async def run_until_signalled(stopping: asyncio.Event, work: Callable[[], Awaitable[None]]) -> None:

@@ -24,6 +24,8 @@ class KitSettings(BaseSettings):
         description="SQLAlchemy URL of the API-key database shared by all services"
     )
     nats_url: str = Field("nats://127.0.0.1:4222", description="NATS server with JetStream")
+    nats_user: str = Field("", description="NATS user this process connects as (services or workers)")
+    nats_password: SecretStr = Field(SecretStr(""), description="that user's password")
     s3_endpoint: str = Field("127.0.0.1:9000", description="S3 endpoint host:port")
     s3_public_endpoint: str | None = Field(None, description="host:port clients use for presigned URLs")
     s3_access_key: SecretStr

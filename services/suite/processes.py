@@ -5,6 +5,7 @@ Every server binds to 127.0.0.1 only. Each process logs to a file under the suit
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -61,8 +62,9 @@ class ManagedProcess:
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
+        self.log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        log = os.fdopen(fd, "ab")
         self.process = subprocess.Popen(
             self.argv,
             stdout=log,
@@ -71,6 +73,7 @@ class ManagedProcess:
             env={**os.environ, **self.env},
             cwd=self.cwd,
             start_new_session=True,  # Ctrl-C reaches the suite, which stops children in order
+            umask=0o077,  # databases (API keys among them), objects and logs: the user's alone
         )
         log.close()
 
@@ -115,11 +118,19 @@ class ManagedProcess:
             self.process.wait()
 
 
-def nats_process(data_dir: Path, port: int) -> ManagedProcess:
+def nats_process(data_dir: Path, port: int, users: dict[str, str]) -> ManagedProcess:
+    """NATS with JetStream on loopback; only the given users (name -> password) may connect."""
+    config = data_dir / "nats" / "auth.conf"
+    config.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    entries = "\n".join(f"    {{user: {json.dumps(u)}, password: {json.dumps(p)}}}" for u, p in users.items())
+    config.touch(mode=0o600)
+    config.write_text(f"authorization {{\n  users = [\n{entries}\n  ]\n}}\n")
     return ManagedProcess(
         name="nats",
         argv=[
             find_binary("nats-server"),
+            "-c",
+            str(config),
             "-a",
             LOOPBACK,
             "-p",
@@ -151,8 +162,8 @@ def seaweed_process(
 ) -> ManagedProcess:
     """`weed mini` with every port on loopback, telemetry and the admin UI off."""
     root = data_dir / "s3"
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "logs").mkdir(exist_ok=True)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (root / "logs").mkdir(mode=0o700, exist_ok=True)
     return ManagedProcess(
         name="s3",
         argv=[

@@ -47,6 +47,9 @@ class SuiteState:
     s3_access_key: str
     s3_secret_key: str
     secret_key: str
+    # NATS users: the services, and the workers (each its own password; anonymous is refused).
+    nats_services_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    nats_workers_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     nats_port: int = 0
     seaweed_ports: dict[str, int] = field(default_factory=dict)
     service_ports: dict[str, int] = field(default_factory=dict)
@@ -127,6 +130,12 @@ class LocalSuite:
         return (self.data_dir / ADMIN_KEY_FILE).read_text().strip()
 
     @property
+    def bus_url(self) -> str:
+        """NATS with the services' credentials in the URL (the endpoint alone is refused)."""
+        assert self.state is not None, "the suite is not started"
+        return f"nats://services:{self.state.nats_services_password}@{LOOPBACK}:{self.state.nats_port}"
+
+    @property
     def endpoints(self) -> dict[str, str]:
         assert self.state is not None, "the suite is not started"
         out = {
@@ -153,6 +162,8 @@ class LocalSuite:
             "TUNEFORGE_DATABASE_URL": self._database_url(name),
             "TUNEFORGE_AUTH_DATABASE_URL": self._database_url("auth"),
             "TUNEFORGE_NATS_URL": self.endpoints["nats"],
+            "TUNEFORGE_NATS_USER": "services",
+            "TUNEFORGE_NATS_PASSWORD": self.state.nats_services_password,
             "TUNEFORGE_S3_ENDPOINT": self.endpoints["s3"],
             "TUNEFORGE_S3_ACCESS_KEY": self.state.s3_access_key,
             "TUNEFORGE_S3_SECRET_KEY": self.state.s3_secret_key,
@@ -184,7 +195,8 @@ class LocalSuite:
 
     def start(self, timeout: float = 90.0) -> None:
         """Start every component and wait until each is healthy; on failure stop what started."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)  # one made before (or by mktemp) may be wider
         state_path = self.data_dir / STATE_FILE
         self.state = state = SuiteState.load_or_create(state_path)
         used: set[int] = set()
@@ -197,7 +209,11 @@ class LocalSuite:
             used.add(state.service_ports[name])
         state.save(state_path)
         try:
-            nats = nats_process(self.data_dir, state.nats_port)
+            nats = nats_process(
+                self.data_dir,
+                state.nats_port,
+                {"services": state.nats_services_password, "workers": state.nats_workers_password},
+            )
             self.processes["nats"] = nats
             nats.start()
             nats.wait_ready(lambda: _tcp_open(state.nats_port), timeout)
@@ -226,6 +242,8 @@ class LocalSuite:
             for index in range(self.serve_workers):
                 self.start_worker(index, timeout, kind="serve")
             endpoints = self.data_dir / ENDPOINTS_FILE
+            endpoints.touch(mode=0o600)
+            endpoints.chmod(0o600)
             endpoints.write_text(json.dumps(self.endpoints, indent=2))
         except BaseException:
             self.stop()
@@ -233,7 +251,7 @@ class LocalSuite:
 
     def start_service(self, name: str, timeout: float = 60.0) -> ManagedProcess:
         port_file = self.data_dir / "run" / f"{name}.port"
-        port_file.parent.mkdir(parents=True, exist_ok=True)
+        port_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         port_file.unlink(missing_ok=True)
         process = ManagedProcess(
             name=name,
@@ -262,6 +280,8 @@ class LocalSuite:
                 **env,
                 "PYTHONPATH": _source_root(),
                 "TUNEFORGE_WORKER_API_KEY": (self.data_dir / WORKER_KEY_FILE).read_text().strip(),
+                "TUNEFORGE_NATS_USER": "workers",
+                "TUNEFORGE_NATS_PASSWORD": self.state.nats_workers_password,
                 "TUNEFORGE_WORKER_NAME": name,
                 "TUNEFORGE_TRAIN_WORK_DIR": str(self.data_dir / "work" / name),
                 "TUNEFORGE_EVAL_WORK_DIR": str(self.data_dir / "work" / name),

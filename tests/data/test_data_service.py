@@ -425,7 +425,7 @@ def test_presets_install_every_scenario(client: Client) -> None:
 async def test_ready_and_failed_events(
     suite: LocalSuite, client: Client, project: str, tmp_path: Path
 ) -> None:
-    bus = await EventBus.connect(suite.endpoints["nats"], name="test-data-events")
+    bus = await EventBus.connect(suite.bus_url, name="test-data-events")
     seen: list[event_pb2.Event] = []
 
     async def handler(event: event_pb2.Event) -> None:

@@ -61,7 +61,7 @@ def _processed_log(tmp_path: Path) -> tuple[Database, SqlProcessedEventLog, Outb
 
 
 async def test_duplicates_are_dropped_and_failed_handlers_retry(suite: LocalSuite) -> None:
-    bus = await EventBus.connect(suite.endpoints["nats"], name="test-bus")
+    bus = await EventBus.connect(suite.bus_url, name="test-bus")
     tag = uuid.uuid4().hex[:8]
     seen: list[str] = []
     failures = {"left": 1}
@@ -88,7 +88,7 @@ async def test_duplicates_are_dropped_and_failed_handlers_retry(suite: LocalSuit
 
 
 async def test_processed_log_makes_redelivery_harmless(suite: LocalSuite, tmp_path: Path) -> None:
-    bus = await EventBus.connect(suite.endpoints["nats"], name="test-bus")
+    bus = await EventBus.connect(suite.bus_url, name="test-bus")
     db, processed, _ = _processed_log(tmp_path)
     tag = uuid.uuid4().hex[:8]
     durable = f"idem-{tag}"
@@ -113,7 +113,7 @@ async def test_processed_log_makes_redelivery_harmless(suite: LocalSuite, tmp_pa
 
 
 async def test_outbox_relay_publishes_in_order_then_forgets(suite: LocalSuite, tmp_path: Path) -> None:
-    bus = await EventBus.connect(suite.endpoints["nats"], name="test-bus")
+    bus = await EventBus.connect(suite.bus_url, name="test-bus")
     db, _, outbox = _processed_log(tmp_path)
     tag = uuid.uuid4().hex[:8]
     events = [_event(f"{i}-{tag}") for i in range(5)]
@@ -211,7 +211,7 @@ async def test_work_queue_serves_higher_priorities_first(suite: LocalSuite) -> N
 
     from services.kit.workqueue import pull_by_priority, waiting
 
-    bus = await EventBus.connect(suite.endpoints["nats"], name="test-queue")
+    bus = await EventBus.connect(suite.bus_url, name="test-queue")
     tag = uuid.uuid4().hex[:8]
     stream = f"TEST_QUEUE_{tag}"
     await bus.js.add_stream(
@@ -252,7 +252,7 @@ async def test_work_queue_serves_higher_priorities_first(suite: LocalSuite) -> N
 async def test_a_change_feed_wakes_the_watchers_of_a_resource_and_its_children(suite: LocalSuite) -> None:
     from services.kit.watch import ChangeFeed
 
-    bus = await EventBus.connect(suite.endpoints["nats"], name="tests-feed")
+    bus = await EventBus.connect(suite.bus_url, name="tests-feed")
     feed = ChangeFeed(bus, "tuneforge.tests.>", fallback_seconds=30)
     await feed.start()
     reads = 0

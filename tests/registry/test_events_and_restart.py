@@ -21,7 +21,7 @@ from tuneforge.events.v1 import event_pb2, registry_events_pb2
 async def test_every_change_emits_an_event(
     suite: LocalSuite, client: Client, project: str, tmp_path: Path
 ) -> None:
-    bus = await EventBus.connect(suite.endpoints["nats"], name="test-subscriber")
+    bus = await EventBus.connect(suite.bus_url, name="test-subscriber")
     received: list[event_pb2.Event] = []
 
     async def handler(event: event_pb2.Event) -> None:

@@ -232,7 +232,7 @@ def keys_list(ctx: typer.Context, auth_database_url: AuthDb = None, data_dir: Da
 def keys_revoke(
     ctx: typer.Context, key_id: str, auth_database_url: AuthDb = None, data_dir: DataDir = None
 ) -> None:
-    """Revoke an API key (takes effect within ten seconds)."""
+    """Revoke an API key (every service refuses it within about a second)."""
     with _keys(auth_database_url, data_dir) as store:
         key = store.revoke(key_id)
     if options(ctx).json:
