@@ -2,7 +2,8 @@
 
 `TUNEFORGE_EVENTS` keeps every event (`tuneforge.<service>.<resource>.<verb>`, limits retention);
 the work queues `TUNEFORGE_TRAIN_QUEUE` (`tuneforge.train-queue.<priority>`), `TUNEFORGE_EVAL_QUEUE`
-and `TUNEFORGE_DATA_QUEUE` (`tuneforge.data-queue.<task>`) hold work for the workers.
+`TUNEFORGE_DATA_QUEUE` (`tuneforge.data-queue.<task>`) and `TUNEFORGE_REGISTRY_QUEUE`
+(`tuneforge.registry-queue.derive`) hold work for the workers.
 Events are `tuneforge.events.v1.Event` protobufs published with `Nats-Msg-Id` set to the event id,
 so the stream drops a republished copy. Consumers are durable pull consumers; a handler's work is
 made idempotent by a processed-event log keyed by event id (delivery is at least once).
@@ -40,6 +41,8 @@ EVAL_QUEUE_STREAM = "TUNEFORGE_EVAL_QUEUE"
 EVAL_QUEUE_SUBJECTS = "tuneforge.eval-queue.*"
 DATA_QUEUE_STREAM = "TUNEFORGE_DATA_QUEUE"
 DATA_QUEUE_SUBJECTS = "tuneforge.data-queue.*"
+REGISTRY_QUEUE_STREAM = "TUNEFORGE_REGISTRY_QUEUE"
+REGISTRY_QUEUE_SUBJECTS = "tuneforge.registry-queue.*"
 EVENT_MAX_AGE_SECONDS = 30 * 24 * 3600
 
 STREAMS = (
@@ -65,6 +68,12 @@ STREAMS = (
     StreamConfig(
         name=DATA_QUEUE_STREAM,
         subjects=[DATA_QUEUE_SUBJECTS],
+        retention=RetentionPolicy.WORK_QUEUE,
+        duplicate_window=120,
+    ),
+    StreamConfig(
+        name=REGISTRY_QUEUE_STREAM,
+        subjects=[REGISTRY_QUEUE_SUBJECTS],
         retention=RetentionPolicy.WORK_QUEUE,
         duplicate_window=120,
     ),

@@ -1,67 +1,107 @@
-"""Derived versions: a LoRA adapter merged into its base, a dtype conversion, a weight-only
-quantization; made by `services.registry.derive` in a child process (torch) and registered with lineage.
+"""Derivations: a LoRA adapter merged into its base, a dtype conversion, a weight-only quantization.
 
-The child is bounded: at most `derive_concurrency` run at once (others wait their turn), each is
-killed past `derive_memory_bytes` of resident memory or `derive_timeout` seconds, and when the
-caller cancels the RPC. A source that would obviously need more memory is refused before any
-byte is fetched; the child refuses configs that describe tensors the weights do not hold."""
+The registry service checks a request and queues it as a derivation (QUEUED, with its event and
+its work-queue message in one transaction); a registry worker (`services.registry.worker`, with
+torch) makes the version in a bounded child (`deriving.py`). `DeriveModelVersion` is the same
+thing waited for: it creates the derivation, follows it to its end, and cancels it when the caller
+cancels the call. The service itself never loads a model, so it needs no torch and no derivation can
+stall it. A source that would obviously need more memory than the workers allow is refused at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
-import signal
-import sys
-import tempfile
-import time
 import uuid
-from pathlib import Path
+from collections.abc import AsyncIterator
+from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services.kit.children import child_environment, resident_bytes
-from services.kit.errors import FailedPrecondition, InvalidArgument
-from services.kit.names import check_text
-from services.registry import weights
-from services.registry.catalog import read_catalog
-from services.registry.convert import version_name, version_to_proto
+from services.kit.auth import parse_in_project
+from services.kit.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.kit.names import NamePattern, check_text, quote
+from services.kit.times import to_timestamp, utcnow
+from services.kit.watch import ChangeFeed, changes
+from services.registry.convert import version_name
 from services.registry.lookup import RegistryContext
-from services.registry.repo import VersionRow
-from services.registry.validation import check_version_spec
-from services.registry.versions import Versions
+from services.registry.repo import DerivationRow, VersionRow
+from tuneforge.enums import enum_values
+from tuneforge.events.v1 import registry_events_pb2
 from tuneforge.registry.v1 import model_pb2
 
-POLL_SECONDS = 0.2
-REFUSED_EXIT = 3  # as services.registry.derive exits when the source cannot be derived as asked
+QUEUE_SUBJECT = "tuneforge.registry-queue.derive"
+DERIVATION = NamePattern("projects/{project}/derivations/{derivation}")
+STATES = enum_values(model_pb2.DerivationState, "DERIVATION_STATE_")
+TERMINAL = {"succeeded", "failed", "cancelled"}
 # Operation -> the targets it takes (empty: none).
 DERIVATIONS = {"merge_lora": (), "convert_dtype": ("bfloat16", "float16"), "quantize": ("int8", "int4")}
 
 
-class Derivations:
-    def __init__(self, ctx: RegistryContext, versions: Versions) -> None:
-        self.ctx = ctx
-        self.versions = versions
-        self.turns = asyncio.Semaphore(ctx.limits.derive_concurrency)
+def derivation_to_proto(session: Session, row: DerivationRow) -> model_pb2.Derivation:
+    message = model_pb2.Derivation(
+        name=DERIVATION.format(project=row.project, derivation=row.derivation_id),
+        source_version=row.source_name,
+        operation=row.operation,
+        target=row.target,
+        output_model=row.output_model_name,
+        state=STATES[row.state],
+        peak_memory_bytes=row.peak_memory_bytes,
+        create_time=to_timestamp(row.create_time),
+    )
+    if row.result_version_uid:
+        made = session.get(VersionRow, row.result_version_uid)
+        message.result_version = version_name(made) if made is not None else ""
+    if row.state == "failed":
+        message.failure.reason, message.failure.message = row.failure_reason, row.failure_message
+    if row.end_time:
+        message.end_time.CopyFrom(to_timestamp(row.end_time))
+    return message
 
-    async def derive(
+
+def emit(ctx: RegistryContext, session: Session, row: DerivationRow, verb: str) -> model_pb2.Derivation:
+    proto = derivation_to_proto(session, row)
+    ctx.outbox.emit(
+        session,
+        "derivation",
+        verb,
+        proto.name,
+        row.project,
+        registry_events_pb2.DerivationEvent(derivation=proto),
+    )
+    return proto
+
+
+class Derivations:
+    def __init__(self, ctx: RegistryContext, feed: ChangeFeed | None = None) -> None:
+        self.ctx = ctx
+        self.feed = feed
+
+    async def create(
         self, name: str, operation: str, target: str, output_model: str, request_id: str
-    ) -> model_pb2.ModelVersion:
-        """Merge, convert or quantize a version in a child process (torch), and register the result."""
+    ) -> model_pb2.Derivation:
+        """Check the request and queue it for a registry worker."""
         if operation not in DERIVATIONS:
-            raise InvalidArgument.field("operation", f"{operation!r} is not one of {', '.join(DERIVATIONS)}")
+            raise InvalidArgument.field(
+                "operation", f"{quote(operation)} is not one of {', '.join(DERIVATIONS)}"
+            )
         allowed = DERIVATIONS[operation]
         if allowed and target not in allowed:
             raise InvalidArgument.field(
-                "target", f"{operation} takes one of {', '.join(allowed)} (got {target!r})"
+                "target", f"{operation} takes one of {', '.join(allowed)} (got {quote(target)})"
             )
+        if not allowed and target not in ("", "-"):
+            raise InvalidArgument.field("target", f"{operation} takes no target")
+        target = target if allowed else ""
         check_text(request_id, "request_id", 128)
 
-        def load(session: Session) -> tuple[VersionRow, VersionRow | None, model_pb2.ModelVersion]:
+        def load(session: Session) -> tuple[VersionRow, VersionRow | None, str]:
             row = self.ctx.version_by_name(session, name, "name")
-            return row, row.base_version, version_to_proto(row)  # relations read while the session is open
+            return row, row.base_version, version_name(row)
 
-        source, base_row, source_proto = await self.ctx.db.run(load)
+        source, base_row, source_name = await self.ctx.db.run(load)
         project = source.model.project
         out_project, out_model = (
             self.ctx.model_ref(output_model, "output_model")
@@ -71,117 +111,136 @@ class Derivations:
         if out_project != project:
             raise InvalidArgument.field("output_model", "derived versions stay in the source's project")
         check_derivable(source, base_row, operation)
-        key = request_id or f"derive-{source.uid}-{operation}-{target}"
-        target_model = await self.ctx.db.run(lambda s: self.ctx.find_model(s, out_project, out_model))
-        existing = await self.ctx.db.run(lambda s: self.ctx.find_by_request_id(s, target_model.uid, key))
-        if existing is not None:
-            return await self.ctx.db.run(lambda s: self.ctx.version_proto(s, s.get(VersionRow, existing.uid)))
         check_memory(source, base_row, operation, self.ctx.limits.derive_memory_bytes)
-        async with self.turns:
-            with tempfile.TemporaryDirectory() as tmp:
-                work = Path(tmp)
-                await self._fetch(source, work / "source")
-                if operation == "merge_lora":
-                    assert base_row is not None
-                    await self._fetch(base_row, work / "base")
-                await run_bounded(
-                    operation,
-                    target,
-                    work,
-                    memory_bytes=self.ctx.limits.derive_memory_bytes,
-                    time_limit=self.ctx.limits.derive_timeout.total_seconds(),
-                )
-                return await self._register(
-                    source, source_proto, operation, target, work, out_project, out_model, key
-                )
+        # Without a request_id a failed or cancelled derivation of the same thing may be asked again.
+        key = request_id or f"derive-{source.uid}-{operation}-{target}-{out_model}"
 
-    async def _register(
-        self,
-        source: VersionRow,
-        source_proto: model_pb2.ModelVersion,
-        operation: str,
-        target: str,
-        work: Path,
-        out_project: str,
-        out_model: str,
-        key: str,
-    ) -> model_pb2.ModelVersion:
-        label = operation if operation == "merge_lora" else f"{operation}:{target}"
-        spec = model_pb2.ModelVersion(
-            description=f"{label} of {version_name(source)}",
-            tags={"derivation": label},
-            metrics={"source_size_bytes": float(source.total_size_bytes)},
-            lineage=derived_lineage(source, source_proto),
-        )
-        return await self._create_from_folder(
-            out_project,
-            out_model,
-            work / "output",
-            spec,
-            key,
-            {"derivation": label, "derived_from": version_name(source)},
-        )
-
-    async def _fetch(self, row: VersionRow, folder: Path) -> None:
-        for entry in row.files:
-            target = folder / entry["path"]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            await self.ctx.store.get_file(
-                row.storage_prefix + entry["path"],
-                target,
-                sha256=entry["sha256"],
-                size_bytes=entry["size_bytes"],
-                label=entry["path"],
+        def insert(session: Session) -> model_pb2.Derivation:
+            model = self.ctx.find_model(session, out_project, out_model)
+            existing = session.scalar(
+                select(DerivationRow).where(
+                    DerivationRow.project == project, DerivationRow.request_key == key
+                )
             )
+            if existing is not None:
+                if request_id or existing.state not in ("failed", "cancelled"):
+                    return derivation_to_proto(session, existing)
+                existing.request_key = None  # the key passes to the new attempt
+                session.flush()
+            now = utcnow()
+            row = DerivationRow(
+                uid=uuid.uuid4().hex,
+                project=project,
+                derivation_id=f"d-{uuid.uuid4().hex[:12]}",
+                source_uid=source.uid,
+                source_name=source_name,
+                operation=operation,
+                target=target,
+                output_model_uid=model.uid,
+                output_model_name=f"projects/{out_project}/models/{out_model}",
+                state="queued",
+                request_key=key,
+                create_time=now,
+                update_time=now,
+            )
+            session.add(row)
+            session.flush()
+            proto = emit(self.ctx, session, row, "created")
+            self.ctx.outbox.enqueue(session, QUEUE_SUBJECT, row.uid.encode(), f"derive-{row.uid}")
+            return proto
 
-    async def _create_from_folder(
-        self,
-        project: str,
-        model_id: str,
-        folder: Path,
-        spec_message: model_pb2.ModelVersion,
-        request_id: str,
-        catalog_extra: dict[str, str],
-    ) -> model_pb2.ModelVersion:
-        """A new version from files on this host, through the same checks as an upload."""
-        spec = check_version_spec(spec_message, "model_version")
-        model = await self.ctx.db.run(lambda s: self.ctx.find_model(s, project, model_id))
-        version_uid = uuid.uuid4().hex
-        prefix = f"models/{model.uid}/versions/{version_uid}/"
         try:
-            files, facts = [], []
-            paths = await asyncio.to_thread(lambda: sorted(p for p in folder.rglob("*") if p.is_file()))
-            for path in paths:
-                relative = weights.check_path(path.relative_to(folder).as_posix(), "files")
-                check = weights.FileCheck(relative, "files")
-                await self.ctx.store.put_file(prefix + relative, path)
-                stored = await self.ctx.store.hash_object(prefix + relative, on_chunk=check.feed)
-                facts.append(check.finish())
-                files.append({"path": relative, "size_bytes": stored.size_bytes, "sha256": stored.sha256})
-            weights.check_version(facts)
-            catalog = {**await read_catalog(self.ctx.store, prefix, files), **catalog_extra}
-            await self.versions.write_manifest(prefix, files)
-            spec.metrics["size_bytes"] = float(sum(f["size_bytes"] for f in files))
-            return await self.ctx.outbox.write(
-                self.ctx.db,
-                lambda s: self.versions.insert_version(
-                    s,
-                    model_uid=model.uid,
-                    version_uid=version_uid,
-                    spec=spec,
-                    files=files,
-                    request_id=request_id,
-                    field="model_version",
-                    catalog=catalog,
-                ),
+            return await self.ctx.outbox.write(self.ctx.db, insert)
+        except IntegrityError:  # a concurrent twin won the insert: the retry finds it
+            return await self.ctx.outbox.write(self.ctx.db, insert)
+
+    def _find(self, session: Session, name: str, field: str = "name") -> DerivationRow:
+        parts = parse_in_project(DERIVATION, name, field)
+        row = session.scalar(
+            select(DerivationRow).where(
+                DerivationRow.project == parts["project"], DerivationRow.derivation_id == parts["derivation"]
             )
-        except BaseException:
-            await self.ctx.store.delete_prefix(prefix)
+        )
+        if row is None:
+            raise NotFound(f"derivation {name} does not exist")
+        return row
+
+    async def get(self, name: str) -> model_pb2.Derivation:
+        return await self.ctx.db.run(lambda s: derivation_to_proto(s, self._find(s, name)))
+
+    async def watch(self, name: str) -> AsyncIterator[model_pb2.Derivation]:
+        """The derivation now and as it changes, until it ends."""
+        first = await self.get(name)
+        final = {STATES[s] for s in TERMINAL}
+        assert self.feed is not None, "watching needs the registry's change feed"
+        async for current in changes(
+            self.feed, first.name, lambda: self.get(first.name), lambda d: d.state in final
+        ):
+            yield current
+
+    async def cancel(self, name: str) -> model_pb2.Derivation:
+        """Mark a queued or running derivation CANCELLED; its worker sees it and kills the child."""
+
+        def cancel_(session: Session) -> model_pb2.Derivation:
+            row = self._find(session, name)
+            row = session.get(DerivationRow, row.uid, with_for_update=True)
+            assert row is not None
+            if row.state in ("succeeded", "failed"):
+                raise FailedPrecondition(
+                    f"derivation {name[:200]} has already {row.state}; nothing to cancel",
+                    reason="ALREADY_ENDED",
+                )
+            if row.state == "cancelled":
+                return derivation_to_proto(session, row)
+            row.state, row.end_time, row.update_time = "cancelled", utcnow(), utcnow()
+            return emit(self.ctx, session, row, "updated")
+
+        return await self.ctx.outbox.write(self.ctx.db, cancel_)
+
+    async def derive(
+        self, name: str, operation: str, target: str, output_model: str, request_id: str
+    ) -> model_pb2.ModelVersion:
+        """DeriveModelVersion: create the derivation and wait for its version; a cancelled call
+        cancels the derivation."""
+        derivation = await self.create(name, operation, target, output_model, request_id)
+        try:
+            async for current in self.watch(derivation.name):
+                derivation = current
+        except asyncio.CancelledError:
+            await asyncio.shield(self._cancel_quietly(derivation.name))
             raise
+        return await self.ctx.db.run(lambda s: self._outcome(s, derivation))
+
+    async def _cancel_quietly(self, name: str) -> None:
+        with contextlib.suppress(FailedPrecondition):  # it ended meanwhile
+            await self.cancel(name)
+
+    def _outcome(self, session: Session, derivation: model_pb2.Derivation) -> model_pb2.ModelVersion:
+        row = self._find(session, derivation.name)
+        if row.state == "succeeded" and row.result_version_uid:
+            made = session.get(VersionRow, row.result_version_uid)
+            if made is not None:
+                return self.ctx.version_proto(session, made)
+        if row.state == "failed":
+            raise FailedPrecondition(
+                row.failure_message or "the derivation failed",
+                reason=row.failure_reason or "DERIVATION_FAILED",
+                metadata=_facts(row),
+            )
+        raise FailedPrecondition(
+            f"{derivation.name} was {row.state}", reason=f"DERIVATION_{row.state.upper()}"
+        )
+
+
+def _facts(row: DerivationRow) -> dict[str, Any]:
+    return {
+        "derivation": DERIVATION.format(project=row.project, derivation=row.derivation_id),
+        "peak_resident_bytes": str(row.peak_memory_bytes),
+    }
 
 
 def check_derivable(source: VersionRow, base_row: VersionRow | None, operation: str) -> None:
-    """The operation fits the source (an adapter to merge, a full model to convert) and this host."""
+    """The operation fits the source: an adapter to merge, a full model to convert."""
     if operation == "merge_lora" and source.kind != model_pb2.MODEL_VERSION_KIND_LORA_ADAPTER:
         raise FailedPrecondition(
             f"{version_name(source)} is not a LoRA adapter; nothing to merge", reason="NOT_AN_ADAPTER"
@@ -194,22 +253,6 @@ def check_derivable(source: VersionRow, base_row: VersionRow | None, operation: 
         raise FailedPrecondition(
             f"{version_name(source)} names no registered base model to merge into", reason="NO_BASE"
         )
-    if importlib.util.find_spec("torch") is None:
-        raise FailedPrecondition(
-            "this registry host has no torch: install tuneforge[worker] to derive models", reason="NO_TORCH"
-        )
-
-
-def derived_lineage(source: VersionRow, source_proto: model_pb2.ModelVersion) -> model_pb2.Lineage:
-    """A derived version keeps its source's base, job, data and hyperparameters; its parent is the source."""
-    lineage = model_pb2.Lineage(
-        base_model=version_name(source.base_version) if source.base_version else source.base_model_ref,
-        parent_version=version_name(source),
-        source_job=source.source_job,
-    )
-    lineage.dataset_versions.extend(source_proto.lineage.dataset_versions)
-    lineage.hyperparameters.update(source.hyperparameters)
-    return lineage
 
 
 def check_memory(source: VersionRow, base_row: VersionRow | None, operation: str, limit: int) -> None:
@@ -225,56 +268,3 @@ def check_memory(source: VersionRow, base_row: VersionRow | None, operation: str
             f"this registry derives within {limit / 1e9:.1f} GB (TUNEFORGE_REGISTRY_DERIVE_MEMORY_BYTES)",
             reason="DERIVATION_MEMORY_LIMIT",
         )
-
-
-async def run_bounded(
-    operation: str, target: str, work: Path, *, memory_bytes: int, time_limit: float
-) -> None:
-    """Run the derivation child; kill it past the memory or time limit, or when the caller cancels."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.registry.derive",
-        operation,
-        target,
-        str(work),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        env=child_environment(TUNEFORGE_DERIVE_MEMORY_BYTES=str(memory_bytes)),
-    )
-    assert process.stderr is not None
-    output = asyncio.ensure_future(process.stderr.read())
-    started, peak, killed = time.monotonic(), 0, ""
-    try:
-        while process.returncode is None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(process.wait()), POLL_SECONDS)
-            peak = max(peak, resident_bytes(process.pid))
-            if process.returncode is None and peak > memory_bytes:
-                killed = "memory"
-            elif process.returncode is None and time.monotonic() - started > time_limit:
-                killed = "time"
-            if killed:
-                process.send_signal(signal.SIGKILL)
-                await process.wait()
-    finally:
-        if process.returncode is None:  # cancelled by the caller: the child goes with the call
-            process.send_signal(signal.SIGKILL)
-            with contextlib.suppress(Exception):
-                await asyncio.shield(process.wait())
-            output.cancel()
-    if killed == "memory":
-        raise FailedPrecondition(
-            f"{operation} passed its memory limit of {memory_bytes / 1e9:.1f} GB and was stopped",
-            reason="DERIVATION_MEMORY_LIMIT",
-        )
-    if killed == "time":
-        raise FailedPrecondition(
-            f"{operation} ran past its time limit of {time_limit:.0f} s and was stopped",
-            reason="DERIVATION_TIMEOUT",
-        )
-    error = (await output)[-600:].decode(errors="replace").strip()
-    if process.returncode == REFUSED_EXIT:
-        raise FailedPrecondition(f"{operation} refused: {error}", reason="DERIVATION_REFUSED")
-    if process.returncode != 0:
-        raise FailedPrecondition(f"{operation} failed: {error}", reason="DERIVATION_FAILED")

@@ -127,3 +127,32 @@ class AliasHistoryRow(Base):
     to_version: Mapped[str] = mapped_column(String(255), default="")
     actor: Mapped[str] = mapped_column(String(64), default="")
     time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DerivationRow(Base):
+    """A derivation (merge, dtype conversion, quantization), queued for a registry worker."""
+
+    __tablename__ = "derivations"
+    __table_args__ = (
+        UniqueConstraint("project", "derivation_id", name="uq_derivations_project_id"),
+        UniqueConstraint("project", "request_key", name="uq_derivations_project_request_key"),
+    )
+
+    uid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project: Mapped[str] = mapped_column(String(63), index=True)
+    derivation_id: Mapped[str] = mapped_column(String(63))
+    source_uid: Mapped[str] = mapped_column(String(32))
+    source_name: Mapped[str] = mapped_column(String(255))
+    operation: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(32))
+    output_model_uid: Mapped[str] = mapped_column(String(32))
+    output_model_name: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    result_version_uid: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    failure_reason: Mapped[str] = mapped_column(String(64), default="")
+    failure_message: Mapped[str] = mapped_column(Text, default="")
+    peak_memory_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    request_key: Mapped[str | None] = mapped_column(String(160), nullable=True)
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    end_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -15,6 +15,7 @@ from pydantic import Field
 from services.kit.peers import Peers
 from services.kit.server import open_runtime, serve
 from services.kit.settings import KitSettings, load_settings
+from services.kit.watch import ChangeFeed
 from services.registry.aliases import Aliases
 from services.registry.derivations import Derivations
 from services.registry.lineage import Lineage
@@ -43,18 +44,17 @@ class RegistrySettings(KitSettings):
     registry_derive_timeout_seconds: float = Field(3600.0, gt=0, description="time a derivation may take")
     train_endpoint: str = Field("", description="train service host:port: to check the jobs lineages name")
     data_endpoint: str = Field("", description="data service host:port: to check the datasets lineages name")
-    registry_derive_concurrency: int = Field(1, ge=1, le=64, description="derivations run at once")
 
 
 class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
-    def __init__(self, ctx: RegistryContext) -> None:
+    def __init__(self, ctx: RegistryContext, feed: ChangeFeed | None = None) -> None:
         self.models = Models(ctx)
         self.versions = Versions(ctx)
         self.uploads = Uploads(ctx, self.versions)
         self.aliases = Aliases(ctx)
         self.lineage = Lineage(ctx)
         self.search = Search(ctx)
-        self.derivations = Derivations(ctx, self.versions)
+        self.derivations = Derivations(ctx, feed)
 
     async def CreateModel(
         self, request: registry_service_pb2.CreateModelRequest, context: grpc.aio.ServicerContext
@@ -192,6 +192,29 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
             request.name, request.operation, request.target, request.output_model, request.request_id
         )
 
+    async def CreateDerivation(
+        self, request: registry_service_pb2.DeriveModelVersionRequest, context: grpc.aio.ServicerContext
+    ) -> model_pb2.Derivation:
+        return await self.derivations.create(
+            request.name, request.operation, request.target, request.output_model, request.request_id
+        )
+
+    async def GetDerivation(
+        self, request: registry_service_pb2.GetDerivationRequest, context: grpc.aio.ServicerContext
+    ) -> model_pb2.Derivation:
+        return await self.derivations.get(request.name)
+
+    async def WatchDerivation(
+        self, request: registry_service_pb2.WatchDerivationRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[model_pb2.Derivation]:
+        async for derivation in self.derivations.watch(request.name):
+            yield derivation
+
+    async def CancelDerivation(
+        self, request: registry_service_pb2.CancelDerivationRequest, context: grpc.aio.ServicerContext
+    ) -> model_pb2.Derivation:
+        return await self.derivations.cancel(request.name)
+
     async def DeleteModelAlias(
         self, request: registry_service_pb2.DeleteModelAliasRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
@@ -199,26 +222,32 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         return empty_pb2.Empty()
 
 
+def limits_from(settings: RegistrySettings) -> RegistryLimits:
+    return RegistryLimits(
+        max_file_bytes=settings.registry_max_file_bytes,
+        max_version_bytes=settings.registry_max_version_bytes,
+        upload_ttl=timedelta(seconds=settings.registry_upload_ttl_seconds),
+        url_ttl=timedelta(seconds=settings.registry_url_ttl_seconds),
+        derive_memory_bytes=settings.registry_derive_memory_bytes,
+        derive_timeout=timedelta(seconds=settings.registry_derive_timeout_seconds),
+    )
+
+
 async def main() -> None:
     settings = load_settings(RegistrySettings)
     runtime = await open_runtime("registry", settings, migrations=MIGRATIONS, outbox_table=OUTBOX)
+    feed = ChangeFeed(runtime.bus, "tuneforge.registry.derivation.>")
+    await feed.start()
+    runtime.closers.append(feed.stop)
     ctx = RegistryContext(
         runtime.db,
         runtime.store,
         runtime.outbox,
         runtime.page_tokens,
-        RegistryLimits(
-            max_file_bytes=settings.registry_max_file_bytes,
-            max_version_bytes=settings.registry_max_version_bytes,
-            upload_ttl=timedelta(seconds=settings.registry_upload_ttl_seconds),
-            url_ttl=timedelta(seconds=settings.registry_url_ttl_seconds),
-            derive_memory_bytes=settings.registry_derive_memory_bytes,
-            derive_timeout=timedelta(seconds=settings.registry_derive_timeout_seconds),
-            derive_concurrency=settings.registry_derive_concurrency,
-        ),
+        limits_from(settings),
         Peers({"train": settings.train_endpoint, "data": settings.data_endpoint}),
     )
-    servicer = RegistryServicer(ctx)
+    servicer = RegistryServicer(ctx, feed)
     assert ctx.peers is not None
     runtime.closers.append(ctx.peers.close)
     runtime.run_periodically(

@@ -82,7 +82,6 @@ class RegistryLimits:
     url_ttl: timedelta = timedelta(hours=1)
     derive_memory_bytes: int = 8 * 1024**3
     derive_timeout: timedelta = timedelta(hours=1)
-    derive_concurrency: int = 1
 
 
 @dataclass

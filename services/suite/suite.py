@@ -114,6 +114,7 @@ class LocalSuite:
         self.eval_workers = 1 if "eval" in services else 0
         self.data_workers = 1 if "data" in services else 0
         self.serve_workers = 1 if "serve" in services else 0
+        self.registry_workers = 1 if "registry" in services else 0
         self.local_model_dirs = local_model_dirs
         self.processes: dict[str, ManagedProcess] = {}
         self.state: SuiteState | None = None
@@ -241,6 +242,8 @@ class LocalSuite:
                 self.start_worker(index, timeout, kind="data")
             for index in range(self.serve_workers):
                 self.start_worker(index, timeout, kind="serve")
+            for index in range(self.registry_workers):
+                self.start_worker(index, timeout, kind="registry")
             endpoints = self.data_dir / ENDPOINTS_FILE
             endpoints.touch(mode=0o600)
             endpoints.chmod(0o600)
@@ -287,6 +290,7 @@ class LocalSuite:
                 "TUNEFORGE_EVAL_WORK_DIR": str(self.data_dir / "work" / name),
                 "TUNEFORGE_DATA_WORK_DIR": str(self.data_dir / "work" / name),
                 "TUNEFORGE_SERVE_WORK_DIR": str(self.data_dir / "work" / name),
+                "TUNEFORGE_REGISTRY_WORK_DIR": str(self.data_dir / "work" / name),
                 **self.extra_env,
             },
         )

@@ -12,11 +12,11 @@ import pytest
 from safetensors import safe_open
 
 from services.kit.errors import FailedPrecondition
-from services.registry.derivations import run_bounded
+from services.registry.deriving import run_bounded
 from tests.conftest import write_model_folder
 from tests.registry.test_registry_api import expect_error
 from tuneforge import Client
-from tuneforge.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
+from tuneforge.registry.v1 import model_pb2, registry_service_pb2, registry_service_pb2_grpc
 
 
 def derive_children() -> list[int]:
@@ -97,3 +97,44 @@ def test_a_cancelled_call_kills_its_child(client: Client, tmp_path: Path) -> Non
     while derive_children() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not derive_children(), "the derivation child outlives the cancelled call"
+
+
+def test_a_derivation_is_a_resource_made_by_a_registry_worker(client: Client, suite, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    source = bare_config_version(client, tmp_path)
+    suite.processes["registry-worker-0"].stop(grace=5)
+    try:
+        queued = client.models.start_derivation(source.name, "convert_dtype", "float16")
+        assert queued.state == model_pb2.DERIVATION_STATE_QUEUED and "/derivations/" in queued.name
+        time.sleep(1.0)
+        assert client.models.get_derivation(queued.name).state == model_pb2.DERIVATION_STATE_QUEUED
+        assert client.models.get(source.name.split("/versions/")[0]).name, "the registry answers meanwhile"
+        assert not derive_children(), "the registry service never derives itself"
+    finally:
+        suite.start_worker(0, kind="registry")
+    done = client.models.wait_derivation(queued.name)
+    assert done.state == model_pb2.DERIVATION_STATE_SUCCEEDED, done.failure
+    assert done.result_version and done.peak_memory_bytes > 0 and done.HasField("end_time")
+    made = client.models.get_version(done.result_version)
+    assert made.catalog.derivation == "convert_dtype:float16" and made.lineage.parent_version == source.name
+    again = client.models.start_derivation(source.name, "convert_dtype", "float16")
+    assert again.name == queued.name, "the same derivation again is the same resource"
+    print(f"convert_dtype by the registry worker: peak {done.peak_memory_bytes / 1e6:.0f} MB")
+
+
+def test_a_running_derivation_is_cancelled(client: Client, tmp_path: Path) -> None:
+    source = bare_config_version(client, tmp_path)
+    started = client.models.start_derivation(source.name, "quantize", "int8")
+    deadline = time.monotonic() + 30
+    while not derive_children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    cancelled = client.models.cancel_derivation(started.name)
+    assert cancelled.state == model_pb2.DERIVATION_STATE_CANCELLED
+    deadline = time.monotonic() + 5
+    while derive_children() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not derive_children()
+    time.sleep(1.5)
+    final = client.models.get_derivation(started.name)
+    assert final.state == model_pb2.DERIVATION_STATE_CANCELLED and not final.result_version
+    error = expect_error("FAILED_PRECONDITION", client.models.derive, source.name, "merge_lora")
+    assert error.reason == "NOT_AN_ADAPTER"

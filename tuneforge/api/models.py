@@ -489,20 +489,47 @@ class Models:
             shutil.rmtree(staging, ignore_errors=True)
         return version
 
+    def _derive_request(
+        self, ref: str, operation: str, target: str, output_model: str, request_id: str
+    ) -> registry_service_pb2.DeriveModelVersionRequest:
+        return registry_service_pb2.DeriveModelVersionRequest(
+            name=self.version_name(ref),
+            operation=operation,
+            target=target,
+            output_model=self.model_name(output_model) if output_model else "",
+            request_id=request_id,
+        )
+
     def derive(
         self, ref: str, operation: str, target: str = "", *, output_model: str = "", request_id: str = ""
     ) -> model_pb2.ModelVersion:
-        """`merge_lora`, `convert_dtype` (`bfloat16`/`float16`) or `quantize` (`int8`/`int4`) into a new version."""
-        return call(
-            self._stub.DeriveModelVersion,
-            registry_service_pb2.DeriveModelVersionRequest(
-                name=self.version_name(ref),
-                operation=operation,
-                target=target,
-                output_model=self.model_name(output_model) if output_model else "",
-                request_id=request_id,
-            ),
-        )
+        """`merge_lora`, `convert_dtype` (`bfloat16`/`float16`) or `quantize` (`int8`/`int4`) into a new
+        version, waiting for the registry worker that makes it."""
+        request = self._derive_request(ref, operation, target, output_model, request_id)
+        return call(self._stub.DeriveModelVersion, request)
+
+    def start_derivation(
+        self, ref: str, operation: str, target: str = "", *, output_model: str = "", request_id: str = ""
+    ) -> model_pb2.Derivation:
+        """Queue a derivation and return it at once (QUEUED); follow it with `wait_derivation`."""
+        request = self._derive_request(ref, operation, target, output_model, request_id)
+        return call(self._stub.CreateDerivation, request)
+
+    def get_derivation(self, name: str) -> model_pb2.Derivation:
+        return call(self._stub.GetDerivation, registry_service_pb2.GetDerivationRequest(name=name))
+
+    def cancel_derivation(self, name: str) -> model_pb2.Derivation:
+        return call(self._stub.CancelDerivation, registry_service_pb2.CancelDerivationRequest(name=name))
+
+    def wait_derivation(self, name: str) -> model_pb2.Derivation:
+        """The derivation once it has ended (SUCCEEDED, FAILED or CANCELLED)."""
+        last = self.get_derivation(name)
+        try:
+            for update in self._stub.WatchDerivation(registry_service_pb2.WatchDerivationRequest(name=name)):
+                last = update
+        except grpc.RpcError as error:
+            raise TuneForgeError.from_rpc_error(error) from None
+        return last
 
     # -- aliases -------------------------------------------------------------------------------
 

@@ -49,6 +49,7 @@ app.add_typer(serve.app, name="serve")
 app.command()(serve.chat)
 app.command()(train.worker)
 app.command("data-worker")(train.data_worker)
+app.command("registry-worker")(train.registry_worker)
 app.command("serve-worker")(train.serve_worker)
 app.add_typer(suite.keys_app, name="keys")
 

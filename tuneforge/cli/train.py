@@ -398,3 +398,12 @@ def data_worker() -> None:
     from services.data.worker import main
 
     asyncio.run(main())
+
+
+def registry_worker() -> None:
+    """Run a registry worker: derivations (merge, dtype conversion, quantization; `tuneforge up` starts one)."""
+    import asyncio
+
+    from services.registry.worker import main
+
+    asyncio.run(main())

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from tuneforge.registry.v1 import model_pb2 as tuneforge_dot_registry_dot_v1_dot_model__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)tuneforge/events/v1/registry_events.proto\x12\x13tuneforge.events.v1\x1a!tuneforge/registry/v1/model.proto\"9\n\nModelEvent\x12+\n\x05model\x18\x01 \x01(\x0b\x32\x1c.tuneforge.registry.v1.Model\"O\n\x11ModelVersionEvent\x12:\n\rmodel_version\x18\x01 \x01(\x0b\x32#.tuneforge.registry.v1.ModelVersion\"]\n\x0fModelAliasEvent\x12\x30\n\x05\x61lias\x18\x01 \x01(\x0b\x32!.tuneforge.registry.v1.ModelAlias\x12\x18\n\x10previous_version\x18\x02 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)tuneforge/events/v1/registry_events.proto\x12\x13tuneforge.events.v1\x1a!tuneforge/registry/v1/model.proto\"9\n\nModelEvent\x12+\n\x05model\x18\x01 \x01(\x0b\x32\x1c.tuneforge.registry.v1.Model\"O\n\x11ModelVersionEvent\x12:\n\rmodel_version\x18\x01 \x01(\x0b\x32#.tuneforge.registry.v1.ModelVersion\"H\n\x0f\x44\x65rivationEvent\x12\x35\n\nderivation\x18\x01 \x01(\x0b\x32!.tuneforge.registry.v1.Derivation\"]\n\x0fModelAliasEvent\x12\x30\n\x05\x61lias\x18\x01 \x01(\x0b\x32!.tuneforge.registry.v1.ModelAlias\x12\x18\n\x10previous_version\x18\x02 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,6 +36,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODELEVENT']._serialized_end=158
   _globals['_MODELVERSIONEVENT']._serialized_start=160
   _globals['_MODELVERSIONEVENT']._serialized_end=239
-  _globals['_MODELALIASEVENT']._serialized_start=241
-  _globals['_MODELALIASEVENT']._serialized_end=334
+  _globals['_DERIVATIONEVENT']._serialized_start=241
+  _globals['_DERIVATIONEVENT']._serialized_end=313
+  _globals['_MODELALIASEVENT']._serialized_start=315
+  _globals['_MODELALIASEVENT']._serialized_end=408
 # @@protoc_insertion_point(module_scope)

@@ -18,6 +18,12 @@ class ModelVersionEvent(_message.Message):
     model_version: _model_pb2.ModelVersion
     def __init__(self, model_version: _Optional[_Union[_model_pb2.ModelVersion, _Mapping]] = ...) -> None: ...
 
+class DerivationEvent(_message.Message):
+    __slots__ = ("derivation",)
+    DERIVATION_FIELD_NUMBER: _ClassVar[int]
+    derivation: _model_pb2.Derivation
+    def __init__(self, derivation: _Optional[_Union[_model_pb2.Derivation, _Mapping]] = ...) -> None: ...
+
 class ModelAliasEvent(_message.Message):
     __slots__ = ("alias", "previous_version")
     ALIAS_FIELD_NUMBER: _ClassVar[int]

@@ -18,10 +18,25 @@ class ModelVersionKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODEL_VERSION_KIND_FULL: _ClassVar[ModelVersionKind]
     MODEL_VERSION_KIND_LORA_ADAPTER: _ClassVar[ModelVersionKind]
     MODEL_VERSION_KIND_OTHER: _ClassVar[ModelVersionKind]
+
+class DerivationState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DERIVATION_STATE_UNSPECIFIED: _ClassVar[DerivationState]
+    DERIVATION_STATE_QUEUED: _ClassVar[DerivationState]
+    DERIVATION_STATE_RUNNING: _ClassVar[DerivationState]
+    DERIVATION_STATE_SUCCEEDED: _ClassVar[DerivationState]
+    DERIVATION_STATE_FAILED: _ClassVar[DerivationState]
+    DERIVATION_STATE_CANCELLED: _ClassVar[DerivationState]
 MODEL_VERSION_KIND_UNSPECIFIED: ModelVersionKind
 MODEL_VERSION_KIND_FULL: ModelVersionKind
 MODEL_VERSION_KIND_LORA_ADAPTER: ModelVersionKind
 MODEL_VERSION_KIND_OTHER: ModelVersionKind
+DERIVATION_STATE_UNSPECIFIED: DerivationState
+DERIVATION_STATE_QUEUED: DerivationState
+DERIVATION_STATE_RUNNING: DerivationState
+DERIVATION_STATE_SUCCEEDED: DerivationState
+DERIVATION_STATE_FAILED: DerivationState
+DERIVATION_STATE_CANCELLED: DerivationState
 
 class Model(_message.Message):
     __slots__ = ("name", "uid", "display_name", "description", "tags", "create_time", "update_time", "version_count", "latest_version")
@@ -131,6 +146,40 @@ class CatalogInfo(_message.Message):
     derived_from: str
     linear_modules: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, family: _Optional[str] = ..., parameter_count: _Optional[int] = ..., context_length: _Optional[int] = ..., dtypes: _Optional[_Iterable[str]] = ..., license: _Optional[str] = ..., has_chat_template: _Optional[bool] = ..., derivation: _Optional[str] = ..., derived_from: _Optional[str] = ..., linear_modules: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DerivationFailure(_message.Message):
+    __slots__ = ("reason", "message")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    message: str
+    def __init__(self, reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class Derivation(_message.Message):
+    __slots__ = ("name", "source_version", "operation", "target", "output_model", "state", "result_version", "failure", "peak_memory_bytes", "create_time", "end_time")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_MODEL_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    RESULT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    PEAK_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    source_version: str
+    operation: str
+    target: str
+    output_model: str
+    state: DerivationState
+    result_version: str
+    failure: DerivationFailure
+    peak_memory_bytes: int
+    create_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., source_version: _Optional[str] = ..., operation: _Optional[str] = ..., target: _Optional[str] = ..., output_model: _Optional[str] = ..., state: _Optional[_Union[DerivationState, str]] = ..., result_version: _Optional[str] = ..., failure: _Optional[_Union[DerivationFailure, _Mapping]] = ..., peak_memory_bytes: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class AliasHistoryEntry(_message.Message):
     __slots__ = ("alias", "from_version", "to_version", "actor", "time")

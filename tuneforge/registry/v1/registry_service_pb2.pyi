@@ -86,6 +86,24 @@ class DeriveModelVersionRequest(_message.Message):
     request_id: str
     def __init__(self, name: _Optional[str] = ..., operation: _Optional[str] = ..., target: _Optional[str] = ..., output_model: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
+class GetDerivationRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class WatchDerivationRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class CancelDerivationRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
 class CreateModelRequest(_message.Message):
     __slots__ = ("parent", "model_id", "model", "request_id")
     PARENT_FIELD_NUMBER: _ClassVar[int]

@@ -156,6 +156,26 @@ class RegistryServiceStub:
                 request_serializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.DeriveModelVersionRequest.SerializeToString,
                 response_deserializer=tuneforge_dot_registry_dot_v1_dot_model__pb2.ModelVersion.FromString,
                 _registered_method=True)
+        self.CreateDerivation = channel.unary_unary(
+                '/tuneforge.registry.v1.RegistryService/CreateDerivation',
+                request_serializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.DeriveModelVersionRequest.SerializeToString,
+                response_deserializer=tuneforge_dot_registry_dot_v1_dot_model__pb2.Derivation.FromString,
+                _registered_method=True)
+        self.GetDerivation = channel.unary_unary(
+                '/tuneforge.registry.v1.RegistryService/GetDerivation',
+                request_serializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.GetDerivationRequest.SerializeToString,
+                response_deserializer=tuneforge_dot_registry_dot_v1_dot_model__pb2.Derivation.FromString,
+                _registered_method=True)
+        self.WatchDerivation = channel.unary_stream(
+                '/tuneforge.registry.v1.RegistryService/WatchDerivation',
+                request_serializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.WatchDerivationRequest.SerializeToString,
+                response_deserializer=tuneforge_dot_registry_dot_v1_dot_model__pb2.Derivation.FromString,
+                _registered_method=True)
+        self.CancelDerivation = channel.unary_unary(
+                '/tuneforge.registry.v1.RegistryService/CancelDerivation',
+                request_serializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.CancelDerivationRequest.SerializeToString,
+                response_deserializer=tuneforge_dot_registry_dot_v1_dot_model__pb2.Derivation.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
@@ -330,7 +350,37 @@ class RegistryServiceServicer:
 
     def DeriveModelVersion(self, request, context):
         """Derives a new full version: merge a LoRA adapter into its base, convert dtype, or quantize
-        weights (int8/int4, torchao). Runs on the registry's host; the version records how it was made.
+        weights (int8/int4, torchao), and waits for it: CreateDerivation, then the version it made.
+        Cancelling the call cancels the derivation. The version records how it was made.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateDerivation(self, request, context):
+        """Queues a derivation for a registry worker (which runs it within memory and time limits) and
+        returns it QUEUED. Idempotent by `request_id`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDerivation(self, request, context):
+        """Gets a derivation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchDerivation(self, request, context):
+        """Streams the derivation as it changes, until it ends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelDerivation(self, request, context):
+        """Stops a queued or running derivation (its worker kills the child at once); it ends CANCELLED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -453,6 +503,26 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.DeriveModelVersion,
                     request_deserializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.DeriveModelVersionRequest.FromString,
                     response_serializer=tuneforge_dot_registry_dot_v1_dot_model__pb2.ModelVersion.SerializeToString,
+            ),
+            'CreateDerivation': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateDerivation,
+                    request_deserializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.DeriveModelVersionRequest.FromString,
+                    response_serializer=tuneforge_dot_registry_dot_v1_dot_model__pb2.Derivation.SerializeToString,
+            ),
+            'GetDerivation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDerivation,
+                    request_deserializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.GetDerivationRequest.FromString,
+                    response_serializer=tuneforge_dot_registry_dot_v1_dot_model__pb2.Derivation.SerializeToString,
+            ),
+            'WatchDerivation': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchDerivation,
+                    request_deserializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.WatchDerivationRequest.FromString,
+                    response_serializer=tuneforge_dot_registry_dot_v1_dot_model__pb2.Derivation.SerializeToString,
+            ),
+            'CancelDerivation': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelDerivation,
+                    request_deserializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.CancelDerivationRequest.FromString,
+                    response_serializer=tuneforge_dot_registry_dot_v1_dot_model__pb2.Derivation.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1081,6 +1151,114 @@ class RegistryService:
             '/tuneforge.registry.v1.RegistryService/DeriveModelVersion',
             tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.DeriveModelVersionRequest.SerializeToString,
             tuneforge_dot_registry_dot_v1_dot_model__pb2.ModelVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateDerivation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuneforge.registry.v1.RegistryService/CreateDerivation',
+            tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.DeriveModelVersionRequest.SerializeToString,
+            tuneforge_dot_registry_dot_v1_dot_model__pb2.Derivation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDerivation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuneforge.registry.v1.RegistryService/GetDerivation',
+            tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.GetDerivationRequest.SerializeToString,
+            tuneforge_dot_registry_dot_v1_dot_model__pb2.Derivation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchDerivation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tuneforge.registry.v1.RegistryService/WatchDerivation',
+            tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.WatchDerivationRequest.SerializeToString,
+            tuneforge_dot_registry_dot_v1_dot_model__pb2.Derivation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelDerivation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuneforge.registry.v1.RegistryService/CancelDerivation',
+            tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.CancelDerivationRequest.SerializeToString,
+            tuneforge_dot_registry_dot_v1_dot_model__pb2.Derivation.FromString,
             options,
             channel_credentials,
             insecure,
