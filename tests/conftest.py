@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -141,3 +141,21 @@ def base_model(client: Client, tiny_model_dir: Path) -> str:
 @pytest.fixture
 def math_data(client: Client) -> None:
     client.data.install_preset("math-grading")
+
+
+@pytest.fixture
+def real_job(client: Client, base_model: str, math_data: None) -> Callable[[str], str]:
+    """Makes a training job that exists (queued, then cancelled at once), for lineages that name
+    one: the registry checks that a lineage's job and dataset versions exist in the project."""
+
+    def make(job_id: str) -> str:
+        job = client.train.create(
+            base_model=base_model,
+            training_data={"math-grading-train": 0.2},
+            job_id=job_id,
+            hyperparameters={"epochs": 1},
+        )
+        client.train.cancel(job.name)
+        return job.name
+
+    return make

@@ -246,3 +246,26 @@ def test_dataset_state_filter_is_checked(client: Client) -> None:
     )
     assert "state" in error.message
     assert dataset_pb2.DATASET_VERSION_STATE_READY  # the enum the filter names
+
+
+def test_a_data_chunk_after_finish_is_refused_not_dropped(client: Client) -> None:
+    client.data.create("late", "sft")
+
+    def requests():  # type: ignore[no-untyped-def]
+        yield data_service_pb2.UploadDatasetVersionRequest(
+            header=data_service_pb2.UploadDatasetVersionHeader(
+                parent=client.data.dataset_name("late"),
+                options=data_service_pb2.IngestOptions(filename="l.jsonl"),
+            )
+        )
+        yield data_service_pb2.UploadDatasetVersionRequest(data=b'{"prompt": "p", "completion": "c"}\n')
+        yield data_service_pb2.UploadDatasetVersionRequest(
+            finish=data_service_pb2.UploadDatasetVersionFinish()
+        )
+        yield data_service_pb2.UploadDatasetVersionRequest(data=b'{"prompt": "late", "completion": "c"}\n')
+
+    with pytest.raises(grpc.RpcError) as caught:
+        client.data._stub.UploadDatasetVersion(requests())
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "nothing may follow the finish" in caught.value.details()
+    assert list(client.data.list_versions("late")) == [], "nothing stored"

@@ -207,6 +207,10 @@ class Uploads:
                     yield message.data
                 elif which == "finish":
                     received["sha256"] = message.finish.sha256
+                    if await anext(requests, None) is not None:
+                        raise InvalidArgument.field(
+                            "finish", "nothing may follow the finish message; nothing was stored"
+                        )
                     return
                 else:
                     raise InvalidArgument.field("header", "only one header may be sent")

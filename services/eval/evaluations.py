@@ -227,19 +227,16 @@ class Evaluations:
             if "tokenizer.json" not in files:
                 base = await self.peers.model_version(entry["base"], field)
                 files = {f.path for f in base.files}
-        if "tokenizer.json" not in files and version.kind in (
-            model_pb2.MODEL_VERSION_KIND_FULL,
-            model_pb2.MODEL_VERSION_KIND_LORA_ADAPTER,
-        ):
+        elif version.kind != model_pb2.MODEL_VERSION_KIND_FULL:
+            raise InvalidArgument.field(
+                field, f"{version.name} is not a model that can generate (no config and weights)"
+            )
+        if "tokenizer.json" not in files:
             raise InvalidArgument.field(
                 field,
                 f"{version.name} has no tokenizer.json (nor its base); evaluation uses the model's own "
                 "tokenizer and never fetches one from a model hub: upload it with the weights",
                 reason="NO_TOKENIZER",
-            )
-        elif version.kind != model_pb2.MODEL_VERSION_KIND_FULL:
-            raise InvalidArgument.field(
-                field, f"{version.name} is not a model that can generate (no config and weights)"
             )
         return entry
 

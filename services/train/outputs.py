@@ -3,6 +3,7 @@ and registering a folder as a new version of the job's output model (over `kit.p
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
@@ -93,6 +94,7 @@ async def register(
         model_id,
         tags={"source_job": row.job_id},
         display_name=display_name,
-        request_id=f"{row.uid}-model",
+        # One id per request body: a request_id is bound to what it first asked for.
+        request_id=f"{row.uid}-model-{hashlib.sha256(display_name.encode()).hexdigest()[:8]}",
     )
     return await peers.upload_model(spec.output_model, folder, version, request_id)

@@ -95,7 +95,9 @@ def test_version_round_trip_streamed_and_presigned(client: Client, tmp_path: Pat
     assert model.version_count == 2 and model.latest_version == presigned.name
 
 
-def test_lineage_aliases_and_delete_protection(client: Client, project: str, tmp_path: Path) -> None:
+def test_lineage_aliases_and_delete_protection(
+    client: Client, project: str, tmp_path: Path, real_job: Callable[[str], str]
+) -> None:
     folder = write_model_folder(tmp_path / "m")
     client.models.create("base")
     base = client.models.upload("base", folder, lineage={"base_model": "hf://Qwen/Qwen2.5-0.5B"})
@@ -105,9 +107,12 @@ def test_lineage_aliases_and_delete_protection(client: Client, project: str, tmp
         folder,
         lineage={
             "base_model": base.name,
-            "source_job": f"projects/{project}/trainingJobs/job-1",
+            "source_job": real_job("job-1"),
             "dataset_versions": [
-                {"dataset_version": f"projects/{project}/datasets/essays/versions/3", "sampling_rate": 0.5}
+                {
+                    "dataset_version": f"projects/{project}/datasets/math-grading-train/versions/1",
+                    "sampling_rate": 0.5,
+                }
             ],
             "hyperparameters": {"learning_rate": 3e-4, "epochs": 3, "lora": {"rank": 8}},
         },

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -102,7 +103,10 @@ def _adapter(base_dir: Path, out: Path) -> Path:
 
 
 def test_lineage_of_a_two_step_incremental_chain(
-    client: Client, imported: tuple[model_pb2.ModelVersion, Path], tmp_path: Path
+    client: Client,
+    imported: tuple[model_pb2.ModelVersion, Path],
+    tmp_path: Path,
+    real_job: Callable[[str], str],
 ) -> None:
     base, folder = imported
     adapter = _adapter(folder, tmp_path / "adapter")
@@ -112,10 +116,10 @@ def test_lineage_of_a_two_step_incremental_chain(
         adapter,
         lineage={
             "base_model": base.name,
-            "source_job": f"projects/{client.project}/trainingJobs/job-a",
+            "source_job": real_job("job-a"),
             "dataset_versions": [
                 {
-                    "dataset_version": f"projects/{client.project}/datasets/essays/versions/1",
+                    "dataset_version": f"projects/{client.project}/datasets/math-grading-train/versions/1",
                     "sampling_rate": 1.0,
                 }
             ],
@@ -128,10 +132,10 @@ def test_lineage_of_a_two_step_incremental_chain(
         lineage={
             "base_model": base.name,
             "parent_version": first.name,
-            "source_job": f"projects/{client.project}/trainingJobs/job-b",
+            "source_job": real_job("job-b"),
             "dataset_versions": [
                 {
-                    "dataset_version": f"projects/{client.project}/datasets/essays/versions/2",
+                    "dataset_version": f"projects/{client.project}/datasets/math-grading-eval/versions/1",
                     "sampling_rate": 0.5,
                 }
             ],
@@ -151,7 +155,11 @@ def test_lineage_of_a_two_step_incremental_chain(
     assert by_name[second.name].lineage.source_job.endswith("job-b") and by_name[second.name].aliases == [
         "production"
     ]
-    assert by_name[first.name].lineage.dataset_versions[0].dataset_version.endswith("essays/versions/1")
+    assert (
+        by_name[first.name]
+        .lineage.dataset_versions[0]
+        .dataset_version.endswith("math-grading-train/versions/1")
+    )
     assert by_name[first.name].lineage.hyperparameters["epochs"] == 3
     from_base = client.models.lineage(base.name)
     assert {n.model_version for n in from_base.nodes} == {base.name, first.name, second.name}, (
