@@ -193,7 +193,7 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         )
 
     async def CreateDerivation(
-        self, request: registry_service_pb2.DeriveModelVersionRequest, context: grpc.aio.ServicerContext
+        self, request: registry_service_pb2.CreateDerivationRequest, context: grpc.aio.ServicerContext
     ) -> model_pb2.Derivation:
         return await self.derivations.create(
             request.name, request.operation, request.target, request.output_model, request.request_id

@@ -513,7 +513,8 @@ class Models:
     ) -> model_pb2.Derivation:
         """Queue a derivation and return it at once (QUEUED); follow it with `wait_derivation`."""
         request = self._derive_request(ref, operation, target, output_model, request_id)
-        return call(self._stub.CreateDerivation, request)
+        create = registry_service_pb2.CreateDerivationRequest.FromString(request.SerializeToString())
+        return call(self._stub.CreateDerivation, create)
 
     def get_derivation(self, name: str) -> model_pb2.Derivation:
         return call(self._stub.GetDerivation, registry_service_pb2.GetDerivationRequest(name=name))

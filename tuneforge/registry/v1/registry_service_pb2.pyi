@@ -86,6 +86,20 @@ class DeriveModelVersionRequest(_message.Message):
     request_id: str
     def __init__(self, name: _Optional[str] = ..., operation: _Optional[str] = ..., target: _Optional[str] = ..., output_model: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
+class CreateDerivationRequest(_message.Message):
+    __slots__ = ("name", "operation", "target", "output_model", "request_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_MODEL_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    operation: str
+    target: str
+    output_model: str
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., operation: _Optional[str] = ..., target: _Optional[str] = ..., output_model: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
 class GetDerivationRequest(_message.Message):
     __slots__ = ("name",)
     NAME_FIELD_NUMBER: _ClassVar[int]

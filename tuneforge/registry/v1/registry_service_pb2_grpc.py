@@ -158,7 +158,7 @@ class RegistryServiceStub:
                 _registered_method=True)
         self.CreateDerivation = channel.unary_unary(
                 '/tuneforge.registry.v1.RegistryService/CreateDerivation',
-                request_serializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.DeriveModelVersionRequest.SerializeToString,
+                request_serializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.CreateDerivationRequest.SerializeToString,
                 response_deserializer=tuneforge_dot_registry_dot_v1_dot_model__pb2.Derivation.FromString,
                 _registered_method=True)
         self.GetDerivation = channel.unary_unary(
@@ -506,7 +506,7 @@ def add_RegistryServiceServicer_to_server(servicer, server):
             ),
             'CreateDerivation': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateDerivation,
-                    request_deserializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.DeriveModelVersionRequest.FromString,
+                    request_deserializer=tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.CreateDerivationRequest.FromString,
                     response_serializer=tuneforge_dot_registry_dot_v1_dot_model__pb2.Derivation.SerializeToString,
             ),
             'GetDerivation': grpc.unary_unary_rpc_method_handler(
@@ -1176,7 +1176,7 @@ class RegistryService:
             request,
             target,
             '/tuneforge.registry.v1.RegistryService/CreateDerivation',
-            tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.DeriveModelVersionRequest.SerializeToString,
+            tuneforge_dot_registry_dot_v1_dot_registry__service__pb2.CreateDerivationRequest.SerializeToString,
             tuneforge_dot_registry_dot_v1_dot_model__pb2.Derivation.FromString,
             options,
             channel_credentials,
