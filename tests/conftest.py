@@ -96,6 +96,19 @@ def write_model_folder(
     return folder
 
 
+def running(module: str) -> list[int]:
+    """Pids of the processes on this host started as `python -m <module>`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if f"{module}\x00".encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A new, empty PostgreSQL database on the server TUNEFORGE_TEST_POSTGRES_URL names; dropped afterwards."""

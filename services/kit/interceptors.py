@@ -25,6 +25,7 @@ from grpc_status import rpc_status
 from services.kit.auth import ApiKeyStore, bearer_var, principal_var
 from services.kit.errors import ERROR_DOMAIN, ServiceError, Unauthenticated
 from services.kit.logs import request_id_var
+from services.kit.requests import RequestChecks
 
 # Per-call facts that inner interceptors learn and outer ones log (the caller's key id).
 call_info_var: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
@@ -214,8 +215,6 @@ class AuthInterceptor(_AroundInterceptor):
 
 
 def standard_interceptors(keys: ApiKeyStore) -> list[grpc.aio.ServerInterceptor]:
-    from services.kit.requests import RequestChecks
-
     return [
         RequestIdInterceptor(),
         LoggingInterceptor(),

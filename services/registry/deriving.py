@@ -30,7 +30,7 @@ from services.registry.catalog import read_catalog
 from services.registry.convert import version_name, version_to_proto
 from services.registry.derivations import TERMINAL, emit
 from services.registry.lookup import RegistryContext
-from services.registry.repo import DerivationRow, VersionRow
+from services.registry.repo import DerivationRow, ModelRow, VersionRow
 from services.registry.validation import check_version_spec
 from services.registry.versions import Versions
 from tuneforge.registry.v1 import model_pb2
@@ -140,7 +140,7 @@ class DerivationRunner:
                 },
                 lineage=derived_lineage(source, source_proto),
             )
-            model = await self.ctx.db.run(lambda s: s.get(type(source.model), row.output_model_uid))
+            model = await self.ctx.db.run(lambda s: s.get(ModelRow, row.output_model_uid))
             if model is None:
                 raise FailedPrecondition(f"{row.output_model_name} was deleted", reason="OUTPUT_MODEL_GONE")
             made = await self._create_from_folder(

@@ -54,12 +54,12 @@ class Versions:
         """The job and dataset versions a lineage names are in `project` and exist (asked of the
         train and data services with the caller's key; unchecked for existence where the registry
         runs without them)."""
-        refs = [(spec.source_job, f"{field}.lineage.source_job")] if spec.source_job else []
-        refs += [
+        job = [(spec.source_job, f"{field}.lineage.source_job")] if spec.source_job else []
+        datasets = [
             (d["dataset_version"], f"{field}.lineage.dataset_versions[{i}].dataset_version")
             for i, d in enumerate(spec.dataset_versions)
         ]
-        for ref, subfield in refs:
+        for ref, subfield in job + datasets:
             if ref.split("/")[1] != project:
                 raise InvalidArgument.field(
                     subfield, f"{ref[:200]} is in another project; lineage stays inside project {project}"
@@ -67,11 +67,12 @@ class Versions:
         peers = self.ctx.peers
         if peers is None:
             return
-        if spec.source_job and "train" in peers.endpoints:
-            request = train_service_pb2.GetTrainingJobRequest(name=spec.source_job)
-            await peers.call("train", "GetTrainingJob", request, field=f"{field}.lineage.source_job")
+        if "train" in peers.endpoints:
+            for ref, subfield in job:
+                request = train_service_pb2.GetTrainingJobRequest(name=ref)
+                await peers.call("train", "GetTrainingJob", request, field=subfield)
         if "data" in peers.endpoints:
-            for ref, subfield in refs[1 if spec.source_job else 0 :]:
+            for ref, subfield in datasets:
                 await peers.dataset_version(ref, subfield)
 
     def resolve_lineage(self, session: Session, project: str, spec: VersionSpec, field: str) -> _Lineage:

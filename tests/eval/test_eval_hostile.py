@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 
+from tests.conftest import running
 from tests.registry.test_registry_api import expect_error
 from tuneforge import Client
 from tuneforge.api.evaluations import STATE_NAMES
 
 
 def runner_children() -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if b"services.eval.runner\x00" in Path(f"/proc/{entry}/cmdline").read_bytes():
-                    found.append(int(entry))
-            except OSError:
-                continue
-    return found
+    return running("services.eval.runner")
 
 
 def test_repeated_metrics_are_refused_before_any_work(

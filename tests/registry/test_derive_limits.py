@@ -4,7 +4,6 @@ limit): they use the stored tensors only, stop at their memory and time limits, 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from safetensors import safe_open
 
 from services.kit.errors import FailedPrecondition
 from services.registry.deriving import run_bounded
-from tests.conftest import write_model_folder
+from tests.conftest import running, write_model_folder
 from tests.registry.test_registry_api import expect_error
 from tuneforge import Client
 from tuneforge.registry.v1 import model_pb2, registry_service_pb2, registry_service_pb2_grpc
@@ -21,16 +20,7 @@ from tuneforge.registry.v1 import model_pb2, registry_service_pb2, registry_serv
 
 def derive_children() -> list[int]:
     """Pids of derivation children running on this host."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                command = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"services.registry.derive\x00" in command:
-                found.append(int(entry))
-    return found
+    return running("services.registry.derive")
 
 
 def bare_config_version(client: Client, tmp_path: Path):  # type: ignore[no-untyped-def]
