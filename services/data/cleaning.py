@@ -17,6 +17,7 @@ from typing import Any
 import regex
 from datasketch import MinHash, MinHashLSH
 
+from services.data import flags
 from services.kit import pii
 from services.kit.rows import Kind, Row, content_key, text_fields
 
@@ -55,7 +56,7 @@ def _map_texts(row: Row, kind: Kind, fn: Callable[[str], str]) -> Row:
     out = dict(row)
     for key in ("messages", "prompt", "chosen", "rejected", "completion"):
         if key in row and row[key] is not None:
-            out[key] = [{"role": m["role"], "content": fn(m["content"])} for m in row[key]]
+            out[key] = [{**m, "content": fn(m["content"])} for m in row[key]]
     if row.get("reference"):
         out["reference"] = fn(row["reference"])
     return out
@@ -159,8 +160,12 @@ def near_duplicate_of(
     return result
 
 
-def row_text(row: Row, kind: Kind) -> str:
-    return "\n".join(text for _, text in text_fields(row, kind))
+DEDUP_FIELDS = ("row", "prompt", "response")
+
+
+def row_text(row: Row, kind: Kind, part: str = "row") -> str:
+    """The row's text, or only its prompt or response side (text rows have one text)."""
+    return "\n".join(text for role, text in text_fields(row, kind) if part == "row" or role in (part, "text"))
 
 
 def near_dedup(
@@ -170,9 +175,13 @@ def near_dedup(
     threshold: float = 0.8,
     shingle_size: int = 5,
     num_perm: int = 128,
+    field: str = "row",
 ) -> list[Row]:
     duplicates = near_duplicate_of(
-        [row_text(r, kind) for r in rows], threshold=threshold, shingle_size=shingle_size, num_perm=num_perm
+        [row_text(r, kind, field) for r in rows],
+        threshold=threshold,
+        shingle_size=shingle_size,
+        num_perm=num_perm,
     )
     out = []
     for row, original in zip(rows, duplicates, strict=True):
@@ -287,6 +296,17 @@ def keyword_filter(
     return out
 
 
+def fill_placeholders(rows: list[Row], kind: Kind, report: StepReport, values: dict[str, str]) -> list[Row]:
+    """`{{name}}` and `${name}` replaced by `values[name]`; other placeholders left as they are."""
+
+    def fill(text: str) -> str:
+        if "{" not in text:
+            return text
+        return flags.PLACEHOLDER.sub(lambda m: values.get(m.group(1) or m.group(2), m.group()), text)
+
+    return _rewrite(rows, kind, report, fill)
+
+
 OPERATIONS: dict[str, Callable[..., list[Row]]] = {
     "exact_dedup": exact_dedup,
     "near_dedup": near_dedup,
@@ -297,6 +317,7 @@ OPERATIONS: dict[str, Callable[..., list[Row]]] = {
     "mask_pii": mask_pii,
     "regex_filter": regex_filter,
     "keyword_filter": keyword_filter,
+    "fill_placeholders": fill_placeholders,
 }
 
 

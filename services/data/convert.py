@@ -6,7 +6,7 @@ from typing import Any
 
 from google.protobuf import struct_pb2
 
-from services.data.formats import Format
+from services.data.formats import Format, TextSplit
 from services.data.ingest import Policy
 from services.data.repo import DatasetInsightRow, DatasetRow, DatasetVersionRow, MixtureRow
 from services.data.schemas import Schema
@@ -29,6 +29,9 @@ SCHEMA_TO_PROTO = {Schema(k): v for k, v in enum_values(dataset_pb2.DataSchema, 
 SCHEMA_FROM_PROTO = {v: k for k, v in SCHEMA_TO_PROTO.items()}
 STATE_TO_PROTO = enum_values(dataset_pb2.DatasetVersionState, "DATASET_VERSION_STATE_")
 COMPUTATION_TO_PROTO = enum_values(dataset_pb2.ComputationState, "COMPUTATION_STATE_")
+TEXT_SPLIT_FROM_PROTO = {
+    v: TextSplit(k) for k, v in enum_values(dataset_pb2.TextSplit, "TEXT_SPLIT_").items()
+}
 POLICY_FROM_PROTO = {v: Policy(k) for k, v in enum_values(dataset_pb2.ErrorPolicy, "ERROR_POLICY_").items()}
 
 
@@ -127,6 +130,7 @@ def version_to_proto(row: DatasetVersionRow) -> dataset_pb2.DatasetVersion:
         ],
         description=row.description,
         tags=row.tags,
+        warnings=[warning_to_proto(w) for w in row.warnings or []],
         create_time=timestamp(row.create_time),
         failure=dataset_pb2.Failure(reason=row.failure_reason, message=row.failure_message)
         if row.failure_reason
@@ -177,4 +181,15 @@ def mixture_to_proto(row: MixtureRow) -> dataset_pb2.Mixture:
         if row.failure_reason
         else None,
         create_time=timestamp(row.create_time),
+    )
+
+
+def warning_to_proto(warning: dict[str, Any]) -> dataset_pb2.DataWarning:
+    details = {k: v for k, v in warning.items() if k not in ("reason", "message", "count", "row_ids")}
+    return dataset_pb2.DataWarning(
+        reason=warning["reason"],
+        message=warning["message"],
+        count=warning["count"],
+        row_ids=warning["row_ids"],
+        details=struct(details),
     )

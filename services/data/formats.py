@@ -11,7 +11,9 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
 import json
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -157,7 +159,17 @@ def _decode(raw: bytes, file: str, line: int, row: int) -> str | RowError:
         )
 
 
+def _refuse_utf16(head: bytes) -> None:
+    """UTF-16 text (a BOM, or a NUL after most ASCII characters) is named as such, not as bad rows."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (
+        len(head) >= 8 and head[1::2].count(0) > len(head) // 4
+    ):
+        raise FileProblem("INVALID_UTF8", "the file is UTF-16 text; save it as UTF-8", 1)
+
+
 def read_jsonl(path: Path, file: str, limits: Limits) -> Iterator[Record | RowError]:
+    with open_bytes(path, limits) as probe:
+        _refuse_utf16(probe.read(4096))
     with io.BufferedReader(open_bytes(path, limits), 1024 * 1024) as stream:  # type: ignore[arg-type]
         row = 0
         for line_number, raw in enumerate(stream, start=1):
@@ -192,12 +204,50 @@ def read_jsonl(path: Path, file: str, limits: Limits) -> Iterator[Record | RowEr
             row += 1
 
 
+MAX_JSON_DEPTH = 1000  # orjson stops at 1024 levels, Python's json at its recursion limit
+_NON_JSON_NUMBER = re.compile(r"\b(?:NaN|-?Infinity)\b")
+
+
 def _json_reason(text: str) -> str:
+    """Why `text` is not JSON, with the column: Python's own message, or the nesting depth."""
     try:
         json.loads(text)
     except json.JSONDecodeError as exc:
-        return f"{exc.msg} at column {exc.colno}"
-    return "not valid JSON"
+        return _located(exc.msg, exc.colno)
+    except RecursionError:
+        return _too_deep(text)
+    return (
+        "NaN, Infinity or a number too large for JSON" if _NON_JSON_NUMBER.search(text) else "not valid JSON"
+    )
+
+
+def _too_deep(text: str, start: int = 0) -> str:
+    return f"nested {_nesting_depth(text, start)} levels deep; TuneForge reads about {MAX_JSON_DEPTH} levels at most"
+
+
+def _located(message: str, column: int, line: int = 0) -> str:
+    """`message at line L, column C`, without doubling an `at` the message ends with."""
+    where = f"line {line}, column {column}" if line else f"column {column}"
+    return f"{message.removesuffix(' at')} at {where}"
+
+
+def _nesting_depth(text: str, start: int = 0) -> int:
+    """The deepest bracket nesting of the value at `start` (strings skipped), counted without recursion."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in itertools.islice(text, start, None):
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (char == "\\", char != '"')
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+            if depth == 0:
+                break
+    return deepest
 
 
 def read_json_array(path: Path, file: str, limits: Limits) -> Iterator[Record | RowError]:
@@ -222,8 +272,12 @@ def read_json_array(path: Path, file: str, limits: Limits) -> Iterator[Record | 
         except json.JSONDecodeError as exc:
             raise FileProblem(
                 "INVALID_JSON",
-                f"invalid JSON in record {row + 1}: {exc.msg} at line {exc.lineno}, column {exc.colno}",
+                f"invalid JSON in record {row + 1}: {_located(exc.msg, exc.colno, exc.lineno)}",
                 exc.lineno,
+            ) from None
+        except RecursionError:
+            raise FileProblem(
+                "INVALID_JSON", f"record {row + 1} is {_too_deep(text, position)}", line
             ) from None
         yield Record(line, row, value)
         row += 1
@@ -245,6 +299,7 @@ def read_json_array(path: Path, file: str, limits: Limits) -> Iterator[Record | 
 def _read_text_whole(path: Path, limits: Limits) -> str:
     with open_bytes(path, limits) as stream:
         raw = stream.read().removeprefix(b"\xef\xbb\xbf")
+    _refuse_utf16(raw[:4096])
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -274,7 +329,7 @@ JSON_CELLS = (
 
 def read_csv(path: Path, file: str, limits: Limits) -> Iterator[Record | RowError]:
     text = _read_text_whole(path, limits)
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader)
     except StopIteration:
@@ -283,6 +338,7 @@ def read_csv(path: Path, file: str, limits: Limits) -> Iterator[Record | RowErro
         raise FileProblem("INVALID_CSV", f"the header row is not valid CSV ({exc})", 1) from None
     if len(set(header)) != len(header) or not all(h.strip() for h in header):
         raise FileProblem("INVALID_CSV", f"the header row must name each column once: {header}", 1)
+    last_line = text.count("\n") + (0 if text.endswith("\n") else 1)
     row = 0
     while True:
         start = reader.line_num + 1
@@ -291,10 +347,24 @@ def read_csv(path: Path, file: str, limits: Limits) -> Iterator[Record | RowErro
         except StopIteration:
             return
         except csv.Error as exc:
-            yield RowError(file, start, row, "", "INVALID_CSV", f"not valid CSV ({exc})")
+            yield _csv_error(file, start, row, str(exc), last_line)
+            if "unexpected end of data" in str(exc):
+                return
             row += 1
             continue
         if not any(c.strip() for c in cells):
+            continue
+        nul = next((i for i, c in enumerate(cells) if "\x00" in c), None)
+        if nul is not None:
+            yield RowError(
+                file,
+                start,
+                row,
+                header[nul].strip() if nul < len(header) else "",
+                "NUL_BYTE",
+                "holds NUL bytes (\\0): the file may be binary or UTF-16; save it as UTF-8 text",
+            )
+            row += 1
             continue
         if len(cells) != len(header):
             yield RowError(
@@ -307,6 +377,21 @@ def read_csv(path: Path, file: str, limits: Limits) -> Iterator[Record | RowErro
             value[name.strip()] = _cell(name.strip(), cell)
         yield Record(start, row, value)
         row += 1
+
+
+def _csv_error(file: str, line: int, row: int, reason: str, last_line: int) -> RowError:
+    if "unexpected end of data" in reason:
+        message = (
+            f'a quoted field opens on line {line} and is never closed (a `"` is missing), so lines '
+            f"{line}-{last_line} were read as one field; close the quote or double the quotes inside it"
+        )
+        return RowError(file, line, row, "", "UNTERMINATED_QUOTE", message)
+    if "expected after" in reason:
+        message = (
+            f'a quoted field is followed by other text ({reason}); write a `"` inside a quoted field as `""`'
+        )
+        return RowError(file, line, row, "", "INVALID_CSV", message)
+    return RowError(file, line, row, "", "INVALID_CSV", f"not valid CSV ({reason})")
 
 
 def _cell(name: str, cell: str) -> Any:
@@ -335,8 +420,16 @@ def read_parquet(path: Path, file: str, limits: Limits) -> Iterator[Record | Row
             row += 1
 
 
-def read_text(path: Path, file: str, limits: Limits) -> Iterator[Record | RowError]:
-    """Documents separated by blank lines; each becomes `{"text": ...}`."""
+class TextSplit(StrEnum):
+    BLANK_LINE = "blank_line"  # documents separated by blank lines (the default)
+    LINE = "line"  # one document per line (LLaMA-Factory's reading of .txt files)
+    FILE = "file"  # the whole file is one document
+
+
+def read_text(
+    path: Path, file: str, limits: Limits, split: TextSplit = TextSplit.BLANK_LINE
+) -> Iterator[Record | RowError]:
+    """Documents as `split` says; each becomes `{"text": ...}`, located at its first line."""
     with io.BufferedReader(open_bytes(path, limits), 1024 * 1024) as stream:  # type: ignore[arg-type]
         lines: list[str] = []
         start = 0
@@ -348,11 +441,12 @@ def read_text(path: Path, file: str, limits: Limits) -> Iterator[Record | RowErr
             if isinstance(text, RowError):
                 yield text
                 continue
+            ends_document = not text.strip() if split == TextSplit.BLANK_LINE else split == TextSplit.LINE
             if text.strip():
                 if not lines:
                     start = line_number
                 lines.append(text.rstrip("\r\n"))
-            elif lines:
+            if ends_document and lines:
                 yield Record(start, row, {"text": "\n".join(lines)})
                 row += 1
                 lines = []

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from services.data import flags
 from services.data.cleaning import near_duplicate_of, row_text
 from services.kit import pii
 from services.kit.charts import png, pyplot
@@ -198,7 +199,26 @@ def compute(
         report["turns"] = stats(tally.turns)
     if kind == Kind.UNPAIRED_PREFERENCE:
         report["labels"] = tally.labels
+    report["warnings"] = flags.scan(rows, kind) + _far_over_context(rows, tally, max_sequence_length)
     return report
+
+
+def _far_over_context(rows: list[Row], tally: _Tally, limit: int) -> list[dict[str, Any]]:
+    """Rows whose sequence is over twice the context: truncation would keep less than half."""
+    if not tally.sequences:
+        return []
+    ids = [row["id"] for row, n in zip(rows, tally.sequences, strict=True) if n > 2 * limit]
+    if not ids:
+        return []
+    longest = max(tally.sequences)
+    return [
+        flags.warning(
+            "FAR_OVER_CONTEXT",
+            f"{len(ids)} rows are over twice the {limit}-token context (the longest {longest:,} tokens): "
+            "training refuses them, or with truncate_overlength keeps less than half of each",
+            ids,
+        )
+    ]
 
 
 def charts(report: dict[str, Any]) -> dict[str, bytes]:

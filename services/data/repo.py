@@ -74,6 +74,7 @@ class DatasetVersionRow(Base):
     files: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     recipe: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     cleaning: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    warnings: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     # Insights computed before they had rows of their own (read by migration 0002 only).
     insights: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     description: Mapped[str] = mapped_column(Text, default="")

@@ -19,10 +19,13 @@ reason code. Formats follow their usual definitions:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
+from services.data import toolcalls
+from services.data.problems import Problem, article, type_name
 from services.kit.rows import ROLES, Kind, Row
 
 
@@ -36,15 +39,7 @@ class Schema(StrEnum):
     TEXT = "text"
 
 
-class Problem(Exception):
-    def __init__(self, field: str, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.reason = reason
-        self.message = message
-
-
-Message = dict[str, str]
+Message = dict[str, Any]
 
 
 def detect_schema(value: Any) -> Schema | None:
@@ -60,6 +55,8 @@ def detect_schema(value: Any) -> Schema | None:
     if "instruction" in value:
         return Schema.ALPACA
     if "prompt" in value and "response" in value and isinstance(value.get("response"), list):
+        return Schema.QIANFAN
+    if "user" in value and ("assistant" in value or "chosen" in value):
         return Schema.QIANFAN
     if "prompt" in value or ("chosen" in value and "rejected" in value):
         return Schema.TRL
@@ -78,12 +75,6 @@ _EMPTY_REASON = {
 }
 
 
-def _type_name(value: Any) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
-        type(value), type(value).__name__
-    )
-
-
 def _need(record: dict[str, Any], key: str, path: str = "") -> Any:
     if key not in record or record[key] is None:
         raise Problem(path + key, "MISSING_FIELD", f"`{path + key}` is missing")
@@ -92,7 +83,7 @@ def _need(record: dict[str, Any], key: str, path: str = "") -> Any:
 
 def _string(value: Any, field: str, *, role: str = "user", allow_empty: bool = False) -> str:
     if not isinstance(value, str):
-        raise Problem(field, "WRONG_TYPE", f"`{field}` must be a string, not {_type_name(value)}")
+        raise Problem(field, "WRONG_TYPE", f"`{field}` must be a string, not {type_name(value)}")
     if not allow_empty and not value.strip():
         reason = _EMPTY_REASON.get(role, "EMPTY_FIELD")
         raise Problem(field, reason, f"`{field}` is empty")
@@ -101,13 +92,13 @@ def _string(value: Any, field: str, *, role: str = "user", allow_empty: bool = F
 
 def _object(value: Any, field: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise Problem(field, "WRONG_TYPE", f"`{field}` must be an object, not {_type_name(value)}")
+        raise Problem(field, "WRONG_TYPE", f"`{field}` must be an object, not {type_name(value)}")
     return value
 
 
 def _array(value: Any, field: str) -> list[Any]:
     if not isinstance(value, list):
-        raise Problem(field, "WRONG_TYPE", f"`{field}` must be an array, not {_type_name(value)}")
+        raise Problem(field, "WRONG_TYPE", f"`{field}` must be an array, not {type_name(value)}")
     return value
 
 
@@ -118,25 +109,38 @@ def _label(value: Any, field: str) -> bool:
 
 
 def _check_order(messages: list[Message], field: str) -> list[Message]:
-    """An optional system turn first, then user and assistant turns alternating, user first."""
+    """An optional system turn first, then user and assistant turns alternating, user first; an
+    assistant turn that calls tools is followed by one or more tool turns, then by the assistant."""
     if not messages:
         raise Problem(field, "EMPTY_CONVERSATION", f"`{field}` has no turns")
-    expected = "user"
+    expected = ("user",)
     for i, message in enumerate(messages):
         role = message["role"]
         if role == "system":
             if i != 0:
                 raise Problem(f"{field}[{i}].role", "ROLE_ORDER", "a system turn may only come first")
             continue
-        if role != expected:
+        if role not in expected:
+            wanted = " or ".join(article(e) for e in expected)
             raise Problem(
                 f"{field}[{i}].role",
                 "ROLE_ORDER",
-                f"expected a {expected} turn here, found {role} (turns must alternate, user first)",
+                f"expected {wanted} turn here, found {role} (turns must alternate, user first)",
             )
-        expected = "assistant" if role == "user" else "user"
+        if role == "assistant":
+            expected = ("tool",) if message.get("tool_calls") else ("user",)
+        elif role == "tool":
+            expected = ("tool", "assistant")
+        else:
+            expected = ("assistant",)
     if all(m["role"] == "system" for m in messages):
         raise Problem(field, "MISSING_USER_TURN", f"`{field}` has no user turn")
+    if messages[-1]["role"] == "tool":
+        raise Problem(
+            f"{field}[{len(messages) - 1}]",
+            "ROLE_ORDER",
+            f"`{field}` ends with a tool result: the assistant's answer to it is missing",
+        )
     return messages
 
 
@@ -147,10 +151,20 @@ def _chat_messages(value: Any, field: str) -> list[Message]:
         role = _string(_need(item, "role", f"{field}[{i}]."), f"{field}[{i}].role")
         if role not in ROLES:
             raise Problem(
-                f"{field}[{i}].role", "UNKNOWN_ROLE", f"unknown role {role!r}; use system, user or assistant"
+                f"{field}[{i}].role",
+                "UNKNOWN_ROLE",
+                f"unknown role {role!r}; use system, user, assistant or tool",
             )
-        content = _string(_need(item, "content", f"{field}[{i}]."), f"{field}[{i}].content", role=role)
-        out.append({"role": role, "content": content})
+        message: Message = {"role": role}
+        if role == "assistant" and item.get("tool_calls"):
+            message["content"] = _string(item.get("content") or "", f"{field}[{i}].content", allow_empty=True)
+            message["tool_calls"] = toolcalls.tool_calls(item["tool_calls"], f"{field}[{i}].tool_calls")
+        else:
+            content = _need(item, "content", f"{field}[{i}].")
+            message["content"] = _string(
+                content, f"{field}[{i}].content", role=role, allow_empty=role == "tool"
+            )
+        out.append(message)
     return _check_order(out, field)
 
 
@@ -209,6 +223,27 @@ def _from_conversation(messages: list[Message], kind: Kind, field: str) -> Row:
     raise Problem(field, "WRONG_KIND", f"a single conversation cannot make a {kind.value} row")
 
 
+def _uses_tools(messages: list[Message]) -> bool:
+    return any(m["role"] == "tool" or m.get("tool_calls") for m in messages)
+
+
+def _tool_conversation(messages: list[Message], record: dict[str, Any], kind: Kind, field: str) -> Row:
+    """A conversation that may call tools: sft rows keep the calls, results and `tools`; other kinds
+    cannot hold them."""
+    tools = toolcalls.normalize_tools(record.get("tools"))
+    if not _uses_tools(messages):
+        return _from_conversation(messages, kind, field)
+    if kind != Kind.SFT:
+        raise Problem(
+            field,
+            "WRONG_KIND",
+            f"`{field}` calls tools: tool-calling conversations make sft datasets, not {kind.value}",
+        )
+    toolcalls.check_calls_known(messages, tools, field)
+    row = _from_conversation(messages, kind, field)
+    return {**row, "tools": tools} if tools else row
+
+
 def _preference(prompt: list[Message], chosen: list[Message], rejected: list[Message]) -> Row:
     if chosen[0]["content"].strip() == rejected[0]["content"].strip():
         raise Problem(
@@ -251,7 +286,7 @@ def from_openai_chat(record: Any, kind: Kind) -> Row:
             "completion": messages[-1:],
             "label": _label(_need(record, "label"), "label"),
         }
-    return _from_conversation(messages, kind, "messages")
+    return _tool_conversation(messages, record, kind, "messages")
 
 
 def from_trl(record: Any, kind: Kind) -> Row:
@@ -259,8 +294,15 @@ def from_trl(record: Any, kind: Kind) -> Row:
     if kind == Kind.TEXT:
         return {"text": _string(_need(record, "text"), "text", role="text")}
     prompt = _as_prompt(_need(record, "prompt"), "prompt")
+    answer_key = "response" if "response" in record and "completion" not in record else "completion"
     if kind == Kind.SFT:
-        return {"messages": prompt + _as_answer(_need(record, "completion"), "completion")}
+        if answer_key not in record:
+            raise Problem(
+                "completion",
+                "MISSING_FIELD",
+                "`completion` (or `response`) is missing: the answer to train on",
+            )
+        return {"messages": prompt + _as_answer(_need(record, answer_key), answer_key)}
     if kind == Kind.PREFERENCE:
         return _preference(
             prompt,
@@ -270,7 +312,7 @@ def from_trl(record: Any, kind: Kind) -> Row:
     if kind == Kind.UNPAIRED_PREFERENCE:
         return {
             "prompt": prompt,
-            "completion": _as_answer(_need(record, "completion"), "completion"),
+            "completion": _as_answer(_need(record, answer_key), answer_key),
             "label": _label(_need(record, "label"), "label"),
         }
     reference_key = next(
@@ -312,7 +354,7 @@ def _alpaca_conversation(record: dict[str, Any]) -> list[Message]:
     instruction = _string(_need(record, "instruction"), "instruction")
     extra = record.get("input") or ""
     if not isinstance(extra, str):
-        raise Problem("input", "WRONG_TYPE", f"`input` must be a string, not {_type_name(extra)}")
+        raise Problem("input", "WRONG_TYPE", f"`input` must be a string, not {type_name(extra)}")
     messages.append({"role": "user", "content": instruction + ("\n" + extra if extra.strip() else "")})
     return messages
 
@@ -347,6 +389,9 @@ _SHAREGPT_ROLES = {
     "gpt": "assistant",
     "assistant": "assistant",
     "system": "system",
+    "function_call": "assistant",
+    "observation": "tool",
+    "tool": "tool",
 }
 
 
@@ -355,10 +400,17 @@ def _sharegpt_message(item: Any, field: str) -> Message:
     speaker = _string(_need(item, "from", f"{field}."), f"{field}.from")
     if speaker not in _SHAREGPT_ROLES:
         raise Problem(
-            f"{field}.from", "UNKNOWN_ROLE", f"unknown speaker {speaker!r}; use human, gpt or system"
+            f"{field}.from",
+            "UNKNOWN_ROLE",
+            f"unknown speaker {speaker!r}; use human, gpt, system, function_call or observation",
         )
     role = _SHAREGPT_ROLES[speaker]
-    return {"role": role, "content": _string(_need(item, "value", f"{field}."), f"{field}.value", role=role)}
+    value = _need(item, "value", f"{field}.")
+    if speaker == "function_call":
+        return {"role": role, "content": "", "tool_calls": toolcalls.tool_calls(value, f"{field}.value")}
+    if role == "tool" and not isinstance(value, str):
+        value = json.dumps(value, ensure_ascii=False)  # an observation given as an object
+    return {"role": role, "content": _string(value, f"{field}.value", role=role, allow_empty=role == "tool")}
 
 
 def from_sharegpt(record: Any, kind: Kind) -> Row:
@@ -385,7 +437,7 @@ def from_sharegpt(record: Any, kind: Kind) -> Row:
             "completion": messages[-1:],
             "label": _label(_need(record, "kto_tag"), "kto_tag"),
         }
-    return _from_conversation(messages, kind, "conversations")
+    return _tool_conversation(messages, record, kind, "conversations")
 
 
 def _qianfan_answer(response: Any, field: str, index: int = 0) -> str:
@@ -400,10 +452,38 @@ def _qianfan_answer(response: Any, field: str, index: int = 0) -> str:
     return _string(candidate, f"{field}[{index}]", role="assistant")
 
 
-def from_qianfan(record: Any, kind: Kind) -> Row:
-    turns = [record] if isinstance(record, dict) else _array(record, "record")
-    if not turns:
-        raise Problem("record", "EMPTY_CONVERSATION", "the record has no turns")
+def _qianfan_key(turn: dict[str, Any], names: tuple[str, ...]) -> str:
+    """Which of Qianfan's spellings a turn uses (`prompt`/`response` or `user`/`assistant`)."""
+    return next((n for n in names if n in turn), names[0])
+
+
+def _qianfan_preference(final: dict[str, Any], messages: list[Message], last: int) -> Row:
+    """`{user, chosen, rejected}` or `{prompt, response: [[better], [worse]]}` as the last turn."""
+    if "chosen" in final or "rejected" in final:
+        return _preference(
+            messages,
+            _as_answer(_need(final, "chosen", f"[{last}]."), f"[{last}].chosen"),
+            _as_answer(_need(final, "rejected", f"[{last}]."), f"[{last}].rejected"),
+        )
+    key = _qianfan_key(final, ("response", "assistant"))
+    field = f"[{last}].{key}"
+    response = _need(final, key, f"[{last}].")
+    if len(_array(response, field)) < 2:
+        raise Problem(
+            field,
+            "MISSING_RESPONSE",
+            f"`{field}` needs two answers for preference data: [[better], [worse]] "
+            "(or give the last turn `chosen` and `rejected`)",
+        )
+    return _preference(
+        messages,
+        [{"role": "assistant", "content": _qianfan_answer(response, field, 0)}],
+        [{"role": "assistant", "content": _qianfan_answer(response, field, 1)}],
+    )
+
+
+def _qianfan_turns(turns: list[Any]) -> list[Message]:
+    """The system turn and every turn's question, with the answers of all but the last."""
     messages: list[Message] = []
     first = _object(turns[0], "[0]")
     if first.get("system"):
@@ -411,48 +491,50 @@ def from_qianfan(record: Any, kind: Kind) -> Row:
     last = len(turns) - 1
     for i, turn in enumerate(turns):
         turn = _object(turn, f"[{i}]")
-        messages.append(
-            {"role": "user", "content": _string(_need(turn, "prompt", f"[{i}]."), f"[{i}].prompt")}
-        )
+        ask = _qianfan_key(turn, ("prompt", "user"))
+        messages.append({"role": "user", "content": _string(_need(turn, ask, f"[{i}]."), f"[{i}].{ask}")})
         if i < last:
-            messages.append(
-                {
-                    "role": "assistant",
-                    "content": _qianfan_answer(_need(turn, "response", f"[{i}]."), f"[{i}].response"),
-                }
+            key = _qianfan_key(turn, ("response", "assistant"))
+            value = _need(turn, key, f"[{i}].")
+            content = (
+                _string(value, f"[{i}].{key}", role="assistant")
+                if isinstance(value, str)
+                else _qianfan_answer(value, f"[{i}].{key}")
             )
+            messages.append({"role": "assistant", "content": content})
+    return messages
+
+
+def from_qianfan(record: Any, kind: Kind) -> Row:
+    turns = [record] if isinstance(record, dict) else _array(record, "record")
+    if not turns:
+        raise Problem("record", "EMPTY_CONVERSATION", "the record has no turns")
+    messages = _qianfan_turns(turns)
+    last = len(turns) - 1
     final = turns[last]
-    field = f"[{last}].response"
+    key = _qianfan_key(final, ("response", "assistant"))
+    field = f"[{last}].{key}"
     if kind == Kind.PREFERENCE:
-        response = _need(final, "response", f"[{last}].")
-        if len(_array(response, field)) < 2:
-            raise Problem(
-                field,
-                "MISSING_RESPONSE",
-                f"`{field}` needs two answers for preference data: [[better], [worse]]",
-            )
-        return _preference(
-            messages,
-            [{"role": "assistant", "content": _qianfan_answer(response, field, 0)}],
-            [{"role": "assistant", "content": _qianfan_answer(response, field, 1)}],
+        return _qianfan_preference(final, messages, last)
+
+    def answer() -> str:
+        value = _need(final, key, f"[{last}].")
+        return (
+            _string(value, field, role="assistant")
+            if isinstance(value, str)
+            else _qianfan_answer(value, field)
         )
+
     if kind == Kind.UNPAIRED_PREFERENCE:
         label_holder = final if "label" in final else (record if isinstance(record, dict) else final)
         return {
             "prompt": messages,
-            "completion": [
-                {
-                    "role": "assistant",
-                    "content": _qianfan_answer(_need(final, "response", f"[{last}]."), field),
-                }
-            ],
+            "completion": [{"role": "assistant", "content": answer()}],
             "label": _label(_need(label_holder, "label", f"[{last}]."), f"[{last}].label"),
         }
-    if kind == Kind.PROMPT_ONLY and not final.get("response"):
+    if kind == Kind.PROMPT_ONLY and not final.get(key):
         return {"prompt": messages, "reference": ""}
-    messages.append(
-        {"role": "assistant", "content": _qianfan_answer(_need(final, "response", f"[{last}]."), field)}
-    )
+    messages.append({"role": "assistant", "content": answer()})
     return _from_conversation(messages, kind, field)
 
 
@@ -466,7 +548,9 @@ def from_canonical(record: Any, kind: Kind) -> Row:
     if kind == Kind.TEXT:
         return from_text(record, kind)
     if kind == Kind.SFT:
-        return _from_conversation(_chat_messages(_need(record, "messages"), "messages"), kind, "messages")
+        return _tool_conversation(
+            _chat_messages(_need(record, "messages"), "messages"), record, kind, "messages"
+        )
     return from_trl(record, kind)
 
 

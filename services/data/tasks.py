@@ -19,9 +19,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from services.data import cleaning, insight, mixing, presets
+from services.data import cleaning, flags, insight, mixing, presets
 from services.data.catalog import read_version_rows
-from services.data.formats import Format, Limits, RowError
+from services.data.formats import Format, Limits, RowError, TextSplit
 from services.data.ingest import IngestOptions, Policy, ingest_file, summarize
 from services.data.insights import emit_insight, insight_prefix
 from services.data.mixtures import emit_mixture, plan_dict
@@ -166,6 +166,8 @@ class Tasks:
                 format=Format(o["format"]) if o.get("format") else None,
                 schema=Schema(o["schema"]) if o.get("schema") else None,
                 policy=Policy(o["policy"]),
+                columns=o.get("columns") or {},
+                text_split=TextSplit(o.get("text_split") or TextSplit.BLANK_LINE),
             )
             path = tmp / options.filename
             source = task["source"]
@@ -240,6 +242,7 @@ class Tasks:
                 entry = {"size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
             files.append({"path": made.source_path, **entry})
         counts, examples = summarize(made.errors)
+        warnings = [] if made.failed else await asyncio.to_thread(flags.scan, made.rows, kind)
         total = sum(characters(r, kind) for r in made.rows) if not made.failed else 0
         recipe = made.recipe or row.recipe
         manifest = {
@@ -249,6 +252,7 @@ class Tasks:
             "characters": total,
             "source": {"file": row.source_file, "format": made.source_format, "schema": made.source_schema},
             "errors": {"count": len(made.errors), "by_reason": counts},
+            "warnings": warnings,
             "recipe": recipe,
             "files": list(files),
         }
@@ -267,6 +271,7 @@ class Tasks:
             current.errors_by_reason, current.error_examples = counts, [e.as_dict() for e in examples]
             current.source_format, current.source_schema = made.source_format, made.source_schema
             current.files, current.recipe, current.cleaning = files, recipe, made.cleaning
+            current.warnings = warnings
             current.update_time = utcnow()
             session.flush()
             emit_version(self._events, session, current, current.state)

@@ -10,17 +10,19 @@ from collections.abc import Sequence
 
 import regex
 
-from services.data import cleaning
+from services.data import cleaning, flags
 from services.data.catalog import DataCatalog
-from services.data.convert import check_seed, version_name
+from services.data.convert import check_seed, enum_from_proto, version_name
 from services.data.versions import NewVersion, Versions
 from services.kit import pii
 from services.kit.errors import FailedPrecondition, InvalidArgument
 from services.kit.names import check_text
 from services.kit.rows import Kind
 from tuneforge.data.v1 import data_service_pb2, dataset_pb2
+from tuneforge.enums import enum_values
 
 MAX_OPERATIONS = 20
+DEDUP_FIELD_FROM_PROTO = {v: k for k, v in enum_values(data_service_pb2.DedupField, "DEDUP_FIELD_").items()}
 
 
 class Transforms:
@@ -123,9 +125,20 @@ def operation(message: data_service_pb2.CleaningOperation, field_name: str) -> c
         num_perm = body.num_perm or 128
         if not 16 <= num_perm <= 1024:
             raise InvalidArgument.field(f"{path}.num_perm", "must be between 16 and 1024")
+        field = enum_from_proto(body.field, DEDUP_FIELD_FROM_PROTO, f"{path}.field") or "row"
         return cleaning.Operation(
-            which, {"threshold": threshold, "shingle_size": shingle, "num_perm": num_perm}
+            which, {"threshold": threshold, "shingle_size": shingle, "num_perm": num_perm, "field": field}
         )
+    if which == "fill_placeholders":
+        values = dict(body.values)
+        if not values:
+            raise InvalidArgument.field(f"{path}.values", "give at least one placeholder name and its text")
+        for name, text in values.items():
+            if not flags.PLACEHOLDER.fullmatch("{{" + name + "}}"):
+                raise InvalidArgument.field(f"{path}.values[{name[:64]}]", "is not a placeholder name")
+            if len(text) > 10_000:
+                raise InvalidArgument.field(f"{path}.values[{name}]", "is over 10 000 characters")
+        return cleaning.Operation(which, {"values": values})
     if which == "length_filter":
         for attribute in ("min_characters", "max_characters", "min_response_characters"):
             if getattr(body, attribute) < 0:

@@ -22,10 +22,12 @@ from services.data.convert import (
     DATASET,
     FORMAT_FROM_PROTO,
     SCHEMA_FROM_PROTO,
+    TEXT_SPLIT_FROM_PROTO,
     enum_from_proto,
     policy_from_proto,
 )
-from services.data.ingest import IngestOptions
+from services.data.formats import TextSplit
+from services.data.ingest import ALIASES, MAPPABLE, IngestOptions
 from services.data.repo import DatasetRow, DatasetUploadRow
 from services.data.versions import NewVersion, Versions
 from services.kit.auth import parse_in_project
@@ -67,11 +69,38 @@ def parse_options(message: data_service_pb2.IngestOptions, field: str) -> Upload
             format=enum_from_proto(message.format, FORMAT_FROM_PROTO, f"{field}.format"),
             schema=enum_from_proto(message.schema, SCHEMA_FROM_PROTO, f"{field}.schema"),
             policy=policy_from_proto(message.error_policy, f"{field}.error_policy"),
+            columns=check_columns(dict(message.columns), f"{field}.columns"),
+            text_split=enum_from_proto(message.text_split, TEXT_SPLIT_FROM_PROTO, f"{field}.text_split")
+            or TextSplit.BLANK_LINE,
         ),
         check_text(message.description, f"{field}.description", 4000),
         check_tags(dict(message.tags), f"{field}.tags"),
         provenance,
     )
+
+
+def check_columns(columns: dict[str, str], field: str) -> dict[str, str]:
+    """A column mapping: known fields (aliases resolved) to distinct, non-empty column names."""
+    if len(columns) > 32:
+        raise InvalidArgument.field(field, f"maps {len(columns)} fields; at most 32")
+    out: dict[str, str] = {}
+    for target, source in sorted(columns.items()):
+        name = ALIASES.get(target, target)
+        if name not in MAPPABLE:
+            raise InvalidArgument.field(
+                f"{field}[{target[:64]}]",
+                f"is not a field TuneForge reads; map one of {', '.join(sorted(MAPPABLE))}",
+            )
+        if not source.strip() or len(source) > 200:
+            raise InvalidArgument.field(
+                f"{field}[{target}]", "give the file's column name (1-200 characters)"
+            )
+        if name in out:
+            raise InvalidArgument.field(f"{field}[{target}]", f"maps `{name}` a second time")
+        out[name] = source
+    if len(set(out.values())) != len(out):
+        raise InvalidArgument.field(field, "maps one of the file's columns to two fields")
+    return out
 
 
 def ingest_version(
@@ -92,6 +121,10 @@ def ingest_version(
         "file": options.filename,
         "error_policy": options.policy.value,
     }
+    if options.columns:
+        recipe["columns"] = options.columns
+    if options.text_split != TextSplit.BLANK_LINE:
+        recipe["text_split"] = options.text_split.value
     if upload.provenance:
         recipe["provenance"] = upload.provenance
     return NewVersion(
@@ -102,9 +135,11 @@ def ingest_version(
             "op": "ingest",
             "source": {"key": source.key, "size_bytes": source.size_bytes, "sha256": source.sha256},
             "options": {
-                k: (v.value if v is not None else None) for k, v in asdict(options).items() if k != "filename"
+                k: (v.value if v is not None else None)
+                for k, v in asdict(options).items()
+                if k not in ("filename", "columns")
             }
-            | {"filename": options.filename},
+            | {"filename": options.filename, "columns": options.columns},
             "limits": {
                 "max_line_bytes": catalog.limits.max_line_bytes,
                 "max_decompressed_bytes": catalog.limits.max_decompressed_bytes,

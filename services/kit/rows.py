@@ -1,13 +1,17 @@
 """The canonical, TRL-ready row of each dataset kind, and its Parquet schema.
 
     text                 {"id", "text"}
-    sft                  {"id", "messages": [{"role", "content"}, ...]}          ends with assistant
+    sft                  {"id", "messages": [{"role", "content"}, ...], "tools"?} ends with assistant
     preference           {"id", "prompt": [...], "chosen": [assistant], "rejected": [assistant]}
     unpaired_preference  {"id", "prompt": [...], "completion": [assistant], "label": bool}
     prompt_only          {"id", "prompt": [...], "reference": str}                reference may be ""
     eval                 {"id", "prompt": [...], "reference": str}
 
-`prompt` is a conversation ending with a user turn (an optional system turn first). TRL's
+`prompt` is a conversation ending with a user turn (an optional system turn first). An sft
+conversation may call tools, in OpenAI's shapes: an assistant turn with `tool_calls`
+(`[{"id", "type": "function", "function": {"name", "arguments": "<JSON text>"}}]`), then `tool`
+turns with the results; the row's `tools` is the JSON text of the functions' schemas. Stored rows
+are read back without the keys a row does not use (`tool_calls`, `tools` are absent, never null). TRL's
 SFTTrainer, DPOTrainer, KTOTrainer and GRPOTrainer take these columns as they are.
 
 The schema is shared by every service that reads or writes rows (data, train workers, eval workers);
@@ -32,7 +36,7 @@ class Kind(StrEnum):
     EVAL = "eval"
 
 
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
 Row = dict[str, Any]
 
 
@@ -44,6 +48,8 @@ def text_fields(row: Row, kind: Kind) -> Iterator[tuple[str, str]]:
     if kind == Kind.SFT:
         for message in row["messages"]:
             yield ("response" if message["role"] == "assistant" else "prompt"), message["content"]
+            for call in message.get("tool_calls") or []:
+                yield "response", call["function"]["name"] + call["function"]["arguments"]
         return
     for message in row["prompt"]:
         yield "prompt", message["content"]
@@ -70,10 +76,14 @@ def schema(kind: Kind) -> Any:
     """The Parquet (Arrow) schema of a kind's rows."""
     import pyarrow as pa
 
-    messages = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+    function = pa.struct([("name", pa.string()), ("arguments", pa.string())])
+    call = pa.struct([("id", pa.string()), ("type", pa.string()), ("function", function)])
+    messages = pa.list_(
+        pa.struct([("role", pa.string()), ("content", pa.string()), ("tool_calls", pa.list_(call))])
+    )
     columns = {
         Kind.TEXT: [("text", pa.string())],
-        Kind.SFT: [("messages", messages)],
+        Kind.SFT: [("messages", messages), ("tools", pa.string())],
         Kind.PREFERENCE: [("prompt", messages), ("chosen", messages), ("rejected", messages)],
         Kind.UNPAIRED_PREFERENCE: [("prompt", messages), ("completion", messages), ("label", pa.bool_())],
         Kind.PROMPT_ONLY: [("prompt", messages), ("reference", pa.string())],
@@ -96,14 +106,28 @@ def to_parquet_bytes(rows: list[Row], kind: Kind) -> bytes:
     return buffer.getvalue()
 
 
+def compact(row: Row) -> Row:
+    """The row without the optional keys it does not use (Parquet stores them as null)."""
+    out = {k: v for k, v in row.items() if v is not None or k not in _OPTIONAL}
+    for key in ("messages", "prompt", "chosen", "rejected", "completion"):
+        if isinstance(out.get(key), list):
+            out[key] = [
+                {k: v for k, v in m.items() if v is not None} if isinstance(m, dict) else m for m in out[key]
+            ]
+    return out
+
+
+_OPTIONAL = frozenset({"tools"})
+
+
 def from_parquet_bytes(data: bytes) -> list[Row]:
     import pyarrow.parquet as pq
 
-    return pq.read_table(io.BytesIO(data)).to_pylist()
+    return [compact(r) for r in pq.read_table(io.BytesIO(data)).to_pylist()]
 
 
 def read_parquet(path: Any) -> list[Row]:
     """The rows of a Parquet file on disk."""
     import pyarrow.parquet as pq
 
-    return pq.read_table(path).to_pylist()
+    return [compact(r) for r in pq.read_table(path).to_pylist()]

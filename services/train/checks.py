@@ -115,12 +115,70 @@ def rows_over(insight: dict[str, Any], limit: int) -> int:
     return round(rows * above / (len(percentiles) - 1))
 
 
+def both_labels(spec: JobSpec, facts: JobFacts) -> None:
+    """KTO learns from desirable against undesirable answers: data with one label cannot teach it."""
+    if spec.training_method.kind.value != "unpaired_preference":
+        return
+    totals = {"true": 0, "false": 0}
+    for data in facts.training:
+        for label, count in (data.insight.get("labels") or {}).items():
+            totals[label] = totals.get(label, 0) + int(count)
+    if sum(totals.values()) and not (totals["true"] and totals["false"]):
+        only = "desirable (true)" if totals["true"] else "undesirable (false)"
+        missing = "undesirable (false)" if totals["true"] else "desirable (true)"
+        raise InvalidArgument.field(
+            f"{PREFIX}.training_data",
+            f"every one of the {sum(totals.values())} rows is labelled {only}: {spec.method} learns from the "
+            f"contrast between desirable and undesirable answers; add {missing} rows "
+            "(or train with sft on the desirable ones)",
+        )
+
+
+LENGTH_SLACK = 0.05
+
+
+def fits(spec: JobSpec, facts: JobFacts, tokenized: list[dict[str, Any]], limit: int) -> None:
+    """A job none of whose rows fits its context is refused now, with the numbers, rather than
+    failing on a worker (NO_SAMPLES_FIT); so is one whose prompts alone fill the context, which
+    truncating the answer cannot fix."""
+    hp = spec.hyperparameters
+    if not tokenized:
+        return
+    # The insight counts each message plus an allowance for the template's markers, not the template
+    # itself: only rows clearly over the limit are refused here, the worker measures the rest exactly.
+    clearly_over = int(limit * (1 + LENGTH_SLACK)) + 8
+    shortest = min(
+        (int(i["sequence_tokens_percentiles"][0]) for i in tokenized if i.get("sequence_tokens_percentiles")),
+        default=0,
+    )
+    prompts = [
+        int(i["prompt_sequence_tokens"]["min"]) for i in tokenized if i["prompt_sequence_tokens"].get("count")
+    ]
+    field = f"{PREFIX}.hyperparameters.max_sequence_length"
+    model = f"the model allows {facts.base.position_limit} positions"
+    if hp.truncate_overlength and hp.prompt_truncation == "none" and prompts and min(prompts) >= clearly_over:
+        raise InvalidArgument.field(
+            field,
+            f"every prompt is at least {min(prompts)} tokens, over the {limit}-token context: truncate_overlength "
+            "shortens the answer, which cannot help when the prompt alone is too long; set prompt_truncation "
+            f"(left or middle), raise max_sequence_length ({model}) or shorten the prompts",
+        )
+    if shortest > clearly_over and not hp.truncate_overlength:
+        raise InvalidArgument.field(
+            field,
+            f"no training row fits: the shortest is {shortest} tokens and the context is {limit} ({model}); "
+            "raise max_sequence_length, set truncate_overlength (and prompt_truncation when prompts are long), "
+            "or shorten the data",
+        )
+
+
 def job(spec: JobSpec, facts: JobFacts) -> dict[str, int]:
     """The checks that need every fact; returns what the job row records (planned steps, rows over
     the length)."""
     hp = spec.hyperparameters
     model_limit = facts.base.position_limit
     tokenized = [d.insight for d in facts.training if d.insight.get("sequence_tokens")]
+    both_labels(spec, facts)
     if hp.max_sequence_length:
         if hp.max_sequence_length > model_limit:
             raise InvalidArgument.field(
@@ -156,4 +214,5 @@ def job(spec: JobSpec, facts: JobFacts) -> dict[str, int]:
                 f"{PREFIX}.auto_evaluation.metrics", f"unknown metric {', '.join(unknown)}"
             )
     limit = min(hp.max_sequence_length or model_limit, model_limit)
+    fits(spec, facts, tokenized, limit)
     return {"total_steps": steps, "overlength": sum(rows_over(i, limit) for i in tokenized)}

@@ -117,6 +117,7 @@ class TrainingJobs:
                 return job_to_proto(existing)
         facts = await gather(self.peers, project, spec, self.settings)
         counts = checks.job(spec, facts)
+        spec.vocab_size = int(facts.base.config.get("vocab_size") or 0)
 
         def insert(session: Session) -> training_job_pb2.TrainingJob:
             if session.scalar(select(JobRow.uid).where(JobRow.project == project, JobRow.job_id == job_id)):

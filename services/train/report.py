@@ -24,7 +24,12 @@ that holds is the verdict, and every one that holds is listed in `flags`:
 7. `still_improving` the training loss (or, when validated, the validation loss) still falls: the
                 median of the last fifth of the run is below the median of the fifth before it by more
                 than TOLERANCE. Suggested epochs: x2 when it fell by more than 10%, else x1.5.
-8. `converged`  otherwise: both curves flat within TOLERANCE. Evaluate the model.
+8. `not_learning` the curves are flat but the model learned nothing: the final loss (median of the
+                last WINDOW) is within NEAR_BASELINE of the uniform baseline ln(vocabulary size) (the
+                loss of a model that spreads its bets over every token) or above it, or it is less than
+                NOT_LEARNING_DROP below the starting loss (median of the first three steps).
+9. `converged`  otherwise: both curves flat within TOLERANCE, well below where they started. Evaluate
+                the model.
 
 GRPO has no likelihood loss: its report follows the mean reward (`reward_rising`, `reward_flat`,
 `reward_falling`, same windows and TOLERANCE).
@@ -53,6 +58,8 @@ SPIKE_LOOKBACK = 20
 SPIKE_RATIO = 1.5
 SPIKE_MADS = 6.0
 SPIKE_WARMUP = 8
+NEAR_BASELINE = 0.05  # relative to ln(vocabulary size)
+NOT_LEARNING_DROP = 0.05  # relative to the starting loss
 
 RULES = {
     "window": WINDOW,
@@ -65,6 +72,8 @@ RULES = {
     "spike_ratio": SPIKE_RATIO,
     "spike_mads": SPIKE_MADS,
     "min_points": MIN_POINTS,
+    "near_baseline": NEAR_BASELINE,
+    "not_learning_drop": NOT_LEARNING_DROP,
 }
 
 
@@ -289,12 +298,39 @@ def _verdict(
             f"Train longer: about {result['suggested_epochs']:g} epochs, or continue from this model."
         )
         return "still_improving", summary, advice
+    learned = _learned(result)
+    if learned:
+        return (
+            "not_learning",
+            learned,
+            [
+                "Raise the learning rate (3e-4 is advised for LoRA, 2e-5 for full tuning) or train for more epochs.",
+                "Check the data: answers that are empty, random or unrelated to their prompts cannot be learned.",
+                "Check that the tuning reaches the model (LoRA target modules, a rank that is not tiny).",
+            ],
+        )
     summary = (
         "The curves have flattened: training has converged."
         if val_trend is not None
         else "The training loss has flattened: training has converged."
     )
     return "converged", summary, ["Evaluate the model on held-out data."]
+
+
+def _learned(result: dict[str, Any]) -> str:
+    """Why flat curves mean nothing was learned ("" when something was)."""
+    start, end, baseline = result["start_loss"], result["end_loss"], result["uniform_loss"]
+    if baseline and end >= baseline * (1 - NEAR_BASELINE):
+        return (
+            f"The loss flattened at {end:.3f}, at the uniform baseline ln(vocabulary) = {baseline:.3f}: the model "
+            "predicts no better than spreading its bets over every token. It has not learned the data."
+        )
+    if start > 0 and (start - end) / start < NOT_LEARNING_DROP:
+        return (
+            f"The loss flattened at {end:.3f}, less than {NOT_LEARNING_DROP:.0%} below where it started "
+            f"({start:.3f}): the model has not learned the data."
+        )
+    return ""
 
 
 def diagnose(
@@ -305,9 +341,11 @@ def diagnose(
     total_steps: int,
     checkpoints: list[dict[str, Any]],
     job: str = "",
+    vocab_size: int = 0,
 ) -> dict[str, Any]:
     """`points`: metric points as dicts (step, loss, validation_loss or None, learning_rate,
-    method_metrics, sample_ids); `checkpoints`: kept checkpoints (step, validation_loss)."""
+    method_metrics, sample_ids); `checkpoints`: kept checkpoints (step, validation_loss);
+    `vocab_size`: the model's, for the uniform baseline (0: unknown, not compared)."""
     train = sorted((p for p in points if p.get("validation_loss") is None), key=lambda p: p["step"])
     validation = sorted((p for p in points if p.get("validation_loss") is not None), key=lambda p: p["step"])
     steps = [p["step"] for p in train]
@@ -318,6 +356,9 @@ def diagnose(
     early = _unjudgeable(steps, losses, result)
     if early is not None:
         return early
+    result["start_loss"] = statistics.median(losses[:3])
+    result["end_loss"] = statistics.median(losses[-WINDOW:])
+    result["uniform_loss"] = math.log(vocab_size) if vocab_size > 1 else 0.0
     found = spikes(steps, losses)
     by_step = {p["step"]: p for p in train}
     for spike in found:
@@ -364,6 +405,7 @@ def build(
     total_steps: int,
     checkpoints: list[dict[str, Any]],
     job: str,
+    vocab_size: int = 0,
 ) -> dict[str, Any]:
     """The report as stored in `report.json`: curves as data, the diagnosis and the rules."""
     train = sorted((p for p in points if p.get("validation_loss") is None), key=lambda p: p["step"])
@@ -383,7 +425,13 @@ def build(
         "method": method,
         "curves": curves,
         "diagnosis": diagnose(
-            points, method=method, epochs=epochs, total_steps=total_steps, checkpoints=checkpoints, job=job
+            points,
+            method=method,
+            epochs=epochs,
+            total_steps=total_steps,
+            checkpoints=checkpoints,
+            job=job,
+            vocab_size=vocab_size,
         ),
         "rules": RULES,
         "charts": ["loss.png"],

@@ -63,6 +63,7 @@ async def assemble_report(db: Database, store: ObjectStore, row: JobRow) -> dict
         total_steps=total_steps,
         checkpoints=checkpoints,
         job=job_name(row),
+        vocab_size=spec.vocab_size,
     )
     with contextlib.suppress(Exception):  # jobs that never reached a worker have no mixture
         built["mixture"] = json.loads(await store.get_bytes(f"jobs/{row.uid}/mixture.json"))
@@ -106,6 +107,9 @@ async def report_proto(db: Database, store: ObjectStore, row: JobRow) -> trainin
             best_step=diagnosis["best_step"],
             spikes=[training_job_pb2.LossSpike(**spike) for spike in diagnosis["spikes"]],
             flags=diagnosis["flags"],
+            start_loss=diagnosis.get("start_loss", 0.0),
+            end_loss=diagnosis.get("end_loss", 0.0),
+            uniform_loss=diagnosis.get("uniform_loss", 0.0),
         ),
         report=json_format.ParseDict(built, struct_pb2.Struct()),
         charts=[

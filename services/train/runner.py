@@ -99,7 +99,7 @@ def fit_rows(spec: JobSpec, tokenizer: Any, model_limit: int, job_dir: Path) -> 
     overlength = sum(1 for n in lengths if n > max_length)
     if hp.truncate_overlength:
         rows = [
-            method.truncate(tokenizer, r, max_length) if n > max_length else r
+            method.truncate(tokenizer, r, max_length, hp.prompt_truncation) if n > max_length else r
             for r, n in zip(rows, lengths, strict=True)
         ]
         rows = [r for r in rows if r]

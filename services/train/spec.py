@@ -34,6 +34,7 @@ class Hyperparameters:
     batch_size: int = 16
     max_sequence_length: int = 0  # 0: the longest sample, capped by the model
     truncate_overlength: bool = False
+    prompt_truncation: str = "none"  # none, left or middle (sft, with truncate_overlength)
     checkpoint_count: int = 2
     checkpoint_interval_steps: int = 0  # 0: once per epoch
     validation_interval_steps: int = 0
@@ -75,6 +76,9 @@ class JobSpec:
     # Filled when the job is validated: the registered version it continues (incremental training),
     # whether that is a LoRA adapter, and the adapter's own base model.
     parent: dict[str, Any] | None = None
+    # The base model's vocabulary size (from its config, at validation): the diagnosis compares the
+    # loss with ln(vocabulary), the loss of a model that predicts every token uniformly.
+    vocab_size: int = 0
 
     def __post_init__(self) -> None:
         if self.method_parameters is None:
@@ -224,6 +228,9 @@ def _check_data_fields(job: training_job_pb2.TrainingJob, bad: Violations) -> No
         bad("validation_split", "give validation_data or validation_split, not both")
 
 
+PROMPT_TRUNCATIONS = ("none", "left", "middle")
+
+
 def _hyperparameters(job: training_job_pb2.TrainingJob, tuning: str, bad: Any) -> Hyperparameters:
     """The hyperparameters with their defaults, each range checked (the seed deck's advice quoted)."""
     h = job.hyperparameters
@@ -233,6 +240,7 @@ def _hyperparameters(job: training_job_pb2.TrainingJob, tuning: str, bad: Any) -
         batch_size=h.batch_size or 16,
         max_sequence_length=h.max_sequence_length,
         truncate_overlength=h.truncate_overlength,
+        prompt_truncation=h.prompt_truncation or "none",
         checkpoint_count=h.checkpoint_count or 2,
         checkpoint_interval_steps=h.checkpoint_interval_steps,
         validation_interval_steps=h.validation_interval_steps,
@@ -254,6 +262,12 @@ def _hyperparameters(job: training_job_pb2.TrainingJob, tuning: str, bad: Any) -
         bad("batch_size", f"must be between 1 and 4096 (10-20 advised; got {hp.batch_size})")
     if hp.max_sequence_length < 0:
         bad("max_sequence_length", "must not be negative (0 = the longest sample)")
+    if hp.prompt_truncation not in PROMPT_TRUNCATIONS:
+        bad(
+            "prompt_truncation", f"choose {', '.join(PROMPT_TRUNCATIONS)} (got {hp.prompt_truncation[:40]!r})"
+        )
+    elif hp.prompt_truncation != "none" and not hp.truncate_overlength:
+        bad("prompt_truncation", "needs truncate_overlength: prompts are cut only when rows are truncated")
     if not 1 <= hp.checkpoint_count <= 100:
         bad("checkpoint_count", "must be between 1 and 100")
     if hp.checkpoint_interval_steps < 0:

@@ -8,11 +8,17 @@ from collections.abc import Iterable
 from pathlib import Path
 
 # Newlines are written as {{ '\n' }}: a literal newline after a tag disappears. The generation
-# markers let TRL compute the loss on assistant turns only.
+# markers let TRL compute the loss on assistant turns only. Tools and tool calls render as text, so
+# tool-calling conversations train through the same template path as a real model's.
 CHAT_TEMPLATE = (
+    "{% if tools %}{{ '<|system|>tools: ' + (tools | tojson) + '\\n' }}{% endif %}"
     "{% for message in messages %}"
     "{% if message['role'] == 'assistant' %}"
-    "{{ '<|assistant|>' }}{% generation %}{{ message['content'] }}{{ eos_token }}{% endgeneration %}{{ '\\n' }}"
+    "{{ '<|assistant|>' }}{% generation %}{{ message['content'] }}"
+    "{% for call in message['tool_calls'] or [] %}"
+    "{{ '<tool_call>' + call['function']['name'] + ' ' + call['function']['arguments'] + '</tool_call>' }}"
+    "{% endfor %}"
+    "{{ eos_token }}{% endgeneration %}{{ '\\n' }}"
     "{% else %}{{ '<|' + message['role'] + '|>' + message['content'] + '\\n' }}{% endif %}"
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"

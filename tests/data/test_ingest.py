@@ -86,9 +86,9 @@ def test_alpaca_json_as_llama_factory_ships_it(tmp_path: Path) -> None:
     ]
     assert [m["role"] for m in result.rows[2]["messages"]] == ["system", U, A, U, A]
     assert [r["id"] for r in result.rows] == [
-        "alpaca_zh_demo.json#0",
         "alpaca_zh_demo.json#1",
         "alpaca_zh_demo.json#2",
+        "alpaca_zh_demo.json#3",
     ]
 
 
@@ -249,8 +249,8 @@ def test_csv_parquet_text_and_gzip(tmp_path: Path) -> None:
     pq.write_table(table, sink)
     result = ingest(write(tmp_path, "data.parquet", sink.getvalue()), Kind.SFT)
     assert result.format == Format.PARQUET and [r["id"] for r in result.rows] == [
-        "data.parquet#0",
         "data.parquet#1",
+        "data.parquet#2",
     ]
 
     result = ingest(

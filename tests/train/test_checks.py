@@ -145,3 +145,44 @@ def test_the_enum_and_the_deprecated_string_may_not_disagree() -> None:
     assert caught.value.violations[0].field == "training_job.training_method"
     assert spec_of(training_method=training_job_pb2.TRAINING_METHOD_DPO).method == "dpo"
     assert spec_of(method="kto", hyperparameters={"batch_size": 4}).method == "kto"
+
+
+def test_a_job_no_row_of_which_fits_is_refused_at_creation_with_the_numbers() -> None:
+    facts = facts_of(percentiles=[float(v) for v in range(3000, 4010, 10)], prompt_min=2500, limit=2048)
+    with pytest.raises(InvalidArgument) as refused:
+        checks.job(spec_of(), facts)
+    message = refused.value.violations[0].description
+    assert refused.value.violations[0].field == "training_job.hyperparameters.max_sequence_length"
+    assert "the shortest is 3000 tokens and the context is 2048" in message and "2048 positions" in message
+    # Truncating the answer cannot help a prompt that alone fills the context: said so.
+    with pytest.raises(InvalidArgument) as refused:
+        checks.job(spec_of(hyperparameters={"truncate_overlength": True}), facts)
+    message = refused.value.violations[0].description
+    assert "cannot help when the prompt alone is too long" in message and "prompt_truncation" in message
+    # Cutting prompts is the way: the job is accepted, the over-length rows counted.
+    spec = spec_of(hyperparameters={"truncate_overlength": True, "prompt_truncation": "middle"})
+    assert checks.job(spec, facts)["overlength"] == 60
+    # A row within the insight's allowance of the limit is left to the worker's exact measure.
+    near = facts_of(percentiles=[2100.0] * 101, limit=2048)
+    assert checks.job(spec_of(), near)["overlength"] == 60
+
+
+def test_prompt_truncation_is_checked() -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        spec_of(hyperparameters={"prompt_truncation": "right"})
+    assert "choose none, left, middle" in refused.value.violations[0].description
+    with pytest.raises(InvalidArgument) as refused:
+        spec_of(hyperparameters={"prompt_truncation": "left"})
+    assert "needs truncate_overlength" in refused.value.violations[0].description
+
+
+def test_kto_with_a_single_label_is_refused() -> None:
+    facts = facts_of()
+    facts.training[0].kind = "unpaired_preference"
+    facts.training[0].insight["labels"] = {"true": 60, "false": 0}
+    with pytest.raises(InvalidArgument) as refused:
+        checks.job(spec_of(method="kto", training_method=training_job_pb2.TRAINING_METHOD_KTO), facts)
+    message = refused.value.violations[0].description
+    assert "every one of the 60 rows is labelled desirable (true)" in message and "undesirable" in message
+    facts.training[0].insight["labels"] = {"true": 50, "false": 10}
+    assert checks.job(spec_of(method="kto", training_method=training_job_pb2.TRAINING_METHOD_KTO), facts)

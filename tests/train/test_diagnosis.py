@@ -159,3 +159,27 @@ def test_a_loss_that_collapses_at_once_is_not_diverging():
     # DPO on easy pairs: 0.69, then near zero within a step or two, with small ups and downs.
     losses = [0.6931, 0.0, 0.0, 0.03, 0.01, 0.02, 0.0003, 0.004, 0.003, 0.003, 0.002, 0.001, 0.05, 0.002]
     assert report.loss_anomaly(losses, 25) is None
+
+
+def test_flat_at_the_uniform_baseline_is_not_learning_not_converged():
+    vocabulary = 1000
+    flat = noisy(lambda i: math.log(vocabulary) * 1.002, 40, noise=0.002)
+    d = report.diagnose(
+        curve(flat), method="sft", epochs=3, total_steps=40, checkpoints=[], vocab_size=vocabulary
+    )
+    assert d["verdict"] == "not_learning", d
+    assert "uniform baseline" in d["summary"] and "learning rate" in d["advice"][0]
+    assert d["uniform_loss"] == pytest.approx(math.log(vocabulary))
+
+
+def test_flat_near_the_starting_loss_is_not_learning():
+    flat = noisy(lambda i: 2.0, 40, noise=0.003)
+    d = report.diagnose(
+        curve(flat), method="sft", epochs=3, total_steps=40, checkpoints=[], vocab_size=50_000
+    )
+    assert d["verdict"] == "not_learning" and "below where it started" in d["summary"], d
+    learned = noisy(lambda i: 0.5 + 2.0 * math.exp(-i / 5), 100)
+    d = report.diagnose(
+        curve(learned), method="sft", epochs=3, total_steps=100, checkpoints=[], vocab_size=50_000
+    )
+    assert d["verdict"] == "converged", d

@@ -26,6 +26,7 @@ KIND_NAMES = {v: k for k, v in KINDS.items()}
 FORMATS = {"": 0, **enum_values(dataset_pb2.DataFormat, "DATA_FORMAT_")}
 SCHEMAS = {"": 0, **enum_values(dataset_pb2.DataSchema, "DATA_SCHEMA_")}
 POLICIES = enum_values(dataset_pb2.ErrorPolicy, "ERROR_POLICY_")
+TEXT_SPLITS = {"": 0, **enum_values(dataset_pb2.TextSplit, "TEXT_SPLIT_")}
 VERSION_STATES = enum_names(dataset_pb2.DatasetVersionState, "DATASET_VERSION_STATE_")
 
 
@@ -38,12 +39,16 @@ def _choice(table: Mapping[str, int], value: str, what: str) -> int:
 
 
 def cleaning_operation(spec: str | Mapping[str, Any]) -> data_service_pb2.CleaningOperation:
-    """`"exact_dedup"` or `{"near_dedup": {"threshold": 0.85}}` as an operation message."""
+    """`"exact_dedup"` or `{"near_dedup": {"threshold": 0.85, "field": "response"}}` as an operation
+    message (enum values by their short name: `response` for `DEDUP_FIELD_RESPONSE`)."""
     name, params = (spec, {}) if isinstance(spec, str) else next(iter(spec.items()))
     operation = data_service_pb2.CleaningOperation()
     if not operation.DESCRIPTOR.fields_by_name.get(name):
         raise TuneForgeError("INVALID_ARGUMENT", f"unknown cleaning operation {name!r}")
-    json_format.ParseDict({name: dict(params or {})}, operation)
+    params = dict(params or {})
+    if isinstance(params.get("field"), str) and not params["field"].startswith("DEDUP_FIELD_"):
+        params["field"] = "DEDUP_FIELD_" + params["field"].upper()
+    json_format.ParseDict({name: params}, operation)
     return operation
 
 
@@ -164,8 +169,15 @@ class Datasets:
         request_id: str | None = None,
         presigned: bool = False,
         progress: Callable[[int], None] | None = None,
+        columns: Mapping[str, str] | None = None,
+        text_split: str = "",
     ) -> dataset_pb2.DatasetVersion:
-        """Upload a file as a new version; it comes back READY, or FAILED with every bad row named."""
+        """Upload a file as a new version; it comes back READY, or FAILED with every bad row named.
+
+        `columns` maps the fields TuneForge reads to the file's own columns, as LLaMA-Factory's
+        `dataset_info.json` does (`{"prompt": "input_prompt", "reference": "expected_output"}`);
+        `text_split` cuts a plain text file into documents by `blank_line` (default), `line` or `file`.
+        """
         path = Path(path)
         options = data_service_pb2.IngestOptions(
             filename=path.name,
@@ -174,6 +186,8 @@ class Datasets:
             error_policy=_choice(POLICIES, error_policy, "error policy"),
             description=description,
             tags=dict(tags or {}),
+            columns=dict(columns or {}),
+            text_split=_choice(TEXT_SPLITS, text_split, "text split"),
         )
         request_id = request_id or str(uuid.uuid4())
         if presigned:

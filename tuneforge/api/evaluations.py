@@ -113,7 +113,8 @@ class Evaluations:
     def cancel(self, ref: str) -> evaluation_pb2.Evaluation:
         """Stop a queued or running evaluation; it ends CANCELLED."""
         return call(
-            self._stub.CancelEvaluation, eval_service_pb2.CancelEvaluationRequest(name=self.evaluation_name(ref))
+            self._stub.CancelEvaluation,
+            eval_service_pb2.CancelEvaluationRequest(name=self.evaluation_name(ref)),
         )
 
     def wait(self, ref: str, *, timeout: float = 3600) -> evaluation_pb2.Evaluation:

@@ -11,7 +11,15 @@ from google.protobuf import json_format
 
 from tuneforge.api.datasets import KIND_NAMES, VERSION_STATES
 from tuneforge.cli.models import client, parse_pairs
-from tuneforge.cli.output import console, emit_json, human_bytes, options, table, transfer_progress
+from tuneforge.cli.output import (
+    console,
+    emit_json,
+    exit_if_failed,
+    human_bytes,
+    options,
+    table,
+    transfer_progress,
+)
 from tuneforge.data.v1 import dataset_pb2
 
 app = typer.Typer(
@@ -45,12 +53,17 @@ def show_version(version: dataset_pb2.DatasetVersion) -> None:
             ("tags", ", ".join(f"{k}={v}" for k, v in sorted(version.tags.items()))),
         ],
     )
+    for warning in version.warnings:
+        console.print(f"[yellow]warning[/] {warning.reason}: {warning.message}", highlight=False)
     if version.errors.error_count:
         table(
             f"{version.errors.error_count} bad rows: "
             + ", ".join(f"{k} {v}" for k, v in sorted(version.errors.counts_by_reason.items())),
             ["file", "line", "field", "reason", "message"],
-            [(e.file, e.line or f"#{e.row}", e.field, e.reason, e.message) for e in version.errors.examples],
+            [
+                (e.file, e.line or f"#{e.row + 1}", e.field, e.reason, e.message)
+                for e in version.errors.examples
+            ],
         )
     for step in version.cleaning:
         console.print(
@@ -116,6 +129,16 @@ def upload(
     on_error: Annotated[str, typer.Option("--on-error", help="fail (default) or skip bad rows")] = "fail",
     description: str = "",
     presigned: Annotated[bool, typer.Option(help="upload straight to S3 by a presigned URL")] = False,
+    column: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--column",
+            help="FIELD=COLUMN: read the file's COLUMN as FIELD (prompt, response, reference, ...); repeatable",
+        ),
+    ] = None,
+    text_split: Annotated[
+        str, typer.Option(help="text files: blank_line (default), line (one document per line) or file")
+    ] = "",
 ) -> None:
     """Upload a file as a new version; every bad row is reported with its line and field."""
     c = client(ctx)
@@ -131,17 +154,21 @@ def upload(
             description=description,
             presigned=presigned,
             progress=lambda n: progress.advance(task, n),
+            columns=parse_pairs(column or [], "--column"),
+            text_split=text_split,
         )
-    if options(ctx).json:
-        emit_json(version)
-        return
-    show_version(version)
-    if version.state == dataset_pb2.DATASET_VERSION_STATE_FAILED:
-        typer.echo(
-            f"error: {version.name} FAILED validation ({version.errors.error_count} bad rows); fix them or use --on-error skip",
-            err=True,
-        )
-        raise typer.Exit(1)
+    emit_json(version) if options(ctx).json else show_version(version)
+    exit_if_failed(
+        version.state == dataset_pb2.DATASET_VERSION_STATE_FAILED,
+        f"{version.name} FAILED validation ({version.errors.error_count} bad rows); fix them or use --on-error skip",
+    )
+
+
+def exit_if_version_failed(version: dataset_pb2.DatasetVersion) -> None:
+    exit_if_failed(
+        version.state == dataset_pb2.DATASET_VERSION_STATE_FAILED,
+        f"{version.name} FAILED: {version.failure.message or version.failure.reason or 'see its errors'}",
+    )
 
 
 @app.command("versions")
@@ -263,6 +290,7 @@ def clean(
     operations = [json.loads(o) if o.strip().startswith("{") else o for o in op]
     version = client(ctx).data.clean(ref, operations, description=description)
     emit_json(version) if options(ctx).json else show_version(version)
+    exit_if_version_failed(version)
 
 
 @app.command("split")
@@ -335,6 +363,7 @@ def mix(
         emit_json(version) if options(ctx).json else typer.echo(
             f"created {version.name} ({version.row_count} rows)"
         )
+        exit_if_version_failed(version)
     elif options(ctx).json:
         emit_json(plan)
 

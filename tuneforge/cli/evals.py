@@ -9,7 +9,7 @@ from google.protobuf import json_format
 
 from tuneforge.api.evaluations import STATE_NAMES
 from tuneforge.cli.models import client, short
-from tuneforge.cli.output import console, emit_json, options, table
+from tuneforge.cli.output import console, emit_json, exit_if_failed, options, table
 
 if TYPE_CHECKING:
     from tuneforge.client import Client
@@ -108,6 +108,10 @@ def create(
         typer.echo(
             f"queued {evaluation.name} ({evaluation.total_samples} samples × {len(evaluation.model_versions)} models)"
         )
+    exit_if_failed(
+        watch and STATE_NAMES[evaluation.state] == "failed",
+        f"{evaluation.name} failed: {evaluation.error}",
+    )
 
 
 def follow(c: Client, name: str, title: str = "evaluating") -> evaluation_pb2.Evaluation:

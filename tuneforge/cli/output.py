@@ -46,6 +46,13 @@ def emit_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
+def exit_if_failed(failed: bool, message: str) -> None:
+    """Every command exits 1 when what it made or waited for failed, whatever the output format."""
+    if failed:
+        err_console.print(f"error: {message}", markup=False, highlight=False)
+        raise typer.Exit(1)
+
+
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     t = Table(title=title, title_justify="left", header_style="bold")
     for column in columns:

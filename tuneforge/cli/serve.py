@@ -10,7 +10,7 @@ import typer
 
 from tuneforge.api.serving import DEPLOYMENT_STATES
 from tuneforge.cli.models import client, short
-from tuneforge.cli.output import console, emit_json, options, table
+from tuneforge.cli.output import console, emit_json, exit_if_failed, options, table
 
 app = typer.Typer(
     help="Serving (模型服务): deployments behind an OpenAI-compatible API.", no_args_is_help=True
@@ -72,12 +72,11 @@ def create(
     if watch:
         with console.status(f"loading {short(deployment.model_version)} …"):
             deployment = c.serve.wait(deployment.name)
-    if options(ctx).json:
-        emit_json(deployment)
-        return
-    _show(deployment)
-    if DEPLOYMENT_STATES[deployment.state] == "failed":
-        raise typer.Exit(1)
+    emit_json(deployment) if options(ctx).json else _show(deployment)
+    exit_if_failed(
+        DEPLOYMENT_STATES[deployment.state] == "failed",
+        f"{deployment.name} failed: {deployment.state_reason}",
+    )
 
 
 @app.command("list")

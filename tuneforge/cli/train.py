@@ -14,7 +14,7 @@ from rich.text import Text
 
 from tuneforge.api.training import STATE_NAMES, TERMINAL
 from tuneforge.cli.models import client, parse_pairs
-from tuneforge.cli.output import console, emit_json, options, table
+from tuneforge.cli.output import console, emit_json, exit_if_failed, options, table
 from tuneforge.client import Client
 from tuneforge.train.v1 import training_job_pb2
 
@@ -205,6 +205,8 @@ def watch_job(ctx: typer.Context, job: str) -> None:
         for update in c.train.watch(job):
             key = "training_job" if isinstance(update, training_job_pb2.TrainingJob) else "metric_point"
             typer.echo(json.dumps({key: json_format.MessageToDict(update, preserving_proto_field_name=True)}))
+        final = c.train.get(job)
+        exit_if_failed(STATE_NAMES[final.state] == "failed", f"{final.name} failed: {final.error.message}")
         return
     last = follow(c, job)
     table(last.name.rsplit("/", 1)[-1], ["field", "value"], describe(c.train.get(job)))

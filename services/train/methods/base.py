@@ -8,6 +8,7 @@ a job against the same definitions the worker trains with.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -78,11 +79,17 @@ class TrainerSetup:
         return out
 
 
-def render_length(tokenizer: Any, messages: list[dict[str, Any]], generation_prompt: bool = False) -> int:
-    """Tokens of `messages` as the tokenizer's chat template lays them out."""
+def render_length(
+    tokenizer: Any, messages: list[dict[str, Any]], generation_prompt: bool = False, tools: str | None = None
+) -> int:
+    """Tokens of `messages` (with the row's `tools`, JSON text) as the chat template lays them out."""
     return len(
         tokenizer.apply_chat_template(
-            messages, tokenize=True, return_dict=True, add_generation_prompt=generation_prompt
+            messages,
+            tools=json.loads(tools) if tools else None,
+            tokenize=True,
+            return_dict=True,
+            add_generation_prompt=generation_prompt,
         )["input_ids"]
     )
 
@@ -127,6 +134,8 @@ class Method:
         config.check(hp, violation)
         if hp.packing and not self.packs:
             hyperparameter("packing", "packing applies to post_pretrain and sft only")
+        if hp.prompt_truncation != "none" and self.name != "sft":
+            hyperparameter("prompt_truncation", f"applies to sft only; {self.name} rows are not cut this way")
 
     def samples_per_step(self, hp: Any, config: Any, world: int) -> int:
         """Training rows one optimizer step consumes across `world` processes."""
@@ -142,8 +151,10 @@ class Method:
     def sequence_length(self, tokenizer: Any, row: dict[str, Any]) -> int:
         raise NotImplementedError
 
-    def truncate(self, tokenizer: Any, row: dict[str, Any], limit: int) -> dict[str, Any]:
-        """The row shortened to fit `limit` tokens, or {} when it cannot be."""
+    def truncate(
+        self, tokenizer: Any, row: dict[str, Any], limit: int, prompt: str = "none"
+    ) -> dict[str, Any]:
+        """The row shortened to fit `limit` tokens (`prompt`: how a long prompt is cut), or {}."""
         return row if self.trainer_truncates else {}
 
     def trainer_rows(self, tokenizer: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -18,7 +18,9 @@ class PostPretrain(Method):
     def sequence_length(self, tokenizer: Any, row: dict[str, Any]) -> int:
         return len(tokenizer(row["text"], add_special_tokens=True)["input_ids"])
 
-    def truncate(self, tokenizer: Any, row: dict[str, Any], limit: int) -> dict[str, Any]:
+    def truncate(
+        self, tokenizer: Any, row: dict[str, Any], limit: int, prompt: str = "none"
+    ) -> dict[str, Any]:
         """The text cut to `limit` tokens (two kept for the special tokens)."""
         ids = tokenizer(row["text"], add_special_tokens=False)["input_ids"][: limit - 2]
         return {**row, "text": tokenizer.decode(ids)}

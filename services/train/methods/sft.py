@@ -37,15 +37,25 @@ class Sft(Method):
     packs = True
 
     def sequence_length(self, tokenizer: Any, row: dict[str, Any]) -> int:
-        return render_length(tokenizer, row["messages"])
+        return render_length(tokenizer, row["messages"], tools=row.get("tools"))
 
-    def truncate(self, tokenizer: Any, row: dict[str, Any], limit: int) -> dict[str, Any]:
-        """The conversation with the end of its last answer cut until it fits; {} if nothing fits."""
+    def truncate(
+        self, tokenizer: Any, row: dict[str, Any], limit: int, prompt: str = "none"
+    ) -> dict[str, Any]:
+        """The conversation cut until it fits: with `prompt` `left` or `middle` the last user turn is
+        cut first (to leave a quarter of `limit` for the answer), then the end of the last answer.
+        {} when nothing fits."""
         messages = [dict(m) for m in row["messages"]]
+        tools = row.get("tools")
+        if prompt != "none":
+            messages = _cut_prompt(tokenizer, messages, limit - limit // 4, prompt, tools)
+            if not messages:
+                return {}
         answer = messages[-1]["content"]
         while (
             answer
-            and render_length(tokenizer, [*messages[:-1], {"role": "assistant", "content": answer}]) > limit
+            and render_length(tokenizer, [*messages[:-1], {**messages[-1], "content": answer}], tools=tools)
+            > limit
         ):
             answer = answer[: max(0, int(len(answer) * 0.9) - 1)]
         if not answer:
@@ -54,10 +64,39 @@ class Sft(Method):
         return {**row, "messages": messages}
 
     def trainer_rows(self, tokenizer: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # TRL renders a row's `tools` (JSON text) through the chat template; every row carries the
+        # column when one does, since a dataset's columns come from its first row.
+        with_tools = any(r.get("tools") for r in rows)
         if has_generation_markers(tokenizer):
-            return rows
+            return [{**r, "tools": r.get("tools")} for r in rows] if with_tools else rows
         # Without generation markers the template cannot mask prompts: train on the last answer.
-        return [{"id": r["id"], "prompt": r["messages"][:-1], "completion": r["messages"][-1:]} for r in rows]
+        return [
+            {
+                "id": r["id"],
+                "prompt": r["messages"][:-1],
+                "completion": r["messages"][-1:],
+                **({"tools": r.get("tools")} if with_tools else {}),
+            }
+            for r in rows
+        ]
 
     def build_trainer(self, setup: TrainerSetup) -> Any:
         return sft_trainer(setup, assistant_only=has_generation_markers(setup.tokenizer))
+
+
+def _cut_prompt(
+    tokenizer: Any, messages: list[dict[str, Any]], budget: int, how: str, tools: str | None
+) -> list[dict[str, Any]]:
+    """The messages with the last user turn cut (`left`: its end kept; `middle`: its start and end,
+    joined by " … ") until the prompt takes at most `budget` tokens; [] if it cannot."""
+    last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+    prompt = messages[: last_user + 1]
+    text = prompt[-1]["content"]
+    while render_length(tokenizer, prompt, generation_prompt=True, tools=tools) > budget:
+        keep = int(len(text) * 0.9) - 1
+        if keep <= 0:
+            return []
+        text = text[-keep:] if how == "left" else text[: keep // 2] + text[len(text) - (keep - keep // 2) :]
+        content = text if how == "left" else text[: keep // 2] + " … " + text[keep // 2 :]
+        prompt[-1] = {**prompt[-1], "content": content}
+    return [*prompt, *messages[last_user + 1 :]]

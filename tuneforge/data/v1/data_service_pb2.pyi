@@ -7,12 +7,24 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from tuneforge.common.v1 import common_pb2 as _common_pb2
 from tuneforge.data.v1 import dataset_pb2 as _dataset_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class DedupField(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DEDUP_FIELD_UNSPECIFIED: _ClassVar[DedupField]
+    DEDUP_FIELD_ROW: _ClassVar[DedupField]
+    DEDUP_FIELD_PROMPT: _ClassVar[DedupField]
+    DEDUP_FIELD_RESPONSE: _ClassVar[DedupField]
+DEDUP_FIELD_UNSPECIFIED: DedupField
+DEDUP_FIELD_ROW: DedupField
+DEDUP_FIELD_PROMPT: DedupField
+DEDUP_FIELD_RESPONSE: DedupField
 
 class CreateDatasetRequest(_message.Message):
     __slots__ = ("parent", "dataset_id", "dataset", "request_id")
@@ -71,8 +83,15 @@ class DeleteDatasetRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
 
 class IngestOptions(_message.Message):
-    __slots__ = ("filename", "format", "schema", "error_policy", "description", "tags", "provenance")
+    __slots__ = ("filename", "format", "schema", "error_policy", "description", "tags", "provenance", "columns", "text_split")
     class TagsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class ColumnsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -86,6 +105,8 @@ class IngestOptions(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     PROVENANCE_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    TEXT_SPLIT_FIELD_NUMBER: _ClassVar[int]
     filename: str
     format: _dataset_pb2.DataFormat
     schema: _dataset_pb2.DataSchema
@@ -93,7 +114,9 @@ class IngestOptions(_message.Message):
     description: str
     tags: _containers.ScalarMap[str, str]
     provenance: _struct_pb2.Struct
-    def __init__(self, filename: _Optional[str] = ..., format: _Optional[_Union[_dataset_pb2.DataFormat, str]] = ..., schema: _Optional[_Union[_dataset_pb2.DataSchema, str]] = ..., error_policy: _Optional[_Union[_dataset_pb2.ErrorPolicy, str]] = ..., description: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., provenance: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    columns: _containers.ScalarMap[str, str]
+    text_split: _dataset_pb2.TextSplit
+    def __init__(self, filename: _Optional[str] = ..., format: _Optional[_Union[_dataset_pb2.DataFormat, str]] = ..., schema: _Optional[_Union[_dataset_pb2.DataSchema, str]] = ..., error_policy: _Optional[_Union[_dataset_pb2.ErrorPolicy, str]] = ..., description: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., provenance: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., columns: _Optional[_Mapping[str, str]] = ..., text_split: _Optional[_Union[_dataset_pb2.TextSplit, str]] = ...) -> None: ...
 
 class UploadDatasetVersionHeader(_message.Message):
     __slots__ = ("parent", "options", "request_id")
@@ -248,14 +271,29 @@ class ExactDedup(_message.Message):
     def __init__(self) -> None: ...
 
 class NearDedup(_message.Message):
-    __slots__ = ("threshold", "shingle_size", "num_perm")
+    __slots__ = ("threshold", "shingle_size", "num_perm", "field")
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     SHINGLE_SIZE_FIELD_NUMBER: _ClassVar[int]
     NUM_PERM_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
     threshold: float
     shingle_size: int
     num_perm: int
-    def __init__(self, threshold: _Optional[float] = ..., shingle_size: _Optional[int] = ..., num_perm: _Optional[int] = ...) -> None: ...
+    field: DedupField
+    def __init__(self, threshold: _Optional[float] = ..., shingle_size: _Optional[int] = ..., num_perm: _Optional[int] = ..., field: _Optional[_Union[DedupField, str]] = ...) -> None: ...
+
+class FillPlaceholders(_message.Message):
+    __slots__ = ("values",)
+    class ValuesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.ScalarMap[str, str]
+    def __init__(self, values: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class LengthFilter(_message.Message):
     __slots__ = ("min_characters", "max_characters", "min_response_characters")
@@ -300,7 +338,7 @@ class KeywordFilter(_message.Message):
     def __init__(self, keywords: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CleaningOperation(_message.Message):
-    __slots__ = ("exact_dedup", "near_dedup", "length_filter", "drop_empty", "normalize_unicode", "normalize_whitespace", "mask_pii", "regex_filter", "keyword_filter")
+    __slots__ = ("exact_dedup", "near_dedup", "length_filter", "drop_empty", "normalize_unicode", "normalize_whitespace", "mask_pii", "regex_filter", "keyword_filter", "fill_placeholders")
     EXACT_DEDUP_FIELD_NUMBER: _ClassVar[int]
     NEAR_DEDUP_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FILTER_FIELD_NUMBER: _ClassVar[int]
@@ -310,6 +348,7 @@ class CleaningOperation(_message.Message):
     MASK_PII_FIELD_NUMBER: _ClassVar[int]
     REGEX_FILTER_FIELD_NUMBER: _ClassVar[int]
     KEYWORD_FILTER_FIELD_NUMBER: _ClassVar[int]
+    FILL_PLACEHOLDERS_FIELD_NUMBER: _ClassVar[int]
     exact_dedup: ExactDedup
     near_dedup: NearDedup
     length_filter: LengthFilter
@@ -319,7 +358,8 @@ class CleaningOperation(_message.Message):
     mask_pii: MaskPii
     regex_filter: RegexFilter
     keyword_filter: KeywordFilter
-    def __init__(self, exact_dedup: _Optional[_Union[ExactDedup, _Mapping]] = ..., near_dedup: _Optional[_Union[NearDedup, _Mapping]] = ..., length_filter: _Optional[_Union[LengthFilter, _Mapping]] = ..., drop_empty: _Optional[_Union[DropEmpty, _Mapping]] = ..., normalize_unicode: _Optional[_Union[NormalizeUnicode, _Mapping]] = ..., normalize_whitespace: _Optional[_Union[NormalizeWhitespace, _Mapping]] = ..., mask_pii: _Optional[_Union[MaskPii, _Mapping]] = ..., regex_filter: _Optional[_Union[RegexFilter, _Mapping]] = ..., keyword_filter: _Optional[_Union[KeywordFilter, _Mapping]] = ...) -> None: ...
+    fill_placeholders: FillPlaceholders
+    def __init__(self, exact_dedup: _Optional[_Union[ExactDedup, _Mapping]] = ..., near_dedup: _Optional[_Union[NearDedup, _Mapping]] = ..., length_filter: _Optional[_Union[LengthFilter, _Mapping]] = ..., drop_empty: _Optional[_Union[DropEmpty, _Mapping]] = ..., normalize_unicode: _Optional[_Union[NormalizeUnicode, _Mapping]] = ..., normalize_whitespace: _Optional[_Union[NormalizeWhitespace, _Mapping]] = ..., mask_pii: _Optional[_Union[MaskPii, _Mapping]] = ..., regex_filter: _Optional[_Union[RegexFilter, _Mapping]] = ..., keyword_filter: _Optional[_Union[KeywordFilter, _Mapping]] = ..., fill_placeholders: _Optional[_Union[FillPlaceholders, _Mapping]] = ...) -> None: ...
 
 class CleanDatasetVersionRequest(_message.Message):
     __slots__ = ("name", "operations", "description", "request_id")

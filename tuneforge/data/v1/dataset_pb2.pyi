@@ -42,6 +42,13 @@ class DataSchema(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DATA_SCHEMA_TRL: _ClassVar[DataSchema]
     DATA_SCHEMA_TEXT: _ClassVar[DataSchema]
 
+class TextSplit(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TEXT_SPLIT_UNSPECIFIED: _ClassVar[TextSplit]
+    TEXT_SPLIT_BLANK_LINE: _ClassVar[TextSplit]
+    TEXT_SPLIT_LINE: _ClassVar[TextSplit]
+    TEXT_SPLIT_FILE: _ClassVar[TextSplit]
+
 class ErrorPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     ERROR_POLICY_UNSPECIFIED: _ClassVar[ErrorPolicy]
@@ -83,6 +90,10 @@ DATA_SCHEMA_SHAREGPT: DataSchema
 DATA_SCHEMA_QIANFAN: DataSchema
 DATA_SCHEMA_TRL: DataSchema
 DATA_SCHEMA_TEXT: DataSchema
+TEXT_SPLIT_UNSPECIFIED: TextSplit
+TEXT_SPLIT_BLANK_LINE: TextSplit
+TEXT_SPLIT_LINE: TextSplit
+TEXT_SPLIT_FILE: TextSplit
 ERROR_POLICY_UNSPECIFIED: ErrorPolicy
 ERROR_POLICY_FAIL: ErrorPolicy
 ERROR_POLICY_SKIP: ErrorPolicy
@@ -95,6 +106,20 @@ COMPUTATION_STATE_PENDING: ComputationState
 COMPUTATION_STATE_RUNNING: ComputationState
 COMPUTATION_STATE_READY: ComputationState
 COMPUTATION_STATE_FAILED: ComputationState
+
+class DataWarning(_message.Message):
+    __slots__ = ("reason", "message", "count", "row_ids", "details")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    ROW_IDS_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    message: str
+    count: int
+    row_ids: _containers.RepeatedScalarFieldContainer[str]
+    details: _struct_pb2.Struct
+    def __init__(self, reason: _Optional[str] = ..., message: _Optional[str] = ..., count: _Optional[int] = ..., row_ids: _Optional[_Iterable[str]] = ..., details: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class Dataset(_message.Message):
     __slots__ = ("name", "uid", "display_name", "description", "kind", "tags", "create_time", "update_time", "version_count", "latest_version")
@@ -175,7 +200,7 @@ class CleaningStepReport(_message.Message):
     def __init__(self, operation: _Optional[str] = ..., rows_in: _Optional[int] = ..., rows_removed: _Optional[int] = ..., rows_changed: _Optional[int] = ..., examples: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ...) -> None: ...
 
 class DatasetVersion(_message.Message):
-    __slots__ = ("name", "uid", "state", "kind", "row_count", "character_count", "skipped_row_count", "errors", "source_file", "source_format", "source_schema", "files", "recipe", "cleaning", "description", "tags", "create_time", "failure", "update_time")
+    __slots__ = ("name", "uid", "state", "kind", "row_count", "character_count", "skipped_row_count", "errors", "source_file", "source_format", "source_schema", "files", "recipe", "cleaning", "description", "tags", "create_time", "failure", "update_time", "warnings")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -202,6 +227,7 @@ class DatasetVersion(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     name: str
     uid: str
     state: DatasetVersionState
@@ -221,7 +247,8 @@ class DatasetVersion(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     failure: Failure
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., uid: _Optional[str] = ..., state: _Optional[_Union[DatasetVersionState, str]] = ..., kind: _Optional[_Union[DatasetKind, str]] = ..., row_count: _Optional[int] = ..., character_count: _Optional[int] = ..., skipped_row_count: _Optional[int] = ..., errors: _Optional[_Union[ErrorSummary, _Mapping]] = ..., source_file: _Optional[str] = ..., source_format: _Optional[_Union[DataFormat, str]] = ..., source_schema: _Optional[_Union[DataSchema, str]] = ..., files: _Optional[_Iterable[_Union[_common_pb2.FileEntry, _Mapping]]] = ..., recipe: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., cleaning: _Optional[_Iterable[_Union[CleaningStepReport, _Mapping]]] = ..., description: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    warnings: _containers.RepeatedCompositeFieldContainer[DataWarning]
+    def __init__(self, name: _Optional[str] = ..., uid: _Optional[str] = ..., state: _Optional[_Union[DatasetVersionState, str]] = ..., kind: _Optional[_Union[DatasetKind, str]] = ..., row_count: _Optional[int] = ..., character_count: _Optional[int] = ..., skipped_row_count: _Optional[int] = ..., errors: _Optional[_Union[ErrorSummary, _Mapping]] = ..., source_file: _Optional[str] = ..., source_format: _Optional[_Union[DataFormat, str]] = ..., source_schema: _Optional[_Union[DataSchema, str]] = ..., files: _Optional[_Iterable[_Union[_common_pb2.FileEntry, _Mapping]]] = ..., recipe: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., cleaning: _Optional[_Iterable[_Union[CleaningStepReport, _Mapping]]] = ..., description: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., warnings: _Optional[_Iterable[_Union[DataWarning, _Mapping]]] = ...) -> None: ...
 
 class Failure(_message.Message):
     __slots__ = ("reason", "message")

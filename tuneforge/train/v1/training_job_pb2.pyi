@@ -85,7 +85,7 @@ class EarlyStopping(_message.Message):
     def __init__(self, patience: _Optional[int] = ..., min_delta: _Optional[float] = ...) -> None: ...
 
 class Hyperparameters(_message.Message):
-    __slots__ = ("epochs", "learning_rate", "batch_size", "max_sequence_length", "truncate_overlength", "checkpoint_count", "checkpoint_interval_steps", "validation_interval_steps", "early_stopping", "warmup_ratio", "scheduler", "weight_decay", "gradient_accumulation_steps", "seed", "packing", "ignore_loss_anomalies")
+    __slots__ = ("epochs", "learning_rate", "batch_size", "max_sequence_length", "truncate_overlength", "checkpoint_count", "checkpoint_interval_steps", "validation_interval_steps", "early_stopping", "warmup_ratio", "scheduler", "weight_decay", "gradient_accumulation_steps", "seed", "packing", "ignore_loss_anomalies", "prompt_truncation")
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +102,7 @@ class Hyperparameters(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     PACKING_FIELD_NUMBER: _ClassVar[int]
     IGNORE_LOSS_ANOMALIES_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TRUNCATION_FIELD_NUMBER: _ClassVar[int]
     epochs: float
     learning_rate: float
     batch_size: int
@@ -118,7 +119,8 @@ class Hyperparameters(_message.Message):
     seed: int
     packing: bool
     ignore_loss_anomalies: bool
-    def __init__(self, epochs: _Optional[float] = ..., learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., max_sequence_length: _Optional[int] = ..., truncate_overlength: _Optional[bool] = ..., checkpoint_count: _Optional[int] = ..., checkpoint_interval_steps: _Optional[int] = ..., validation_interval_steps: _Optional[int] = ..., early_stopping: _Optional[_Union[EarlyStopping, _Mapping]] = ..., warmup_ratio: _Optional[float] = ..., scheduler: _Optional[str] = ..., weight_decay: _Optional[float] = ..., gradient_accumulation_steps: _Optional[int] = ..., seed: _Optional[int] = ..., packing: _Optional[bool] = ..., ignore_loss_anomalies: _Optional[bool] = ...) -> None: ...
+    prompt_truncation: str
+    def __init__(self, epochs: _Optional[float] = ..., learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., max_sequence_length: _Optional[int] = ..., truncate_overlength: _Optional[bool] = ..., checkpoint_count: _Optional[int] = ..., checkpoint_interval_steps: _Optional[int] = ..., validation_interval_steps: _Optional[int] = ..., early_stopping: _Optional[_Union[EarlyStopping, _Mapping]] = ..., warmup_ratio: _Optional[float] = ..., scheduler: _Optional[str] = ..., weight_decay: _Optional[float] = ..., gradient_accumulation_steps: _Optional[int] = ..., seed: _Optional[int] = ..., packing: _Optional[bool] = ..., ignore_loss_anomalies: _Optional[bool] = ..., prompt_truncation: _Optional[str] = ...) -> None: ...
 
 class RewardFunction(_message.Message):
     __slots__ = ("type", "pattern", "required_fields", "target_words", "weight")
@@ -309,7 +311,7 @@ class LossSpike(_message.Message):
     def __init__(self, step: _Optional[int] = ..., loss: _Optional[float] = ..., baseline: _Optional[float] = ..., sample_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Diagnosis(_message.Message):
-    __slots__ = ("verdict", "summary", "advice", "suggested_epochs", "best_checkpoint", "best_step", "spikes", "flags")
+    __slots__ = ("verdict", "summary", "advice", "suggested_epochs", "best_checkpoint", "best_step", "spikes", "flags", "start_loss", "end_loss", "uniform_loss")
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     ADVICE_FIELD_NUMBER: _ClassVar[int]
@@ -318,6 +320,9 @@ class Diagnosis(_message.Message):
     BEST_STEP_FIELD_NUMBER: _ClassVar[int]
     SPIKES_FIELD_NUMBER: _ClassVar[int]
     FLAGS_FIELD_NUMBER: _ClassVar[int]
+    START_LOSS_FIELD_NUMBER: _ClassVar[int]
+    END_LOSS_FIELD_NUMBER: _ClassVar[int]
+    UNIFORM_LOSS_FIELD_NUMBER: _ClassVar[int]
     verdict: str
     summary: str
     advice: _containers.RepeatedScalarFieldContainer[str]
@@ -326,7 +331,10 @@ class Diagnosis(_message.Message):
     best_step: int
     spikes: _containers.RepeatedCompositeFieldContainer[LossSpike]
     flags: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, verdict: _Optional[str] = ..., summary: _Optional[str] = ..., advice: _Optional[_Iterable[str]] = ..., suggested_epochs: _Optional[float] = ..., best_checkpoint: _Optional[str] = ..., best_step: _Optional[int] = ..., spikes: _Optional[_Iterable[_Union[LossSpike, _Mapping]]] = ..., flags: _Optional[_Iterable[str]] = ...) -> None: ...
+    start_loss: float
+    end_loss: float
+    uniform_loss: float
+    def __init__(self, verdict: _Optional[str] = ..., summary: _Optional[str] = ..., advice: _Optional[_Iterable[str]] = ..., suggested_epochs: _Optional[float] = ..., best_checkpoint: _Optional[str] = ..., best_step: _Optional[int] = ..., spikes: _Optional[_Iterable[_Union[LossSpike, _Mapping]]] = ..., flags: _Optional[_Iterable[str]] = ..., start_loss: _Optional[float] = ..., end_loss: _Optional[float] = ..., uniform_loss: _Optional[float] = ...) -> None: ...
 
 class TrainingReport(_message.Message):
     __slots__ = ("training_job", "diagnosis", "report", "charts", "final")
