@@ -13,7 +13,7 @@ import re
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from services.eval import metrics
 from services.eval.repo import EvaluationRow
+from services.eval.scores import ScoreRule, check_rule
 from services.kit.auth import Principal, bearer_var, parse_in_project, principal_var, require_project
 from services.kit.db import Database, keyset_page
 from services.kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
@@ -58,6 +59,8 @@ class Request:
     names: list[str]
     generation: dict[str, Any]
     judge: dict[str, Any] | None
+    score_rule: dict[str, str] = field(default_factory=dict)
+    pass_thresholds: dict[str, float] = field(default_factory=dict)
 
 
 def evaluation_name(row: EvaluationRow) -> str:
@@ -94,6 +97,8 @@ def evaluation_to_proto(row: EvaluationRow) -> evaluation_pb2.Evaluation:
             )
         )
     message.pairwise.extend(evaluation_pb2.PairwiseResult(**p) for p in spec.get("pairwise", []))
+    message.score_rule.CopyFrom(evaluation_pb2.ScoreRule(**spec.get("score_rule", {})))
+    message.pass_thresholds.update(spec.get("pass_thresholds", {}))
     if row.end_time:
         message.end_time.CopyFrom(to_timestamp(row.end_time))
     return message
@@ -161,7 +166,26 @@ def parse_request(evaluation: evaluation_pb2.Evaluation) -> Request:
         )
     if not 1 <= generation["batch_size"] <= 1024:
         raise InvalidArgument.field("evaluation.generation.batch_size", "must be between 1 and 1024")
-    return Request(evaluation_id, names, generation, parse_judge(evaluation))
+    rule = ScoreRule(evaluation.score_rule.regex, evaluation.score_rule.json_path)
+    problem = check_rule(rule)
+    if problem:
+        raise InvalidArgument.field("evaluation.score_rule", problem)
+    thresholds = dict(evaluation.pass_thresholds)
+    for metric, threshold in thresholds.items():
+        if metric not in names:
+            raise InvalidArgument.field(
+                f"evaluation.pass_thresholds[{metric[:40]}]", "is not one of this evaluation's metrics"
+            )
+        if not math.isfinite(threshold):
+            raise InvalidArgument.field(f"evaluation.pass_thresholds[{metric}]", "must be a finite number")
+    return Request(
+        evaluation_id,
+        names,
+        generation,
+        parse_judge(evaluation),
+        {k: v for k, v in asdict(rule).items() if v},
+        thresholds,
+    )
 
 
 def parse_judge(evaluation: evaluation_pb2.Evaluation) -> dict[str, Any] | None:
@@ -306,6 +330,8 @@ class Evaluations:
             "generation": request.generation,
             "judge": judge,
             "link_to_version": link_to_version,
+            "score_rule": request.score_rule,
+            "pass_thresholds": request.pass_thresholds,
         }
         return await self._insert(
             project, request.evaluation_id, evaluation.display_name, spec, rows, request_id

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 DEFAULT_RUBRIC = "A good answer is correct, complete, follows the requested format, and is concise."
 _SCORE = re.compile(
-    r"(?:score|评分|得分)\s*[:：]?\s*\[?\[?\s*(10|[1-9])\b|\[\[\s*(10|[1-9])\s*\]\]", re.IGNORECASE
+    r"(?:score|评分|得分)\s*(?:[:：]\s*)?(?:\[\[?\s*)?(10|[1-9])\b|\[\[\s*(10|[1-9])\s*\]\]", re.IGNORECASE
 )
 _VERDICT = re.compile(r"\[\[\s*([ABC])\s*\]\]")
 

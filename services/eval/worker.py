@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from services.eval import judge, metrics, report
 from services.eval.evaluations import emit, evaluation_name
 from services.eval.repo import OUTBOX, EvaluationRow
+from services.eval.scores import ScoreRule
 from services.kit.bus import EVAL_QUEUE_STREAM, EVAL_QUEUE_SUBJECTS, EventBus
 from services.kit.children import child_environment, resident_bytes
 from services.kit.db import Database
@@ -217,7 +218,7 @@ class EvalWorker:
             stderr=logfile,
             env=child_environment(),
         )
-        offset, done, rates, error = 0, 0, {}, None
+        offset, done, rates, truncated, error = 0, 0, {}, {}, None
         limit = self.settings.eval_memory_bytes
         try:
             while True:
@@ -242,6 +243,7 @@ class EvalWorker:
                                 done += event["samples"]
                             elif event["type"] == "model_done":
                                 rates[event["index"]] = event["tokens_per_second"]
+                                truncated[event["index"]] = event.get("truncated", 0)
                             elif event["type"] == "error":
                                 error = event["message"]
                         await self.outbox.write(
@@ -256,11 +258,15 @@ class EvalWorker:
             logfile.close()
         if child.returncode != 0:
             raise RuntimeError(error or (work / "runner.log").read_text(errors="replace")[-800:])
-        return await asyncio.to_thread(self._score, row, work, samples, rates)
+        return await asyncio.to_thread(self._score, row, work, samples, rates, truncated)
 
     @staticmethod
     def _score(
-        row: EvaluationRow, work: Path, samples: list[dict[str, Any]], rates: dict[int, float]
+        row: EvaluationRow,
+        work: Path,
+        samples: list[dict[str, Any]],
+        rates: dict[int, float],
+        truncated: dict[int, int],
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         names = row.spec["metrics"]
         by_id = {s["id"]: s for s in samples}
@@ -279,13 +285,23 @@ class EvalWorker:
                 )
                 for a in answers
             ]
-            summary, per_sample = metrics.evaluate(names, scored)
+            outcome = metrics.evaluate(
+                names,
+                scored,
+                score_rule=ScoreRule(**row.spec.get("score_rule", {})),
+                pass_thresholds=row.spec.get("pass_thresholds") or {},
+            )
+            per_sample = outcome.per_sample
             results.append(
                 {
                     "model_version": model["name"],
-                    "metrics": summary,
+                    "metrics": outcome.summary,
                     "samples": len(answers),
                     "tokens_per_second": rates.get(i, 0.0),
+                    "unscored": outcome.unscored,
+                    "capped_samples": outcome.capped,
+                    "pass_rates": outcome.pass_rates,
+                    "truncated_prompts": truncated.get(i, 0),
                 }
             )
             for answer, sample, scores in zip(answers, scored, per_sample, strict=True):

@@ -282,3 +282,47 @@ def test_auto_evaluation_after_a_training_job(client: Client, base_model: str, m
         linked.metrics["eval.rouge_l"]
         == next(r for r in evaluation.results if r.model_version == version).metrics["rouge_l"]
     )
+
+
+def test_score_rule_pass_thresholds_and_prompts_past_the_context(
+    client: Client, base_model: str, tmp_path: Path
+) -> None:
+    graded = '{"内容": {"得分": "14分"}, "表达": {"得分": "12分"}, "最终得分": 36}'
+    essay = "春天来了，公园里的花都开了。" * 300  # ~4,200 characters: far past the tiny model's 512 positions
+    rows = [
+        {"prompt": "给这篇作文打分：" + essay, "reference": graded},
+        {"prompt": "给这篇作文打分：今天天气很好。", "reference": graded},
+    ]
+    _upload(client, tmp_path, "essays", "eval", rows)
+    bad = [
+        ({"score_regex": "(a)(b)"}, "evaluation.score_rule", "one group"),
+        ({"score_regex": "x", "score_json_path": "y"}, "evaluation.score_rule", "not both"),
+        ({"pass_thresholds": {"rouge_l": 10}}, "evaluation.pass_thresholds[rouge_l]", "not one of"),
+        ({"pass_thresholds": {"bleu4": math.nan}}, "evaluation.pass_thresholds[bleu4]", "finite"),
+    ]
+    for arguments, field, fragment in bad:
+        error = expect_error(
+            "INVALID_ARGUMENT",
+            client.evals.create,
+            [base_model],
+            "essays",
+            metrics=["score_mae", "bleu4"],
+            **arguments,
+        )
+        assert error.violations[0].field == field and fragment in error.violations[0].description
+    evaluation = client.evals.create(
+        [base_model],
+        "essays",
+        metrics=["score_mae", "bleu4"],
+        max_new_tokens=16,
+        score_json_path="最终得分",
+        pass_thresholds={"bleu4": 0},
+    )
+    assert evaluation.score_rule.json_path == "最终得分" and evaluation.pass_thresholds["bleu4"] == 0
+    done = client.evals.wait(evaluation.name, timeout=300)
+    assert STATE_NAMES[done.state] == "succeeded", done.error
+    (result,) = done.results
+    assert result.truncated_prompts == 1, "the long essay was cut to fit, and counted"
+    # An untrained model writes no JSON: its answers are unscored, never scored 0.
+    assert result.unscored["score_mae"] == 2 and math.isnan(result.metrics["score_mae"])
+    assert result.pass_rates["bleu4"] == 1.0

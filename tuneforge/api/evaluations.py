@@ -50,12 +50,18 @@ class Evaluations:
         batch_size: int = 0,
         seed: int = 0,
         judge: Mapping[str, Any] | None = None,
+        score_regex: str = "",
+        score_json_path: str = "",
+        pass_thresholds: Mapping[str, float] | None = None,
         request_id: str | None = None,
     ) -> evaluation_pb2.Evaluation:
         """Queue an evaluation; the first model version is the baseline for deltas.
 
         `judge`: `{"model_version": "m/3"}` or `{"endpoint": "https://…/v1", "endpoint_model": "…"}`,
-        with optional `rubric`, `pairwise` and `max_new_tokens`."""
+        with optional `rubric`, `pairwise` and `max_new_tokens`. `score_regex` (its group is the
+        score) or `score_json_path` (`最终得分`, `scores.total`) replace the default final-score rule
+        of `score_mae`/`score_accuracy`; `pass_thresholds` gives a metric's pass mark
+        (`{"bleu4": 30, "edit_distance": 5}`; at most for lower-is-better metrics)."""
         evaluation = evaluation_pb2.Evaluation(
             name=self.evaluation_name(evaluation_id) if evaluation_id else "",
             model_versions=[names.model_version(self._project, m) for m in model_versions],
@@ -68,6 +74,8 @@ class Evaluations:
                 batch_size=batch_size,
                 seed=seed,
             ),
+            score_rule=evaluation_pb2.ScoreRule(regex=score_regex, json_path=score_json_path),
+            pass_thresholds=dict(pass_thresholds or {}),
         )
         if judge:
             settings = dict(judge)

@@ -51,8 +51,30 @@ def show_results(evaluation) -> None:  # type: ignore[no-untyped-def]
             f"{p.wins} wins, {p.ties} ties, {p.losses} losses, {p.parse_failures} unparseable",
             markup=False,
         )
+    for r in evaluation.results:
+        notes = [f"{count} unscored on {m}" for m, count in r.unscored.items()]
+        notes += [f"{m} pass rate {rate:.0%}" for m, rate in r.pass_rates.items()]
+        if r.capped_samples:
+            notes.append(f"{r.capped_samples} pairs scored on their first 20,000 characters")
+        if r.truncated_prompts:
+            notes.append(f"{r.truncated_prompts} prompts cut in the middle to fit the context")
+        if notes:
+            console.print(f"{short(r.model_version)}: " + "; ".join(notes), markup=False)
     if evaluation.error:
         console.print(f"error: {evaluation.error}", markup=False)
+
+
+def thresholds(items: list[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise typer.BadParameter(
+                f"{item!r}: give METRIC=NUMBER, e.g. bleu4=30", param_hint="--pass-threshold"
+            ) from None
+    return out
 
 
 @app.command("create")
@@ -77,6 +99,18 @@ def create(
     judge_endpoint_model: Annotated[str, typer.Option(help="the endpoint's model name")] = "",
     rubric: Annotated[str, typer.Option(help="what the judge should look for")] = "",
     pairwise: Annotated[bool, typer.Option(help="MT-Bench pairwise verdicts vs the baseline")] = False,
+    score_regex: Annotated[
+        str, typer.Option(help="how score_mae/score_accuracy read a score: a regex whose group is the score")
+    ] = "",
+    score_json_path: Annotated[
+        str, typer.Option(help="or a JSON path into the answer's JSON object (最终得分, scores.total)")
+    ] = "",
+    pass_threshold: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--pass-threshold", help="METRIC=VALUE, repeatable: report the share of samples that pass"
+        ),
+    ] = None,
     watch: Annotated[bool, typer.Option(help="wait and print the results")] = False,
 ) -> None:
     """Queue an evaluation of one or more model versions."""
@@ -97,6 +131,9 @@ def create(
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
         judge=judge_settings,
+        score_regex=score_regex,
+        score_json_path=score_json_path,
+        pass_thresholds=thresholds(pass_threshold or []),
     )
     if watch:
         evaluation = c.evals.wait(evaluation.name) if options(ctx).json else follow(c, evaluation.name)

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from tuneforge.common.v1 import common_pb2 as tuneforge_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"tuneforge/eval/v1/evaluation.proto\x12\x11tuneforge.eval.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a tuneforge/common/v1/common.proto\"]\n\x06Metric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x17\n\x0fneeds_reference\x18\x03 \x01(\x08\x12\x17\n\x0flower_is_better\x18\x04 \x01(\x08\"p\n\x10GenerationConfig\x12\x16\n\x0emax_new_tokens\x18\x01 \x01(\x05\x12\x13\n\x0btemperature\x18\x02 \x01(\x01\x12\r\n\x05top_p\x18\x03 \x01(\x01\x12\x12\n\nbatch_size\x18\x04 \x01(\x05\x12\x0c\n\x04seed\x18\x05 \x01(\x03\"\x8f\x03\n\x0bModelResult\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12<\n\x07metrics\x18\x02 \x03(\x0b\x32+.tuneforge.eval.v1.ModelResult.MetricsEntry\x12N\n\x11\x64\x65lta_vs_baseline\x18\x03 \x03(\x0b\x32\x33.tuneforge.eval.v1.ModelResult.DeltaVsBaselineEntry\x12\x0f\n\x07samples\x18\x04 \x01(\x03\x12\x19\n\x11tokens_per_second\x18\x05 \x01(\x01\x12\x13\n\x0bjudge_score\x18\x06 \x01(\x01\x12\x14\n\x0cjudge_scored\x18\x07 \x01(\x03\x12\x1c\n\x14judge_parse_failures\x18\x08 \x01(\x03\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x36\n\x14\x44\x65ltaVsBaselineEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x88\x01\n\x0bJudgeConfig\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x16\n\x0e\x65ndpoint_model\x18\x03 \x01(\t\x12\x0e\n\x06rubric\x18\x04 \x01(\t\x12\x10\n\x08pairwise\x18\x05 \x01(\x08\x12\x16\n\x0emax_new_tokens\x18\x06 \x01(\x05\"\x98\x01\n\x0ePairwiseResult\x12\x10\n\x08\x62\x61seline\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x0c\n\x04wins\x18\x03 \x01(\x03\x12\x0c\n\x04ties\x18\x04 \x01(\x03\x12\x0e\n\x06losses\x18\x05 \x01(\x03\x12\x19\n\x11\x61\x64justed_win_rate\x18\x06 \x01(\x01\x12\x16\n\x0eparse_failures\x18\x07 \x01(\x03\"\x9b\x04\n\nEvaluation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x31\n\x05state\x18\x04 \x01(\x0e\x32\".tuneforge.eval.v1.EvaluationState\x12\x16\n\x0emodel_versions\x18\x05 \x03(\t\x12\x17\n\x0f\x64\x61taset_version\x18\x06 \x01(\t\x12\x0f\n\x07metrics\x18\x07 \x03(\t\x12\x37\n\ngeneration\x18\x08 \x01(\x0b\x32#.tuneforge.eval.v1.GenerationConfig\x12/\n\x07results\x18\t \x03(\x0b\x32\x1e.tuneforge.eval.v1.ModelResult\x12\r\n\x05\x65rror\x18\n \x01(\t\x12\x15\n\rtotal_samples\x18\x0b \x01(\x03\x12\x14\n\x0c\x64one_samples\x18\x0c \x01(\x03\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x05judge\x18\x0f \x01(\x0b\x32\x1e.tuneforge.eval.v1.JudgeConfig\x12\x33\n\x08pairwise\x18\x10 \x03(\x0b\x32!.tuneforge.eval.v1.PairwiseResult\"\xe3\x01\n\x10SamplePrediction\x12\x11\n\tsample_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\x11\n\treference\x18\x04 \x01(\t\x12\x12\n\nprediction\x18\x05 \x01(\t\x12?\n\x06scores\x18\x06 \x03(\x0b\x32/.tuneforge.eval.v1.SamplePrediction.ScoresEntry\x1a-\n\x0bScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x8f\x01\n\nRatingTask\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x16\n\x0emodel_versions\x18\x03 \x03(\t\x12\r\n\x05scale\x18\x04 \x01(\x05\x12\r\n\x05items\x18\x05 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"S\n\nRatingItem\x12\x11\n\tsample_id\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x11\n\treference\x18\x03 \x01(\t\x12\x0f\n\x07\x61nswers\x18\x04 \x03(\t\"\xdd\x01\n\rRatingSummary\x12\x13\n\x0brating_task\x18\x01 \x01(\t\x12\x0f\n\x07ratings\x18\x02 \x01(\x03\x12\x0e\n\x06raters\x18\x03 \x01(\x03\x12\x12\n\nmean_score\x18\x04 \x01(\x01\x12\x0f\n\x07share_a\x18\x05 \x01(\x01\x12\x0f\n\x07share_b\x18\x06 \x01(\x01\x12\x11\n\tshare_tie\x18\x07 \x01(\x01\x12\x19\n\x11percent_agreement\x18\x08 \x01(\x01\x12\x14\n\x0c\x66leiss_kappa\x18\t \x01(\x01\x12\x1c\n\x14items_with_agreement\x18\n \x01(\x03\"\x82\x01\n\x10\x45valuationReport\x12\x12\n\nevaluation\x18\x01 \x01(\t\x12\'\n\x06report\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x31\n\x06\x63harts\x18\x03 \x03(\x0b\x32!.tuneforge.common.v1.PresignedUrl*\xcb\x01\n\x0f\x45valuationState\x12 \n\x1c\x45VALUATION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45VALUATION_STATE_QUEUED\x10\x01\x12\x1c\n\x18\x45VALUATION_STATE_RUNNING\x10\x02\x12\x1e\n\x1a\x45VALUATION_STATE_SUCCEEDED\x10\x03\x12\x1b\n\x17\x45VALUATION_STATE_FAILED\x10\x04\x12\x1e\n\x1a\x45VALUATION_STATE_CANCELLED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"tuneforge/eval/v1/evaluation.proto\x12\x11tuneforge.eval.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a tuneforge/common/v1/common.proto\"]\n\x06Metric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x17\n\x0fneeds_reference\x18\x03 \x01(\x08\x12\x17\n\x0flower_is_better\x18\x04 \x01(\x08\"p\n\x10GenerationConfig\x12\x16\n\x0emax_new_tokens\x18\x01 \x01(\x05\x12\x13\n\x0btemperature\x18\x02 \x01(\x01\x12\r\n\x05top_p\x18\x03 \x01(\x01\x12\x12\n\nbatch_size\x18\x04 \x01(\x05\x12\x0c\n\x04seed\x18\x05 \x01(\x03\"\xa8\x05\n\x0bModelResult\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12<\n\x07metrics\x18\x02 \x03(\x0b\x32+.tuneforge.eval.v1.ModelResult.MetricsEntry\x12N\n\x11\x64\x65lta_vs_baseline\x18\x03 \x03(\x0b\x32\x33.tuneforge.eval.v1.ModelResult.DeltaVsBaselineEntry\x12\x0f\n\x07samples\x18\x04 \x01(\x03\x12\x19\n\x11tokens_per_second\x18\x05 \x01(\x01\x12\x13\n\x0bjudge_score\x18\x06 \x01(\x01\x12\x14\n\x0cjudge_scored\x18\x07 \x01(\x03\x12\x1c\n\x14judge_parse_failures\x18\x08 \x01(\x03\x12>\n\x08unscored\x18\t \x03(\x0b\x32,.tuneforge.eval.v1.ModelResult.UnscoredEntry\x12\x16\n\x0e\x63\x61pped_samples\x18\n \x01(\x03\x12\x41\n\npass_rates\x18\x0b \x03(\x0b\x32-.tuneforge.eval.v1.ModelResult.PassRatesEntry\x12\x19\n\x11truncated_prompts\x18\x0c \x01(\x03\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x36\n\x14\x44\x65ltaVsBaselineEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a/\n\rUnscoredEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a\x30\n\x0ePassRatesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"-\n\tScoreRule\x12\r\n\x05regex\x18\x01 \x01(\t\x12\x11\n\tjson_path\x18\x02 \x01(\t\"\x88\x01\n\x0bJudgeConfig\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x16\n\x0e\x65ndpoint_model\x18\x03 \x01(\t\x12\x0e\n\x06rubric\x18\x04 \x01(\t\x12\x10\n\x08pairwise\x18\x05 \x01(\x08\x12\x16\n\x0emax_new_tokens\x18\x06 \x01(\x05\"\x98\x01\n\x0ePairwiseResult\x12\x10\n\x08\x62\x61seline\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x0c\n\x04wins\x18\x03 \x01(\x03\x12\x0c\n\x04ties\x18\x04 \x01(\x03\x12\x0e\n\x06losses\x18\x05 \x01(\x03\x12\x19\n\x11\x61\x64justed_win_rate\x18\x06 \x01(\x01\x12\x16\n\x0eparse_failures\x18\x07 \x01(\x03\"\xd0\x05\n\nEvaluation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x31\n\x05state\x18\x04 \x01(\x0e\x32\".tuneforge.eval.v1.EvaluationState\x12\x16\n\x0emodel_versions\x18\x05 \x03(\t\x12\x17\n\x0f\x64\x61taset_version\x18\x06 \x01(\t\x12\x0f\n\x07metrics\x18\x07 \x03(\t\x12\x37\n\ngeneration\x18\x08 \x01(\x0b\x32#.tuneforge.eval.v1.GenerationConfig\x12/\n\x07results\x18\t \x03(\x0b\x32\x1e.tuneforge.eval.v1.ModelResult\x12\r\n\x05\x65rror\x18\n \x01(\t\x12\x15\n\rtotal_samples\x18\x0b \x01(\x03\x12\x14\n\x0c\x64one_samples\x18\x0c \x01(\x03\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x05judge\x18\x0f \x01(\x0b\x32\x1e.tuneforge.eval.v1.JudgeConfig\x12\x33\n\x08pairwise\x18\x10 \x03(\x0b\x32!.tuneforge.eval.v1.PairwiseResult\x12\x30\n\nscore_rule\x18\x11 \x01(\x0b\x32\x1c.tuneforge.eval.v1.ScoreRule\x12J\n\x0fpass_thresholds\x18\x12 \x03(\x0b\x32\x31.tuneforge.eval.v1.Evaluation.PassThresholdsEntry\x1a\x35\n\x13PassThresholdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xe3\x01\n\x10SamplePrediction\x12\x11\n\tsample_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\x11\n\treference\x18\x04 \x01(\t\x12\x12\n\nprediction\x18\x05 \x01(\t\x12?\n\x06scores\x18\x06 \x03(\x0b\x32/.tuneforge.eval.v1.SamplePrediction.ScoresEntry\x1a-\n\x0bScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x8f\x01\n\nRatingTask\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x16\n\x0emodel_versions\x18\x03 \x03(\t\x12\r\n\x05scale\x18\x04 \x01(\x05\x12\r\n\x05items\x18\x05 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"S\n\nRatingItem\x12\x11\n\tsample_id\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x11\n\treference\x18\x03 \x01(\t\x12\x0f\n\x07\x61nswers\x18\x04 \x03(\t\"\xdd\x01\n\rRatingSummary\x12\x13\n\x0brating_task\x18\x01 \x01(\t\x12\x0f\n\x07ratings\x18\x02 \x01(\x03\x12\x0e\n\x06raters\x18\x03 \x01(\x03\x12\x12\n\nmean_score\x18\x04 \x01(\x01\x12\x0f\n\x07share_a\x18\x05 \x01(\x01\x12\x0f\n\x07share_b\x18\x06 \x01(\x01\x12\x11\n\tshare_tie\x18\x07 \x01(\x01\x12\x19\n\x11percent_agreement\x18\x08 \x01(\x01\x12\x14\n\x0c\x66leiss_kappa\x18\t \x01(\x01\x12\x1c\n\x14items_with_agreement\x18\n \x01(\x03\"\x82\x01\n\x10\x45valuationReport\x12\x12\n\nevaluation\x18\x01 \x01(\t\x12\'\n\x06report\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x31\n\x06\x63harts\x18\x03 \x03(\x0b\x32!.tuneforge.common.v1.PresignedUrl*\xcb\x01\n\x0f\x45valuationState\x12 \n\x1c\x45VALUATION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45VALUATION_STATE_QUEUED\x10\x01\x12\x1c\n\x18\x45VALUATION_STATE_RUNNING\x10\x02\x12\x1e\n\x1a\x45VALUATION_STATE_SUCCEEDED\x10\x03\x12\x1b\n\x17\x45VALUATION_STATE_FAILED\x10\x04\x12\x1e\n\x1a\x45VALUATION_STATE_CANCELLED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,36 +38,50 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODELRESULT_METRICSENTRY']._serialized_options = b'8\001'
   _globals['_MODELRESULT_DELTAVSBASELINEENTRY']._loaded_options = None
   _globals['_MODELRESULT_DELTAVSBASELINEENTRY']._serialized_options = b'8\001'
+  _globals['_MODELRESULT_UNSCOREDENTRY']._loaded_options = None
+  _globals['_MODELRESULT_UNSCOREDENTRY']._serialized_options = b'8\001'
+  _globals['_MODELRESULT_PASSRATESENTRY']._loaded_options = None
+  _globals['_MODELRESULT_PASSRATESENTRY']._serialized_options = b'8\001'
+  _globals['_EVALUATION_PASSTHRESHOLDSENTRY']._loaded_options = None
+  _globals['_EVALUATION_PASSTHRESHOLDSENTRY']._serialized_options = b'8\001'
   _globals['_SAMPLEPREDICTION_SCORESENTRY']._loaded_options = None
   _globals['_SAMPLEPREDICTION_SCORESENTRY']._serialized_options = b'8\001'
-  _globals['_EVALUATIONSTATE']._serialized_start=2420
-  _globals['_EVALUATIONSTATE']._serialized_end=2623
+  _globals['_EVALUATIONSTATE']._serialized_start=2929
+  _globals['_EVALUATIONSTATE']._serialized_end=3132
   _globals['_METRIC']._serialized_start=154
   _globals['_METRIC']._serialized_end=247
   _globals['_GENERATIONCONFIG']._serialized_start=249
   _globals['_GENERATIONCONFIG']._serialized_end=361
   _globals['_MODELRESULT']._serialized_start=364
-  _globals['_MODELRESULT']._serialized_end=763
-  _globals['_MODELRESULT_METRICSENTRY']._serialized_start=661
-  _globals['_MODELRESULT_METRICSENTRY']._serialized_end=707
-  _globals['_MODELRESULT_DELTAVSBASELINEENTRY']._serialized_start=709
-  _globals['_MODELRESULT_DELTAVSBASELINEENTRY']._serialized_end=763
-  _globals['_JUDGECONFIG']._serialized_start=766
-  _globals['_JUDGECONFIG']._serialized_end=902
-  _globals['_PAIRWISERESULT']._serialized_start=905
-  _globals['_PAIRWISERESULT']._serialized_end=1057
-  _globals['_EVALUATION']._serialized_start=1060
-  _globals['_EVALUATION']._serialized_end=1599
-  _globals['_SAMPLEPREDICTION']._serialized_start=1602
-  _globals['_SAMPLEPREDICTION']._serialized_end=1829
-  _globals['_SAMPLEPREDICTION_SCORESENTRY']._serialized_start=1784
-  _globals['_SAMPLEPREDICTION_SCORESENTRY']._serialized_end=1829
-  _globals['_RATINGTASK']._serialized_start=1832
-  _globals['_RATINGTASK']._serialized_end=1975
-  _globals['_RATINGITEM']._serialized_start=1977
-  _globals['_RATINGITEM']._serialized_end=2060
-  _globals['_RATINGSUMMARY']._serialized_start=2063
-  _globals['_RATINGSUMMARY']._serialized_end=2284
-  _globals['_EVALUATIONREPORT']._serialized_start=2287
-  _globals['_EVALUATIONREPORT']._serialized_end=2417
+  _globals['_MODELRESULT']._serialized_end=1044
+  _globals['_MODELRESULT_METRICSENTRY']._serialized_start=843
+  _globals['_MODELRESULT_METRICSENTRY']._serialized_end=889
+  _globals['_MODELRESULT_DELTAVSBASELINEENTRY']._serialized_start=891
+  _globals['_MODELRESULT_DELTAVSBASELINEENTRY']._serialized_end=945
+  _globals['_MODELRESULT_UNSCOREDENTRY']._serialized_start=947
+  _globals['_MODELRESULT_UNSCOREDENTRY']._serialized_end=994
+  _globals['_MODELRESULT_PASSRATESENTRY']._serialized_start=996
+  _globals['_MODELRESULT_PASSRATESENTRY']._serialized_end=1044
+  _globals['_SCORERULE']._serialized_start=1046
+  _globals['_SCORERULE']._serialized_end=1091
+  _globals['_JUDGECONFIG']._serialized_start=1094
+  _globals['_JUDGECONFIG']._serialized_end=1230
+  _globals['_PAIRWISERESULT']._serialized_start=1233
+  _globals['_PAIRWISERESULT']._serialized_end=1385
+  _globals['_EVALUATION']._serialized_start=1388
+  _globals['_EVALUATION']._serialized_end=2108
+  _globals['_EVALUATION_PASSTHRESHOLDSENTRY']._serialized_start=2055
+  _globals['_EVALUATION_PASSTHRESHOLDSENTRY']._serialized_end=2108
+  _globals['_SAMPLEPREDICTION']._serialized_start=2111
+  _globals['_SAMPLEPREDICTION']._serialized_end=2338
+  _globals['_SAMPLEPREDICTION_SCORESENTRY']._serialized_start=2293
+  _globals['_SAMPLEPREDICTION_SCORESENTRY']._serialized_end=2338
+  _globals['_RATINGTASK']._serialized_start=2341
+  _globals['_RATINGTASK']._serialized_end=2484
+  _globals['_RATINGITEM']._serialized_start=2486
+  _globals['_RATINGITEM']._serialized_end=2569
+  _globals['_RATINGSUMMARY']._serialized_start=2572
+  _globals['_RATINGSUMMARY']._serialized_end=2793
+  _globals['_EVALUATIONREPORT']._serialized_start=2796
+  _globals['_EVALUATIONREPORT']._serialized_end=2926
 # @@protoc_insertion_point(module_scope)
