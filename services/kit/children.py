@@ -6,6 +6,10 @@ child itself asks the kernel to kill it when its parent dies (`PR_SET_PDEATHSIG`
 
     env = child_environment()             # in the worker
     die_with_parent()                     # in the child's __main__
+
+A program that is not ours (nats-server, weed) or a whole service is started through
+`exec_argv(argv)`: `python -m services.kit.children PROGRAM ARGS…` sets the death signal (SIGTERM,
+so the program still shuts down cleanly) and execs the program, which keeps it across `execve`.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import sys
 
 PARENT_VARIABLE = "TUNEFORGE_PARENT_PID"
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
@@ -35,11 +40,28 @@ def resident_bytes(pid: int) -> int:
         return 0
 
 
-def die_with_parent() -> None:
-    """Receive SIGKILL when the parent dies; exit at once if it already has (it died before the
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Receive `sig` when the parent dies; exit at once if it already has (it died before the
     request reached the kernel)."""
     with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        ctypes.CDLL("libc.so.6").prctl(1, sig)  # PR_SET_PDEATHSIG
     expected = os.environ.get(PARENT_VARIABLE)
     if expected and os.getppid() != int(expected):
         os._exit(1)
+
+
+def exec_argv(argv: list[str]) -> list[str]:
+    """`argv` run so that it receives SIGTERM when the process starting it dies (start it with
+    `child_environment()` or with PARENT_VARIABLE set to this process's pid)."""
+    return [sys.executable, "-m", "services.kit.children", *argv]
+
+
+def _exec(argv: list[str]) -> None:
+    if not argv:
+        raise SystemExit("usage: python -m services.kit.children PROGRAM [ARGS...]")
+    die_with_parent(signal.SIGTERM)
+    os.execvp(argv[0], argv)
+
+
+if __name__ == "__main__":
+    _exec(sys.argv[1:])

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.kit.children import PARENT_VARIABLE, exec_argv
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -66,11 +68,11 @@ class ManagedProcess:
         fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         log = os.fdopen(fd, "ab")
         self.process = subprocess.Popen(
-            self.argv,
+            exec_argv(self.argv),  # dies with the suite, even one killed with SIGKILL
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, **self.env},
+            env={**os.environ, **self.env, PARENT_VARIABLE: str(os.getpid())},
             cwd=self.cwd,
             start_new_session=True,  # Ctrl-C reaches the suite, which stops children in order
             umask=0o077,  # databases (API keys among them), objects and logs: the user's alone

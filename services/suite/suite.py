@@ -5,15 +5,23 @@ with SQLite under one data folder. A restart on the same folder keeps every mode
     suite.start()       # prints nothing; see suite.endpoints and suite.admin_key
     ...
     suite.stop()
+
+One suite runs on a data folder at a time: `start()` takes an exclusive lock on `suite.lock` (the
+kernel drops it when the process dies, however it dies) and raises `SuiteRunning`, naming the
+running suite's pid, when another holds it; nothing of the running suite is touched. Every child
+receives SIGTERM when the suite's process dies (see services.kit.children).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import secrets
 import socket
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -38,6 +46,49 @@ STATE_FILE = "suite.json"
 ENDPOINTS_FILE = "endpoints.json"
 ADMIN_KEY_FILE = "admin.key"
 WORKER_KEY_FILE = "worker.key"
+LOCK_FILE = "suite.lock"
+
+
+class SuiteRunning(RuntimeError):
+    """Another suite holds the data folder's lock."""
+
+    def __init__(self, data_dir: Path, pid: int) -> None:
+        self.data_dir, self.pid = data_dir, pid
+        super().__init__(
+            f"a TuneForge suite is already running on {data_dir} (pid {pid or 'unknown'}): "
+            f"use it (`tuneforge status`), stop it (kill {pid or '<pid>'}), or pass another --data-dir"
+        )
+
+
+def take_lock(data_dir: Path) -> int:
+    """The open, exclusively locked lock file of `data_dir` (it holds this process's pid)."""
+    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = os.read(fd, 32).decode(errors="replace").strip()
+        os.close(fd)
+        raise SuiteRunning(data_dir, int(text) if text.isdigit() else 0) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
+def running_endpoints(data_dir: Path, timeout: float = 120.0) -> dict[str, str]:
+    """The endpoints of the suite running on `data_dir`, waiting while it is still starting."""
+    path = data_dir / ENDPOINTS_FILE
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the suite on {data_dir} wrote no {ENDPOINTS_FILE} in {timeout:.0f} s")
+        try:
+            fd = take_lock(data_dir)
+        except SuiteRunning:
+            time.sleep(0.5)
+            continue
+        os.close(fd)
+        raise RuntimeError(f"the suite on {data_dir} stopped before it was ready")
+    return json.loads(path.read_text())
 
 
 @dataclass
@@ -118,6 +169,7 @@ class LocalSuite:
         self.local_model_dirs = local_model_dirs
         self.processes: dict[str, ManagedProcess] = {}
         self.state: SuiteState | None = None
+        self._lock: int | None = None
 
     # -- layout --------------------------------------------------------------------------------
 
@@ -198,6 +250,8 @@ class LocalSuite:
         """Start every component and wait until each is healthy; on failure stop what started."""
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.data_dir.chmod(0o700)  # one made before (or by mktemp) may be wider
+        if self._lock is None:
+            self._lock = take_lock(self.data_dir)  # SuiteRunning when another suite has the folder
         state_path = self.data_dir / STATE_FILE
         self.state = state = SuiteState.load_or_create(state_path)
         used: set[int] = set()
@@ -327,7 +381,11 @@ class LocalSuite:
             if process is not None:
                 process.stop(grace=10.0 if name not in ("s3",) else 5.0)
         self.processes.clear()
-        (self.data_dir / ENDPOINTS_FILE).unlink(missing_ok=True)
+        if self._lock is not None:
+            (self.data_dir / ENDPOINTS_FILE).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                os.close(self._lock)
+            self._lock = None
 
     def __enter__(self) -> LocalSuite:
         self.start()

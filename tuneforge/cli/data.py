@@ -15,6 +15,7 @@ from tuneforge.cli.output import (
     console,
     emit_json,
     exit_if_failed,
+    hint_other_project,
     human_bytes,
     options,
     table,
@@ -112,6 +113,8 @@ def list_datasets(
             for d in items
         ],
     )
+    if not items and not filter:
+        hint_other_project(c.project)
 
 
 @app.command("upload")

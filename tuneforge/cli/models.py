@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 
 from tuneforge.api._calls import folder_files
-from tuneforge.cli.output import console, emit_json, human_bytes, options, table, to_dict, transfer_progress
+from tuneforge.cli.output import (
+    console,
+    emit_json,
+    hint_other_project,
+    human_bytes,
+    options,
+    table,
+    to_dict,
+    transfer_progress,
+)
 from tuneforge.client import Client
 from tuneforge.registry.v1 import model_pb2
 
@@ -128,6 +137,8 @@ def list_models(
             for m in models
         ],
     )
+    if not models and not filter:
+        hint_other_project(client(ctx).project)
 
 
 @app.command("show")

@@ -82,3 +82,15 @@ def human_bytes(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
+
+
+def hint_other_project(project: str) -> None:
+    """An empty list in the default project after a quickstart: say where its resources are."""
+    from tuneforge.client import tuneforge_home
+
+    if project == "default" and (tuneforge_home() / "quickstart").is_dir():
+        err_console.print(
+            "nothing in project `default`; the quickstart's models and data are in project "
+            "`quickstart`: pass --project quickstart (or export TUNEFORGE_PROJECT=quickstart)",
+            markup=False,
+        )

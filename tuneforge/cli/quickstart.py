@@ -18,6 +18,7 @@ the machine has one. `--fast` trains a smaller model for fewer steps (for CI).
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 import time
 import uuid
@@ -33,6 +34,11 @@ from tuneforge.client import Client
 
 BASE_ID = "quickstart-base"
 WRITER_ID = "quickstart-writer"
+# The built base's context: Qianfan's essay samples (2.5–4.2k-token prompts) fit with room for the
+# grade. Llama's positions are rotary, so this costs nothing until a row is long (bench/long_context.py).
+BASE_CONTEXT = 8192
+# Everything the quickstart makes lives in this project: `tuneforge --project quickstart models list`.
+PROJECT = "quickstart"
 TUNED_ID = "quickstart-essay"
 DEPLOYMENT_ID = "essay-grader"
 METRICS = ("score_mae", "score_accuracy", "rouge_l", "bleu4")
@@ -142,7 +148,7 @@ class Steps:
                 vocab_size=settings.vocab,
                 hidden_size=settings.hidden,
                 layers=settings.layers,
-                max_positions=1024,
+                max_positions=BASE_CONTEXT,
             )
             size = sum(p.stat().st_size for p in folder.iterdir())
             _ensure_model(self.client, BASE_ID, "Quickstart base model (built offline)")
@@ -380,7 +386,7 @@ def quickstart(
     """The essay-grading case end to end, offline: data, base model, post-pretraining, LoRA fine-tuning
     with the live loss, the training report, base-vs-tuned evaluation, publishing as `production`."""
     _need_server_packages()
-    from services.suite.suite import LocalSuite
+    from services.suite.suite import LocalSuite, SuiteRunning, running_endpoints
 
     started = time.perf_counter()
     suite = LocalSuite(_data_dir(data_dir))
@@ -390,12 +396,22 @@ def quickstart(
         stages.append((name, detail, f"{time.perf_counter() - since:.1f} s"))
         console.print(f"[green]✓[/green] {name}: {detail}")
 
+    # SIGTERM stops the suite as Ctrl-C does (the default would leave no time to stop it).
+    signal.signal(signal.SIGTERM, _interrupt)
+    attached = False
     try:
         t = time.perf_counter()
-        with console.status("starting NATS, S3 and the services …"):
-            suite.start()
-        stage("local suite", ", ".join(f"{k} {v}" for k, v in sorted(suite.endpoints.items())), t)
-        with Client(suite.endpoints, api_key=suite.admin_key, project="quickstart") as client:
+        try:
+            with console.status("starting NATS, S3 and the services …"):
+                suite.start()
+            endpoints, key = suite.endpoints, suite.admin_key
+        except SuiteRunning as running:
+            # A suite (`tuneforge up`) already runs on this folder: use it, and leave it running.
+            attached = True
+            endpoints, key = running_endpoints(suite.data_dir), suite.admin_key
+            console.print(f"using the suite already running on {suite.data_dir} (pid {running.pid})")
+        stage("local suite", ", ".join(f"{k} {v}" for k, v in sorted(endpoints.items())), t)
+        with Client(endpoints, api_key=key, project=PROJECT) as client:
             result = run(
                 client,
                 settings=FAST if fast else FULL,
@@ -410,14 +426,19 @@ def quickstart(
             emit_json(
                 {
                     "seconds": round(seconds, 1),
+                    "project": PROJECT,
                     **{k: str(v) if isinstance(v, Path) else v for k, v in result.items()},
                     "stages": [{"stage": n, "result": r, "time": d} for n, r, d in stages],
                 }
             )
             return
         _print_summary(result, stages, seconds, suite.data_dir)
+    except KeyboardInterrupt:
+        keep_running = False
+        console.print("interrupted; stopping …")
+        raise typer.Exit(130) from None
     finally:
-        if keep_running:
+        if keep_running and not attached:
             console.print(f"suite left running; Ctrl-C (or kill {os.getpid()}) stops it")
             try:
                 while True:
@@ -425,6 +446,10 @@ def quickstart(
             except KeyboardInterrupt:
                 pass
         suite.stop()
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _print_summary(
@@ -449,6 +474,11 @@ def _print_summary(
     for path in result["report_files"]:
         console.print(f"  {path}")
     console.print(f"production model: {result['production']}  (data kept in {data_dir})")
+    console.print(
+        f"everything above is in project `{PROJECT}`: `tuneforge --project {PROJECT} models list` "
+        f"(or export TUNEFORGE_PROJECT={PROJECT}); a plain `tuneforge models list` shows project `default`",
+        markup=False,
+    )
     serving = result["serving"]
     table(
         f"{DEPLOYMENT_ID} through the openai client ({serving['openai_base_url']})",

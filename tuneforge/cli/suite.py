@@ -54,7 +54,7 @@ def _need_server_packages() -> None:
 def up(ctx: typer.Context, data_dir: DataDir = None) -> None:
     """Start NATS, S3 and the services on loopback ports; Ctrl-C stops everything. Data persists."""
     _need_server_packages()
-    from services.suite.suite import LocalSuite
+    from services.suite.suite import LocalSuite, SuiteRunning
 
     suite = LocalSuite(_data_dir(data_dir))
     err_console.print(f"starting the local suite in {suite.data_dir} …")
@@ -65,7 +65,11 @@ def up(ctx: typer.Context, data_dir: DataDir = None) -> None:
 
     signal.signal(signal.SIGTERM, request_stop)
     try:
-        suite.start()
+        try:
+            suite.start()
+        except SuiteRunning as running:
+            err_console.print(f"error: {running}", markup=False)
+            raise typer.Exit(1) from None
         if options(ctx).json:
             emit_json(
                 {

@@ -239,3 +239,14 @@ def rows_of(preset_id: str, dataset_id: str) -> list[Row]:
     if preset_id == GENERAL_ID:
         return general_rows()[dataset_id]
     return rows(PRESETS[preset_id])[dataset_id]
+
+
+def qianfan_essays(count: int, chars: int, seed: int = 0) -> list[dict[str, Any]]:
+    """Essay-grading records shaped as Qianfan's SFT files (`{"prompt", "response": [[answer]]}`),
+    each essay about `chars` characters: the length of Qianfan's real essay samples (2.5–4.2k tokens)."""
+    rng = random.Random(seed)
+    records = []
+    for index in range(count):
+        prompt, answer = scenarios.long_essay(rng, index, chars)
+        records.append({"prompt": prompt, "response": [[answer]]})
+    return records

@@ -92,6 +92,43 @@ def essay(rng: random.Random, index: int) -> tuple[list[dict[str, str]], str, di
     return _user(prompt), f"得分：{score}分\n评语：{comment}", {"score": score}
 
 
+GAOKAO_RUBRIC = (
+    "你是一名高考语文阅卷老师。请按照高考作文评分标准批改下面的作文。评分标准：满分60分，分为基础等级和发展等级。"
+    "基础等级40分：内容20分（切合题意、中心突出、内容充实、思想健康、感情真挚），"
+    "表达20分（符合文体要求、结构严谨、语言流畅、字体工整）；发展等级20分（深刻、丰富、有文采、有创意）。"
+    "请先分别给出内容、表达、发展三项的得分和评语，最后给出最终得分。以JSON格式输出，"
+    '形如{"内容": {"得分": "14分", "评语": "…"}, "表达": {"得分": "12分", "评语": "…"}, '
+    '"发展": {"得分": "10分", "评语": "…"}, "最终得分": 36}。'
+)
+
+
+def long_essay(rng: random.Random, index: int, chars: int) -> tuple[str, str]:
+    """A gaokao essay of about `chars` characters under Qianfan's grading instruction, and its grade
+    in the JSON Qianfan's essay-grading case outputs (sub-scores first, the final score last)."""
+    topic = rng.choice(ESSAY_TOPICS)
+    idioms = rng.sample(IDIOMS, rng.randint(0, 4))
+    has_conclusion = rng.random() < 0.5
+    paragraphs = [rng.choice(OPENINGS).format(t=topic)]
+    while sum(map(len, paragraphs)) < chars:
+        paragraph = "".join(rng.sample(BODY, 4))
+        if idioms and rng.random() < 0.3:
+            paragraph += rng.choice(IDIOM_SENTENCES).format(i=idioms[len(paragraphs) % len(idioms)])
+        paragraphs.append(paragraph)
+    if has_conclusion:
+        paragraphs.append(rng.choice(CONCLUSIONS).format(t=topic))
+    content = 12 + 2 * len(idioms)
+    expression = 10 + (6 if has_conclusion else 0)
+    development = 8 + len(idioms)
+    grade = {
+        "内容": {"得分": f"{content}分", "评语": f"切题，使用成语{len(idioms)}个"},
+        "表达": {"得分": f"{expression}分", "评语": "有总结段" if has_conclusion else "缺少总结段"},
+        "发展": {"得分": f"{development}分", "评语": "论证较充分"},
+        "最终得分": content + expression + development,
+    }
+    prompt = f"{GAOKAO_RUBRIC}\n作文题目：{topic}\n学生作文：\n" + "\n".join(paragraphs)
+    return prompt, json.dumps(grade, ensure_ascii=False)
+
+
 # -- 劳动合同关键信息提取: labor-contract extraction ---------------------------------------------------
 
 COMPANIES = [
