@@ -59,6 +59,8 @@ def _map_texts(row: Row, kind: Kind, fn: Callable[[str], str]) -> Row:
             out[key] = [{**m, "content": fn(m["content"])} for m in row[key]]
     if row.get("reference"):
         out["reference"] = fn(row["reference"])
+    if row.get("references"):
+        out["references"] = [fn(r) for r in row["references"]]
     return out
 
 

@@ -126,6 +126,20 @@ def mapped(value: Any, columns: dict[str, str]) -> Any:
     return out
 
 
+def _check_mapped_columns(first: Record, columns: dict[str, str]) -> None:
+    """A mapping that names a column the file's first record lacks is a mistake in the mapping."""
+    if not isinstance(first.value, dict):
+        return
+    for target, source in columns.items():
+        if source not in first.value:
+            keys = ", ".join(f"`{k}`" for k in sorted(first.value)[:12])
+            raise FileProblem(
+                "MISSING_COLUMN",
+                f"the column `{source}` (mapped to `{target}`) is not in the file: its first record has {keys}",
+                first.line,
+            )
+
+
 def user_field(path: str, columns: dict[str, str]) -> str:
     """A field path in the names the file uses: `prompt[0]` is `input_prompt[0]` when mapped."""
     for target, source in columns.items():
@@ -248,6 +262,8 @@ def ingest_file(path: Path, kind: Kind, options: IngestOptions, limits: Limits |
             if isinstance(item, RowError):
                 result.errors.append(item)
                 continue
+            if options.columns and result.records == 1:
+                _check_mapped_columns(item, options.columns)
             item = Record(item.line, item.row, mapped(item.value, options.columns))
             if schema is None:
                 result.first_line = item.line

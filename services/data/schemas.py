@@ -326,17 +326,42 @@ def from_trl(record: Any, kind: Kind) -> Row:
                 "`reference` (or `completion`/`answer`) is missing: evaluation needs the expected answer",
             )
         value = record[reference_key]
+        if _is_string_list(value):  # several acceptable answers
+            return _references(prompt, value, reference_key)
         reference = (
             _as_answer(value, reference_key)[0]["content"]
             if not isinstance(value, str)
             else _string(value, reference_key, role="assistant")
         )
+        if "references" in record:
+            return _references(prompt, [reference, *_array(record["references"], "references")], "references")
         return {"prompt": prompt, "reference": reference}
     reference = ""
     if reference_key is not None and record[reference_key] is not None:
         value = record[reference_key]
         reference = value if isinstance(value, str) else _as_answer(value, reference_key)[0]["content"]
     return {"prompt": prompt, "reference": reference}
+
+
+def _is_string_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value)
+
+
+MAX_REFERENCES = 32
+
+
+def _references(prompt: list[Message], values: list[Any], field: str) -> Row:
+    """An eval row with several acceptable answers (`reference` is the first)."""
+    if len(values) > MAX_REFERENCES:
+        raise Problem(
+            field, "TOO_MANY_REFERENCES", f"`{field}` holds {len(values)} answers; at most {MAX_REFERENCES}"
+        )
+    answers = [_string(v, f"{field}[{i}]", role="assistant") for i, v in enumerate(values)]
+    answers = list(dict.fromkeys(answers))
+    row: Row = {"prompt": prompt, "reference": answers[0]}
+    if len(answers) > 1:
+        row["references"] = answers
+    return row
 
 
 def _alpaca_conversation(record: dict[str, Any]) -> list[Message]:

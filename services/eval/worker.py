@@ -282,6 +282,7 @@ class EvalWorker:
                     next(
                         (m["content"] for m in reversed(by_id[a["id"]]["prompt"]) if m["role"] == "user"), ""
                     ),
+                    tuple(by_id[a["id"]].get("references") or ()),
                 )
                 for a in answers
             ]
@@ -290,6 +291,7 @@ class EvalWorker:
                 scored,
                 score_rule=ScoreRule(**row.spec.get("score_rule", {})),
                 pass_thresholds=row.spec.get("pass_thresholds") or {},
+                python_grader=row.spec.get("python_grader") or None,
             )
             per_sample = outcome.per_sample
             results.append(
@@ -302,6 +304,7 @@ class EvalWorker:
                     "capped_samples": outcome.capped,
                     "pass_rates": outcome.pass_rates,
                     "truncated_prompts": truncated.get(i, 0),
+                    "grader_errors": outcome.grader_errors,
                 }
             )
             for answer, sample, scores in zip(answers, scored, per_sample, strict=True):
@@ -368,7 +371,10 @@ def _write_inputs(
                 {"id": r["id"], "prompt": r["messages"][:-1], "reference": r["messages"][-1]["content"]}
             )
         else:
-            samples.append({"id": r["id"], "prompt": r["prompt"], "reference": r.get("reference") or ""})
+            sample = {"id": r["id"], "prompt": r["prompt"], "reference": r.get("reference") or ""}
+            if r.get("references"):
+                sample["references"] = list(r["references"])
+            samples.append(sample)
     (work / "spec.json").write_text(
         json.dumps({"models": models, "generation": spec["generation"], "judge": judge})
     )

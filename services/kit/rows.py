@@ -5,7 +5,8 @@
     preference           {"id", "prompt": [...], "chosen": [assistant], "rejected": [assistant]}
     unpaired_preference  {"id", "prompt": [...], "completion": [assistant], "label": bool}
     prompt_only          {"id", "prompt": [...], "reference": str}                reference may be ""
-    eval                 {"id", "prompt": [...], "reference": str}
+    eval                 {"id", "prompt": [...], "reference": str, "references"?: [str, ...]}
+                         (`references`, when given, holds every acceptable answer, `reference` first)
 
 `prompt` is a conversation ending with a user turn (an optional system turn first). An sft
 conversation may call tools, in OpenAI's shapes: an assistant turn with `tool_calls`
@@ -58,6 +59,8 @@ def text_fields(row: Row, kind: Kind) -> Iterator[tuple[str, str]]:
             yield "response", message["content"]
     if row.get("reference"):
         yield "response", row["reference"]
+    for other in (row.get("references") or [])[1:]:
+        yield "response", other
 
 
 def characters(row: Row, kind: Kind) -> int:
@@ -87,7 +90,7 @@ def schema(kind: Kind) -> Any:
         Kind.PREFERENCE: [("prompt", messages), ("chosen", messages), ("rejected", messages)],
         Kind.UNPAIRED_PREFERENCE: [("prompt", messages), ("completion", messages), ("label", pa.bool_())],
         Kind.PROMPT_ONLY: [("prompt", messages), ("reference", pa.string())],
-        Kind.EVAL: [("prompt", messages), ("reference", pa.string())],
+        Kind.EVAL: [("prompt", messages), ("reference", pa.string()), ("references", pa.list_(pa.string()))],
     }[kind]
     return pa.schema([("id", pa.string()), *columns])
 
@@ -117,7 +120,7 @@ def compact(row: Row) -> Row:
     return out
 
 
-_OPTIONAL = frozenset({"tools"})
+_OPTIONAL = frozenset({"tools", "references"})
 
 
 def from_parquet_bytes(data: bytes) -> list[Row]:

@@ -326,3 +326,33 @@ def test_messages_read_as_english(tmp_path: Path, line: str, wanted: str) -> Non
     error = only_error(ingest(write(tmp_path, "g.jsonl", line), Kind.SFT))
     assert wanted in error.message
     assert " a assistant" not in error.message and "at at" not in error.message
+
+
+def test_eval_rows_with_several_references(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "multi.jsonl",
+        jsonl(
+            [
+                {"prompt": "Capital of France?", "reference": ["Paris", "Paris, France", "Paris"]},
+                {"prompt": "2+2?", "reference": "4", "references": ["four"]},
+                {"prompt": "One?", "reference": ["only"]},
+            ]
+        ),
+    )
+    result = ingest(path, Kind.EVAL)
+    assert not result.errors, [e.as_dict() for e in result.errors]
+    first, second, third = result.rows
+    assert first["reference"] == "Paris" and first["references"] == ["Paris", "Paris, France"]
+    assert second["references"] == ["4", "four"]
+    assert third == {**third, "reference": "only"} and "references" not in third
+    stored = from_parquet_bytes(to_parquet_bytes(result.rows, Kind.EVAL))
+    assert stored[0]["references"] == ["Paris", "Paris, France"] and "references" not in stored[2]
+
+
+def test_a_mapped_column_the_file_lacks_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, "eval.jsonl", jsonl([{"input_prompt": "1+1=?", "expected_output": "2"}]))
+    result = ingest(path, Kind.EVAL, columns={"prompt": "question", "reference": "expected_output"})
+    error = only_error(result)
+    assert error.reason == "MISSING_COLUMN" and "`question` (mapped to `prompt`)" in error.message
+    assert "`input_prompt`" in error.message

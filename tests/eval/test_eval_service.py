@@ -299,6 +299,13 @@ def test_score_rule_pass_thresholds_and_prompts_past_the_context(
         ({"score_regex": "x", "score_json_path": "y"}, "evaluation.score_rule", "not both"),
         ({"pass_thresholds": {"rouge_l": 10}}, "evaluation.pass_thresholds[rouge_l]", "not one of"),
         ({"pass_thresholds": {"bleu4": math.nan}}, "evaluation.pass_thresholds[bleu4]", "finite"),
+        ({"python_grader": "def grade(s, i):\n  return (1"}, "evaluation.python_grader.source", "line 2"),
+        ({"python_grader": "def score(s, i):\n  return 1"}, "evaluation.python_grader.source", "grade("),
+        (
+            {"python_grader": "def grade(s, i):\n  return 1", "grader_timeout_seconds": 60},
+            "evaluation.python_grader.timeout_seconds",
+            "at most 10",
+        ),
     ]
     for arguments, field, fragment in bad:
         error = expect_error(
@@ -326,3 +333,15 @@ def test_score_rule_pass_thresholds_and_prompts_past_the_context(
     # An untrained model writes no JSON: its answers are unscored, never scored 0.
     assert result.unscored["score_mae"] == 2 and math.isnan(result.metrics["score_mae"])
     assert result.pass_rates["bleu4"] == 1.0
+
+    grader = (
+        "def grade(sample, item):\n    return len(sample['output_text']) / max(1, len(item['reference']))\n"
+    )
+    graded = client.evals.create(
+        [base_model], "essays", metrics=["bleu4"], max_new_tokens=4, python_grader=grader
+    )
+    assert list(graded.metrics) == ["bleu4", "python_grader"] and graded.python_grader.source == grader
+    done = client.evals.wait(graded.name, timeout=300)
+    assert STATE_NAMES[done.state] == "succeeded", done.error
+    (result,) = done.results
+    assert result.metrics["python_grader"] > 0 and not result.unscored and not result.grader_errors

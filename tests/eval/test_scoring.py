@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from pathlib import Path
 
 import pytest
 import sacrebleu
@@ -167,3 +168,82 @@ def test_chrf_and_meteor_match_their_libraries() -> None:
     expected = 100 * meteor_score([reference.split()], prediction.split(), wordnet=NoSynonyms())
     assert math.isclose(metrics.score_one("meteor", sample), expected, abs_tol=1e-9)
     assert 0 < expected < 100
+
+
+def test_several_references() -> None:
+    references = ("the cat sat on the mat", "a cat was sitting on the mat")
+    prediction = "a cat was sitting on the mat"
+    several = Sample(prediction, references[0], references=references)
+    one = Sample(prediction, references[0])
+    assert metrics.score_one("rouge_l", several) > 99.99 > metrics.score_one("rouge_l", one)
+    assert metrics.score_one("exact_match", several) == 1.0 and metrics.score_one("exact_match", one) == 0.0
+    expected = 100 * sentence_bleu(
+        [r.split() for r in references], prediction.split(), smoothing_function=SmoothingFunction().method3
+    )
+    assert math.isclose(metrics.score_one("bleu4", several), expected, abs_tol=1e-9)
+    assert math.isclose(
+        metrics.score_one("chrf", several), sacrebleu.sentence_chrf(prediction, list(references)).score
+    )
+    chinese = Sample("北京是首都", "首都是北京", references=("首都是北京", "北京是首都"))
+    assert metrics.score_one("rouge_1", chinese) == metrics.score_one(
+        "rouge_1", Sample("北京是首都", "北京是首都")
+    )
+
+
+GRADER = """
+import json
+
+def grade(sample, item):
+    text = sample["output_text"]
+    if text == "net":
+        import socket
+        socket.create_connection(("127.0.0.1", 22), timeout=1)
+    if text == "raw-net":
+        import _socket
+        _socket.socket().connect(("127.0.0.1", 22))
+    if text == "spawn":
+        import os
+        os.system("true")
+    if text == "write":
+        open("/tmp/tuneforge-grader-escape.txt", "w").write("x")
+    if text == "loop":
+        while True:
+            pass
+    if text == "memory":
+        block = bytearray(3 << 30)
+    if text == "nan":
+        return float("nan")
+    return float(text.strip() in item["references"])
+"""
+
+
+def test_python_grader_runs_sandboxed_with_limits() -> None:
+    from services.eval import sandbox
+
+    assert sandbox.check(GRADER) == ""
+    assert sandbox.check("def grade(:\n  pass") == "line 1: invalid syntax"
+    assert "grade(sample, item)" in sandbox.check("x = 1")
+    assert "two arguments" in sandbox.check("def grade(sample):\n    return 1")
+    answers = ["4", "four", "5", "net", "raw-net", "spawn", "write", "loop", "memory", "nan"]
+    samples = [Sample(a, "4", "2+2?", references=("4", "four")) for a in answers]
+    started = time.monotonic()
+    scored = evaluate(
+        ["python_grader"], samples, python_grader={"source": GRADER, "timeout_seconds": 0.5, "memory_mb": 512}
+    )
+    assert time.monotonic() - started < 20
+    assert [r["python_grader"] for r in scored.per_sample] == [1.0, 1.0, 0.0] + [None] * 7
+    assert scored.unscored == {"python_grader": 7} and scored.summary["python_grader"] == 2 / 3
+    errors = " | ".join(scored.grader_errors)
+    for refused in (
+        "socket",
+        "os.system",
+        "writing /tmp/tuneforge-grader-escape.txt",
+        "timed out",
+        "MemoryError",
+    ):
+        assert refused in errors, (refused, scored.grader_errors)
+    assert not Path("/tmp/tuneforge-grader-escape.txt").exists()
+    broken = evaluate(
+        ["python_grader"], samples[:2], python_grader={"source": "def grade(s, i):\n    return 1/0"}
+    )
+    assert broken.unscored == {"python_grader": 2} and "ZeroDivisionError" in next(iter(broken.grader_errors))

@@ -53,6 +53,8 @@ class Evaluations:
         score_regex: str = "",
         score_json_path: str = "",
         pass_thresholds: Mapping[str, float] | None = None,
+        python_grader: str = "",
+        grader_timeout_seconds: float = 0.0,
         request_id: str | None = None,
     ) -> evaluation_pb2.Evaluation:
         """Queue an evaluation; the first model version is the baseline for deltas.
@@ -61,7 +63,9 @@ class Evaluations:
         with optional `rubric`, `pairwise` and `max_new_tokens`. `score_regex` (its group is the
         score) or `score_json_path` (`最终得分`, `scores.total`) replace the default final-score rule
         of `score_mae`/`score_accuracy`; `pass_thresholds` gives a metric's pass mark
-        (`{"bleu4": 30, "edit_distance": 5}`; at most for lower-is-better metrics)."""
+        (`{"bleu4": 30, "edit_distance": 5}`; at most for lower-is-better metrics). `python_grader`:
+        Python source defining `grade(sample, item) -> float` (OpenAI's python grader), run
+        sandboxed as the metric `python_grader` (added to `metrics` when missing)."""
         evaluation = evaluation_pb2.Evaluation(
             name=self.evaluation_name(evaluation_id) if evaluation_id else "",
             model_versions=[names.model_version(self._project, m) for m in model_versions],
@@ -77,6 +81,11 @@ class Evaluations:
             score_rule=evaluation_pb2.ScoreRule(regex=score_regex, json_path=score_json_path),
             pass_thresholds=dict(pass_thresholds or {}),
         )
+        if python_grader:
+            evaluation.python_grader.source = python_grader
+            evaluation.python_grader.timeout_seconds = grader_timeout_seconds
+            if "python_grader" not in evaluation.metrics:
+                evaluation.metrics.append("python_grader")
         if judge:
             settings = dict(judge)
             if settings.get("model_version"):

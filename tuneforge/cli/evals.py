@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -56,6 +57,7 @@ def show_results(evaluation) -> None:  # type: ignore[no-untyped-def]
         notes += [f"{m} pass rate {rate:.0%}" for m, rate in r.pass_rates.items()]
         if r.capped_samples:
             notes.append(f"{r.capped_samples} pairs scored on their first 20,000 characters")
+        notes += [f"grader: {count} × {message}" for message, count in r.grader_errors.items()]
         if r.truncated_prompts:
             notes.append(f"{r.truncated_prompts} prompts cut in the middle to fit the context")
         if notes:
@@ -111,6 +113,10 @@ def create(
             "--pass-threshold", help="METRIC=VALUE, repeatable: report the share of samples that pass"
         ),
     ] = None,
+    python_grader: Annotated[
+        Path | None,
+        typer.Option(help="a .py file defining grade(sample, item) -> float, run sandboxed as a metric"),
+    ] = None,
     watch: Annotated[bool, typer.Option(help="wait and print the results")] = False,
 ) -> None:
     """Queue an evaluation of one or more model versions."""
@@ -134,6 +140,7 @@ def create(
         score_regex=score_regex,
         score_json_path=score_json_path,
         pass_thresholds=thresholds(pass_threshold or []),
+        python_grader=python_grader.read_text() if python_grader else "",
     )
     if watch:
         evaluation = c.evals.wait(evaluation.name) if options(ctx).json else follow(c, evaluation.name)

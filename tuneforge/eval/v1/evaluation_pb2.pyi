@@ -54,7 +54,7 @@ class GenerationConfig(_message.Message):
     def __init__(self, max_new_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class ModelResult(_message.Message):
-    __slots__ = ("model_version", "metrics", "delta_vs_baseline", "samples", "tokens_per_second", "judge_score", "judge_scored", "judge_parse_failures", "unscored", "capped_samples", "pass_rates", "truncated_prompts")
+    __slots__ = ("model_version", "metrics", "delta_vs_baseline", "samples", "tokens_per_second", "judge_score", "judge_scored", "judge_parse_failures", "unscored", "capped_samples", "pass_rates", "truncated_prompts", "grader_errors")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -83,6 +83,13 @@ class ModelResult(_message.Message):
         key: str
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class GraderErrorsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     DELTA_VS_BASELINE_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +102,7 @@ class ModelResult(_message.Message):
     CAPPED_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     PASS_RATES_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_PROMPTS_FIELD_NUMBER: _ClassVar[int]
+    GRADER_ERRORS_FIELD_NUMBER: _ClassVar[int]
     model_version: str
     metrics: _containers.ScalarMap[str, float]
     delta_vs_baseline: _containers.ScalarMap[str, float]
@@ -107,7 +115,8 @@ class ModelResult(_message.Message):
     capped_samples: int
     pass_rates: _containers.ScalarMap[str, float]
     truncated_prompts: int
-    def __init__(self, model_version: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., delta_vs_baseline: _Optional[_Mapping[str, float]] = ..., samples: _Optional[int] = ..., tokens_per_second: _Optional[float] = ..., judge_score: _Optional[float] = ..., judge_scored: _Optional[int] = ..., judge_parse_failures: _Optional[int] = ..., unscored: _Optional[_Mapping[str, int]] = ..., capped_samples: _Optional[int] = ..., pass_rates: _Optional[_Mapping[str, float]] = ..., truncated_prompts: _Optional[int] = ...) -> None: ...
+    grader_errors: _containers.ScalarMap[str, int]
+    def __init__(self, model_version: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., delta_vs_baseline: _Optional[_Mapping[str, float]] = ..., samples: _Optional[int] = ..., tokens_per_second: _Optional[float] = ..., judge_score: _Optional[float] = ..., judge_scored: _Optional[int] = ..., judge_parse_failures: _Optional[int] = ..., unscored: _Optional[_Mapping[str, int]] = ..., capped_samples: _Optional[int] = ..., pass_rates: _Optional[_Mapping[str, float]] = ..., truncated_prompts: _Optional[int] = ..., grader_errors: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class ScoreRule(_message.Message):
     __slots__ = ("regex", "json_path")
@@ -116,6 +125,16 @@ class ScoreRule(_message.Message):
     regex: str
     json_path: str
     def __init__(self, regex: _Optional[str] = ..., json_path: _Optional[str] = ...) -> None: ...
+
+class PythonGrader(_message.Message):
+    __slots__ = ("source", "timeout_seconds", "memory_mb")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    timeout_seconds: float
+    memory_mb: int
+    def __init__(self, source: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., memory_mb: _Optional[int] = ...) -> None: ...
 
 class JudgeConfig(_message.Message):
     __slots__ = ("model_version", "endpoint", "endpoint_model", "rubric", "pairwise", "max_new_tokens")
@@ -152,7 +171,7 @@ class PairwiseResult(_message.Message):
     def __init__(self, baseline: _Optional[str] = ..., model_version: _Optional[str] = ..., wins: _Optional[int] = ..., ties: _Optional[int] = ..., losses: _Optional[int] = ..., adjusted_win_rate: _Optional[float] = ..., parse_failures: _Optional[int] = ...) -> None: ...
 
 class Evaluation(_message.Message):
-    __slots__ = ("name", "uid", "display_name", "state", "model_versions", "dataset_version", "metrics", "generation", "results", "error", "total_samples", "done_samples", "create_time", "end_time", "judge", "pairwise", "score_rule", "pass_thresholds")
+    __slots__ = ("name", "uid", "display_name", "state", "model_versions", "dataset_version", "metrics", "generation", "results", "error", "total_samples", "done_samples", "create_time", "end_time", "judge", "pairwise", "score_rule", "pass_thresholds", "python_grader")
     class PassThresholdsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -178,6 +197,7 @@ class Evaluation(_message.Message):
     PAIRWISE_FIELD_NUMBER: _ClassVar[int]
     SCORE_RULE_FIELD_NUMBER: _ClassVar[int]
     PASS_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    PYTHON_GRADER_FIELD_NUMBER: _ClassVar[int]
     name: str
     uid: str
     display_name: str
@@ -196,7 +216,8 @@ class Evaluation(_message.Message):
     pairwise: _containers.RepeatedCompositeFieldContainer[PairwiseResult]
     score_rule: ScoreRule
     pass_thresholds: _containers.ScalarMap[str, float]
-    def __init__(self, name: _Optional[str] = ..., uid: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[EvaluationState, str]] = ..., model_versions: _Optional[_Iterable[str]] = ..., dataset_version: _Optional[str] = ..., metrics: _Optional[_Iterable[str]] = ..., generation: _Optional[_Union[GenerationConfig, _Mapping]] = ..., results: _Optional[_Iterable[_Union[ModelResult, _Mapping]]] = ..., error: _Optional[str] = ..., total_samples: _Optional[int] = ..., done_samples: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., judge: _Optional[_Union[JudgeConfig, _Mapping]] = ..., pairwise: _Optional[_Iterable[_Union[PairwiseResult, _Mapping]]] = ..., score_rule: _Optional[_Union[ScoreRule, _Mapping]] = ..., pass_thresholds: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    python_grader: PythonGrader
+    def __init__(self, name: _Optional[str] = ..., uid: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[EvaluationState, str]] = ..., model_versions: _Optional[_Iterable[str]] = ..., dataset_version: _Optional[str] = ..., metrics: _Optional[_Iterable[str]] = ..., generation: _Optional[_Union[GenerationConfig, _Mapping]] = ..., results: _Optional[_Iterable[_Union[ModelResult, _Mapping]]] = ..., error: _Optional[str] = ..., total_samples: _Optional[int] = ..., done_samples: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., judge: _Optional[_Union[JudgeConfig, _Mapping]] = ..., pairwise: _Optional[_Iterable[_Union[PairwiseResult, _Mapping]]] = ..., score_rule: _Optional[_Union[ScoreRule, _Mapping]] = ..., pass_thresholds: _Optional[_Mapping[str, float]] = ..., python_grader: _Optional[_Union[PythonGrader, _Mapping]] = ...) -> None: ...
 
 class SamplePrediction(_message.Message):
     __slots__ = ("sample_id", "model_version", "prompt", "reference", "prediction", "scores")
