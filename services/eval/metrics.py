@@ -502,9 +502,15 @@ def _python_grader(scoring: Sequence[Scoring], grader: Mapping[str, Any]) -> Any
 
     if not grader.get("source"):
         raise ValueError("the python_grader metric needs the grader's source")
-    return sandbox.grade_all(
+    graded = sandbox.grade_all(
         grader["source"],
         [(s.pair.prediction, s.pair.reference, s.sample.references, s.sample.prompt) for s in scoring],
         timeout_seconds=float(grader.get("timeout_seconds") or sandbox.DEFAULT_TIMEOUT),
         memory_mb=int(grader.get("memory_mb") or sandbox.DEFAULT_MEMORY_MB),
     )
+    if scoring and not graded.isolated_network:
+        logging.getLogger(__name__).warning(
+            "the python grader ran without a network namespace (user namespaces are disabled here): "
+            "only its audit hook kept it off the network"
+        )
+    return graded

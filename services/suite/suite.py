@@ -9,7 +9,9 @@ with SQLite under one data folder. A restart on the same folder keeps every mode
 One suite runs on a data folder at a time: `start()` takes an exclusive lock on `suite.lock` (the
 kernel drops it when the process dies, however it dies) and raises `SuiteRunning`, naming the
 running suite's pid, when another holds it; nothing of the running suite is touched. Every child
-receives SIGTERM when the suite's process dies (see services.kit.children).
+receives SIGTERM when the suite's process dies (see services.kit.children); the kernel ties that to
+the thread that started the child, so start (and restart parts of) a suite from a thread that lives
+as long as the suite, such as the main thread.
 """
 
 from __future__ import annotations
