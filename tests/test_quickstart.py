@@ -33,9 +33,17 @@ def test_quickstart_tunes_a_model_that_beats_its_base(suite: LocalSuite, tmp_pat
             "served",
         ]
         base, tuned = (result["metrics"][k] for k in result["metrics"])
-        print("base", base, "tuned", tuned, "diagnosis", result["diagnosis"])
-        assert tuned["score_mae"] < base["score_mae"] - 5, "the tuned model grades closer to the reference"
-        assert tuned["score_accuracy"] >= base["score_accuracy"]
+        base_unscored, tuned_unscored = (result["unscored"][k] for k in result["unscored"])
+        print("base", base, base_unscored, "tuned", tuned, tuned_unscored, "diagnosis", result["diagnosis"])
+        # The tuned model gives a score in (nearly) every answer, and one close to the reference's.
+        assert tuned_unscored.get("score_mae", 0) <= 6 and tuned["score_mae"] < 10
+        if "score_mae" in base:  # the base wrote scores often enough to be compared
+            assert tuned["score_mae"] < base["score_mae"] - 5, (
+                "the tuned model grades closer to the reference"
+            )
+            assert tuned["score_accuracy"] >= base["score_accuracy"]
+        else:  # the base writes no score at all: every answer unscored (never counted as 0)
+            assert base_unscored["score_mae"] == 60
         assert tuned["rouge_l"] > base["rouge_l"]
         assert result["diagnosis"]["verdict"] and result["diagnosis"]["advice"]
         names = {Path(f).name for f in result["report_files"]}

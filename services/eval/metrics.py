@@ -431,7 +431,8 @@ def check_metrics(names: Sequence[str]) -> list[str]:
 
 @dataclass
 class Scored:
-    """What `evaluate` returns: averages, per-sample values, and what could not be scored."""
+    """What `evaluate` returns: averages, per-sample values, and what could not be scored. A metric
+    that could score no sample has no entry in `summary`, only in `unscored`."""
 
     summary: dict[str, float]
     per_sample: list[dict[str, float | None]]
@@ -487,7 +488,8 @@ def evaluate(
             row[name] = value
         values = [v for v in column if v is not None]
         unscored[name] = len(samples) - len(values)
-        summary[name] = statistics.fmean(values) if values else float("nan")
+        if values:  # a metric that scored no sample has no average (it is all in `unscored`)
+            summary[name] = statistics.fmean(values)
         threshold = (pass_thresholds or {}).get(name)
         if threshold is not None and values:
             pass_rates[name] = sum(passes(name, v, threshold) for v in values) / len(values)

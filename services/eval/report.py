@@ -4,6 +4,7 @@ per metric) and PNG charts (`metrics.png`: each metric side by side per model ve
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from services.eval.metrics import LOWER_IS_BETTER
@@ -29,15 +30,28 @@ def build(name: str, spec: dict[str, Any], results: list[dict[str, Any]], predic
                 }
                 for p in scored[:WORST_SAMPLES]
             ]
-    return {
-        "evaluation": name,
-        "dataset_version": spec["dataset_version"],
-        "baseline": results[0]["model_version"] if results else "",
-        "metrics": list(spec["metrics"]),
-        "lower_is_better": sorted(LOWER_IS_BETTER & set(spec["metrics"])),
-        "results": results,
-        "worst_samples": worst,
-    }
+    return _finite(
+        {
+            "evaluation": name,
+            "dataset_version": spec["dataset_version"],
+            "baseline": results[0]["model_version"] if results else "",
+            "metrics": list(spec["metrics"]),
+            "lower_is_better": sorted(LOWER_IS_BETTER & set(spec["metrics"])),
+            "results": results,
+            "worst_samples": worst,
+        }
+    )
+
+
+def _finite(value: Any) -> Any:
+    """The report with every NaN or infinity as null: JSON (and PostgreSQL) have no NaN."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def charts(report: dict[str, Any], predictions: list[dict]) -> dict[str, bytes]:
@@ -52,7 +66,7 @@ def charts(report: dict[str, Any], predictions: list[dict]) -> dict[str, bytes]:
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.4), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, metric in zip(axes[0], names, strict=True):
-        values = [r["metrics"].get(metric, 0.0) for r in report["results"]]
+        values = [r["metrics"].get(metric, math.nan) for r in report["results"]]
         bars = ax.bar(range(len(models)), values, color=[colors[i % len(colors)] for i in range(len(models))])
         ax.bar_label(bars, fmt="%.3g", fontsize=8)
         ax.set_xticks(range(len(models)), models, rotation=20, ha="right", fontsize=8)

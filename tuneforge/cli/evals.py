@@ -30,8 +30,12 @@ def show_results(evaluation) -> None:  # type: ignore[no-untyped-def]
             (
                 short(r.model_version),
                 *[
-                    f"{r.metrics[m]:.4g}"
-                    + (f" ({r.delta_vs_baseline[m]:+.3g})" if i and m in r.delta_vs_baseline else "")
+                    (
+                        f"{r.metrics[m]:.4g}"
+                        + (f" ({r.delta_vs_baseline[m]:+.3g})" if i and m in r.delta_vs_baseline else "")
+                    )
+                    if m in r.metrics
+                    else "unscored"
                     for m in names
                 ],
                 f"{r.tokens_per_second:.0f}",

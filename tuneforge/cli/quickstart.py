@@ -70,6 +70,13 @@ def _ensure_model(client: Client, model_id: str, display_name: str) -> None:
         client.models.create(model_id, display_name=display_name, tags={"origin": "quickstart"})
 
 
+def _value(result: Any, metric: str) -> str:
+    """A result's metric, or how many answers it could not score (a model that writes no score)."""
+    if metric in result.metrics:
+        return f"{result.metrics[metric]:.3g}"
+    return f"unscored ({result.unscored[metric]}/{result.samples})"
+
+
 def _short(name: str) -> str:
     return name.split("/models/")[-1].replace("/versions/", "/") if "/models/" in name else name
 
@@ -249,8 +256,10 @@ class Steps:
         if not evaluation.results:
             raise RuntimeError(f"evaluation failed: {evaluation.error}")
         files = self.client.evals.download_report(evaluation.name, job_dir / "evaluation")
-        before, after = (dict(r.metrics) for r in evaluation.results)
-        self.done("evaluated", ", ".join(f"{m} {before[m]:.3g} → {after[m]:.3g}" for m in METRICS[:3]), t)
+        before, after = evaluation.results
+        self.done(
+            "evaluated", ", ".join(f"{m} {_value(before, m)} → {_value(after, m)}" for m in METRICS[:3]), t
+        )
         return evaluation, files
 
     def publish(self, sft: Any) -> Path:
@@ -362,6 +371,8 @@ def run(
         },
         "evaluation": evaluation.name,
         "metrics": {_short(r.model_version): dict(r.metrics) for r in evaluation.results},
+        # Answers each metric could not score (no score in the answer), by model.
+        "unscored": {_short(r.model_version): dict(r.unscored) for r in evaluation.results},
         "report_files": [str(f) for f in files + evaluation_files],
         "production": target,
         "serving": serving,
@@ -463,10 +474,17 @@ def _print_summary(
         [
             (
                 metric,
-                *(f"{result['metrics'][n].get(metric, float('nan')):.3g}" for n in names),
+                *(
+                    f"{result['metrics'][n][metric]:.3g}"
+                    if metric in result["metrics"][n]
+                    else f"unscored ({result['unscored'][n].get(metric, 0)})"
+                    for n in names
+                ),
                 "lower" if metric in LOWER_IS_BETTER else "higher",
             )
-            for metric in sorted({m for r in result["metrics"].values() for m in r})
+            for metric in sorted(
+                {m for r in (*result["metrics"].values(), *result["unscored"].values()) for m in r}
+            )
         ],
     )
     console.print(f"diagnosis: {result['diagnosis']['verdict']}; " + " ".join(result["diagnosis"]["advice"]))
