@@ -14,6 +14,11 @@ from services.kit.rows import Kind
 from services.train.methods.base import Method, TrainerSetup, Violation, finite_between, render_length
 
 REWARD_TYPES = ("regex", "exact_answer", "word_count", "json_fields")
+# TRL 1.x's losses this platform offers (TRL's default first) and its other settings' values.
+LOSS_TYPES = ("dapo", "grpo", "dr_grpo", "bnpo", "cispo")
+IMPORTANCE_LEVELS = ("token", "sequence")
+SCALINGS = ("group", "batch", "none")
+EPSILON = 0.2
 
 
 def _rewards(message: Any, violation: Violation) -> list[dict[str, Any]]:
@@ -65,6 +70,25 @@ class GrpoParameters:
     reward_model: str = field(
         default="", metadata={"help": "A registered version with a sequence-classification head."}
     )
+    loss_type: str = field(
+        default="dapo",
+        metadata={
+            "help": "dapo (TRL's default: tokens normalised over the batch), grpo, dr_grpo, bnpo, cispo."
+        },
+    )
+    importance_sampling_level: str = field(
+        default="token", metadata={"help": "token, or sequence (GSPO: one ratio per completion)."}
+    )
+    mask_truncated_completions: bool = field(
+        default=False, metadata={"help": "Leave completions cut at max_completion_length out of the loss."}
+    )
+    epsilon_high: float = field(
+        default=EPSILON,
+        metadata={"help": "Upper clipping bound (DAPO clip-higher: 0.28; CISPO's epsilon max)."},
+    )
+    scale_rewards: str = field(
+        default="group", metadata={"help": "Advantage scaling: group, batch, or none (Dr. GRPO)."}
+    )
 
     @classmethod
     def from_proto(cls, message: Any, violation: Violation) -> GrpoParameters:
@@ -75,6 +99,11 @@ class GrpoParameters:
             temperature=message.temperature or 1.0,
             rewards=_rewards(message, violation),
             reward_model=message.reward_model,
+            loss_type=message.loss_type or "dapo",
+            importance_sampling_level=message.importance_sampling_level or "token",
+            mask_truncated_completions=message.mask_truncated_completions,
+            epsilon_high=message.epsilon_high or EPSILON,
+            scale_rewards=message.scale_rewards or "group",
         )
 
     def check(self, hp: Any, violation: Violation) -> None:
@@ -94,6 +123,17 @@ class GrpoParameters:
             violation("temperature", "must be above 0 and at most 5")
         if not self.rewards and not self.reward_model:
             violation("rewards", "grpo needs a reward: give rule rewards, a reward_model, or both")
+        for name, allowed in (
+            ("loss_type", LOSS_TYPES),
+            ("importance_sampling_level", IMPORTANCE_LEVELS),
+            ("scale_rewards", SCALINGS),
+        ):
+            if getattr(self, name) not in allowed:
+                violation(name, f"{getattr(self, name)!r} is not one of {', '.join(allowed)}")
+        if self.loss_type == "cispo" and self.importance_sampling_level == "sequence":
+            violation("importance_sampling_level", "cispo clips token-level weights: use token")
+        if not finite_between(self.epsilon_high, EPSILON, 10):
+            violation("epsilon_high", f"must be at least the lower bound {EPSILON} and at most 10")
 
     def needs_references(self) -> list[str]:
         """The rewards that compare with each row's reference."""
@@ -142,6 +182,7 @@ class Grpo(Method):
             temperature=c.temperature,
             beta=c.beta,
             reward_weights=weights,
+            **trl_loss_settings(c),
         )
         return GRPOTrainer(
             model=setup.model,
@@ -150,3 +191,16 @@ class Grpo(Method):
             args=args,
             **setup.datasets(validation=False),
         )
+
+
+def trl_loss_settings(c: GrpoParameters) -> dict[str, Any]:
+    """The loss settings as TRL's GRPOConfig takes them."""
+    return {
+        "loss_type": c.loss_type,
+        "importance_sampling_level": c.importance_sampling_level,
+        "mask_truncated_completions": c.mask_truncated_completions,
+        "epsilon": EPSILON,
+        # None: TRL's own default (the lower bound), so a job that does not set it is TRL's.
+        "epsilon_high": None if c.epsilon_high == EPSILON else c.epsilon_high,
+        "scale_rewards": {"none": False}.get(c.scale_rewards, c.scale_rewards),
+    }
