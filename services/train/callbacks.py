@@ -34,6 +34,8 @@ METHOD_METRICS = (
     "log_odds_ratio",
     "reward",
     "reward_std",
+    "accuracy",
+    "margin",
 )
 
 
@@ -110,6 +112,7 @@ class ProgressCallback(TrainerCallback):
                 step=state.global_step,
                 epoch=state.epoch or 0.0,
                 validation_loss=self.last_eval_loss,
+                method_metrics={k: float(logs[f"eval_{k}"]) for k in METHOD_METRICS if f"eval_{k}" in logs},
             )
         if "loss" in logs:
             tokens_per_second = 0.0

@@ -420,7 +420,14 @@ def build(
     keys = sorted({k for p in train for k in (p.get("method_metrics") or {})})
     for key in keys:
         curves[key] = [(p.get("method_metrics") or {}).get(key) for p in train]
+    for key in sorted({k for p in validation for k in (p.get("method_metrics") or {})}):
+        curves[f"validation_{key}"] = [(p.get("method_metrics") or {}).get(key) for p in validation]
+    held_out = {}
+    if method == "reward_model" and curves.get("validation_accuracy"):
+        # The share of held-out pairs whose chosen answer the model scores above the rejected one.
+        held_out["pairwise_accuracy"] = curves["validation_accuracy"][-1]
     return {
+        **held_out,
         "training_job": job,
         "method": method,
         "curves": curves,

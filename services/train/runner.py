@@ -42,6 +42,8 @@ def _load_models(spec: JobSpec, job_dir: Path, dtype: Any) -> tuple[Any, Any, An
     adapter (lora) or trains its merged model (full); methods with a reference model then compare
     against the merged parent, not the bare base."""
     base = job_dir / "base"
+    if spec.training_method.sequence_classification:
+        return _reward_model(spec, job_dir, dtype), None, None
     model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
     parent_adapter = job_dir / "parent_adapter"
     lora_config = None
@@ -68,6 +70,26 @@ def _load_models(spec: JobSpec, job_dir: Path, dtype: Any) -> tuple[Any, Any, An
         reference = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
         ref_model = PeftModel.from_pretrained(reference, parent_adapter).merge_and_unload()
     return PeftModel.from_pretrained(model, parent_adapter, is_trainable=True), ref_model, None
+
+
+def _reward_model(spec: JobSpec, job_dir: Path, dtype: Any) -> Any:
+    """The base (an adapter's merged model when continuing one) with a one-output scoring head."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    base, parent_adapter = job_dir / "base", job_dir / "parent_adapter"
+    source = base
+    if parent_adapter.exists():
+        from peft import PeftModel
+
+        source = job_dir / "merged_parent"
+        PeftModel.from_pretrained(
+            AutoModelForCausalLM.from_pretrained(base, dtype=dtype), parent_adapter
+        ).merge_and_unload().save_pretrained(source)
+    model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1, dtype=dtype)
+    if model.config.pad_token_id is None:  # the head scores the last token before padding
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        model.config.pad_token_id = tokenizer.pad_token_id or tokenizer.eos_token_id
+    return model
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:

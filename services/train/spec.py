@@ -181,6 +181,11 @@ def spec_from_proto(job: training_job_pb2.TrainingJob, field_prefix: str = "trai
     if method is not None:
         parameters = method.config_from_proto(job.method_parameters, bad.under("method_parameters"))
         method.check(hp, parameters, bad.under("method_parameters"), bad.under("hyperparameters"))
+        if method.sequence_classification and tuning != "full":
+            bad(
+                "tuning_mode",
+                f"{method.name} trains full weights (the scoring head with the model): set tuning_mode full",
+            )
         if not method.validates and (job.validation_data or job.validation_split):
             bad("validation_data", f"{method.name} has no validation loss; evaluate the result instead")
     bad.raise_any()

@@ -126,7 +126,7 @@ def create(
     data: Annotated[
         list[str], typer.Option("--data", help="DATASET_VERSION=RATE, repeatable (e.g. essays=1.0)")
     ],
-    method: Annotated[str, typer.Option(help="post_pretrain, sft, dpo, orpo, kto or grpo")] = "sft",
+    method: Annotated[str, typer.Option(help="post_pretrain, sft, dpo, orpo, kto, grpo or reward_model")] = "sft",
     tuning: Annotated[str, typer.Option(help="lora or full")] = "lora",
     job_id: str = "",
     validation_data: str = "",

@@ -1,4 +1,5 @@
-"""The training methods, one module each: `post_pretrain`, `sft`, `dpo`, `orpo`, `kto`, `grpo`.
+"""The training methods, one module each: `post_pretrain`, `sft`, `dpo`, `orpo`, `kto`, `grpo`,
+`reward_model`.
 
     method = METHODS["dpo"]           # its data kind, parameters, checks, trainer
 
@@ -14,8 +15,11 @@ from services.train.methods.grpo import Grpo
 from services.train.methods.kto import Kto
 from services.train.methods.orpo import Orpo
 from services.train.methods.post_pretrain import PostPretrain
+from services.train.methods.reward_model import RewardModel
 from services.train.methods.sft import Sft
 
-METHODS: dict[str, Method] = {m.name: m for m in (PostPretrain(), Sft(), Dpo(), Orpo(), Kto(), Grpo())}
+METHODS: dict[str, Method] = {
+    m.name: m for m in (PostPretrain(), Sft(), Dpo(), Orpo(), Kto(), Grpo(), RewardModel())
+}
 
 __all__ = ["METHODS", "Method", "TrainerSetup"]

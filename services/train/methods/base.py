@@ -111,6 +111,8 @@ class Method:
     uses_reference: ClassVar[bool] = False
     # Whether the trainer shortens over-long rows itself (preference methods: its `max_length`).
     trainer_truncates: ClassVar[bool] = False
+    # Whether the model gets a one-output sequence-classification head (reward models).
+    sequence_classification: ClassVar[bool] = False
 
     def config_from_proto(self, message: Any, violation: Violation) -> Any:
         """Read this method's parameters from the `MethodParameters` bag; refuse another method's."""

@@ -31,6 +31,7 @@ class TrainingMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRAINING_METHOD_ORPO: _ClassVar[TrainingMethod]
     TRAINING_METHOD_KTO: _ClassVar[TrainingMethod]
     TRAINING_METHOD_GRPO: _ClassVar[TrainingMethod]
+    TRAINING_METHOD_REWARD_MODEL: _ClassVar[TrainingMethod]
 
 class TuningMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -57,6 +58,7 @@ TRAINING_METHOD_DPO: TrainingMethod
 TRAINING_METHOD_ORPO: TrainingMethod
 TRAINING_METHOD_KTO: TrainingMethod
 TRAINING_METHOD_GRPO: TrainingMethod
+TRAINING_METHOD_REWARD_MODEL: TrainingMethod
 TUNING_MODE_UNSPECIFIED: TuningMode
 TUNING_MODE_LORA: TuningMode
 TUNING_MODE_FULL: TuningMode
