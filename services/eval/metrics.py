@@ -150,14 +150,19 @@ def _bleu4(pair: Pair, others: Sequence[Pair] = ()) -> float:
     BLEU: n-gram counts clipped by the most generous reference, the closest length)."""
     from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
-    pairs = [pair, *others]
-    cjk = any(p.cjk for p in pairs)
-    hypothesis = list(pair.prediction) if cjk else pair.prediction.split()
-    targets = [list(p.reference) if cjk else p.reference.split() for p in pairs]
-    targets = [t for t in targets if t]
+    hypothesis, targets = _shared_tokens([pair, *others])
     if not hypothesis or not targets:
         return 0.0
     return 100 * sentence_bleu(targets, hypothesis, smoothing_function=SmoothingFunction().method3)
+
+
+def _shared_tokens(pairs: Sequence[Pair]) -> tuple[list[str], list[list[str]]]:
+    """The prediction's and the non-empty references' tokens, one decision for all the pairs:
+    characters when any side holds CJK, whitespace words otherwise."""
+    cjk = any(p.cjk for p in pairs)
+    hypothesis = list(pairs[0].prediction) if cjk else pairs[0].prediction.split()
+    targets = [list(p.reference) if cjk else p.reference.split() for p in pairs]
+    return hypothesis, [t for t in targets if t]
 
 
 def rouge(prediction: str, reference: str) -> dict[str, float]:
@@ -248,11 +253,7 @@ def meteor(pair: Pair, others: Sequence[Pair] = ()) -> float:
     """METEOR x100; with several references, NLTK's: the best score over them."""
     from nltk.translate.meteor_score import meteor_score
 
-    pairs = [pair, *others]
-    cjk = any(p.cjk for p in pairs)
-    hypothesis = list(pair.prediction) if cjk else words(pair.prediction, False)
-    targets = [list(p.reference) if cjk else words(p.reference, False) for p in pairs]
-    targets = [t for t in targets if t]
+    hypothesis, targets = _shared_tokens([pair, *others])
     if not hypothesis or not targets:
         return 0.0
     return 100 * meteor_score(targets, hypothesis, wordnet=_NoSynonyms())
