@@ -108,6 +108,15 @@ def _label(value: Any, field: str) -> bool:
     return value
 
 
+def _weight(value: Any, role: str, field: str) -> int:
+    """OpenAI's per-turn weight: 1 (trained) or 0 (kept as context, not trained), assistant turns only."""
+    if role != "assistant":
+        raise Problem(field, "WRONG_FIELD", f"only assistant turns have a weight, not {role} turns")
+    if isinstance(value, bool) or value not in (0, 1):
+        raise Problem(field, "INVALID_WEIGHT", f"a weight is 0 or 1, not {value!r}")
+    return int(value)
+
+
 def _check_order(messages: list[Message], field: str) -> list[Message]:
     """An optional system turn first, then user and assistant turns alternating, user first; an
     assistant turn that calls tools is followed by one or more tool turns, then by the assistant."""
@@ -156,6 +165,8 @@ def _chat_messages(value: Any, field: str) -> list[Message]:
                 f"unknown role {role!r}; use system, user, assistant or tool",
             )
         message: Message = {"role": role}
+        if "weight" in item:
+            message["weight"] = _weight(item["weight"], role, f"{field}[{i}].weight")
         if role == "assistant" and item.get("tool_calls"):
             message["content"] = _string(item.get("content") or "", f"{field}[{i}].content", allow_empty=True)
             message["tool_calls"] = toolcalls.tool_calls(item["tool_calls"], f"{field}[{i}].tool_calls")
@@ -164,6 +175,10 @@ def _chat_messages(value: Any, field: str) -> list[Message]:
             message["content"] = _string(
                 content, f"{field}[{i}].content", role=role, allow_empty=role == "tool"
             )
+        if role == "assistant" and item.get("reasoning_content"):
+            # DeepSeek's and vLLM's field for the reasoning: kept, as the <think> block before the answer.
+            reasoning = _string(item["reasoning_content"], f"{field}[{i}].reasoning_content")
+            message["content"] = f"<think>\n{reasoning}\n</think>\n\n{message['content']}"
         out.append(message)
     return _check_order(out, field)
 

@@ -82,7 +82,14 @@ def schema(kind: Kind) -> Any:
     function = pa.struct([("name", pa.string()), ("arguments", pa.string())])
     call = pa.struct([("id", pa.string()), ("type", pa.string()), ("function", function)])
     messages = pa.list_(
-        pa.struct([("role", pa.string()), ("content", pa.string()), ("tool_calls", pa.list_(call))])
+        pa.struct(
+            [
+                ("role", pa.string()),
+                ("content", pa.string()),
+                ("tool_calls", pa.list_(call)),
+                ("weight", pa.int8()),
+            ]
+        )
     )
     columns = {
         Kind.TEXT: [("text", pa.string())],

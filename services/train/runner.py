@@ -201,8 +201,10 @@ def train(spec: JobSpec, job_dir: Path, progress: Progress) -> int:
     )
     bf16 = use_cuda and torch.cuda.is_bf16_supported()
     model, ref_model, peft_config = _load_models(spec, job_dir, torch.bfloat16 if bf16 else torch.float32)
-    rows = method.trainer_rows(tokenizer, data.train)
-    validation = method.trainer_rows(tokenizer, data.validation)
+    rows = method.trainer_rows(tokenizer, data.train, spec.method_parameters)
+    validation = method.trainer_rows(tokenizer, data.validation, spec.method_parameters)
+    if data.train and not rows:
+        raise ValueError("no training row has a token to learn from (every answer has weight 0)")
     validating = bool(validation) and hp.validation_interval_steps > 0 and method.validates
     common = trainer_arguments(
         spec, job_dir, total_steps=total_steps, steps_per_epoch=steps_per_epoch, validating=validating

@@ -126,7 +126,9 @@ def create(
     data: Annotated[
         list[str], typer.Option("--data", help="DATASET_VERSION=RATE, repeatable (e.g. essays=1.0)")
     ],
-    method: Annotated[str, typer.Option(help="post_pretrain, sft, dpo, orpo, kto, grpo or reward_model")] = "sft",
+    method: Annotated[
+        str, typer.Option(help="post_pretrain, sft, dpo, orpo, kto, grpo or reward_model")
+    ] = "sft",
     tuning: Annotated[str, typer.Option(help="lora or full")] = "lora",
     job_id: str = "",
     validation_data: str = "",
@@ -157,6 +159,13 @@ def create(
         ),
     ] = None,
     reward_model: Annotated[str, typer.Option(help="grpo: a registered reward model version")] = "",
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            help="any method parameter, KEY=VALUE, repeatable (loss_type=dr_grpo, mask_reasoning=true ...)",
+        ),
+    ] = None,
     priority: Annotated[str, typer.Option(help="normal, or idle: run on spare capacity, preemptible")] = "",
     replay_share: Annotated[
         float, typer.Option(help="base is a fine-tuned version: share of its training data to replay")
@@ -185,7 +194,8 @@ def create(
             temperature=temperature,
             rewards=[parse_reward(r) for r in reward or []],
             reward_model=reward_model,
-        ),
+        )
+        | _values(param),
         priority=priority,
         replay_share=replay_share,
     )

@@ -159,8 +159,10 @@ class Method:
         """The row shortened to fit `limit` tokens (`prompt`: how a long prompt is cut), or {}."""
         return row if self.trainer_truncates else {}
 
-    def trainer_rows(self, tokenizer: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The rows in the shape the trainer takes."""
+    def trainer_rows(
+        self, tokenizer: Any, rows: list[dict[str, Any]], config: Any = None
+    ) -> list[dict[str, Any]]:
+        """The rows in the shape the trainer takes (`config`: the method's parameters)."""
         return rows
 
     def build_trainer(self, setup: TrainerSetup) -> Any:

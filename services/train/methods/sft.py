@@ -6,25 +6,49 @@ With `{% generation %}` markers in the chat template the loss covers every assis
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from services.kit.rows import Kind
-from services.train.methods.base import Method, TrainerSetup, render_length
+from services.train.methods import masks
+from services.train.methods.base import Method, TrainerSetup, Violation, proto_values, render_length
 
 
 def has_generation_markers(tokenizer: Any) -> bool:
     return "generation" in (tokenizer.chat_template or "")
 
 
+@dataclass
+class SftParameters:
+    mask_reasoning: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep <think>…</think> reasoning in the answers but leave it out of the loss "
+            "(default: reasoning is trained like the rest of the answer)."
+        },
+    )
+
+    @classmethod
+    def from_proto(cls, message: Any, violation: Violation) -> SftParameters:
+        return cls(**proto_values(cls, message))
+
+    def check(self, hp: Any, violation: Violation) -> None:
+        return None
+
+
 def sft_trainer(setup: TrainerSetup, *, assistant_only: bool) -> Any:
-    """TRL's SFTTrainer for conversations or (post-pretraining) plain text."""
+    """TRL's SFTTrainer for conversations or (post-pretraining) plain text. Packing is TRL's
+    best-fit-decreasing with padding-free position ids: packed rows never attend to each other."""
     from trl import SFTConfig, SFTTrainer
 
+    pretokenized = bool(setup.train) and "input_ids" in setup.train[0]
     args = SFTConfig(
         **setup.common,
         max_length=setup.max_length,
         packing=setup.packing,
-        assistant_only_loss=assistant_only,
+        packing_strategy="bfd",
+        padding_free=setup.packing,
+        assistant_only_loss=assistant_only and not pretokenized,
         dataset_text_field="text",
     )
     return SFTTrainer(model=setup.model, args=args, **setup.datasets())
@@ -34,6 +58,7 @@ class Sft(Method):
     name = "sft"
     kind = Kind.SFT
     summary = "supervised fine-tuning on conversations"
+    parameters = SftParameters
     packs = True
 
     def sequence_length(self, tokenizer: Any, row: dict[str, Any]) -> int:
@@ -63,7 +88,20 @@ class Sft(Method):
         messages[-1]["content"] = answer
         return {**row, "messages": messages}
 
-    def trainer_rows(self, tokenizer: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def trainer_rows(
+        self, tokenizer: Any, rows: list[dict[str, Any]], config: Any = None
+    ) -> list[dict[str, Any]]:
+        mask_reasoning = bool(config and config.mask_reasoning)
+        if masks.needs_masks(rows, mask_reasoning):
+            # Turns with weight 0 or masked reasoning: the rows go to TRL tokenized, with their mask.
+            markers = has_generation_markers(tokenizer)
+            out = []
+            for r in rows:
+                encoded = masks.masked_row(tokenizer, r, mask_reasoning=mask_reasoning, markers=markers)
+                if encoded:
+                    out.append({"id": r["id"], **encoded})
+            return out
+        rows = [_unweighted(r) for r in rows]
         # TRL renders a row's `tools` (JSON text) through the chat template; every row carries the
         # column when one does, since a dataset's columns come from its first row.
         with_tools = any(r.get("tools") for r in rows)
@@ -82,6 +120,13 @@ class Sft(Method):
 
     def build_trainer(self, setup: TrainerSetup) -> Any:
         return sft_trainer(setup, assistant_only=has_generation_markers(setup.tokenizer))
+
+
+def _unweighted(row: dict[str, Any]) -> dict[str, Any]:
+    """The row without per-turn weights (all 1 here), which chat templates do not know."""
+    if not any("weight" in m for m in row["messages"]):
+        return row
+    return {**row, "messages": [{k: v for k, v in m.items() if k != "weight"} for m in row["messages"]]}
 
 
 def _cut_prompt(

@@ -139,7 +139,7 @@ class RewardFunction(_message.Message):
     def __init__(self, type: _Optional[str] = ..., pattern: _Optional[str] = ..., required_fields: _Optional[_Iterable[str]] = ..., target_words: _Optional[int] = ..., weight: _Optional[float] = ...) -> None: ...
 
 class MethodParameters(_message.Message):
-    __slots__ = ("beta", "desirable_weight", "undesirable_weight", "num_generations", "max_completion_length", "rewards", "reward_model", "temperature", "loss_type", "importance_sampling_level", "mask_truncated_completions", "epsilon_high", "scale_rewards")
+    __slots__ = ("beta", "desirable_weight", "undesirable_weight", "num_generations", "max_completion_length", "rewards", "reward_model", "temperature", "loss_type", "importance_sampling_level", "mask_truncated_completions", "epsilon_high", "scale_rewards", "mask_reasoning")
     BETA_FIELD_NUMBER: _ClassVar[int]
     DESIRABLE_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     UNDESIRABLE_WEIGHT_FIELD_NUMBER: _ClassVar[int]
@@ -153,6 +153,7 @@ class MethodParameters(_message.Message):
     MASK_TRUNCATED_COMPLETIONS_FIELD_NUMBER: _ClassVar[int]
     EPSILON_HIGH_FIELD_NUMBER: _ClassVar[int]
     SCALE_REWARDS_FIELD_NUMBER: _ClassVar[int]
+    MASK_REASONING_FIELD_NUMBER: _ClassVar[int]
     beta: float
     desirable_weight: float
     undesirable_weight: float
@@ -166,7 +167,8 @@ class MethodParameters(_message.Message):
     mask_truncated_completions: bool
     epsilon_high: float
     scale_rewards: str
-    def __init__(self, beta: _Optional[float] = ..., desirable_weight: _Optional[float] = ..., undesirable_weight: _Optional[float] = ..., num_generations: _Optional[int] = ..., max_completion_length: _Optional[int] = ..., rewards: _Optional[_Iterable[_Union[RewardFunction, _Mapping]]] = ..., reward_model: _Optional[str] = ..., temperature: _Optional[float] = ..., loss_type: _Optional[str] = ..., importance_sampling_level: _Optional[str] = ..., mask_truncated_completions: _Optional[bool] = ..., epsilon_high: _Optional[float] = ..., scale_rewards: _Optional[str] = ...) -> None: ...
+    mask_reasoning: bool
+    def __init__(self, beta: _Optional[float] = ..., desirable_weight: _Optional[float] = ..., undesirable_weight: _Optional[float] = ..., num_generations: _Optional[int] = ..., max_completion_length: _Optional[int] = ..., rewards: _Optional[_Iterable[_Union[RewardFunction, _Mapping]]] = ..., reward_model: _Optional[str] = ..., temperature: _Optional[float] = ..., loss_type: _Optional[str] = ..., importance_sampling_level: _Optional[str] = ..., mask_truncated_completions: _Optional[bool] = ..., epsilon_high: _Optional[float] = ..., scale_rewards: _Optional[str] = ..., mask_reasoning: _Optional[bool] = ...) -> None: ...
 
 class JobError(_message.Message):
     __slots__ = ("reason", "message")
