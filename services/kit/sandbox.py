@@ -9,6 +9,7 @@ raises, times out or is not a finite number leaves that sample unscored and is c
 
     check(source)                                  # "" or why the source cannot be a grader
     grade_all(source, samples, timeout_seconds=1)  # (scores, errors, isolated_network)
+    grade_items(source, [(sample, item), ...])     # any JSON sample and item (OpenAI graders)
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import json
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from services.kit.children import child_environment
 
@@ -69,10 +71,32 @@ def grade_all(
     memory_mb: int = DEFAULT_MEMORY_MB,
 ) -> Graded:
     """Scores of (prediction, reference, references, prompt) samples by the grader, in order."""
-    if not samples:
+    return grade_items(
+        source,
+        [
+            (
+                {"output_text": prediction},
+                {"prompt": prompt, "reference": reference, "references": list(references or [reference])},
+            )
+            for prediction, reference, references, prompt in samples
+        ],
+        timeout_seconds=timeout_seconds,
+        memory_mb=memory_mb,
+    )
+
+
+def grade_items(
+    source: str,
+    items: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
+    *,
+    timeout_seconds: float = DEFAULT_TIMEOUT,
+    memory_mb: int = DEFAULT_MEMORY_MB,
+) -> Graded:
+    """Scores of `grade(sample, item)` for each (sample, item) pair (JSON values), in order."""
+    if not items:
         return Graded([], {}, False)
     timeout_seconds = min(max(timeout_seconds, 0.01), MAX_TIMEOUT)
-    wall = min(MAX_WALL_SECONDS, 10 + timeout_seconds * len(samples) * 1.5)
+    wall = min(MAX_WALL_SECONDS, 10 + timeout_seconds * len(items) * 1.5)
     with tempfile.TemporaryDirectory(prefix="tuneforge-grader-") as tmp:
         work = Path(tmp)
         (work / "grader.py").write_text(source)
@@ -83,13 +107,8 @@ def grade_all(
         }
         (work / "settings.json").write_text(json.dumps(settings))
         with (work / "items.jsonl").open("w") as handle:
-            for prediction, reference, references, prompt in samples:
-                item = {
-                    "prompt": prompt,
-                    "reference": reference,
-                    "references": list(references or [reference]),
-                }
-                handle.write(json.dumps({"sample": {"output_text": prediction}, "item": item}) + "\n")
+            for sample, item in items:
+                handle.write(json.dumps({"sample": sample, "item": item}, ensure_ascii=False) + "\n")
         env = {k: v for k, v in child_environment().items() if not k.startswith(("TUNEFORGE_", "AWS_"))}
         try:
             done = subprocess.run(
@@ -107,7 +126,7 @@ def grade_all(
                 exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
             )
             problem = f"the grader ran past its {wall:.0f} s deadline"
-    return _read(output, len(samples), problem)
+    return _read(output, len(items), problem)
 
 
 def _exit_reason(done: subprocess.CompletedProcess[str]) -> str:
