@@ -48,7 +48,7 @@ def detect_schema(value: Any) -> Schema | None:
         return Schema.QIANFAN
     if not isinstance(value, dict):
         return None
-    if "messages" in value:
+    if "messages" in value or ("preferred_output" in value and isinstance(value.get("input"), dict)):
         return Schema.OPENAI_CHAT
     if "conversations" in value:
         return Schema.SHAREGPT
@@ -280,9 +280,71 @@ def _prompt_of(messages: list[Message], field: str) -> list[Message]:
 # -- converters ----------------------------------------------------------------------------------
 
 
+# Keys of OpenAI's fine-tuning records that are not a row's own fields.
+_OPENAI_KEYS = frozenset(
+    {
+        "messages",
+        "tools",
+        "parallel_tool_calls",
+        "functions",
+        "chosen",
+        "rejected",
+        "label",
+        "input",
+        "preferred_output",
+        "non_preferred_output",
+    }
+)
+# Extra fields that name the reference answer (OpenAI's reinforcement files, TRL's prompt-only data).
+_REFERENCE_KEYS = ("reference", "reference_answer", "answer", "solution")
+
+
+def _openai_preference(record: dict[str, Any], kind: Kind) -> Row:
+    """OpenAI's DPO file: `input` {messages, tools}, `preferred_output`, `non_preferred_output`."""
+    if kind != Kind.PREFERENCE:
+        raise Problem(
+            "preferred_output",
+            "WRONG_KIND",
+            f"OpenAI preference records make preference datasets, not {kind.value}",
+        )
+    given = _object(record["input"], "input")
+    prompt = _prompt_of(
+        _chat_messages(_need(given, "messages", "input."), "input.messages"), "input.messages"
+    )
+    return _preference(
+        prompt,
+        _as_answer(_need(record, "preferred_output"), "preferred_output"),
+        _as_answer(_need(record, "non_preferred_output"), "non_preferred_output"),
+    )
+
+
+def _with_fields(row: Row, record: dict[str, Any]) -> Row:
+    """A prompt_only or eval row with the record's extra fields (OpenAI's reinforcement files: what
+    graders read as `item.…`), kept as JSON; a string reference among them fills an empty reference."""
+    extra = {k: v for k, v in record.items() if k not in _OPENAI_KEYS}
+    if not extra:
+        return row
+    if not row.get("reference"):
+        named = next((extra[k] for k in _REFERENCE_KEYS if isinstance(extra.get(k), str) and extra[k]), "")
+        row = {**row, "reference": named}
+    return {**row, "fields": json.dumps(extra, ensure_ascii=False, sort_keys=True)}
+
+
 def from_openai_chat(record: Any, kind: Kind) -> Row:
     record = _object(record, "record")
+    if "preferred_output" in record and "messages" not in record:
+        return _openai_preference(record, kind)
     messages = _chat_messages(_need(record, "messages"), "messages")
+    if kind in (Kind.PROMPT_ONLY, Kind.EVAL) and messages[-1]["role"] == "user":
+        row = _with_fields({"prompt": messages, "reference": ""}, record)
+        if kind == Kind.EVAL and not row["reference"]:
+            raise Problem(
+                "messages",
+                "MISSING_REFERENCE",
+                "`messages` must end with an assistant turn (the reference answer), or the record must "
+                f"carry one of {', '.join(_REFERENCE_KEYS)}",
+            )
+        return row
     if kind == Kind.PREFERENCE:
         return _preference(
             _prompt_of(messages, "messages"),

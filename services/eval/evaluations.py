@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from services.eval import metrics
 from services.eval.repo import EvaluationRow
 from services.eval.scores import ScoreRule, check_rule
-from services.kit import sandbox
+from services.kit import graders, sandbox
 from services.kit.auth import Principal, bearer_var, parse_in_project, principal_var, require_project
 from services.kit.db import Database, keyset_page
 from services.kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
@@ -63,6 +63,8 @@ class Request:
     score_rule: dict[str, str] = field(default_factory=dict)
     pass_thresholds: dict[str, float] = field(default_factory=dict)
     python_grader: dict[str, Any] = field(default_factory=dict)
+    graders: list[dict[str, Any]] = field(default_factory=list)
+    grader_endpoint: str = ""
 
 
 def evaluation_name(row: EvaluationRow) -> str:
@@ -103,6 +105,8 @@ def evaluation_to_proto(row: EvaluationRow) -> evaluation_pb2.Evaluation:
     message.pass_thresholds.update(spec.get("pass_thresholds", {}))
     if spec.get("python_grader"):
         message.python_grader.CopyFrom(evaluation_pb2.PythonGrader(**spec["python_grader"]))
+    message.graders.extend(json.dumps(g, ensure_ascii=False) for g in spec.get("graders", []))
+    message.grader_endpoint = spec.get("grader_endpoint", "")
     if row.end_time:
         message.end_time.CopyFrom(to_timestamp(row.end_time))
     return message
@@ -174,9 +178,10 @@ def parse_request(evaluation: evaluation_pb2.Evaluation) -> Request:
     problem = check_rule(rule)
     if problem:
         raise InvalidArgument.field("evaluation.score_rule", problem)
+    checked = parse_graders(evaluation)
     thresholds = dict(evaluation.pass_thresholds)
     for metric, threshold in thresholds.items():
-        if metric not in names:
+        if metric not in names and metric not in {f"grader:{g['name']}" for g in checked}:
             raise InvalidArgument.field(
                 f"evaluation.pass_thresholds[{metric[:40]}]", "is not one of this evaluation's metrics"
             )
@@ -188,9 +193,40 @@ def parse_request(evaluation: evaluation_pb2.Evaluation) -> Request:
         generation,
         parse_judge(evaluation),
         {k: v for k, v in asdict(rule).items() if v},
-        thresholds,
+        {
+            **{f"grader:{g['name']}": float(g["pass_threshold"]) for g in checked if "pass_threshold" in g},
+            **thresholds,
+        },
         parse_grader(evaluation, names),
+        checked,
+        evaluation.grader_endpoint,
     )
+
+
+def parse_graders(evaluation: evaluation_pb2.Evaluation) -> list[dict[str, Any]]:
+    """The OpenAI graders, each checked (named by its field), with names unique."""
+    if len(evaluation.graders) > 16:
+        raise InvalidArgument.field("evaluation.graders", "at most 16 graders per evaluation")
+    checked, seen = [], set()
+    for i, text in enumerate(evaluation.graders):
+        try:
+            grader = graders.check(text, f"evaluation.graders[{i}]")
+        except graders.GraderError as exc:
+            raise InvalidArgument.field(exc.field, exc.message) from None
+        if grader["name"] in seen:
+            raise InvalidArgument.field(
+                f"evaluation.graders[{i}].name", f"{grader['name']!r} is used twice; name each grader once"
+            )
+        seen.add(grader["name"])
+        if graders.asks_judge(grader) and not evaluation.grader_endpoint:
+            raise InvalidArgument.field(
+                f"evaluation.graders[{i}]",
+                "a score_model grader needs evaluation.grader_endpoint: the OpenAI-compatible API to ask",
+            )
+        checked.append(grader)
+    if evaluation.grader_endpoint and not re.match(r"^https?://[^\s/]+", evaluation.grader_endpoint):
+        raise InvalidArgument.field("evaluation.grader_endpoint", "must be an http(s) URL (…/v1)")
+    return checked
 
 
 def parse_grader(evaluation: evaluation_pb2.Evaluation, names: list[str]) -> dict[str, Any]:
@@ -362,6 +398,8 @@ class Evaluations:
             "score_rule": request.score_rule,
             "pass_thresholds": request.pass_thresholds,
             "python_grader": request.python_grader,
+            "graders": request.graders,
+            "grader_endpoint": request.grader_endpoint,
         }
         return await self._insert(
             project, request.evaluation_id, evaluation.display_name, spec, rows, request_id

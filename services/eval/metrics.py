@@ -53,6 +53,7 @@ from functools import cached_property
 from typing import Any
 
 from services.eval.scores import DEFAULT, ScoreRule, first_json_object, score_of
+from services.kit import graders as kit_graders
 from services.kit.textmetrics import (  # noqa: F401 (re-exported: the metrics' public names)
     _HAN,
     MAX_CHARS,
@@ -153,6 +154,16 @@ class Sample:
     prompt: str = ""
     # Every acceptable answer when there are several (`reference` first); empty: just `reference`.
     references: tuple[str, ...] = ()
+    # What OpenAI graders read as `item.…`: the row's extra fields (reference, references, prompt added).
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+    def item(self) -> dict[str, Any]:
+        return {
+            "prompt": self.prompt,
+            "reference": self.reference,
+            "references": list(self.references or (self.reference,)),
+            **self.fields,
+        }
 
 
 @dataclass
@@ -317,11 +328,14 @@ def evaluate(
     score_rule: ScoreRule = DEFAULT,
     pass_thresholds: Mapping[str, float] | None = None,
     python_grader: Mapping[str, Any] | None = None,
+    graders: Sequence[Mapping[str, Any]] = (),
+    judge: Any = None,
 ) -> Scored:
     """Averages over samples (samples a metric cannot score, such as an answer without a score,
     are left out of that metric's average and counted in `unscored`) and the per-sample values;
     every metric of a pair is computed once. `python_grader`: the source and limits of the
-    `python_grader` metric (services/kit/sandbox.py)."""
+    `python_grader` metric (services/kit/sandbox.py). `graders`: OpenAI graders (checked), each
+    scored as `grader:NAME`, with `judge` answering their score_model prompts."""
     if not samples:
         raise ValueError("no samples to score")
     scoring = [Scoring(s, score_rule) for s in samples]
@@ -353,6 +367,24 @@ def evaluate(
         threshold = (pass_thresholds or {}).get(name)
         if threshold is not None and values:
             pass_rates[name] = sum(passes(name, v, threshold) for v in values) / len(values)
+    for spec in graders:
+        name = f"grader:{spec['name']}"
+        graded_by = kit_graders.grade(
+            spec, [kit_graders.Sample(s.prediction, s.item()) for s in samples], judge=judge
+        )
+        for row, value in zip(per_sample, graded_by.scores, strict=True):
+            row[name] = value
+        values = [v for v in graded_by.scores if v is not None]
+        if len(values) < len(samples):
+            unscored[name] = len(samples) - len(values)
+        if values:
+            summary[name] = statistics.fmean(values)
+            threshold = (pass_thresholds or {}).get(name)
+            if threshold is not None:
+                pass_rates[name] = sum(v >= threshold for v in values) / len(values)
+        for reason, count in graded_by.errors.items():
+            key = f"{name}: {reason}"[:200]
+            grader_errors[key] = grader_errors.get(key, 0) + count
     capped = sum(1 for s in scoring if s.pair.capped)
     return Scored(
         summary, per_sample, {k: v for k, v in unscored.items() if v}, capped, pass_rates, grader_errors

@@ -26,6 +26,7 @@ from services.eval import judge, metrics, report
 from services.eval.evaluations import emit, evaluation_name
 from services.eval.repo import OUTBOX, EvaluationRow
 from services.eval.scores import ScoreRule
+from services.kit import graders
 from services.kit.bus import EVAL_QUEUE_STREAM, EVAL_QUEUE_SUBJECTS, EventBus
 from services.kit.children import child_environment, resident_bytes
 from services.kit.db import Database
@@ -270,6 +271,13 @@ class EvalWorker:
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         names = row.spec["metrics"]
         by_id = {s["id"]: s for s in samples}
+        judge = (
+            graders.openai_judge(
+                row.spec["grader_endpoint"], os.environ.get("TUNEFORGE_EVAL_JUDGE_API_KEY", "")
+            )
+            if row.spec.get("grader_endpoint")
+            else None
+        )
         results, predictions = [], []
         for i, model in enumerate(row.spec["models"]):
             answers = [
@@ -283,6 +291,7 @@ class EvalWorker:
                         (m["content"] for m in reversed(by_id[a["id"]]["prompt"]) if m["role"] == "user"), ""
                     ),
                     tuple(by_id[a["id"]].get("references") or ()),
+                    json.loads(by_id[a["id"]].get("fields") or "{}"),
                 )
                 for a in answers
             ]
@@ -292,6 +301,8 @@ class EvalWorker:
                 score_rule=ScoreRule(**row.spec.get("score_rule", {})),
                 pass_thresholds=row.spec.get("pass_thresholds") or {},
                 python_grader=row.spec.get("python_grader") or None,
+                graders=row.spec.get("graders") or (),
+                judge=judge,
             )
             per_sample = outcome.per_sample
             results.append(
@@ -374,6 +385,8 @@ def _write_inputs(
             sample = {"id": r["id"], "prompt": r["prompt"], "reference": r.get("reference") or ""}
             if r.get("references"):
                 sample["references"] = list(r["references"])
+            if r.get("fields"):
+                sample["fields"] = r["fields"]
             samples.append(sample)
     (work / "spec.json").write_text(
         json.dumps({"models": models, "generation": spec["generation"], "judge": judge})

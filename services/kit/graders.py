@@ -167,6 +167,13 @@ def check(spec: Any, where: str = "grader", depth: int = 0) -> dict[str, Any]:
     return out
 
 
+def asks_judge(spec: Mapping[str, Any]) -> bool:
+    """Whether the (checked) grader, or one inside it, is a score_model."""
+    return spec["type"] == "score_model" or any(
+        asks_judge(check(g)) for g in (spec.get("graders") or {}).values()
+    )
+
+
 def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -403,8 +410,11 @@ def _multi(
     return out
 
 
-def openai_judge(endpoint: str, api_key: str = "", timeout: float = 120.0) -> Judge:
-    """A `Judge` over an OpenAI-compatible chat completions API at `endpoint` (…/v1)."""
+def openai_judge(
+    endpoint: str, api_key: str = "", timeout: float = 120.0, headers: Mapping[str, str] | None = None
+) -> Judge:
+    """A `Judge` over an OpenAI-compatible chat completions API at `endpoint` (…/v1), with extra
+    `headers` (OpenAI's `OpenAI-Project`, for one)."""
     import urllib.request
 
     def ask(model: str, messages: list[dict[str, str]], sampling: Mapping[str, Any]) -> str:
@@ -422,6 +432,8 @@ def openai_judge(endpoint: str, api_key: str = "", timeout: float = 120.0) -> Ju
         request.add_header("Content-Type", "application/json")
         if api_key:
             request.add_header("Authorization", f"Bearer {api_key}")
+        for key, value in (headers or {}).items():
+            request.add_header(key, value)
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return str(json.loads(response.read())["choices"][0]["message"]["content"] or "")
 

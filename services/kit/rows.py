@@ -96,8 +96,14 @@ def schema(kind: Kind) -> Any:
         Kind.SFT: [("messages", messages), ("tools", pa.string())],
         Kind.PREFERENCE: [("prompt", messages), ("chosen", messages), ("rejected", messages)],
         Kind.UNPAIRED_PREFERENCE: [("prompt", messages), ("completion", messages), ("label", pa.bool_())],
-        Kind.PROMPT_ONLY: [("prompt", messages), ("reference", pa.string())],
-        Kind.EVAL: [("prompt", messages), ("reference", pa.string()), ("references", pa.list_(pa.string()))],
+        # `fields`: the record's extra fields as a JSON object (what OpenAI graders read as `item.…`).
+        Kind.PROMPT_ONLY: [("prompt", messages), ("reference", pa.string()), ("fields", pa.string())],
+        Kind.EVAL: [
+            ("prompt", messages),
+            ("reference", pa.string()),
+            ("references", pa.list_(pa.string())),
+            ("fields", pa.string()),
+        ],
     }[kind]
     return pa.schema([("id", pa.string()), *columns])
 
@@ -127,7 +133,7 @@ def compact(row: Row) -> Row:
     return out
 
 
-_OPTIONAL = frozenset({"tools", "references"})
+_OPTIONAL = frozenset({"tools", "references", "fields"})
 
 
 def from_parquet_bytes(data: bytes) -> list[Row]:

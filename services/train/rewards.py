@@ -81,6 +81,9 @@ def make(spec: dict[str, Any]) -> Callable[..., list[float]]:
             return out
 
         reward = word_count
+    elif kind == "grader":
+        reward = _grader_reward(spec)
+        kind = f"grader:{json.loads(spec['grader']).get('name', 'grader')}"
     elif kind == "json_fields":
         required = list(spec["required_fields"])
 
@@ -105,3 +108,43 @@ def make(spec: dict[str, Any]) -> Callable[..., list[float]]:
         raise ValueError(f"unknown reward type {kind!r}")
     reward.__name__ = kind  # TRL logs each reward under its function's name
     return reward
+
+
+def _grader_reward(spec: dict[str, Any]) -> Callable[..., list[float]]:
+    """An OpenAI grader as a reward: its score of each completion, 0 where it cannot score."""
+    import os
+
+    from services.kit import graders
+
+    grader = graders.check(spec["grader"])
+    judge = (
+        graders.openai_judge(spec["endpoint"], os.environ.get("TUNEFORGE_TRAIN_JUDGE_API_KEY", ""))
+        if spec.get("endpoint")
+        else None
+    )
+
+    def grade(
+        prompts: list[Any],
+        completions: list[Any],
+        reference: list[str] | None = None,
+        fields: list[str] | None = None,
+        **_: Any,
+    ) -> list[float]:
+        samples = []
+        for i, (prompt, completion) in enumerate(zip(prompts, completions, strict=True)):
+            ref = (reference or [""] * len(prompts))[i] or ""
+            user = (
+                next((m["content"] for m in reversed(prompt) if m["role"] == "user"), "")
+                if isinstance(prompt, list)
+                else prompt
+            )
+            item = {
+                "prompt": user,
+                "reference": ref,
+                "references": [ref],
+                **json.loads((fields or ["{}"] * len(prompts))[i] or "{}"),
+            }
+            samples.append(graders.Sample(text_of(completion), item))
+        return [0.0 if s is None else float(s) for s in graders.grade(grader, samples, judge=judge).scores]
+
+    return grade

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -55,6 +56,8 @@ class Evaluations:
         pass_thresholds: Mapping[str, float] | None = None,
         python_grader: str = "",
         grader_timeout_seconds: float = 0.0,
+        graders: Sequence[Mapping[str, Any] | str] = (),
+        grader_endpoint: str = "",
         request_id: str | None = None,
     ) -> evaluation_pb2.Evaluation:
         """Queue an evaluation; the first model version is the baseline for deltas.
@@ -65,7 +68,9 @@ class Evaluations:
         of `score_mae`/`score_accuracy`; `pass_thresholds` gives a metric's pass mark
         (`{"bleu4": 30, "edit_distance": 5}`; at most for lower-is-better metrics). `python_grader`:
         Python source defining `grade(sample, item) -> float` (OpenAI's python grader), run
-        sandboxed as the metric `python_grader` (added to `metrics` when missing)."""
+        sandboxed as the metric `python_grader` (added to `metrics` when missing). `graders`: OpenAI
+        grader objects (or their JSON), each scored as `grader:NAME`; `grader_endpoint`: the
+        OpenAI-compatible API (…/v1) their `score_model` graders ask."""
         evaluation = evaluation_pb2.Evaluation(
             name=self.evaluation_name(evaluation_id) if evaluation_id else "",
             model_versions=[names.model_version(self._project, m) for m in model_versions],
@@ -80,6 +85,8 @@ class Evaluations:
             ),
             score_rule=evaluation_pb2.ScoreRule(regex=score_regex, json_path=score_json_path),
             pass_thresholds=dict(pass_thresholds or {}),
+            graders=[g if isinstance(g, str) else json.dumps(g, ensure_ascii=False) for g in graders],
+            grader_endpoint=grader_endpoint,
         )
         if python_grader:
             evaluation.python_grader.source = python_grader

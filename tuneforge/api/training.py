@@ -116,6 +116,21 @@ class Training:
             ),
         )
 
+    def create_openai(
+        self, request: Mapping[str, Any], *, tuning: str = "lora", request_id: str | None = None
+    ) -> training_job_pb2.TrainingJob:
+        """Queue a job from OpenAI's fine-tuning request (`model`, `training_file`, `method` with
+        `supervised`/`dpo`/`reinforcement` and their hyperparameters, `"auto"` included): see
+        `tuneforge.api.openai_jobs`. What has no counterpart here is named in a warning."""
+        import warnings
+
+        from tuneforge.api.openai_jobs import openai_job
+
+        kwargs, notes = openai_job(request)
+        for note in notes:
+            warnings.warn(note, stacklevel=2)
+        return self.create(**kwargs, tuning=tuning, request_id=request_id)
+
     def get(self, ref: str) -> training_job_pb2.TrainingJob:
         return call(
             self._stub.GetTrainingJob, train_service_pb2.GetTrainingJobRequest(name=self.job_name(ref))

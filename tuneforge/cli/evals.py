@@ -121,6 +121,17 @@ def create(
         Path | None,
         typer.Option(help="a .py file defining grade(sample, item) -> float, run sandboxed as a metric"),
     ] = None,
+    grader: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--grader",
+            help="repeatable: a JSON file holding an OpenAI grader (string_check, text_similarity, "
+            "score_model, python, multi), scored as grader:NAME",
+        ),
+    ] = None,
+    grader_endpoint: Annotated[
+        str, typer.Option(help="the OpenAI-compatible API (…/v1) score_model graders ask")
+    ] = "",
     watch: Annotated[bool, typer.Option(help="wait and print the results")] = False,
 ) -> None:
     """Queue an evaluation of one or more model versions."""
@@ -145,6 +156,8 @@ def create(
         score_json_path=score_json_path,
         pass_thresholds=thresholds(pass_threshold or []),
         python_grader=python_grader.read_text() if python_grader else "",
+        graders=[g.read_text() for g in grader or []],
+        grader_endpoint=grader_endpoint,
     )
     if watch:
         evaluation = c.evals.wait(evaluation.name) if options(ctx).json else follow(c, evaluation.name)

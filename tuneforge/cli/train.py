@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -203,6 +204,32 @@ def create(
         emit_json(job)
         return
     typer.echo(f"queued {job.name} ({job.total_steps} steps)")
+    if watch:
+        watch_job(ctx, job.name)
+
+
+@app.command("create-openai")
+def create_openai(
+    ctx: typer.Context,
+    request: Annotated[Path, typer.Argument(help="a JSON file shaped like OpenAI's fine-tuning job request")],
+    tuning: Annotated[str, typer.Option(help="lora or full")] = "lora",
+    watch: Annotated[bool, typer.Option(help="watch the job after creating it")] = False,
+) -> None:
+    """Queue a job from an OpenAI fine-tuning request (method supervised, dpo or reinforcement)."""
+    from tuneforge.api.openai_jobs import OpenAIJobError, openai_job
+
+    try:
+        kwargs, notes = openai_job(json.loads(request.read_text()))
+    except (ValueError, OpenAIJobError) as exc:
+        typer.echo(f"{request}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
+    job = client(ctx).train.create(**kwargs, tuning=tuning)
+    if options(ctx).json and not watch:
+        emit_json(job)
+        return
+    typer.echo(f"queued {job.name} ({job.total_steps} steps, method {kwargs['method']})")
     if watch:
         watch_job(ctx, job.name)
 

@@ -5,15 +5,17 @@ the report follows the mean reward."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.kit import graders
 from services.kit.rows import Kind
 from services.train.methods.base import Method, TrainerSetup, Violation, finite_between, render_length
 
-REWARD_TYPES = ("regex", "exact_answer", "word_count", "json_fields")
+REWARD_TYPES = ("regex", "exact_answer", "word_count", "json_fields", "grader")
 # TRL 1.x's losses this platform offers (TRL's default first) and its other settings' values.
 LOSS_TYPES = ("dapo", "grpo", "dr_grpo", "bnpo", "cispo")
 IMPORTANCE_LEVELS = ("token", "sequence")
@@ -36,6 +38,7 @@ def _rewards(message: Any, violation: Violation) -> list[dict[str, Any]]:
                     re.compile(reward.pattern)
                 except re.error as error:
                     violation(f"{where}.pattern", f"is not a valid regular expression: {error}")
+        grader = _grader(reward, where, violation)
         if reward.type == "json_fields" and not reward.required_fields:
             violation(f"{where}.required_fields", "name the fields the JSON object must hold")
         if reward.target_words < 0:
@@ -49,9 +52,33 @@ def _rewards(message: Any, violation: Violation) -> list[dict[str, Any]]:
                 "required_fields": list(reward.required_fields),
                 "target_words": reward.target_words,
                 "weight": reward.weight or 1.0,
+                **(
+                    {"grader": json.dumps(grader, ensure_ascii=False), "endpoint": reward.endpoint}
+                    if grader
+                    else {}
+                ),
             }
         )
     return out
+
+
+def _grader(reward: Any, where: str, violation: Violation) -> dict[str, Any] | None:
+    """The checked OpenAI grader of a `grader` reward (None for the rule rewards, or when refused)."""
+    if reward.type != "grader":
+        if reward.grader or reward.endpoint:
+            violation(f"{where}.grader", "only a reward of type grader takes a grader")
+        return None
+    if not reward.grader:
+        violation(f"{where}.grader", "a grader reward needs the grader's JSON")
+        return None
+    try:
+        grader = graders.check(reward.grader, f"{where}.grader")
+    except graders.GraderError as exc:
+        violation(exc.field, exc.message)
+        return None
+    if graders.asks_judge(grader) and not re.match(r"^https?://[^\s/]+", reward.endpoint):
+        violation(f"{where}.endpoint", "a score_model grader needs the http(s) URL of its judge's API (…/v1)")
+    return grader
 
 
 @dataclass
@@ -158,6 +185,14 @@ class Grpo(Method):
 
     def sequence_length(self, tokenizer: Any, row: dict[str, Any]) -> int:
         return render_length(tokenizer, row["prompt"], generation_prompt=True)
+
+    def trainer_rows(
+        self, tokenizer: Any, rows: list[dict[str, Any]], config: Any = None
+    ) -> list[dict[str, Any]]:
+        # Graders read the rows' extra fields: every row carries the column when one does.
+        if any(r.get("fields") for r in rows):
+            return [{**r, "fields": r.get("fields") or "{}"} for r in rows]
+        return rows
 
     def build_trainer(self, setup: TrainerSetup) -> Any:
         from trl import GRPOConfig, GRPOTrainer

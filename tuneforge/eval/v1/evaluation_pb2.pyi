@@ -171,7 +171,7 @@ class PairwiseResult(_message.Message):
     def __init__(self, baseline: _Optional[str] = ..., model_version: _Optional[str] = ..., wins: _Optional[int] = ..., ties: _Optional[int] = ..., losses: _Optional[int] = ..., adjusted_win_rate: _Optional[float] = ..., parse_failures: _Optional[int] = ...) -> None: ...
 
 class Evaluation(_message.Message):
-    __slots__ = ("name", "uid", "display_name", "state", "model_versions", "dataset_version", "metrics", "generation", "results", "error", "total_samples", "done_samples", "create_time", "end_time", "judge", "pairwise", "score_rule", "pass_thresholds", "python_grader")
+    __slots__ = ("name", "uid", "display_name", "state", "model_versions", "dataset_version", "metrics", "generation", "results", "error", "total_samples", "done_samples", "create_time", "end_time", "judge", "pairwise", "score_rule", "pass_thresholds", "python_grader", "graders", "grader_endpoint")
     class PassThresholdsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -198,6 +198,8 @@ class Evaluation(_message.Message):
     SCORE_RULE_FIELD_NUMBER: _ClassVar[int]
     PASS_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
     PYTHON_GRADER_FIELD_NUMBER: _ClassVar[int]
+    GRADERS_FIELD_NUMBER: _ClassVar[int]
+    GRADER_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     name: str
     uid: str
     display_name: str
@@ -217,7 +219,9 @@ class Evaluation(_message.Message):
     score_rule: ScoreRule
     pass_thresholds: _containers.ScalarMap[str, float]
     python_grader: PythonGrader
-    def __init__(self, name: _Optional[str] = ..., uid: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[EvaluationState, str]] = ..., model_versions: _Optional[_Iterable[str]] = ..., dataset_version: _Optional[str] = ..., metrics: _Optional[_Iterable[str]] = ..., generation: _Optional[_Union[GenerationConfig, _Mapping]] = ..., results: _Optional[_Iterable[_Union[ModelResult, _Mapping]]] = ..., error: _Optional[str] = ..., total_samples: _Optional[int] = ..., done_samples: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., judge: _Optional[_Union[JudgeConfig, _Mapping]] = ..., pairwise: _Optional[_Iterable[_Union[PairwiseResult, _Mapping]]] = ..., score_rule: _Optional[_Union[ScoreRule, _Mapping]] = ..., pass_thresholds: _Optional[_Mapping[str, float]] = ..., python_grader: _Optional[_Union[PythonGrader, _Mapping]] = ...) -> None: ...
+    graders: _containers.RepeatedScalarFieldContainer[str]
+    grader_endpoint: str
+    def __init__(self, name: _Optional[str] = ..., uid: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[EvaluationState, str]] = ..., model_versions: _Optional[_Iterable[str]] = ..., dataset_version: _Optional[str] = ..., metrics: _Optional[_Iterable[str]] = ..., generation: _Optional[_Union[GenerationConfig, _Mapping]] = ..., results: _Optional[_Iterable[_Union[ModelResult, _Mapping]]] = ..., error: _Optional[str] = ..., total_samples: _Optional[int] = ..., done_samples: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., judge: _Optional[_Union[JudgeConfig, _Mapping]] = ..., pairwise: _Optional[_Iterable[_Union[PairwiseResult, _Mapping]]] = ..., score_rule: _Optional[_Union[ScoreRule, _Mapping]] = ..., pass_thresholds: _Optional[_Mapping[str, float]] = ..., python_grader: _Optional[_Union[PythonGrader, _Mapping]] = ..., graders: _Optional[_Iterable[str]] = ..., grader_endpoint: _Optional[str] = ...) -> None: ...
 
 class SamplePrediction(_message.Message):
     __slots__ = ("sample_id", "model_version", "prompt", "reference", "prediction", "scores")

@@ -125,18 +125,22 @@ class Hyperparameters(_message.Message):
     def __init__(self, epochs: _Optional[float] = ..., learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., max_sequence_length: _Optional[int] = ..., truncate_overlength: _Optional[bool] = ..., checkpoint_count: _Optional[int] = ..., checkpoint_interval_steps: _Optional[int] = ..., validation_interval_steps: _Optional[int] = ..., early_stopping: _Optional[_Union[EarlyStopping, _Mapping]] = ..., warmup_ratio: _Optional[float] = ..., scheduler: _Optional[str] = ..., weight_decay: _Optional[float] = ..., gradient_accumulation_steps: _Optional[int] = ..., seed: _Optional[int] = ..., packing: _Optional[bool] = ..., ignore_loss_anomalies: _Optional[bool] = ..., prompt_truncation: _Optional[str] = ...) -> None: ...
 
 class RewardFunction(_message.Message):
-    __slots__ = ("type", "pattern", "required_fields", "target_words", "weight")
+    __slots__ = ("type", "pattern", "required_fields", "target_words", "weight", "grader", "endpoint")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     PATTERN_FIELD_NUMBER: _ClassVar[int]
     REQUIRED_FIELDS_FIELD_NUMBER: _ClassVar[int]
     TARGET_WORDS_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    GRADER_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     type: str
     pattern: str
     required_fields: _containers.RepeatedScalarFieldContainer[str]
     target_words: int
     weight: float
-    def __init__(self, type: _Optional[str] = ..., pattern: _Optional[str] = ..., required_fields: _Optional[_Iterable[str]] = ..., target_words: _Optional[int] = ..., weight: _Optional[float] = ...) -> None: ...
+    grader: str
+    endpoint: str
+    def __init__(self, type: _Optional[str] = ..., pattern: _Optional[str] = ..., required_fields: _Optional[_Iterable[str]] = ..., target_words: _Optional[int] = ..., weight: _Optional[float] = ..., grader: _Optional[str] = ..., endpoint: _Optional[str] = ...) -> None: ...
 
 class MethodParameters(_message.Message):
     __slots__ = ("beta", "desirable_weight", "undesirable_weight", "num_generations", "max_completion_length", "rewards", "reward_model", "temperature", "loss_type", "importance_sampling_level", "mask_truncated_completions", "epsilon_high", "scale_rewards", "mask_reasoning")
