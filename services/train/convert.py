@@ -58,6 +58,7 @@ def job_to_proto(row: JobRow) -> training_job_pb2.TrainingJob:
         method_parameters=method_parameters_proto(spec),
         replay_share=spec.replay_share,
         preemptions=row.preemptions,
+        check_only=spec.check_only,
     )
     if spec.auto_evaluation:
         message.auto_evaluation.dataset_version = spec.auto_evaluation["dataset_version"]

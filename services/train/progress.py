@@ -37,6 +37,7 @@ class Run:
     error: dict[str, Any] | None = None
     cancelled: bool = False
     preempted: dict[str, Any] | None = None
+    checked: dict[str, Any] | None = None
     offset: int = 0
     checkpoints: dict[int, str] = field(default_factory=dict)
 
@@ -77,6 +78,8 @@ class Progress:
                 run.done = event
             elif kind == "preempted":
                 run.preempted = event
+            elif kind == "checked":
+                run.checked = event
             elif kind == "error":
                 run.error = event
 

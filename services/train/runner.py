@@ -31,6 +31,7 @@ from transformers import (
 )
 
 from services.kit.children import die_with_parent
+from services.train import preflight
 from services.train.callbacks import Progress, ProgressCallback, Stop
 from services.train.checks import planned_steps
 from services.train.methods import Method, TrainerSetup
@@ -168,6 +169,32 @@ def trainer_arguments(
     )
 
 
+def preflight_rows(spec: JobSpec, tokenizer: Any, config: Any, job_dir: Path) -> int:
+    """The pre-flight checks on the rows, before they are measured (`services/train/preflight.py`):
+    vocabulary and chat template. Raises Stop(PREFLIGHT_FAILED) naming every finding; returns the
+    number of rows checked."""
+    rows = preflight.sample_rows(_read_jsonl(job_dir / "train.jsonl"))
+    findings = [
+        *preflight.vocabulary(tokenizer, config, rows),
+        *preflight.templates(spec.training_method.kind, tokenizer, rows),
+    ]
+    if findings:
+        raise Stop("PREFLIGHT_FAILED", preflight.Report(findings).message())
+    return len(rows)
+
+
+def preflight_memory(
+    spec: JobSpec, config: Any, max_length: int, *, use_cuda: bool, bf16: bool
+) -> dict[str, Any]:
+    """The memory estimate against the device, before the model is loaded."""
+    found, need, have, _ = preflight.memory(
+        config, spec, max_length, cuda=use_cuda, dtype_bytes=2 if bf16 else 4
+    )
+    if found:
+        raise Stop("PREFLIGHT_FAILED", preflight.Report(found).message())
+    return {"memory_estimate_bytes": need.total, "device_memory_bytes": have}
+
+
 def train(spec: JobSpec, job_dir: Path, progress: Progress) -> int:
     method: Method = spec.training_method
     hp = spec.hyperparameters
@@ -175,7 +202,9 @@ def train(spec: JobSpec, job_dir: Path, progress: Progress) -> int:
     tokenizer = AutoTokenizer.from_pretrained(base)  # never trust_remote_code
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model_limit = int(getattr(AutoConfig.from_pretrained(base), "max_position_embeddings", 0) or 1 << 20)
+    config = AutoConfig.from_pretrained(base)
+    checked = {"rows_checked": preflight_rows(spec, tokenizer, config, job_dir)}
+    model_limit = int(getattr(config, "max_position_embeddings", 0) or 1 << 20)
     data = fit_rows(spec, tokenizer, model_limit, job_dir)
     if not data.train:
         progress.write(
@@ -200,7 +229,15 @@ def train(spec: JobSpec, job_dir: Path, progress: Progress) -> int:
         device="cuda" if use_cuda else "cpu",
     )
     bf16 = use_cuda and torch.cuda.is_bf16_supported()
+    checked |= preflight_memory(spec, config, data.max_length, use_cuda=use_cuda, bf16=bf16)
     model, ref_model, peft_config = _load_models(spec, job_dir, torch.bfloat16 if bf16 else torch.float32)
+    if hp.packing:
+        found = preflight.packing(model, tokenizer, data.train)
+        if found:
+            raise Stop("PREFLIGHT_FAILED", preflight.Report(found).message())
+    if spec.check_only:
+        progress.write("checked", **checked)
+        return 0
     rows = method.trainer_rows(tokenizer, data.train, spec.method_parameters)
     validation = method.trainer_rows(tokenizer, data.validation, spec.method_parameters)
     if data.train and not rows:

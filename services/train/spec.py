@@ -73,6 +73,8 @@ class JobSpec:
     # The method's own parameters: an instance of `METHODS[method].parameters`.
     method_parameters: Any = None
     replay_share: float = 0.0
+    # Only the pre-flight check runs (`tuneforge train check`): no training, nothing registered.
+    check_only: bool = False
     # Filled when the job is validated: the registered version it continues (incremental training),
     # whether that is a LoRA adapter, and the adapter's own base model.
     parent: dict[str, Any] | None = None
@@ -213,6 +215,7 @@ def spec_from_proto(job: training_job_pb2.TrainingJob, field_prefix: str = "trai
         priority=priority,
         method_parameters=parameters,
         replay_share=job.replay_share,
+        check_only=job.check_only,
     )
 
 

@@ -231,6 +231,11 @@ class Worker:
             return {"state": "preempted", "step": run.preempted["step"]}
         if run.error:
             return {"state": "failed", "reason": run.error["reason"], "message": run.error["message"]}
+        if run.checked is not None:  # a check_only job: the pre-flight passed, nothing to register
+            return {
+                "state": "succeeded",
+                "metrics": {f"preflight_{k}": float(v) for k, v in run.checked.items()},
+            }
         if not run.done:
             tail = (job_dir / "runner.log").read_text(errors="replace")[-1500:]
             code = self.child.returncode if self.child else None

@@ -60,9 +60,10 @@ class Training:
         method_parameters: Mapping[str, Any] | None = None,
         priority: str = "",
         replay_share: float = 0.0,
+        check_only: bool = False,
         request_id: str | None = None,
     ) -> training_job_pb2.TrainingJob:
-        """Queue a job. `base_model` is a model version (`m/3`, `m@production`, full name) or `local:///path`;
+        """Queue a job (with `check_only`, only its pre-flight check: see `check`). `base_model` is a model version (`m/3`, `m@production`, full name) or `local:///path`;
         `training_data` maps dataset versions (`essays/2`, `essays`) to sampling rates.
         `method_parameters`: DPO/ORPO/KTO `beta`, KTO `desirable_weight`/`undesirable_weight`, GRPO
         `num_generations`, `max_completion_length`, `temperature`, `rewards` (list of
@@ -82,6 +83,7 @@ class Training:
             validation_split=validation_split,
             output_model=names.model(self._project, output_model) if output_model else "",
             replay_share=replay_share,
+            check_only=check_only,
         )
         # Known names go as the enums; anything else in the deprecated string fields, so that the
         # service names the bad field in its answer.
@@ -115,6 +117,13 @@ class Training:
                 request_id=request_id or str(uuid.uuid4()),
             ),
         )
+
+    def check(self, *, timeout: float = 600, **job: Any) -> training_job_pb2.TrainingJob:
+        """Run the pre-flight check of the job `create(**job)` would queue, on a worker, and wait:
+        the job succeeds with `preflight_*` metrics (memory estimate, device memory, rows checked)
+        or fails with PREFLIGHT_FAILED naming each finding. Nothing trains or registers."""
+        created = self.create(**job, check_only=True)
+        return self.wait(created.name, timeout=timeout)
 
     def create_openai(
         self, request: Mapping[str, Any], *, tuning: str = "lora", request_id: str | None = None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+import typing
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -172,6 +174,9 @@ def create(
         float, typer.Option(help="base is a fine-tuned version: share of its training data to replay")
     ] = 0.0,
     watch: Annotated[bool, typer.Option(help="watch the job after creating it")] = False,
+    check_only: Annotated[
+        bool, typer.Option(help="only the pre-flight check (what `tuneforge train check` runs)")
+    ] = False,
 ) -> None:
     """Validate and queue a training job."""
     job = client(ctx).train.create(
@@ -199,13 +204,55 @@ def create(
         | _values(param),
         priority=priority,
         replay_share=replay_share,
+        check_only=check_only,
     )
+    if check_only:
+        show_check(ctx, client(ctx).train.wait(job.name))
+        return
     if options(ctx).json and not watch:
         emit_json(job)
         return
     typer.echo(f"queued {job.name} ({job.total_steps} steps)")
     if watch:
         watch_job(ctx, job.name)
+
+
+def show_check(ctx: typer.Context, job: training_job_pb2.TrainingJob) -> None:
+    """The pre-flight check's outcome; exit 1 when it found a problem."""
+    failed = STATE_NAMES[job.state] != "succeeded"
+    if options(ctx).json:
+        emit_json(job)
+    elif failed:
+        typer.echo(f"pre-flight check failed ({job.error.reason}):", err=True)
+        for finding in job.error.message.split("; "):
+            typer.echo(f"  - {finding}", err=True)
+    else:
+        m = job.metrics
+        typer.echo(
+            f"pre-flight check passed: {int(m['preflight_rows_checked'])} rows checked, memory about "
+            f"{m['preflight_memory_estimate_bytes'] / 2**30:.2f} GiB of "
+            f"{m['preflight_device_memory_bytes'] / 2**30:.2f} GiB"
+        )
+    exit_if_failed(failed, f"{job.name}: {job.error.message}")
+
+
+def _check(*args: Any, **kwargs: Any) -> None:
+    """Run the job's pre-flight check on a worker (template, packing, memory, vocabulary): nothing trains."""
+    create(*args, **kwargs, check_only=True)
+
+
+# `check` takes every option of `create` (annotations resolved: typer reads the signature).
+_hints = typing.get_type_hints(create, include_extras=True)
+_check.__signature__ = inspect.signature(create).replace(  # type: ignore[attr-defined]
+    parameters=[
+        p.replace(annotation=_hints[n])
+        for n, p in inspect.signature(create).parameters.items()
+        if n not in ("watch", "check_only")
+    ],
+    return_annotation=None,
+)
+_check.__annotations__ = {n: p.annotation for n, p in _check.__signature__.parameters.items()}
+app.command("check")(_check)
 
 
 @app.command("create-openai")
