@@ -53,7 +53,10 @@ def clean(pattern: str, a_count: int = 28) -> str:
     rows = [
         {
             "id": "r1",
-            "messages": [{"role": "user", "content": "a" * a_count + "!"}, {"role": "assistant", "content": "ok"}],
+            "messages": [
+                {"role": "user", "content": "a" * a_count + "!"},
+                {"role": "assistant", "content": "ok"},
+            ],
         }
     ]
     started = time.monotonic()

@@ -296,8 +296,9 @@ def estimate(
     """Bytes one training process needs: weights, gradients and AdamW's two states (in the weights'
     dtype) for the trained parameters, a frozen reference copy (DPO/KTO/ORPO, full tuning),
     activations kept for the backward pass (~34 x hidden per token and layer in 2-byte units,
-    Korthikanti et al.; plus the attention scores on the eager path) and the logits with their
-    float32 copy and gradient."""
+    Korthikanti et al.; LoRA's dropout adds a copy of each adapted linear's input; the attention
+    scores on the eager path) and the logits with their float32 copy and gradient.
+    `bench/preflight_memory.py` compares it with the measured peak."""
     hp = spec.hyperparameters
     method = spec.training_method
     hidden = int(getattr(config, "hidden_size", 0) or 0)
@@ -312,6 +313,11 @@ def estimate(
         rows *= 2  # chosen and rejected go through together
     tokens = rows * length
     activations = layers * tokens * hidden * 34 * dtype_bytes // 2
+    if spec.tuning == "lora" and spec.lora.dropout > 0:
+        # peft's dropout keeps each adapted linear's dropped input (all-linear: q k v o gate up take
+        # the hidden size, down the intermediate size)
+        intermediate = int(getattr(config, "intermediate_size", 0) or 4 * hidden)
+        activations += layers * tokens * (6 * hidden + intermediate) * dtype_bytes
     if getattr(config, "_attn_implementation", "sdpa") == "eager":
         activations += layers * rows * heads * length * length * 5 * dtype_bytes // 2
     lora_weights = trainable * dtype_bytes if spec.tuning == "lora" else 0

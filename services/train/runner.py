@@ -195,6 +195,24 @@ def preflight_memory(
     return {"memory_estimate_bytes": need.total, "device_memory_bytes": have}
 
 
+def preflight_done(
+    spec: JobSpec,
+    model: Any,
+    tokenizer: Any,
+    rows: list[dict[str, Any]],
+    progress: Progress,
+    checked: dict[str, Any],
+) -> bool:
+    """The check that needs the weights (packing, when on); True when the job was only a check."""
+    if spec.hyperparameters.packing:
+        found = preflight.packing(model, tokenizer, rows)
+        if found:
+            raise Stop("PREFLIGHT_FAILED", preflight.Report(found).message())
+    if spec.check_only:
+        progress.write("checked", **checked)
+    return spec.check_only
+
+
 def train(spec: JobSpec, job_dir: Path, progress: Progress) -> int:
     method: Method = spec.training_method
     hp = spec.hyperparameters
@@ -231,12 +249,7 @@ def train(spec: JobSpec, job_dir: Path, progress: Progress) -> int:
     bf16 = use_cuda and torch.cuda.is_bf16_supported()
     checked |= preflight_memory(spec, config, data.max_length, use_cuda=use_cuda, bf16=bf16)
     model, ref_model, peft_config = _load_models(spec, job_dir, torch.bfloat16 if bf16 else torch.float32)
-    if hp.packing:
-        found = preflight.packing(model, tokenizer, data.train)
-        if found:
-            raise Stop("PREFLIGHT_FAILED", preflight.Report(found).message())
-    if spec.check_only:
-        progress.write("checked", **checked)
+    if preflight_done(spec, model, tokenizer, data.train, progress, checked):
         return 0
     rows = method.trainer_rows(tokenizer, data.train, spec.method_parameters)
     validation = method.trainer_rows(tokenizer, data.validation, spec.method_parameters)

@@ -15,6 +15,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from services.kit.rows import Kind
 from services.train import preflight
 from services.train.spec import Hyperparameters, JobSpec
+from tests.cli.test_cli import tf  # noqa: F401 (a fixture)
 from tuneforge import Client
 from tuneforge.api.training import STATE_NAMES
 
@@ -179,7 +180,28 @@ def test_train_check_through_the_service(
     client.models.create("no-template")
     version = client.models.upload("no-template", broken).name
     refused = client.train.check(base_model=version, training_data={"math-grading-train": 0.2})
-    assert refused.error.reason == "PREFLIGHT_FAILED" and "no chat template" in refused.error.message, refused.error
+    assert refused.error.reason == "PREFLIGHT_FAILED" and "no chat template" in refused.error.message, (
+        refused.error
+    )
     job = client.train.create(base_model=version, training_data={"math-grading-train": 0.2})
     job = client.train.wait(job.name, timeout=300)
     assert job.error.reason == "PREFLIGHT_FAILED" and not list(client.train.metrics(job.name))
+
+
+def test_cli_train_check_and_create_openai(tf, client: Client, base_model: str, tmp_path: Path) -> None:  # noqa: F811
+    client.data.install_preset("math-grading")
+    base = base_model.split("/models/")[1].replace("/versions/", "/")
+    passed = tf("train", "check", "--base-model", base, "--data", "math-grading-train=0.2")
+    assert "pre-flight check passed" in passed.stdout and "GiB" in passed.stdout
+    request = tmp_path / "job.json"
+    request.write_text(
+        json.dumps(
+            {
+                "model": base,
+                "training_file": "math-grading-train",
+                "method": {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": "many"}}},
+            }
+        )
+    )
+    refused = tf("train", "create-openai", str(request), code=2)
+    assert "method.supervised.hyperparameters.n_epochs" in refused.stderr

@@ -83,6 +83,21 @@ def thresholds(items: list[str]) -> dict[str, float]:
     return out
 
 
+PythonGraderFile = Annotated[
+    Path | None,
+    typer.Option(help="a .py file defining grade(sample, item) -> float, run sandboxed as a metric"),
+]
+GraderFiles = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--grader",
+        help="repeatable: a JSON file holding an OpenAI grader (string_check, text_similarity, "
+        "score_model, python, multi), scored as grader:NAME",
+    ),
+]
+GraderEndpoint = Annotated[str, typer.Option(help="the OpenAI-compatible API (…/v1) score_model graders ask")]
+
+
 @app.command("create")
 def create(
     ctx: typer.Context,
@@ -117,21 +132,9 @@ def create(
             "--pass-threshold", help="METRIC=VALUE, repeatable: report the share of samples that pass"
         ),
     ] = None,
-    python_grader: Annotated[
-        Path | None,
-        typer.Option(help="a .py file defining grade(sample, item) -> float, run sandboxed as a metric"),
-    ] = None,
-    grader: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--grader",
-            help="repeatable: a JSON file holding an OpenAI grader (string_check, text_similarity, "
-            "score_model, python, multi), scored as grader:NAME",
-        ),
-    ] = None,
-    grader_endpoint: Annotated[
-        str, typer.Option(help="the OpenAI-compatible API (…/v1) score_model graders ask")
-    ] = "",
+    python_grader: PythonGraderFile = None,
+    grader: GraderFiles = None,
+    grader_endpoint: GraderEndpoint = "",
     watch: Annotated[bool, typer.Option(help="wait and print the results")] = False,
 ) -> None:
     """Queue an evaluation of one or more model versions."""

@@ -122,6 +122,26 @@ def _given(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v}
 
 
+MethodParams = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param",
+        help="any method parameter, KEY=VALUE, repeatable (loss_type=dr_grpo, mask_reasoning=true ...)",
+    ),
+]
+CheckOnly = Annotated[
+    bool, typer.Option(help="only the pre-flight check (what `tuneforge train check` runs)")
+]
+Rewards = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--reward",
+        help="grpo, repeatable: regex:PATTERN, exact_answer, word_count[:WORDS], json_fields:F1,F2 "
+        "(append @WEIGHT to weigh it)",
+    ),
+]
+
+
 @app.command("create")
 def create(
     ctx: typer.Context,
@@ -153,30 +173,15 @@ def create(
     num_generations: Annotated[int, typer.Option(help="grpo: completions per prompt")] = 0,
     max_completion_length: Annotated[int, typer.Option(help="grpo: longest completion in tokens")] = 0,
     temperature: Annotated[float, typer.Option(help="grpo: sampling temperature")] = 0.0,
-    reward: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--reward",
-            help="grpo, repeatable: regex:PATTERN, exact_answer, word_count[:WORDS], json_fields:F1,F2 "
-            "(append @WEIGHT to weigh it)",
-        ),
-    ] = None,
+    reward: Rewards = None,
     reward_model: Annotated[str, typer.Option(help="grpo: a registered reward model version")] = "",
-    param: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--param",
-            help="any method parameter, KEY=VALUE, repeatable (loss_type=dr_grpo, mask_reasoning=true ...)",
-        ),
-    ] = None,
+    param: MethodParams = None,
     priority: Annotated[str, typer.Option(help="normal, or idle: run on spare capacity, preemptible")] = "",
     replay_share: Annotated[
         float, typer.Option(help="base is a fine-tuned version: share of its training data to replay")
     ] = 0.0,
     watch: Annotated[bool, typer.Option(help="watch the job after creating it")] = False,
-    check_only: Annotated[
-        bool, typer.Option(help="only the pre-flight check (what `tuneforge train check` runs)")
-    ] = False,
+    check_only: CheckOnly = False,
 ) -> None:
     """Validate and queue a training job."""
     job = client(ctx).train.create(
