@@ -363,7 +363,8 @@ def from_openai_chat(record: Any, kind: Kind) -> Row:
             "completion": messages[-1:],
             "label": _label(_need(record, "label"), "label"),
         }
-    return _tool_conversation(messages, record, kind, "messages")
+    row = _tool_conversation(messages, record, kind, "messages")
+    return _with_fields(row, record) if kind in (Kind.PROMPT_ONLY, Kind.EVAL) else row
 
 
 def from_trl(record: Any, kind: Kind) -> Row:

@@ -41,6 +41,10 @@ MULTI = {
             "reference": "{{ item.reference_answer }}",
             "operation": "ilike",
         },
+        "short": {
+            "type": "python",
+            "source": "def grade(sample, item):\n    return 1.0 if len(sample['output_text']) <= item['max_chars'] else 0.0\n",
+        },
         "close": {
             "type": "text_similarity",
             "name": "close",
@@ -49,7 +53,7 @@ MULTI = {
             "evaluation_metric": "fuzzy_match",
         },
     },
-    "calculate_output": "0.7 * named + 0.3 * close",
+    "calculate_output": "0.6 * named + 0.2 * close + 0.2 * short",
 }
 PYTHON = {
     "type": "python",
@@ -364,3 +368,59 @@ def test_the_sdk_defaults_that_auto_means_are_the_train_services() -> None:
         openai_jobs.DEFAULT_BATCH_SIZE,
         openai_jobs.DEFAULT_LEARNING_RATE,
     )
+
+
+def test_openai_records_convert_or_name_their_field() -> None:
+    from services.data.problems import Problem
+    from services.data.schemas import Schema, detect_schema, from_openai_chat
+    from services.kit.rows import Kind
+
+    evaluated = from_openai_chat(
+        {
+            "messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}],
+            "difficulty": "easy",
+        },
+        Kind.EVAL,
+    )
+    assert evaluated["reference"] == "4" and json.loads(evaluated["fields"]) == {"difficulty": "easy"}
+    preference = {
+        "input": {"messages": [{"role": "user", "content": "hi"}]},
+        "preferred_output": [{"role": "assistant", "content": "hello"}],
+        "non_preferred_output": [{"role": "assistant", "content": "go away"}],
+    }
+    assert detect_schema(preference) == Schema.OPENAI_CHAT
+    for record, kind, field, reason in (
+        (preference, Kind.SFT, "preferred_output", "WRONG_KIND"),
+        (
+            {**preference, "non_preferred_output": [{"role": "user", "content": "x"}]},
+            Kind.PREFERENCE,
+            "non_preferred_output[0].role",
+            "ROLE_ORDER",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "q"},
+                    {"role": "assistant", "content": "a", "weight": 0.5},
+                ]
+            },
+            Kind.SFT,
+            "messages[1].weight",
+            "INVALID_WEIGHT",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "q", "weight": 1},
+                    {"role": "assistant", "content": "a"},
+                ]
+            },
+            Kind.SFT,
+            "messages[0].weight",
+            "WRONG_FIELD",
+        ),
+        ({"messages": [{"role": "user", "content": "q"}]}, Kind.EVAL, "messages", "MISSING_REFERENCE"),
+    ):
+        with pytest.raises(Problem) as caught:
+            from_openai_chat(record, kind)
+        assert (caught.value.field, caught.value.reason) == (field, reason), caught.value
