@@ -20,6 +20,7 @@ Each finding names its check, the field to change and what was seen.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -267,27 +268,51 @@ def packing(model: Any, tokenizer: Any, rows: list[dict[str, Any]]) -> list[Find
 # -- memory ----------------------------------------------------------------------------------------
 
 
-def parameter_counts(config: Any, spec: Any) -> tuple[int, int]:
-    """(all parameters, trainable ones) of the job's model, counted on the meta device."""
+def parameter_counts(config: Any, spec: Any, folder: Any = None) -> tuple[int, int]:
+    """(all parameters, trainable ones) of the job's model: read from the safetensors headers of
+    `folder` when it has them (no weights loaded), else counted on the meta device. LoRA's are
+    r x (in + out) for each adapted linear (all-linear: every 2-D weight but the embeddings and the
+    output layer, as peft picks them)."""
+    shapes = _stored_shapes(folder) if folder is not None else None
+    if shapes is None:
+        shapes = _meta_shapes(config)
+    total = sum(math.prod(shape) for shape in shapes.values())
+    if spec.tuning != "lora":
+        return total, total
+    targets = set(spec.lora.target_modules or [])
+    trainable = 0
+    for name, shape in shapes.items():
+        module = name.removesuffix(".weight")
+        if len(shape) != 2 or not name.endswith(".weight") or "embed" in module or "lm_head" in module:
+            continue
+        if not targets or module.rsplit(".", 1)[-1] in {t.rsplit(".", 1)[-1] for t in targets}:
+            trainable += spec.lora.rank * (shape[0] + shape[1])
+    return total, trainable
+
+
+def _stored_shapes(folder: Any) -> dict[str, tuple[int, ...]] | None:
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        return None
+    shapes: dict[str, tuple[int, ...]] = {}
+    for path in files:
+        with safe_open(str(path), framework="numpy") as f:
+            for key in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                shapes[key] = tuple(f.get_slice(key).get_shape())
+    return shapes
+
+
+def _meta_shapes(config: Any) -> dict[str, tuple[int, ...]]:
     import torch
     from transformers import AutoModelForCausalLM
 
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
-    total = sum(p.numel() for p in model.parameters())
-    if spec.tuning != "lora":
-        return total, total
-    from peft import LoraConfig, get_peft_model
-
-    lora = LoraConfig(
-        task_type="CAUSAL_LM",
-        r=spec.lora.rank,
-        lora_alpha=spec.lora.alpha,
-        target_modules=spec.lora.target_modules or "all-linear",
-    )
-    peft_model = get_peft_model(model, lora)
-    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
-    return total, trainable
+    return {name: tuple(p.shape) for name, p in model.named_parameters()}
 
 
 def estimate(
@@ -344,10 +369,17 @@ def device_memory(cuda: bool) -> int:
 
 
 def memory(
-    config: Any, spec: Any, max_length: int, *, cuda: bool, dtype_bytes: int, available: int | None = None
+    config: Any,
+    spec: Any,
+    max_length: int,
+    *,
+    cuda: bool,
+    dtype_bytes: int,
+    available: int | None = None,
+    folder: Any = None,
 ) -> tuple[list[Finding], Memory, int, str]:
     """The estimate against the device; when it does not fit, a smaller setting that does."""
-    total, trainable = parameter_counts(config, spec)
+    total, trainable = parameter_counts(config, spec, folder)
     have = device_memory(cuda) if available is None else available
 
     def need(s: Any, length: int) -> Memory:
@@ -372,7 +404,7 @@ def memory(
             )
     if not suggestion and spec.tuning == "full":
         lora = replace(spec, tuning="lora")
-        lora_total, lora_trainable = parameter_counts(config, lora)
+        lora_total, lora_trainable = parameter_counts(config, lora, folder)
         lora_need = estimate(
             config,
             lora,

@@ -184,11 +184,12 @@ def preflight_rows(spec: JobSpec, tokenizer: Any, config: Any, job_dir: Path) ->
 
 
 def preflight_memory(
-    spec: JobSpec, config: Any, max_length: int, *, use_cuda: bool, bf16: bool
+    spec: JobSpec, config: Any, max_length: int, base: Path, *, use_cuda: bool, bf16: bool
 ) -> dict[str, Any]:
-    """The memory estimate against the device, before the model is loaded."""
+    """The memory estimate against the device, before the model is loaded (parameters counted from
+    the base folder's safetensors headers)."""
     found, need, have, _ = preflight.memory(
-        config, spec, max_length, cuda=use_cuda, dtype_bytes=2 if bf16 else 4
+        config, spec, max_length, cuda=use_cuda, dtype_bytes=2 if bf16 else 4, folder=base
     )
     if found:
         raise Stop("PREFLIGHT_FAILED", preflight.Report(found).message())
@@ -247,7 +248,7 @@ def train(spec: JobSpec, job_dir: Path, progress: Progress) -> int:
         device="cuda" if use_cuda else "cpu",
     )
     bf16 = use_cuda and torch.cuda.is_bf16_supported()
-    checked |= preflight_memory(spec, config, data.max_length, use_cuda=use_cuda, bf16=bf16)
+    checked |= preflight_memory(spec, config, data.max_length, base, use_cuda=use_cuda, bf16=bf16)
     model, ref_model, peft_config = _load_models(spec, job_dir, torch.bfloat16 if bf16 else torch.float32)
     if preflight_done(spec, model, tokenizer, data.train, progress, checked):
         return 0

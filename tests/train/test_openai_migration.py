@@ -124,14 +124,6 @@ def test_openai_chat_sft_file_and_job_request(client: Client, base_model: str, t
     assert job.training_method == 2 and job.hyperparameters.epochs == 1 and job.hyperparameters.seed == 7
     done = finished(client, job)
     assert done.final_model_version.split("/models/")[1].startswith("oa-capitals/")
-    # the same file, reasoning out of the loss
-    masked = client.train.create(
-        base_model=base_model,
-        training_data={version: 1.0},
-        method_parameters={"mask_reasoning": True},
-        hyperparameters={"epochs": 1, "batch_size": 4},
-    )
-    finished(client, masked)
 
 
 def test_openai_preference_file_trains_dpo(client: Client, base_model: str, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ before any step (the same check every job runs first)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -149,6 +150,17 @@ def test_memory_refused_with_the_numbers_and_a_setting_that_fits(tiny_model_dir:
         config, job, 512, cuda=False, dtype_bytes=4, available=need.weights // 4
     )
     assert none == "" and "no smaller batch fits" in nothing.message
+    # the counts read from the safetensors headers are the meta model's, and peft's for LoRA
+    from peft import LoraConfig, get_peft_model
+
+    lora_job = replace(job, tuning="lora")
+    assert preflight.parameter_counts(config, job, tiny_model_dir) == preflight.parameter_counts(config, job)
+    _, trainable = preflight.parameter_counts(config, lora_job, tiny_model_dir)
+    wrapped = get_peft_model(
+        AutoModelForCausalLM.from_config(config),
+        LoraConfig(task_type="CAUSAL_LM", r=8, target_modules="all-linear"),
+    )
+    assert trainable == sum(p.numel() for p in wrapped.parameters() if p.requires_grad)
     # LoRA trains far fewer parameters than full tuning
     lora = replace(job, tuning="lora")
     _, lora_need, _, _ = preflight.memory(config, lora, 512, cuda=False, dtype_bytes=4, available=10**12)
@@ -156,20 +168,39 @@ def test_memory_refused_with_the_numbers_and_a_setting_that_fits(tiny_model_dir:
 
 
 def test_train_check_through_the_service(
-    client: Client, base_model: str, tiny_model_dir: Path, tmp_path: Path
+    tf,  # noqa: F811 (the CLI fixture)
+    client: Client,
+    base_model: str,
+    tiny_model_dir: Path,
+    tmp_path: Path,
 ) -> None:
     client.data.install_preset("math-grading")
-    checked = client.train.check(
-        base_model=base_model, training_data={"math-grading-train": 0.2}, hyperparameters={"packing": True}
+    base = base_model.split("/models/")[1].replace("/versions/", "/")
+    passed = tf(
+        "train", "check", "--base-model", base, "--data", "math-grading-train=0.2", "--hp", "packing=true"
     )
-    assert STATE_NAMES[checked.state] == "succeeded", checked.error
-    assert checked.metrics["preflight_rows_checked"] > 0
-    assert (
-        0
-        < checked.metrics["preflight_memory_estimate_bytes"]
-        < checked.metrics["preflight_device_memory_bytes"]
+    found = re.search(
+        r"pre-flight check passed: (\d+) rows checked, memory about ([\d.]+) GiB of ([\d.]+) GiB",
+        passed.stdout,
     )
+    assert found, passed.stdout
+    rows, need, have = int(found[1]), float(found[2]), float(found[3])
+    assert rows > 0 and 0 < need < have
+    [checked] = [j for j in client.train.list() if j.check_only]
+    assert STATE_NAMES[checked.state] == "succeeded" and checked.metrics["preflight_rows_checked"] == rows
     assert not checked.final_model_version and not list(client.train.metrics(checked.name))
+    request = tmp_path / "job.json"
+    request.write_text(
+        json.dumps(
+            {
+                "model": base,
+                "training_file": "math-grading-train",
+                "method": {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": "many"}}},
+            }
+        )
+    )
+    refused = tf("train", "create-openai", str(request), code=2)
+    assert "method.supervised.hyperparameters.n_epochs" in refused.stderr
     # A model whose tokenizer lost its chat template: the check and a real job fail before any step.
     broken = tmp_path / "no-template"
     shutil.copytree(tiny_model_dir, broken)
@@ -186,22 +217,3 @@ def test_train_check_through_the_service(
     job = client.train.create(base_model=version, training_data={"math-grading-train": 0.2})
     job = client.train.wait(job.name, timeout=300)
     assert job.error.reason == "PREFLIGHT_FAILED" and not list(client.train.metrics(job.name))
-
-
-def test_cli_train_check_and_create_openai(tf, client: Client, base_model: str, tmp_path: Path) -> None:  # noqa: F811
-    client.data.install_preset("math-grading")
-    base = base_model.split("/models/")[1].replace("/versions/", "/")
-    passed = tf("train", "check", "--base-model", base, "--data", "math-grading-train=0.2")
-    assert "pre-flight check passed" in passed.stdout and "GiB" in passed.stdout
-    request = tmp_path / "job.json"
-    request.write_text(
-        json.dumps(
-            {
-                "model": base,
-                "training_file": "math-grading-train",
-                "method": {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": "many"}}},
-            }
-        )
-    )
-    refused = tf("train", "create-openai", str(request), code=2)
-    assert "method.supervised.hyperparameters.n_epochs" in refused.stderr
