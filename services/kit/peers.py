@@ -51,6 +51,9 @@ from tuneforge.registry.v1 import model_pb2, registry_service_pb2, registry_serv
 from tuneforge.train.v1 import train_service_pb2_grpc
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
+# A peer call that found the peer unreachable waits this long for the channel to reconnect (longer
+# than the channel's 2 s maximum reconnect backoff), once.
+RECONNECT_WAIT_SECONDS = 3.0
 # Streams of whole models and waits on long work get longer deadlines.
 TRANSFER_TIMEOUT_SECONDS = 3600.0
 CHUNK_BYTES = 4 * 1024 * 1024
@@ -191,6 +194,19 @@ class Peers:
         rpc = getattr(self.stub(peer), method)
         try:
             return await rpc(request, timeout=deadline or self.timeout, metadata=self._metadata())
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE:
+                raise peer_error(error, peer, field) from None
+        # Not reached (the retries above ran within the channel's reconnect backoff): once more,
+        # waiting up to RECONNECT_WAIT_SECONDS for the channel, so a peer that has just restarted is
+        # reached instead of the caller seeing UNAVAILABLE. Still down: UNAVAILABLE as before.
+        try:
+            return await rpc(
+                request,
+                timeout=min(RECONNECT_WAIT_SECONDS, deadline or self.timeout),
+                metadata=self._metadata(),
+                wait_for_ready=True,
+            )
         except grpc.aio.AioRpcError as error:
             raise peer_error(error, peer, field) from None
 
