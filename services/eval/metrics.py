@@ -381,7 +381,7 @@ def evaluate(
             summary[name] = statistics.fmean(values)
             threshold = (pass_thresholds or {}).get(name)
             if threshold is not None:
-                pass_rates[name] = sum(v >= threshold for v in values) / len(values)
+                pass_rates[name] = sum(passes(name, v, threshold) for v in values) / len(values)
         for reason, count in graded_by.errors.items():
             key = f"{name}: {reason}"[:200]
             grader_errors[key] = grader_errors.get(key, 0) + count

@@ -107,27 +107,14 @@ def generate(
 
 
 def ask_endpoint(judge: dict, texts: list[str]) -> list[str]:
-    """The judge through an OpenAI-compatible chat completions API."""
+    """The judge through an OpenAI-compatible chat completions API (the graders' client)."""
     import os
-    import urllib.request
 
-    outputs = []
-    for text in texts:
-        body = {
-            "model": judge["endpoint_model"],
-            "messages": [{"role": "user", "content": text}],
-            "max_tokens": judge["max_new_tokens"],
-            "temperature": 0,
-        }
-        request = urllib.request.Request(
-            judge["endpoint"].rstrip("/") + "/chat/completions", data=json.dumps(body).encode(), method="POST"
-        )
-        request.add_header("Content-Type", "application/json")
-        if os.environ.get("TUNEFORGE_EVAL_JUDGE_API_KEY"):
-            request.add_header("Authorization", f"Bearer {os.environ['TUNEFORGE_EVAL_JUDGE_API_KEY']}")
-        with urllib.request.urlopen(request, timeout=120) as response:
-            outputs.append(json.loads(response.read())["choices"][0]["message"]["content"])
-    return outputs
+    from services.kit.graders import openai_judge
+
+    ask = openai_judge(judge["endpoint"], os.environ.get("TUNEFORGE_EVAL_JUDGE_API_KEY", ""))
+    sampling = {"max_tokens": judge["max_new_tokens"], "temperature": 0}
+    return [ask(judge["endpoint_model"], [{"role": "user", "content": t}], sampling) for t in texts]
 
 
 def run_judge(work: Path, spec: dict, prompts: list[dict], log) -> None:  # type: ignore[no-untyped-def]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from services.kit.rows import Kind
@@ -57,12 +57,9 @@ class Memory:
         return sum(asdict(self).values())
 
 
-@dataclass
-class Report:
-    findings: list[Finding] = field(default_factory=list)
-
-    def message(self) -> str:
-        return "; ".join(f"{f.check} ({f.field}): {f.message}" for f in self.findings)
+def describe(findings: list[Finding]) -> str:
+    """The findings as one message (the job's error)."""
+    return "; ".join(f"{f.check} ({f.field}): {f.message}" for f in findings)
 
 
 # -- vocabulary and templates --------------------------------------------------------------------
@@ -90,7 +87,7 @@ def vocabulary(tokenizer: Any, config: Any, rows: list[dict[str, Any]]) -> list[
             )
     for row in rows:
         try:
-            ids = masks_free_ids(tokenizer, row)
+            ids = row_ids(tokenizer, row)
         except Exception:  # a row the template cannot render: the chat_template check names it
             continue
         if ids and max(ids) >= size:
@@ -105,20 +102,16 @@ def vocabulary(tokenizer: Any, config: Any, rows: list[dict[str, Any]]) -> list[
     return out
 
 
-def masks_free_ids(tokenizer: Any, row: dict[str, Any]) -> list[int]:
+def row_ids(tokenizer: Any, row: dict[str, Any]) -> list[int]:
     """The row's token ids as rendered for training (text rows: the text)."""
     if "text" in row:
         return list(tokenizer(row["text"][:4000], add_special_tokens=False)["input_ids"])
     messages = row.get("messages") or [*row["prompt"], *(row.get("chosen") or row.get("completion") or [])]
     return list(
-        tokenizer.apply_chat_template(_plain(messages), tools=_tools(row), tokenize=True, return_dict=True)[
-            "input_ids"
-        ]
+        tokenizer.apply_chat_template(
+            masks.unweighted(messages), tools=_tools(row), tokenize=True, return_dict=True
+        )["input_ids"]
     )
-
-
-def _plain(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in m.items() if k != "weight"} for m in messages]
 
 
 def _tools(row: dict[str, Any]) -> Any:
@@ -128,7 +121,7 @@ def _tools(row: dict[str, Any]) -> Any:
 def _render(tokenizer: Any, messages: list[dict[str, Any]], tools: Any = None, prompt: bool = False) -> str:
     return str(
         tokenizer.apply_chat_template(
-            _plain(messages), tools=tools, tokenize=False, add_generation_prompt=prompt
+            masks.unweighted(messages), tools=tools, tokenize=False, add_generation_prompt=prompt
         )
     )
 
@@ -215,7 +208,7 @@ def packing(model: Any, tokenizer: Any, rows: list[dict[str, Any]]) -> list[Find
     import torch
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-    sequences = [masks_free_ids(tokenizer, r)[:48] for r in rows[:2]]
+    sequences = [row_ids(tokenizer, r)[:48] for r in rows[:2]]
     if len(sequences) < 2 or min(map(len, sequences)) < 2:
         return []
     device = next(model.parameters()).device
@@ -379,58 +372,44 @@ def memory(
     folder: Any = None,
 ) -> tuple[list[Finding], Memory, int, str]:
     """The estimate against the device; when it does not fit, a smaller setting that does."""
-    total, trainable = parameter_counts(config, spec, folder)
+    counts: dict[str, tuple[int, int]] = {}  # by tuning: the headers are read once each
+
+    def need(s: Any) -> Memory:
+        if s.tuning not in counts:
+            counts[s.tuning] = parameter_counts(config, s, folder)
+        total, trainable = counts[s.tuning]
+        return estimate(
+            config, s, max_length, total=total, trainable=trainable, dtype_bytes=dtype_bytes, cuda=cuda
+        )
+
     have = device_memory(cuda) if available is None else available
-
-    def need(s: Any, length: int) -> Memory:
-        t = trainable if s.tuning == spec.tuning else total
-        return estimate(config, s, length, total=total, trainable=t, dtype_bytes=dtype_bytes, cuda=cuda)
-
-    wanted = need(spec, max_length)
+    wanted = need(spec)
     if wanted.total <= have:
         return [], wanted, have, ""
     hp = spec.hyperparameters
-    suggestion = ""
+    field_name, suggestion = "base_model", ""
     batch, accumulation = hp.batch_size, hp.gradient_accumulation_steps
     while batch > 1 and not suggestion:
         batch, accumulation = batch // 2, accumulation * 2
-        smaller = replace(
-            spec, hyperparameters=replace(hp, batch_size=batch, gradient_accumulation_steps=accumulation)
+        smaller = need(
+            replace(
+                spec, hyperparameters=replace(hp, batch_size=batch, gradient_accumulation_steps=accumulation)
+            )
         )
-        if need(smaller, max_length).total <= have:
+        if smaller.total <= have:
+            field_name = "hyperparameters.batch_size"
             suggestion = (
                 f"batch_size {batch} with gradient_accumulation_steps {accumulation} (the same "
-                f"{hp.batch_size * hp.gradient_accumulation_steps} rows a step) needs {_gib(need(smaller, max_length).total)}"
+                f"{hp.batch_size * hp.gradient_accumulation_steps} rows a step) needs {_gib(smaller.total)}"
             )
     if not suggestion and spec.tuning == "full":
-        lora = replace(spec, tuning="lora")
-        lora_total, lora_trainable = parameter_counts(config, lora, folder)
-        lora_need = estimate(
-            config,
-            lora,
-            max_length,
-            total=lora_total,
-            trainable=lora_trainable,
-            dtype_bytes=dtype_bytes,
-            cuda=cuda,
-        )
-        if lora_need.total <= have:
-            suggestion = f"tuning_mode lora needs {_gib(lora_need.total)}"
+        lora = need(replace(spec, tuning="lora"))
+        if lora.total <= have:
+            field_name, suggestion = "tuning_mode", f"tuning_mode lora needs {_gib(lora.total)}"
     message = (
         f"the job needs about {_gib(wanted.total)} ({_parts(wanted)}) and the "
-        f"{'GPU' if cuda else 'machine'} has {_gib(have)}"
-        + (
-            f"; {suggestion}"
-            if suggestion
-            else "; no smaller batch fits: use a smaller model or a larger device"
-        )
-    )
-    field_name = (
-        "hyperparameters.batch_size"
-        if "batch_size" in suggestion
-        else "tuning_mode"
-        if suggestion
-        else "base_model"
+        f"{'GPU' if cuda else 'machine'} has {_gib(have)}; "
+        + (suggestion or "no smaller batch fits: use a smaller model or a larger device")
     )
     return [Finding("memory", field_name, message)], wanted, have, suggestion
 

@@ -179,7 +179,7 @@ def preflight_rows(spec: JobSpec, tokenizer: Any, config: Any, job_dir: Path) ->
         *preflight.templates(spec.training_method.kind, tokenizer, rows),
     ]
     if findings:
-        raise Stop("PREFLIGHT_FAILED", preflight.Report(findings).message())
+        raise Stop("PREFLIGHT_FAILED", preflight.describe(findings))
     return len(rows)
 
 
@@ -192,7 +192,7 @@ def preflight_memory(
         config, spec, max_length, cuda=use_cuda, dtype_bytes=2 if bf16 else 4, folder=base
     )
     if found:
-        raise Stop("PREFLIGHT_FAILED", preflight.Report(found).message())
+        raise Stop("PREFLIGHT_FAILED", preflight.describe(found))
     return {"memory_estimate_bytes": need.total, "device_memory_bytes": have}
 
 
@@ -208,7 +208,7 @@ def preflight_done(
     if spec.hyperparameters.packing:
         found = preflight.packing(model, tokenizer, rows)
         if found:
-            raise Stop("PREFLIGHT_FAILED", preflight.Report(found).message())
+            raise Stop("PREFLIGHT_FAILED", preflight.describe(found))
     if spec.check_only:
         progress.write("checked", **checked)
     return spec.check_only

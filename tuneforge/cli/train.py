@@ -214,10 +214,15 @@ def create(
     if check_only:
         show_check(ctx, client(ctx).train.wait(job.name))
         return
+    queued(ctx, job, watch)
+
+
+def queued(ctx: typer.Context, job: training_job_pb2.TrainingJob, watch: bool, detail: str = "") -> None:
+    """A job just created: its JSON, or a line, then (with `watch`) its progress."""
     if options(ctx).json and not watch:
         emit_json(job)
         return
-    typer.echo(f"queued {job.name} ({job.total_steps} steps)")
+    typer.echo(f"queued {job.name} ({job.total_steps} steps{detail})")
     if watch:
         watch_job(ctx, job.name)
 
@@ -278,12 +283,7 @@ def create_openai(
     for note in notes:
         typer.echo(f"note: {note}", err=True)
     job = client(ctx).train.create(**kwargs, tuning=tuning)
-    if options(ctx).json and not watch:
-        emit_json(job)
-        return
-    typer.echo(f"queued {job.name} ({job.total_steps} steps, method {kwargs['method']})")
-    if watch:
-        watch_job(ctx, job.name)
+    queued(ctx, job, watch, f", method {kwargs['method']}")
 
 
 @app.command("watch")

@@ -22,6 +22,11 @@ class MaskError(ValueError):
     """A row whose trained tokens cannot be told apart (the message names the row and why)."""
 
 
+def unweighted(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages without OpenAI's per-turn `weight`, which chat templates do not know."""
+    return [{k: v for k, v in m.items() if k != "weight"} for m in messages]
+
+
 def needs_masks(rows: list[dict[str, Any]], mask_reasoning: bool) -> bool:
     """Whether any row has a turn out of the loss: a zero weight, or reasoning when it is masked."""
     for row in rows:
@@ -47,7 +52,7 @@ def _runs(mask: list[int]) -> list[tuple[int, int]]:
 
 def masked_row(tokenizer: Any, row: dict[str, Any], *, mask_reasoning: bool, markers: bool) -> dict[str, Any]:
     """`input_ids` and `assistant_masks` of one row ({} when no token is left to learn from)."""
-    messages = [{k: v for k, v in m.items() if k != "weight"} for m in row["messages"]]
+    messages = unweighted(row["messages"])
     tools = json.loads(row["tools"]) if row.get("tools") else None
     text = tokenizer.apply_chat_template(messages, tools=tools, tokenize=False)
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)

@@ -126,7 +126,7 @@ def _unweighted(row: dict[str, Any]) -> dict[str, Any]:
     """The row without per-turn weights (all 1 here), which chat templates do not know."""
     if not any("weight" in m for m in row["messages"]):
         return row
-    return {**row, "messages": [{k: v for k, v in m.items() if k != "weight"} for m in row["messages"]]}
+    return {**row, "messages": masks.unweighted(row["messages"])}
 
 
 def _cut_prompt(
