@@ -47,6 +47,9 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSuite]:
             "TUNEFORGE_DATA_MAX_UPLOAD_BYTES": str(8 * 1024 * 1024),
             # Deployments of every test share the suite's serving process.
             "TUNEFORGE_SERVE_WORKER_CAPACITY": "16",
+            # The training worker may run a job as 2 processes (gloo DDP): the distributed tests.
+            "TUNEFORGE_TRAIN_CPU_DEVICES": "2",
+            "TUNEFORGE_TRAIN_HEARTBEAT_SECONDS": "1",
         },
     )
     local.start()

@@ -324,8 +324,11 @@ class LocalSuite:
         process.wait_ready(lambda: port_file.exists() and grpc_serving(address), timeout)
         return process
 
-    def start_worker(self, index: int, timeout: float = 60.0, kind: str = "train") -> ManagedProcess:
-        """A training (or evaluation) worker; it pulls jobs from the queue its service fills."""
+    def start_worker(
+        self, index: int, timeout: float = 60.0, kind: str = "train", own: dict[str, str] | None = None
+    ) -> ManagedProcess:
+        """A training (or evaluation) worker; it pulls jobs from the queue its service fills. `own`:
+        settings of this worker alone (`TUNEFORGE_TRAIN_CPU_DEVICES`, ...)."""
         name = f"worker-{index}" if kind == "train" else f"{kind}-worker-{index}"
         env = self.service_env(kind)
         env.pop("TUNEFORGE_PORT_FILE")
@@ -348,6 +351,7 @@ class LocalSuite:
                 "TUNEFORGE_SERVE_WORK_DIR": str(self.data_dir / "work" / name),
                 "TUNEFORGE_REGISTRY_WORK_DIR": str(self.data_dir / "work" / name),
                 **self.extra_env,
+                **(own or {}),
             },
         )
         self.processes[name] = process

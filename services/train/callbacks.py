@@ -16,10 +16,13 @@ from services.train.spec import JobSpec
 
 
 class Progress:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, only_errors: bool = False) -> None:
         self.file = path.open("a", buffering=1)
+        self.only_errors = only_errors
 
     def write(self, kind: str, **fields: Any) -> None:
+        if self.only_errors and kind != "error":
+            return
         self.file.write(json.dumps({"type": kind, "time": time.time(), **fields}) + "\n")
 
 
@@ -98,7 +101,9 @@ class ProgressCallback(TrainerCallback):
         accumulation = args.gradient_accumulation_steps
         steps_per_epoch = max(1, math.ceil(self.batches_per_epoch / accumulation))
         within = (step - 1) % steps_per_epoch
-        size = args.per_device_train_batch_size
+        # Across processes a step takes `accumulation` batches of each process, dealt in turn from
+        # one seeded order (accelerate's batch sharding): positions follow the whole batch.
+        size = args.per_device_train_batch_size * args.world_size
         order = self.orders[-1]
         first, last = within * accumulation * size, (within + 1) * accumulation * size
         return [self.ids[i] for i in order[first:last] if i < len(self.ids)]
@@ -140,12 +145,13 @@ class ProgressCallback(TrainerCallback):
                 control.should_training_stop = True
 
     def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
-        if (self.job_dir / "preempt").exists() and not self.preempted and self.stop is None:
+        if _agreed((self.job_dir / "preempt").exists()) and not self.preempted and self.stop is None:
             self.preempted = True
             control.should_save = True
             control.should_training_stop = True
 
     def on_save(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+        _barrier()  # every process has written its part (its RNG state, its optimizer shard)
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         self.progress.write(
             "checkpoint",
@@ -155,3 +161,23 @@ class ProgressCallback(TrainerCallback):
             validation_loss=self.last_eval_loss,
             best=state.best_model_checkpoint == str(path),
         )
+
+
+def _agreed(flag: bool) -> bool:
+    """`flag` on the first process, for every process alike (they stop at the same step, or the
+    others would wait forever in the next collective)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    value = torch.tensor([1 if flag else 0], device="cuda" if torch.cuda.is_available() else "cpu")
+    dist.broadcast(value, src=0)
+    return bool(value.item())
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()

@@ -59,6 +59,14 @@ def job_to_proto(row: JobRow) -> training_job_pb2.TrainingJob:
         replay_share=spec.replay_share,
         preemptions=row.preemptions,
         check_only=spec.check_only,
+        resources=training_job_pb2.Resources(
+            accelerators_per_node=spec.resources.accelerators_per_node,
+            nodes=spec.resources.nodes,
+            accelerator_kind=spec.resources.accelerator_kind,
+            accelerator_memory_bytes=spec.resources.accelerator_memory_bytes,
+        ),
+        restarts=row.restarts,
+        worker=row.worker,
     )
     if spec.auto_evaluation:
         message.auto_evaluation.dataset_version = spec.auto_evaluation["dataset_version"]

@@ -155,7 +155,7 @@ async def _base(peers: Peers, project: str, spec: JobSpec, settings: Settings) -
             raise InvalidArgument.field(field_name, f"the adapter's base model: {error.message}") from None
         files = {f.path for f in version.files}
     checks.model_files(version.name, files, field_name)
-    if spec.tuning == "lora":
+    if spec.adapter:
         checks.target_modules(spec.lora.target_modules, list(version.catalog.linear_modules), version.name)
     config = await _config(peers, version.name, settings)
     return BaseFacts(version.name, config, tokenizer=version.name)

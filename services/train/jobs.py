@@ -17,16 +17,16 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services.kit.auth import parse_in_project, require_project
+from services.kit.auth import parse_in_project, principal_var, require_project
 from services.kit.db import Database, keyset_page
-from services.kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from services.kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unauthenticated
 from services.kit.names import PROJECT, NamePattern, PageTokens, check_id, check_text, page_size, parse_filter
 from services.kit.outbox import Outbox
 from services.kit.peers import Peers
 from services.kit.store import ObjectStore
 from services.kit.times import utcnow
 from services.kit.watch import ChangeFeed
-from services.train import checks
+from services.train import checks, workers
 from services.train.convert import (
     JOB,
     STATES,
@@ -39,9 +39,10 @@ from services.train.convert import (
 from services.train.facts import Settings, gather
 from services.train.methods import METHODS
 from services.train.outputs import NOT_MODEL_FILES, lineage_of, register, version_spec
+from services.train.placement import waiting_reason
 from services.train.repo import CheckpointRow, JobRow, MetricRow
 from services.train.reporting import report_proto
-from services.train.spec import spec_from_proto
+from services.train.spec import JobSpec, spec_from_proto
 from tuneforge.events.v1 import train_events_pb2
 from tuneforge.train.v1 import train_service_pb2, training_job_pb2
 
@@ -172,7 +173,18 @@ class TrainingJobs:
         return row
 
     async def get(self, name: str) -> training_job_pb2.TrainingJob:
-        return await self.db.run(lambda s: job_to_proto(self._find(s, name)))
+        def get_(session: Session) -> training_job_pb2.TrainingJob:
+            row = self._find(session, name)
+            message = job_to_proto(row)
+            message.waiting_reason = workers.explain(session, row)
+            return message
+
+        return await self.db.run(get_)
+
+    async def workers(self, include_lost: bool) -> list[train_service_pb2.Worker]:
+        if principal_var.get() is None:
+            raise Unauthenticated("no API key on this call", reason="MISSING_API_KEY")
+        return await self.db.run(lambda s: workers.list_workers(s, include_lost))
 
     async def list(
         self, parent: str, size: int, token: str, filter_text: str
@@ -205,7 +217,14 @@ class TrainingJobs:
                 token=token,
                 context=f"ListTrainingJobs|{project}|{filter_text}",
             )
-            return [job_to_proto(r) for r in rows], next_token
+            shown = [job_to_proto(r) for r in rows]
+            if any(r.state in ("queued", "preempted") for r in rows):
+                live = workers.live_workers(session)
+                for row, message in zip(rows, shown, strict=True):
+                    if row.state in ("queued", "preempted"):
+                        spec = JobSpec.from_json(row.spec)
+                        message.waiting_reason = waiting_reason(spec.resources, spec.tuning, live)
+            return shown, next_token
 
         return await self.db.run(list_)
 

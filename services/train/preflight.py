@@ -270,7 +270,7 @@ def parameter_counts(config: Any, spec: Any, folder: Any = None) -> tuple[int, i
     if shapes is None:
         shapes = _meta_shapes(config)
     total = sum(math.prod(shape) for shape in shapes.values())
-    if spec.tuning != "lora":
+    if not spec.adapter:
         return total, total
     targets = set(spec.lora.target_modules or [])
     trainable = 0
@@ -324,26 +324,28 @@ def estimate(
     heads = int(getattr(config, "num_attention_heads", 0) or 1)
     vocab = int(getattr(config, "vocab_size", 0) or 0)
     length = max_length
-    rows = hp.batch_size
+    rows = max(1, hp.batch_size // spec.resources.processes)  # each process holds its share
     if method.follows_reward:  # GRPO: prompts with their completions, the batch counting generations
         length = max_length + int(spec.method_parameters.max_completion_length)
     if method.uses_reference or method.name == "orpo":
         rows *= 2  # chosen and rejected go through together
     tokens = rows * length
     activations = layers * tokens * hidden * 34 * dtype_bytes // 2
-    if spec.tuning == "lora" and spec.lora.dropout > 0:
+    if spec.adapter and spec.lora.dropout > 0:
         # peft's dropout keeps each adapted linear's dropped input (all-linear: q k v o gate up take
         # the hidden size, down the intermediate size)
         intermediate = int(getattr(config, "intermediate_size", 0) or 4 * hidden)
         activations += layers * tokens * (6 * hidden + intermediate) * dtype_bytes
     if getattr(config, "_attn_implementation", "sdpa") == "eager":
         activations += layers * rows * heads * length * length * 5 * dtype_bytes // 2
-    lora_weights = trainable * dtype_bytes if spec.tuning == "lora" else 0
+    lora_weights = trainable * dtype_bytes if spec.adapter else 0
+    # qlora: the frozen base in 4-bit NF4, about half a byte a weight with its double-quantized scales
+    base_bytes = total * 0.5 + total // 64 * 0.5 if spec.tuning == "qlora" else total * dtype_bytes
     return Memory(
-        weights=total * dtype_bytes + lora_weights,
+        weights=int(base_bytes) + lora_weights,
         gradients=trainable * dtype_bytes,
         optimizer=2 * trainable * dtype_bytes,
-        reference=total * dtype_bytes if method.uses_reference and spec.tuning != "lora" else 0,
+        reference=total * dtype_bytes if method.uses_reference and not spec.adapter else 0,
         activations=activations,
         logits=tokens * vocab * (dtype_bytes + 8),
         reserve=CUDA_RESERVE if cuda else 0,

@@ -1,4 +1,5 @@
-"""The train service's tables: jobs, kept checkpoints, metric history. Workers share them."""
+"""The train service's tables: jobs, kept checkpoints, metric history, the workers' heartbeats.
+Workers share them."""
 
 from __future__ import annotations
 
@@ -57,6 +58,7 @@ class JobRow(Base):
     preemptions: Mapped[int] = mapped_column(Integer, default=0)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     worker: Mapped[str] = mapped_column(String(128), default="")
+    restarts: Mapped[int] = mapped_column(Integer, default=0)
     request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -96,3 +98,23 @@ class MetricRow(Base):
     extra: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
     sample_ids: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class WorkerRow(Base):
+    """A training worker's heartbeat: what it has, and the job it runs."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    accelerator_kind: Mapped[str] = mapped_column(String(16))
+    accelerators: Mapped[int] = mapped_column(Integer)
+    accelerator_memory_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    host_memory_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    # {"backends": [...], "device_names": [...], "versions": {...}, "ray_nodes": n, ...}
+    facts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    current_job: Mapped[str] = mapped_column(String(32), default="")  # the job's uid
+    current_project: Mapped[str] = mapped_column(String(63), default="")
+    current_job_name: Mapped[str] = mapped_column(String(255), default="")
+    heartbeat_seconds: Mapped[float] = mapped_column(Float, default=5.0)
+    start_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    heartbeat_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -30,7 +30,7 @@ from transformers import (
     TrainerCallback,
 )
 
-from services.kit.children import die_with_parent
+from services.kit.children import PARENT_VARIABLE, die_with_parent
 from services.train import preflight
 from services.train.callbacks import Progress, ProgressCallback, Stop
 from services.train.checks import planned_steps
@@ -138,11 +138,17 @@ def trainer_arguments(
     """TRL's arguments every method shares."""
     hp = spec.hyperparameters
     use_cuda = torch.cuda.is_available()
+    world = world_size()
+    per_process = max(1, hp.batch_size // world)  # the creation check makes it divide evenly
     return dict(
         output_dir=str(job_dir / "checkpoints"),
         num_train_epochs=hp.epochs,
-        per_device_train_batch_size=hp.batch_size,
-        per_device_eval_batch_size=hp.batch_size,
+        per_device_train_batch_size=per_process,
+        per_device_eval_batch_size=per_process,
+        use_cpu=not use_cuda,
+        ddp_backend="gloo" if world > 1 and not use_cuda else None,
+        ddp_find_unused_parameters=False if world > 1 else None,
+        **distributed_arguments(spec, world),
         gradient_accumulation_steps=hp.gradient_accumulation_steps,
         learning_rate=hp.learning_rate,
         lr_scheduler_type=hp.scheduler,
@@ -167,6 +173,26 @@ def trainer_arguments(
         report_to=[],
         disable_tqdm=True,
     )
+
+
+def world_size() -> int:
+    """The job's process count (torchrun's WORLD_SIZE; 1 for a plain process)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def distributed_arguments(spec: JobSpec, world: int) -> dict[str, Any]:
+    """Several processes: DDP (each holds the model) for adapters; FSDP2 full sharding for full
+    tuning on CUDA, so the weights, gradients and optimizer state are split across the devices.
+    (accelerate runs FSDP on accelerators only: full tuning on several CPU processes is DDP.)"""
+    if world == 1 or spec.adapter or not torch.cuda.is_available():
+        return {}
+    # Each process keeps its own shard of the weights and optimizer state in a checkpoint (no
+    # gather at every save); the final model is gathered once into one safetensors file (`finish`).
+    return {"fsdp": True, "fsdp_config": {"state_dict_type": "SHARDED_STATE_DICT"}}
 
 
 def preflight_rows(spec: JobSpec, tokenizer: Any, config: Any, job_dir: Path) -> int:
@@ -233,10 +259,11 @@ def train(spec: JobSpec, job_dir: Path, progress: Progress) -> int:
         )
         return 1
     use_cuda = torch.cuda.is_available()
-    world = max(1, torch.cuda.device_count()) if use_cuda else 1
-    total_steps = planned_steps(spec, len(data.train), world)
+    world = world_size()
+    # `batch_size` is the step's whole batch, shared by the processes: the plan is the same on any count.
+    total_steps = planned_steps(spec, len(data.train))
     steps_per_epoch = math.ceil(
-        len(data.train) / max(1, method.samples_per_step(hp, spec.method_parameters, world))
+        len(data.train) / max(1, method.samples_per_step(hp, spec.method_parameters, 1))
     )
     progress.write(
         "data",
@@ -246,6 +273,7 @@ def train(spec: JobSpec, job_dir: Path, progress: Progress) -> int:
         max_length=data.max_length,
         total_steps=total_steps,
         device="cuda" if use_cuda else "cpu",
+        processes=world,
     )
     bf16 = use_cuda and torch.cuda.is_bf16_supported()
     checked |= preflight_memory(spec, config, data.max_length, base, use_cuda=use_cuda, bf16=bf16)
@@ -261,7 +289,7 @@ def train(spec: JobSpec, job_dir: Path, progress: Progress) -> int:
         spec, job_dir, total_steps=total_steps, steps_per_epoch=steps_per_epoch, validating=validating
     )
     # Sample ids per step need the dataset in the order given (no packing; GRPO repeats prompts).
-    ids = [r["id"] for r in rows] if not hp.packing and not method.follows_reward and world == 1 else None
+    ids = [r["id"] for r in rows] if not hp.packing and not method.follows_reward else None
     callback = ProgressCallback(progress, job_dir, ids, spec, total_steps)
     callbacks: list[TrainerCallback] = [callback]
     if hp.early_stopping_patience:
@@ -312,9 +340,13 @@ def finish(
         progress.write("preempted", step=trainer.state.global_step)
         return 0
     final = job_dir / "final"
-    trainer.save_model(str(final))
-    tokenizer.save_pretrained(str(final))
-    (final / "training_args.bin").unlink(missing_ok=True)
+    plugin = getattr(trainer.accelerator.state, "fsdp_plugin", None)
+    if plugin is not None:  # the final model is one file, gathered from the shards
+        plugin.set_state_dict_type("FULL_STATE_DICT")
+    trainer.save_model(str(final))  # only the first process writes
+    if rank() == 0:
+        tokenizer.save_pretrained(str(final))
+        (final / "training_args.bin").unlink(missing_ok=True)
     runtime = float(result.metrics.get("train_runtime", 0.0))
     tokens = next(
         (float(h["num_tokens"]) for h in reversed(trainer.state.log_history) if "num_tokens" in h), 0.0
@@ -334,7 +366,9 @@ def finish(
 
 
 def run(job_dir: Path) -> int:
-    progress = Progress(job_dir / "progress.jsonl")
+    # Only the first process reports; the others report only an error of their own (a line each,
+    # appended whole), so a failure on any process is told, not just seen as a crash.
+    progress = Progress(job_dir / "progress.jsonl", only_errors=rank() != 0)
     try:
         spec = JobSpec.from_json(json.loads((job_dir / "spec.json").read_text()))
         return train(spec, job_dir, progress)
@@ -350,11 +384,30 @@ def run(job_dir: Path) -> int:
         return 1
     except Exception as exc:
         traceback.print_exc()
+        if world_size() > 1 and peer_lost(exc):
+            # Another process of the job died (killed, out of memory): nothing to report; the
+            # worker restarts the job's processes from the newest checkpoint.
+            print("a process of the job was lost; leaving the restart to the worker", file=sys.stderr)
+            return PEER_LOST
         progress.write("error", reason="TRAINING_ERROR", message=f"{type(exc).__name__}: {exc}")
         return 1
 
 
+PEER_LOST = 75
+# What the collective backends say when the other end of a connection is gone.
+_PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "NCCL communicator")
+
+
+def peer_lost(exc: BaseException) -> bool:
+    """Whether `exc` comes from a collective whose peer process died (not from this process's work)."""
+    import torch.distributed as dist
+
+    return isinstance(exc, dist.DistError) or any(marker in str(exc) for marker in _PEER_GONE)
+
+
 if __name__ == "__main__":
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # a torchrun process: its parent is torchrun, which
+        os.environ.pop(PARENT_VARIABLE, None)  # itself dies with the worker
     die_with_parent()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     sys.exit(run(Path(sys.argv[1])))

@@ -94,6 +94,11 @@ class TrainServicer(train_service_pb2_grpc.TrainServiceServicer):
             metric_points=await self.jobs.metrics(request.parent)
         )
 
+    async def ListWorkers(
+        self, request: train_service_pb2.ListWorkersRequest, context: Context
+    ) -> train_service_pb2.ListWorkersResponse:
+        return train_service_pb2.ListWorkersResponse(workers=await self.jobs.workers(request.include_lost))
+
 
 async def main() -> None:
     settings = load_settings(TrainSettings)

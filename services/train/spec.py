@@ -19,7 +19,9 @@ from services.train.methods import METHODS, Method
 from tuneforge.enums import enum_names
 from tuneforge.train.v1 import training_job_pb2
 
-TUNINGS = ("lora", "full")
+TUNINGS = ("lora", "full", "qlora")
+ADAPTER_TUNINGS = ("lora", "qlora")
+ACCELERATOR_KINDS = ("cuda", "cpu")
 PRIORITIES = ("normal", "idle")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 METHOD_NAMES = enum_names(training_job_pb2.TrainingMethod, "TRAINING_METHOD_")
@@ -58,6 +60,29 @@ class Lora:
 
 
 @dataclass
+class Resources:
+    """What a job runs on (`Resources` in the proto); one process per accelerator."""
+
+    accelerators_per_node: int = 1
+    nodes: int = 1
+    accelerator_kind: str = ""  # empty: any (cuda for qlora)
+    accelerator_memory_bytes: int = 0
+
+    @property
+    def processes(self) -> int:
+        return self.accelerators_per_node * self.nodes
+
+    def describe(self) -> str:
+        """`4 cuda devices`, `2 nodes of 4 cuda devices`, `1 device with 80 GiB`."""
+        kind = f"{self.accelerator_kind} " if self.accelerator_kind else ""
+        count = self.accelerators_per_node
+        text = f"{count} {kind}device{'s' if count != 1 else ''}"
+        if self.accelerator_memory_bytes:
+            text += f" of {self.accelerator_memory_bytes / 2**30:.0f} GiB"
+        return f"{self.nodes} nodes of {text}" if self.nodes > 1 else text
+
+
+@dataclass
 class JobSpec:
     base_model: str
     method: str
@@ -81,6 +106,7 @@ class JobSpec:
     # The base model's vocabulary size (from its config, at validation): the diagnosis compares the
     # loss with ln(vocabulary), the loss of a model that predicts every token uniformly.
     vocab_size: int = 0
+    resources: Resources = field(default_factory=Resources)
 
     def __post_init__(self) -> None:
         if self.method_parameters is None:
@@ -89,6 +115,11 @@ class JobSpec:
     @property
     def training_method(self) -> Method:
         return METHODS[self.method]
+
+    @property
+    def adapter(self) -> bool:
+        """Whether the job trains a LoRA adapter (lora, or qlora on a 4-bit base)."""
+        return self.tuning in ADAPTER_TUNINGS
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -99,9 +130,14 @@ class JobSpec:
     def from_json(cls, data: dict[str, Any]) -> JobSpec:
         method = METHODS[data["method"]]
         return cls(
-            **{k: v for k, v in data.items() if k not in ("hyperparameters", "lora", "method_parameters")},
+            **{
+                k: v
+                for k, v in data.items()
+                if k not in ("hyperparameters", "lora", "method_parameters", "resources")
+            },
             hyperparameters=Hyperparameters(**data["hyperparameters"]),
             lora=Lora(**data["lora"]),
+            resources=Resources(**data.get("resources", {})),
             method_parameters=method.config_from_json(data.get("method_parameters", {})),
         )
 
@@ -161,10 +197,10 @@ def spec_from_proto(job: training_job_pb2.TrainingJob, field_prefix: str = "trai
     lora = Lora(
         rank=job.lora.rank or 8,
         alpha=job.lora.alpha or 2 * (job.lora.rank or 8),
-        dropout=job.lora.dropout if job.lora.dropout else 0.05,
+        dropout=job.lora.dropout if job.lora.HasField("dropout") else 0.05,
         target_modules=list(job.lora.target_modules),
     )
-    if tuning == "lora":
+    if tuning in ADAPTER_TUNINGS:
         if not 1 <= lora.rank <= 1024:
             bad("lora.rank", "must be between 1 and 1024")
         if not 0 <= lora.dropout < 1:
@@ -178,6 +214,7 @@ def spec_from_proto(job: training_job_pb2.TrainingJob, field_prefix: str = "trai
                 bad(f"lora.target_modules[{i}]", "is not a module name (letters, digits, _ . -)")
     if not 0 <= job.replay_share <= 0.9 or not math.isfinite(job.replay_share):
         bad("replay_share", f"must be between 0 and 0.9 (got {job.replay_share})")
+    resources = _resources(job, tuning, hp, bad)
     method = METHODS.get(method_name)
     parameters = None
     if method is not None:
@@ -216,7 +253,47 @@ def spec_from_proto(job: training_job_pb2.TrainingJob, field_prefix: str = "trai
         method_parameters=parameters,
         replay_share=job.replay_share,
         check_only=job.check_only,
+        resources=resources,
     )
+
+
+def _resources(
+    job: training_job_pb2.TrainingJob, tuning: str, hp: Hyperparameters, bad: Violations
+) -> Resources:
+    """The job's resources with defaults; qlora needs CUDA (bitsandbytes' 4-bit kernels)."""
+    r = job.resources
+    resources = Resources(
+        accelerators_per_node=r.accelerators_per_node or 1,
+        nodes=r.nodes or 1,
+        accelerator_kind=r.accelerator_kind or ("cuda" if tuning == "qlora" else ""),
+        accelerator_memory_bytes=r.accelerator_memory_bytes,
+    )
+    if not 1 <= resources.accelerators_per_node <= 64:
+        bad("resources.accelerators_per_node", f"must be between 1 and 64 (got {r.accelerators_per_node})")
+    if not 1 <= resources.nodes <= 256:
+        bad("resources.nodes", f"must be between 1 and 256 (got {r.nodes})")
+    if resources.accelerator_kind not in ("", *ACCELERATOR_KINDS):
+        bad(
+            "resources.accelerator_kind",
+            f"{resources.accelerator_kind[:40]!r} is not one of {', '.join(ACCELERATOR_KINDS)} (or empty: any)",
+        )
+    elif tuning == "qlora" and resources.accelerator_kind != "cuda":
+        bad(
+            "resources.accelerator_kind",
+            "qlora runs on cuda only (bitsandbytes' 4-bit NF4 kernels); use lora on "
+            f"{resources.accelerator_kind}",
+        )
+    if resources.accelerator_memory_bytes < 0:
+        bad("resources.accelerator_memory_bytes", "must not be negative (0: any)")
+    processes = resources.accelerators_per_node * resources.nodes
+    counts_valid = 1 <= resources.accelerators_per_node <= 64 and 1 <= resources.nodes <= 256
+    if counts_valid and processes > 1 and hp.batch_size % processes:
+        bad(
+            "hyperparameters.batch_size",
+            f"is shared by the job's {processes} processes (resources): {hp.batch_size} does not "
+            f"divide evenly; use a multiple of {processes}",
+        )
+    return resources
 
 
 def _check_data_fields(job: training_job_pb2.TrainingJob, bad: Violations) -> None:
@@ -244,7 +321,7 @@ def _hyperparameters(job: training_job_pb2.TrainingJob, tuning: str, bad: Any) -
     h = job.hyperparameters
     hp = Hyperparameters(
         epochs=h.epochs or 3.0,
-        learning_rate=h.learning_rate or (3e-4 if tuning == "lora" else 2e-5),
+        learning_rate=h.learning_rate or (3e-4 if tuning in ADAPTER_TUNINGS else 2e-5),
         batch_size=h.batch_size or 16,
         max_sequence_length=h.max_sequence_length,
         truncate_overlength=h.truncate_overlength,

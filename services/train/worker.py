@@ -18,7 +18,6 @@ import logging
 import os
 import shutil
 import socket
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +28,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.kit.bus import TRAIN_QUEUE_STREAM, EventBus
-from services.kit.children import child_environment
 from services.kit.db import Database
 from services.kit.outbox import Outbox
 from services.kit.peers import Peers
@@ -37,11 +35,12 @@ from services.kit.server import open_runtime, run_until_signalled
 from services.kit.settings import KitSettings, load_settings
 from services.kit.store import ObjectStore
 from services.kit.times import utcnow
-from services.kit.workqueue import heartbeat, pull_by_priority, waiting
-from services.train import preparation
+from services.kit.workqueue import heartbeat, pull_by_priority
+from services.train import launch, preparation, workers
 from services.train.convert import TERMINAL, job_name
 from services.train.jobs import QUEUE_SUBJECT, emit_job
 from services.train.outputs import NOT_MODEL_FILES, lineage_of, register, version_spec
+from services.train.placement import Capabilities, detect, misfit
 from services.train.progress import Progress, Run, update_job
 from services.train.repo import OUTBOX, CheckpointRow, JobRow
 from services.train.reporting import store_report
@@ -62,6 +61,19 @@ class WorkerSettings(KitSettings):
     train_preempt_grace_seconds: float = Field(
         2.0, ge=0, description="how long a normal job must wait before it preempts an idle job"
     )
+    train_cpu_devices: int = Field(
+        1, ge=1, le=64, description="without CUDA: how many processes (gloo DDP) one job may use"
+    )
+    train_heartbeat_seconds: float = Field(5.0, gt=0, description="how often the worker says what it has")
+    train_max_restarts: int = Field(
+        2, ge=0, description="restarts of a job's processes from its newest checkpoint after one died"
+    )
+    train_misfit_retry_seconds: float = Field(
+        2.0, gt=0, description="how soon a job this worker cannot run is offered to the workers again"
+    )
+
+
+MISFIT = "misfit"  # `_claim`'s answer for a job that needs what this worker lacks
 
 
 class Stopping(Exception):
@@ -77,8 +89,11 @@ class Worker:
         bus: EventBus,
         outbox: Outbox,
         peers: Peers,
+        caps: Capabilities,
     ) -> None:
         self.settings = settings
+        self.caps = caps
+        self.current: JobRow | None = None
         self.db = db
         self.store = store
         self.bus = bus
@@ -92,7 +107,29 @@ class Worker:
     # -- the queue -----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        log.info("worker ready", extra={"worker": self.settings.worker_name})
+        await self._beat()  # listed (and its jobs explained) before it takes the first job
+        beats = asyncio.create_task(self._heartbeats())
+        log.info("worker ready", extra={"worker": self.settings.worker_name, "devices": self.caps.describe()})
+        try:
+            await self._pull()
+        finally:
+            beats.cancel()
+            with contextlib.suppress(Exception):
+                await self.db.run(lambda s: workers.leave(s, self.settings.worker_name))
+
+    async def _beat(self) -> None:
+        name, interval, job = self.settings.worker_name, self.settings.train_heartbeat_seconds, self.current
+        await self.db.run(lambda s: workers.beat(s, name, self.caps, interval, job))
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.train_heartbeat_seconds)
+            try:
+                await self._beat()
+            except Exception:
+                log.warning("heartbeat not stored; retrying", exc_info=True)
+
+    async def _pull(self) -> None:
         # A consumer of every priority at once (before priorities existed) would overlap the
         # per-priority ones, which a work-queue stream refuses.
         with contextlib.suppress(Exception):
@@ -112,6 +149,12 @@ class Worker:
         if row is None:
             await message.ack()
             return
+        if row == MISFIT:  # back to the queue for a worker that has what it needs
+            await message.nak(delay=self.settings.train_misfit_retry_seconds)
+            return
+        self.current = row
+        with contextlib.suppress(Exception):
+            await self._beat()
         heartbeat_task = asyncio.create_task(heartbeat(message, self.settings.train_ack_wait_seconds / 3))
         job_dir = self.settings.train_work_dir / uid
         mixtures: list[str] = []
@@ -133,12 +176,13 @@ class Worker:
             await message.ack()
         finally:
             heartbeat_task.cancel()
+            self.current = None
             await asyncio.to_thread(shutil.rmtree, job_dir, True)
         if outcome["state"] in TERMINAL:
             with contextlib.suppress(Exception):  # best effort: the data service sweeps the rest
                 await preparation.release(self.peers, mixtures)
 
-    def _claim(self, session: Session, uid: str) -> JobRow | None:
+    def _claim(self, session: Session, uid: str) -> JobRow | str | None:
         row = session.get(JobRow, uid, with_for_update=True)
         if row is None or row.state in TERMINAL:
             return None
@@ -146,6 +190,8 @@ class Worker:
             row.state, row.end_time = "cancelled", utcnow()
             emit_job(self.outbox, session, row)
             return None
+        if misfit(JobSpec.from_json(row.spec).resources, self.caps):
+            return MISFIT
         row.state = "running"
         row.attempt += 1
         row.worker = self.settings.worker_name
@@ -200,6 +246,9 @@ class Worker:
             return
         target = job_dir / "checkpoints" / f"checkpoint-{newest.step}"
         for entry in newest.files:
+            local = target / entry["path"]
+            if local.is_file() and local.stat().st_size == entry["size_bytes"]:
+                continue  # a restart on this worker: the folder it uploaded is still here
             await self.store.get_file(
                 newest.storage_prefix + entry["path"],
                 target / entry["path"],
@@ -225,6 +274,17 @@ class Worker:
             await self.db.run(lambda s: update_job(s, row.uid, spec=row.spec))
         await self._resume_point(row, job_dir)
         run = await self._run_child(row, job_dir)
+        while self._restartable(run) and row.restarts < self.settings.train_max_restarts:
+            # A process died (killed, or crashed without saying why): the job goes on from its
+            # newest stored checkpoint, on this worker, with the same data position.
+            row.restarts += 1
+            await self.db.run(lambda s: update_job(s, row.uid, restarts=row.restarts))
+            log.warning(
+                "a training process died; restarting from the newest checkpoint",
+                extra={"job": job_name(row), "restart": row.restarts, "code": self.child.returncode},
+            )
+            await self._resume_point(row, job_dir)
+            run = await self._run_child(row, job_dir, run)
         if run.cancelled:
             return {"state": "cancelled"}
         if run.preempted is not None and not run.error:
@@ -246,25 +306,23 @@ class Worker:
             }
         return await self._register(row, job_dir, run)
 
-    async def _run_child(self, row: JobRow, job_dir: Path) -> Run:
-        """Start the runner and follow it until it exits, is cancelled, or the worker stops."""
+    def _restartable(self, run: Run) -> bool:
+        code = self.child.returncode if self.child else 0
+        return bool(code) and not (run.done or run.error or run.cancelled or run.checked or run.preempted)
+
+    async def _run_child(self, row: JobRow, job_dir: Path, run: Run | None = None) -> Run:
+        """Start the runner (with torchrun when the job has several processes) and follow it until
+        it exits, is cancelled, or the worker stops. `run`: what an earlier start reported."""
         logfile = (job_dir / "runner.log").open("ab")
-        self.child = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "services.train.runner",
-            str(job_dir),
-            stdout=logfile,
-            stderr=logfile,
-            env=child_environment(TOKENIZERS_PARALLELISM="false"),
-        )
+        argv, env = launch.command(job_dir, JobSpec.from_json(row.spec).resources, self.caps)
+        self.child = await asyncio.create_subprocess_exec(*argv, stdout=logfile, stderr=logfile, env=env)
         # Uploads, hashing and bookkeeping yield the CPU to training: the worker lowers its own
         # priority once the child (which keeps the normal priority) has started.
         if not self._niced:
             with contextlib.suppress(OSError):
                 os.nice(10)
             self._niced = True
-        run = Run()
+        run = run or Run()
         last_check = 0.0
         normal_waiting_since: float | None = None
         try:
@@ -296,13 +354,21 @@ class Worker:
             return None
         if row.priority != "idle" or (job_dir / "preempt").exists():
             return normal_waiting_since
-        if not await waiting(self.bus, TRAIN_QUEUE_STREAM, "train-normal"):
+        if not await self.db.run(self._normal_job_fits):
             return None
         since = normal_waiting_since or time.monotonic()
         if time.monotonic() - since >= self.settings.train_preempt_grace_seconds:
             (job_dir / "preempt").write_text("a normal job is waiting")
             log.info("preempting idle job", extra={"job": job_name(row)})
         return since
+
+    def _normal_job_fits(self, session: Session) -> bool:
+        """Whether a queued normal job waits that this worker could run (one it cannot run would
+        not get the worker by preempting the idle job)."""
+        specs = session.scalars(
+            select(JobRow.spec).where(JobRow.state == "queued", JobRow.priority == "normal").limit(100)
+        )
+        return any(not misfit(JobSpec.from_json(spec).resources, self.caps) for spec in specs)
 
     async def _stop_child(self) -> None:
         if self.child is None or self.child.returncode is not None:
@@ -394,7 +460,8 @@ async def main() -> None:
         {"registry": settings.registry_endpoint, "data": settings.data_endpoint},
         api_key=settings.worker_api_key.get_secret_value,
     )
-    worker = Worker(settings, runtime.db, runtime.store, runtime.bus, runtime.outbox, peers)
+    caps = await asyncio.to_thread(detect, settings.train_cpu_devices)
+    worker = Worker(settings, runtime.db, runtime.store, runtime.bus, runtime.outbox, peers, caps)
     try:
         await run_until_signalled(worker.stopping, worker.run)
         log.info("worker stopping", extra={"worker": settings.worker_name})

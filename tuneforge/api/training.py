@@ -61,6 +61,7 @@ class Training:
         priority: str = "",
         replay_share: float = 0.0,
         check_only: bool = False,
+        resources: Mapping[str, Any] | None = None,
         request_id: str | None = None,
     ) -> training_job_pb2.TrainingJob:
         """Queue a job (with `check_only`, only its pre-flight check: see `check`). `base_model` is a model version (`m/3`, `m@production`, full name) or `local:///path`;
@@ -69,7 +70,9 @@ class Training:
         `num_generations`, `max_completion_length`, `temperature`, `rewards` (list of
         `{"type": "regex"|"exact_answer"|"word_count"|"json_fields", ...}`) and `reward_model`.
         `priority="idle"` runs the job on spare capacity (preemptible); `replay_share` mixes in that
-        share of the parent's training data when `base_model` is a fine-tuned version."""
+        share of the parent's training data when `base_model` is a fine-tuned version.
+        `resources`: `accelerators_per_node`, `nodes`, `accelerator_kind`, `accelerator_memory_bytes`
+        (the processes share `batch_size`; see the README's "Training on several devices")."""
         job = training_job_pb2.TrainingJob(
             display_name=display_name,
             base_model=names.base_model(self._project, base_model),
@@ -103,8 +106,9 @@ class Training:
             json_format.ParseDict(parameters, job.method_parameters)
         if hyperparameters:
             json_format.ParseDict(dict(hyperparameters), job.hyperparameters)
-        if lora:
-            json_format.ParseDict(dict(lora), job.lora)
+        for given, message in ((lora, job.lora), (resources, job.resources)):
+            if given:
+                json_format.ParseDict(dict(given), message)
         if evaluate_on:  # evaluated against the base model once the final model is registered
             job.auto_evaluation.dataset_version = names.dataset_version(self._project, evaluate_on)
             job.auto_evaluation.metrics.extend(evaluation_metrics)
@@ -159,6 +163,14 @@ class Training:
             return list(response.training_jobs), response.next_page_token
 
         return pages(fetch)
+
+    def workers(self, *, include_lost: bool = False) -> list[train_service_pb2.Worker]:
+        """The training workers with a recent heartbeat: devices, memory, backends, busy or not."""
+        return list(
+            call(
+                self._stub.ListWorkers, train_service_pb2.ListWorkersRequest(include_lost=include_lost)
+            ).workers
+        )
 
     def cancel(self, ref: str) -> training_job_pb2.TrainingJob:
         return call(

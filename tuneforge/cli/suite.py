@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from google.protobuf import json_format
 
 from tuneforge.cli.output import emit_json, err_console, options, table
 from tuneforge.client import tuneforge_home
@@ -142,12 +143,48 @@ def status(ctx: typer.Context, data_dir: DataDir = None) -> None:
                 except grpc.RpcError:
                     healthy = False
         rows.append((name, address, "serving" if healthy else "down"))
+    train_up = any(name == "train" and state == "serving" for name, _, state in rows)
+    found = _workers(_data_dir(data_dir), endpoints) if train_up else []
     if options(ctx).json:
-        emit_json([{"component": n, "endpoint": a, "status": s} for n, a, s in rows])
+        # The components as before, then one entry per training worker (`worker:NAME`).
+        emit_json(
+            [{"component": n, "endpoint": a, "status": s} for n, a, s in rows]
+            + [
+                {
+                    "component": f"worker:{w.name.removeprefix('workers/')}",
+                    "endpoint": "",
+                    "status": "busy" if w.busy else "idle",
+                    **json_format.MessageToDict(w, preserving_proto_field_name=True),
+                }
+                for w in found
+            ]
+        )
     else:
         table("TuneForge status", ["component", "endpoint", "status"], rows)
+        from tuneforge.cli.train import worker_rows
+
+        table(
+            "training workers",
+            ["worker", "devices", "memory/device", "backends", "state"],
+            worker_rows(found),
+        )
     if any(s != "serving" for _, _, s in rows):
         raise typer.Exit(1)
+
+
+def _workers(folder: Path, endpoints: dict[str, str]) -> list[object]:
+    """The training workers' heartbeats, asked with the suite's admin key (none when it is missing)."""
+    key_file = folder / "admin.key"
+    if not key_file.exists():
+        return []
+    from tuneforge import Client
+
+    try:
+        with Client(endpoints, api_key=key_file.read_text().strip(), project="default") as c:
+            return list(c.train.workers())
+    except TuneForgeError as error:
+        err_console.print(f"workers not listed: {error}")
+        return []
 
 
 @contextmanager

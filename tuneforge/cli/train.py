@@ -61,8 +61,16 @@ def describe(job: training_job_pb2.TrainingJob) -> list[tuple[str, str]]:
         ("priority", job.priority + (f" (preempted {job.preemptions}×)" if job.preemptions else "")),
         ("steps", f"{job.current_step} / {job.total_steps}"),
         ("over-length samples", str(job.overlength_samples)),
-        ("attempt", str(job.attempt)),
+        ("attempt", str(job.attempt) + (f" ({job.restarts} restarts)" if job.restarts else "")),
     ]
+    r = job.resources
+    if r.accelerators_per_node > 1 or r.nodes > 1 or r.accelerator_kind:
+        kind = f" {r.accelerator_kind}" if r.accelerator_kind else ""
+        rows.append(("resources", f"{r.nodes} node × {r.accelerators_per_node}{kind}"))
+    if job.worker:
+        rows.append(("worker", job.worker))
+    if job.waiting_reason:
+        rows.append(("waiting", job.waiting_reason))
     parameters = json_format.MessageToDict(job.method_parameters, preserving_proto_field_name=True)
     if parameters:
         rows.append(("method parameters", json.dumps(parameters, ensure_ascii=False)))
@@ -152,11 +160,16 @@ def create(
     method: Annotated[
         str, typer.Option(help="post_pretrain, sft, dpo, orpo, kto, grpo or reward_model")
     ] = "sft",
-    tuning: Annotated[str, typer.Option(help="lora or full")] = "lora",
+    tuning: Annotated[str, typer.Option(help="lora, full, or qlora (4-bit base, CUDA workers)")] = "lora",
     job_id: str = "",
     validation_data: str = "",
     validation_split: float = 0.0,
     output_model: str = "",
+    accelerators: Annotated[
+        int, typer.Option(help="processes on the node, one per device (DDP; FSDP for full on CUDA)")
+    ] = 0,
+    nodes: Annotated[int, typer.Option(help="nodes (more than 1 runs on a Ray cluster)")] = 0,
+    accelerator_kind: Annotated[str, typer.Option(help="cuda or cpu (default: any)")] = "",
     hp: Annotated[
         list[str] | None,
         typer.Option("--hp", help="HYPERPARAMETER=VALUE, repeatable (epochs=3 learning_rate=3e-4 ...)"),
@@ -210,6 +223,7 @@ def create(
         priority=priority,
         replay_share=replay_share,
         check_only=check_only,
+        resources=_given(accelerators_per_node=accelerators, nodes=nodes, accelerator_kind=accelerator_kind),
     )
     if check_only:
         show_check(ctx, client(ctx).train.wait(job.name))
@@ -368,6 +382,33 @@ def list_jobs(
             for j in jobs
         ],
     )
+
+
+@app.command("workers")
+def list_workers(
+    ctx: typer.Context, lost: Annotated[bool, typer.Option(help="also workers lost in the last hour")] = False
+) -> None:
+    """List the training workers: devices, memory, backends, busy or idle."""
+    found = client(ctx).train.workers(include_lost=lost)
+    if options(ctx).json:
+        emit_json(found)
+        return
+    table("training workers", ["worker", "devices", "memory/device", "backends", "state"], worker_rows(found))
+
+
+def worker_rows(found: list[Any]) -> list[tuple[str, ...]]:
+    return [
+        (
+            w.name.removeprefix("workers/"),
+            f"{w.accelerators} {w.accelerator_kind}" + (f" ({w.device_names[0]})" if w.device_names else ""),
+            f"{w.accelerator_memory_bytes / 2**30:.1f} GiB",
+            ", ".join(w.backends),
+            ("busy" + (f": {w.current_job}" if w.current_job else "") if w.busy else "idle")
+            if w.live
+            else "lost",
+        )
+        for w in found
+    ]
 
 
 @app.command("show")

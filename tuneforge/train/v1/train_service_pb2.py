@@ -22,44 +22,55 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from tuneforge.train.v1 import training_job_pb2 as tuneforge_dot_train_dot_v1_dot_training__job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&tuneforge/train/v1/train_service.proto\x12\x12tuneforge.train.v1\x1a%tuneforge/train/v1/training_job.proto\"(\n\x18GetTrainingReportRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"=\n\x19RegisterCheckpointRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"3\n\x1aRegisterCheckpointResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\"\x8e\x01\n\x18\x43reateTrainingJobRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x17\n\x0ftraining_job_id\x18\x02 \x01(\t\x12\x35\n\x0ctraining_job\x18\x03 \x01(\x0b\x32\x1f.tuneforge.train.v1.TrainingJob\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"%\n\x15GetTrainingJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"`\n\x17ListTrainingJobsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"k\n\x18ListTrainingJobsResponse\x12\x36\n\rtraining_jobs\x18\x01 \x03(\x0b\x32\x1f.tuneforge.train.v1.TrainingJob\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"(\n\x18\x43\x61ncelTrainingJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\";\n\x17WatchTrainingJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nafter_step\x18\x02 \x01(\x03\"\x96\x01\n\x18WatchTrainingJobResponse\x12\x37\n\x0ctraining_job\x18\x01 \x01(\x0b\x32\x1f.tuneforge.train.v1.TrainingJobH\x00\x12\x37\n\x0cmetric_point\x18\x02 \x01(\x0b\x32\x1f.tuneforge.train.v1.MetricPointH\x00\x42\x08\n\x06update\"(\n\x16ListCheckpointsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\"N\n\x17ListCheckpointsResponse\x12\x33\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32\x1e.tuneforge.train.v1.Checkpoint\")\n\x17ListMetricPointsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\"R\n\x18ListMetricPointsResponse\x12\x36\n\rmetric_points\x18\x01 \x03(\x0b\x32\x1f.tuneforge.train.v1.MetricPoint2\xcb\x07\n\x0cTrainService\x12\x62\n\x11\x43reateTrainingJob\x12,.tuneforge.train.v1.CreateTrainingJobRequest\x1a\x1f.tuneforge.train.v1.TrainingJob\x12\\\n\x0eGetTrainingJob\x12).tuneforge.train.v1.GetTrainingJobRequest\x1a\x1f.tuneforge.train.v1.TrainingJob\x12m\n\x10ListTrainingJobs\x12+.tuneforge.train.v1.ListTrainingJobsRequest\x1a,.tuneforge.train.v1.ListTrainingJobsResponse\x12\x62\n\x11\x43\x61ncelTrainingJob\x12,.tuneforge.train.v1.CancelTrainingJobRequest\x1a\x1f.tuneforge.train.v1.TrainingJob\x12o\n\x10WatchTrainingJob\x12+.tuneforge.train.v1.WatchTrainingJobRequest\x1a,.tuneforge.train.v1.WatchTrainingJobResponse0\x01\x12j\n\x0fListCheckpoints\x12*.tuneforge.train.v1.ListCheckpointsRequest\x1a+.tuneforge.train.v1.ListCheckpointsResponse\x12m\n\x10ListMetricPoints\x12+.tuneforge.train.v1.ListMetricPointsRequest\x1a,.tuneforge.train.v1.ListMetricPointsResponse\x12s\n\x12RegisterCheckpoint\x12-.tuneforge.train.v1.RegisterCheckpointRequest\x1a..tuneforge.train.v1.RegisterCheckpointResponse\x12\x65\n\x11GetTrainingReport\x12,.tuneforge.train.v1.GetTrainingReportRequest\x1a\".tuneforge.train.v1.TrainingReportb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&tuneforge/train/v1/train_service.proto\x12\x12tuneforge.train.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%tuneforge/train/v1/training_job.proto\"*\n\x12ListWorkersRequest\x12\x14\n\x0cinclude_lost\x18\x01 \x01(\x08\"B\n\x13ListWorkersResponse\x12+\n\x07workers\x18\x01 \x03(\x0b\x32\x1a.tuneforge.train.v1.Worker\"\xe3\x03\n\x06Worker\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65lerator_kind\x18\x02 \x01(\t\x12\x14\n\x0c\x61\x63\x63\x65lerators\x18\x03 \x01(\x05\x12 \n\x18\x61\x63\x63\x65lerator_memory_bytes\x18\x04 \x01(\x03\x12\x19\n\x11host_memory_bytes\x18\x05 \x01(\x03\x12\x10\n\x08\x62\x61\x63kends\x18\x06 \x03(\t\x12\x14\n\x0c\x64\x65vice_names\x18\x07 \x03(\t\x12\x0c\n\x04live\x18\x08 \x01(\x08\x12\x0c\n\x04\x62usy\x18\t \x01(\x08\x12\x13\n\x0b\x63urrent_job\x18\n \x01(\t\x12\x32\n\x0eheartbeat_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12:\n\x08versions\x18\r \x03(\x0b\x32(.tuneforge.train.v1.Worker.VersionsEntry\x12\x11\n\tray_nodes\x18\x0e \x01(\x05\x12!\n\x19ray_accelerators_per_node\x18\x0f \x01(\x05\x1a/\n\rVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"(\n\x18GetTrainingReportRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"=\n\x19RegisterCheckpointRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"3\n\x1aRegisterCheckpointResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\"\x8e\x01\n\x18\x43reateTrainingJobRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x17\n\x0ftraining_job_id\x18\x02 \x01(\t\x12\x35\n\x0ctraining_job\x18\x03 \x01(\x0b\x32\x1f.tuneforge.train.v1.TrainingJob\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"%\n\x15GetTrainingJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"`\n\x17ListTrainingJobsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"k\n\x18ListTrainingJobsResponse\x12\x36\n\rtraining_jobs\x18\x01 \x03(\x0b\x32\x1f.tuneforge.train.v1.TrainingJob\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"(\n\x18\x43\x61ncelTrainingJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\";\n\x17WatchTrainingJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nafter_step\x18\x02 \x01(\x03\"\x96\x01\n\x18WatchTrainingJobResponse\x12\x37\n\x0ctraining_job\x18\x01 \x01(\x0b\x32\x1f.tuneforge.train.v1.TrainingJobH\x00\x12\x37\n\x0cmetric_point\x18\x02 \x01(\x0b\x32\x1f.tuneforge.train.v1.MetricPointH\x00\x42\x08\n\x06update\"(\n\x16ListCheckpointsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\"N\n\x17ListCheckpointsResponse\x12\x33\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32\x1e.tuneforge.train.v1.Checkpoint\")\n\x17ListMetricPointsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\"R\n\x18ListMetricPointsResponse\x12\x36\n\rmetric_points\x18\x01 \x03(\x0b\x32\x1f.tuneforge.train.v1.MetricPoint2\xab\x08\n\x0cTrainService\x12\x62\n\x11\x43reateTrainingJob\x12,.tuneforge.train.v1.CreateTrainingJobRequest\x1a\x1f.tuneforge.train.v1.TrainingJob\x12\\\n\x0eGetTrainingJob\x12).tuneforge.train.v1.GetTrainingJobRequest\x1a\x1f.tuneforge.train.v1.TrainingJob\x12m\n\x10ListTrainingJobs\x12+.tuneforge.train.v1.ListTrainingJobsRequest\x1a,.tuneforge.train.v1.ListTrainingJobsResponse\x12\x62\n\x11\x43\x61ncelTrainingJob\x12,.tuneforge.train.v1.CancelTrainingJobRequest\x1a\x1f.tuneforge.train.v1.TrainingJob\x12o\n\x10WatchTrainingJob\x12+.tuneforge.train.v1.WatchTrainingJobRequest\x1a,.tuneforge.train.v1.WatchTrainingJobResponse0\x01\x12j\n\x0fListCheckpoints\x12*.tuneforge.train.v1.ListCheckpointsRequest\x1a+.tuneforge.train.v1.ListCheckpointsResponse\x12m\n\x10ListMetricPoints\x12+.tuneforge.train.v1.ListMetricPointsRequest\x1a,.tuneforge.train.v1.ListMetricPointsResponse\x12s\n\x12RegisterCheckpoint\x12-.tuneforge.train.v1.RegisterCheckpointRequest\x1a..tuneforge.train.v1.RegisterCheckpointResponse\x12\x65\n\x11GetTrainingReport\x12,.tuneforge.train.v1.GetTrainingReportRequest\x1a\".tuneforge.train.v1.TrainingReport\x12^\n\x0bListWorkers\x12&.tuneforge.train.v1.ListWorkersRequest\x1a\'.tuneforge.train.v1.ListWorkersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tuneforge.train.v1.train_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETTRAININGREPORTREQUEST']._serialized_start=101
-  _globals['_GETTRAININGREPORTREQUEST']._serialized_end=141
-  _globals['_REGISTERCHECKPOINTREQUEST']._serialized_start=143
-  _globals['_REGISTERCHECKPOINTREQUEST']._serialized_end=204
-  _globals['_REGISTERCHECKPOINTRESPONSE']._serialized_start=206
-  _globals['_REGISTERCHECKPOINTRESPONSE']._serialized_end=257
-  _globals['_CREATETRAININGJOBREQUEST']._serialized_start=260
-  _globals['_CREATETRAININGJOBREQUEST']._serialized_end=402
-  _globals['_GETTRAININGJOBREQUEST']._serialized_start=404
-  _globals['_GETTRAININGJOBREQUEST']._serialized_end=441
-  _globals['_LISTTRAININGJOBSREQUEST']._serialized_start=443
-  _globals['_LISTTRAININGJOBSREQUEST']._serialized_end=539
-  _globals['_LISTTRAININGJOBSRESPONSE']._serialized_start=541
-  _globals['_LISTTRAININGJOBSRESPONSE']._serialized_end=648
-  _globals['_CANCELTRAININGJOBREQUEST']._serialized_start=650
-  _globals['_CANCELTRAININGJOBREQUEST']._serialized_end=690
-  _globals['_WATCHTRAININGJOBREQUEST']._serialized_start=692
-  _globals['_WATCHTRAININGJOBREQUEST']._serialized_end=751
-  _globals['_WATCHTRAININGJOBRESPONSE']._serialized_start=754
-  _globals['_WATCHTRAININGJOBRESPONSE']._serialized_end=904
-  _globals['_LISTCHECKPOINTSREQUEST']._serialized_start=906
-  _globals['_LISTCHECKPOINTSREQUEST']._serialized_end=946
-  _globals['_LISTCHECKPOINTSRESPONSE']._serialized_start=948
-  _globals['_LISTCHECKPOINTSRESPONSE']._serialized_end=1026
-  _globals['_LISTMETRICPOINTSREQUEST']._serialized_start=1028
-  _globals['_LISTMETRICPOINTSREQUEST']._serialized_end=1069
-  _globals['_LISTMETRICPOINTSRESPONSE']._serialized_start=1071
-  _globals['_LISTMETRICPOINTSRESPONSE']._serialized_end=1153
-  _globals['_TRAINSERVICE']._serialized_start=1156
-  _globals['_TRAINSERVICE']._serialized_end=2127
+  _globals['_WORKER_VERSIONSENTRY']._loaded_options = None
+  _globals['_WORKER_VERSIONSENTRY']._serialized_options = b'8\001'
+  _globals['_LISTWORKERSREQUEST']._serialized_start=134
+  _globals['_LISTWORKERSREQUEST']._serialized_end=176
+  _globals['_LISTWORKERSRESPONSE']._serialized_start=178
+  _globals['_LISTWORKERSRESPONSE']._serialized_end=244
+  _globals['_WORKER']._serialized_start=247
+  _globals['_WORKER']._serialized_end=730
+  _globals['_WORKER_VERSIONSENTRY']._serialized_start=683
+  _globals['_WORKER_VERSIONSENTRY']._serialized_end=730
+  _globals['_GETTRAININGREPORTREQUEST']._serialized_start=732
+  _globals['_GETTRAININGREPORTREQUEST']._serialized_end=772
+  _globals['_REGISTERCHECKPOINTREQUEST']._serialized_start=774
+  _globals['_REGISTERCHECKPOINTREQUEST']._serialized_end=835
+  _globals['_REGISTERCHECKPOINTRESPONSE']._serialized_start=837
+  _globals['_REGISTERCHECKPOINTRESPONSE']._serialized_end=888
+  _globals['_CREATETRAININGJOBREQUEST']._serialized_start=891
+  _globals['_CREATETRAININGJOBREQUEST']._serialized_end=1033
+  _globals['_GETTRAININGJOBREQUEST']._serialized_start=1035
+  _globals['_GETTRAININGJOBREQUEST']._serialized_end=1072
+  _globals['_LISTTRAININGJOBSREQUEST']._serialized_start=1074
+  _globals['_LISTTRAININGJOBSREQUEST']._serialized_end=1170
+  _globals['_LISTTRAININGJOBSRESPONSE']._serialized_start=1172
+  _globals['_LISTTRAININGJOBSRESPONSE']._serialized_end=1279
+  _globals['_CANCELTRAININGJOBREQUEST']._serialized_start=1281
+  _globals['_CANCELTRAININGJOBREQUEST']._serialized_end=1321
+  _globals['_WATCHTRAININGJOBREQUEST']._serialized_start=1323
+  _globals['_WATCHTRAININGJOBREQUEST']._serialized_end=1382
+  _globals['_WATCHTRAININGJOBRESPONSE']._serialized_start=1385
+  _globals['_WATCHTRAININGJOBRESPONSE']._serialized_end=1535
+  _globals['_LISTCHECKPOINTSREQUEST']._serialized_start=1537
+  _globals['_LISTCHECKPOINTSREQUEST']._serialized_end=1577
+  _globals['_LISTCHECKPOINTSRESPONSE']._serialized_start=1579
+  _globals['_LISTCHECKPOINTSRESPONSE']._serialized_end=1657
+  _globals['_LISTMETRICPOINTSREQUEST']._serialized_start=1659
+  _globals['_LISTMETRICPOINTSREQUEST']._serialized_end=1700
+  _globals['_LISTMETRICPOINTSRESPONSE']._serialized_start=1702
+  _globals['_LISTMETRICPOINTSRESPONSE']._serialized_end=1784
+  _globals['_TRAINSERVICE']._serialized_start=1787
+  _globals['_TRAINSERVICE']._serialized_end=2854
 # @@protoc_insertion_point(module_scope)

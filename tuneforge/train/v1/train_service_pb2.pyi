@@ -1,3 +1,6 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from tuneforge.train.v1 import training_job_pb2 as _training_job_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -6,6 +9,59 @@ from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class ListWorkersRequest(_message.Message):
+    __slots__ = ("include_lost",)
+    INCLUDE_LOST_FIELD_NUMBER: _ClassVar[int]
+    include_lost: bool
+    def __init__(self, include_lost: _Optional[bool] = ...) -> None: ...
+
+class ListWorkersResponse(_message.Message):
+    __slots__ = ("workers",)
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    workers: _containers.RepeatedCompositeFieldContainer[Worker]
+    def __init__(self, workers: _Optional[_Iterable[_Union[Worker, _Mapping]]] = ...) -> None: ...
+
+class Worker(_message.Message):
+    __slots__ = ("name", "accelerator_kind", "accelerators", "accelerator_memory_bytes", "host_memory_bytes", "backends", "device_names", "live", "busy", "current_job", "heartbeat_time", "start_time", "versions", "ray_nodes", "ray_accelerators_per_node")
+    class VersionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ACCELERATOR_KIND_FIELD_NUMBER: _ClassVar[int]
+    ACCELERATORS_FIELD_NUMBER: _ClassVar[int]
+    ACCELERATOR_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    HOST_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    BACKENDS_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_NAMES_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
+    BUSY_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_JOB_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_TIME_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    RAY_NODES_FIELD_NUMBER: _ClassVar[int]
+    RAY_ACCELERATORS_PER_NODE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    accelerator_kind: str
+    accelerators: int
+    accelerator_memory_bytes: int
+    host_memory_bytes: int
+    backends: _containers.RepeatedScalarFieldContainer[str]
+    device_names: _containers.RepeatedScalarFieldContainer[str]
+    live: bool
+    busy: bool
+    current_job: str
+    heartbeat_time: _timestamp_pb2.Timestamp
+    start_time: _timestamp_pb2.Timestamp
+    versions: _containers.ScalarMap[str, str]
+    ray_nodes: int
+    ray_accelerators_per_node: int
+    def __init__(self, name: _Optional[str] = ..., accelerator_kind: _Optional[str] = ..., accelerators: _Optional[int] = ..., accelerator_memory_bytes: _Optional[int] = ..., host_memory_bytes: _Optional[int] = ..., backends: _Optional[_Iterable[str]] = ..., device_names: _Optional[_Iterable[str]] = ..., live: _Optional[bool] = ..., busy: _Optional[bool] = ..., current_job: _Optional[str] = ..., heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., versions: _Optional[_Mapping[str, str]] = ..., ray_nodes: _Optional[int] = ..., ray_accelerators_per_node: _Optional[int] = ...) -> None: ...
 
 class GetTrainingReportRequest(_message.Message):
     __slots__ = ("name",)

@@ -82,6 +82,11 @@ class TrainServiceStub:
                 request_serializer=tuneforge_dot_train_dot_v1_dot_train__service__pb2.GetTrainingReportRequest.SerializeToString,
                 response_deserializer=tuneforge_dot_train_dot_v1_dot_training__job__pb2.TrainingReport.FromString,
                 _registered_method=True)
+        self.ListWorkers = channel.unary_unary(
+                '/tuneforge.train.v1.TrainService/ListWorkers',
+                request_serializer=tuneforge_dot_train_dot_v1_dot_train__service__pb2.ListWorkersRequest.SerializeToString,
+                response_deserializer=tuneforge_dot_train_dot_v1_dot_train__service__pb2.ListWorkersResponse.FromString,
+                _registered_method=True)
 
 
 class TrainServiceServicer:
@@ -154,6 +159,15 @@ class TrainServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListWorkers(self, request, context):
+        """Lists the training workers that sent a heartbeat lately: what each has (devices, memory,
+        backends) and whether it is busy. Any project's key may list them; a worker's current job is
+        named only to the job's own project.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrainServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -201,6 +215,11 @@ def add_TrainServiceServicer_to_server(servicer, server):
                     servicer.GetTrainingReport,
                     request_deserializer=tuneforge_dot_train_dot_v1_dot_train__service__pb2.GetTrainingReportRequest.FromString,
                     response_serializer=tuneforge_dot_train_dot_v1_dot_training__job__pb2.TrainingReport.SerializeToString,
+            ),
+            'ListWorkers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkers,
+                    request_deserializer=tuneforge_dot_train_dot_v1_dot_train__service__pb2.ListWorkersRequest.FromString,
+                    response_serializer=tuneforge_dot_train_dot_v1_dot_train__service__pb2.ListWorkersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -448,6 +467,33 @@ class TrainService:
             '/tuneforge.train.v1.TrainService/GetTrainingReport',
             tuneforge_dot_train_dot_v1_dot_train__service__pb2.GetTrainingReportRequest.SerializeToString,
             tuneforge_dot_train_dot_v1_dot_training__job__pb2.TrainingReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuneforge.train.v1.TrainService/ListWorkers',
+            tuneforge_dot_train_dot_v1_dot_train__service__pb2.ListWorkersRequest.SerializeToString,
+            tuneforge_dot_train_dot_v1_dot_train__service__pb2.ListWorkersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -38,6 +38,7 @@ class TuningMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TUNING_MODE_UNSPECIFIED: _ClassVar[TuningMode]
     TUNING_MODE_LORA: _ClassVar[TuningMode]
     TUNING_MODE_FULL: _ClassVar[TuningMode]
+    TUNING_MODE_QLORA: _ClassVar[TuningMode]
 
 class JobPriority(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -62,6 +63,7 @@ TRAINING_METHOD_REWARD_MODEL: TrainingMethod
 TUNING_MODE_UNSPECIFIED: TuningMode
 TUNING_MODE_LORA: TuningMode
 TUNING_MODE_FULL: TuningMode
+TUNING_MODE_QLORA: TuningMode
 JOB_PRIORITY_UNSPECIFIED: JobPriority
 JOB_PRIORITY_NORMAL: JobPriority
 JOB_PRIORITY_IDLE: JobPriority
@@ -183,7 +185,7 @@ class JobError(_message.Message):
     def __init__(self, reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class TrainingJob(_message.Message):
-    __slots__ = ("name", "uid", "display_name", "state", "base_model", "method", "tuning", "lora", "training_data", "validation_data", "validation_split", "hyperparameters", "output_model", "error", "current_step", "total_steps", "overlength_samples", "final_model_version", "best_model_version", "metrics", "create_time", "start_time", "end_time", "attempt", "auto_evaluation", "priority", "method_parameters", "replay_share", "preemptions", "training_method", "tuning_mode", "job_priority", "check_only")
+    __slots__ = ("name", "uid", "display_name", "state", "base_model", "method", "tuning", "lora", "training_data", "validation_data", "validation_split", "hyperparameters", "output_model", "error", "current_step", "total_steps", "overlength_samples", "final_model_version", "best_model_version", "metrics", "create_time", "start_time", "end_time", "attempt", "auto_evaluation", "priority", "method_parameters", "replay_share", "preemptions", "training_method", "tuning_mode", "job_priority", "check_only", "resources", "waiting_reason", "restarts", "worker")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -224,6 +226,10 @@ class TrainingJob(_message.Message):
     TUNING_MODE_FIELD_NUMBER: _ClassVar[int]
     JOB_PRIORITY_FIELD_NUMBER: _ClassVar[int]
     CHECK_ONLY_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    WAITING_REASON_FIELD_NUMBER: _ClassVar[int]
+    RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    WORKER_FIELD_NUMBER: _ClassVar[int]
     name: str
     uid: str
     display_name: str
@@ -257,7 +263,23 @@ class TrainingJob(_message.Message):
     tuning_mode: TuningMode
     job_priority: JobPriority
     check_only: bool
-    def __init__(self, name: _Optional[str] = ..., uid: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[TrainingJobState, str]] = ..., base_model: _Optional[str] = ..., method: _Optional[str] = ..., tuning: _Optional[str] = ..., lora: _Optional[_Union[LoraConfig, _Mapping]] = ..., training_data: _Optional[_Iterable[_Union[_common_pb2.DatasetVersionRef, _Mapping]]] = ..., validation_data: _Optional[str] = ..., validation_split: _Optional[float] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., output_model: _Optional[str] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., current_step: _Optional[int] = ..., total_steps: _Optional[int] = ..., overlength_samples: _Optional[int] = ..., final_model_version: _Optional[str] = ..., best_model_version: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., auto_evaluation: _Optional[_Union[AutoEvaluation, _Mapping]] = ..., priority: _Optional[str] = ..., method_parameters: _Optional[_Union[MethodParameters, _Mapping]] = ..., replay_share: _Optional[float] = ..., preemptions: _Optional[int] = ..., training_method: _Optional[_Union[TrainingMethod, str]] = ..., tuning_mode: _Optional[_Union[TuningMode, str]] = ..., job_priority: _Optional[_Union[JobPriority, str]] = ..., check_only: _Optional[bool] = ...) -> None: ...
+    resources: Resources
+    waiting_reason: str
+    restarts: int
+    worker: str
+    def __init__(self, name: _Optional[str] = ..., uid: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[TrainingJobState, str]] = ..., base_model: _Optional[str] = ..., method: _Optional[str] = ..., tuning: _Optional[str] = ..., lora: _Optional[_Union[LoraConfig, _Mapping]] = ..., training_data: _Optional[_Iterable[_Union[_common_pb2.DatasetVersionRef, _Mapping]]] = ..., validation_data: _Optional[str] = ..., validation_split: _Optional[float] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., output_model: _Optional[str] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., current_step: _Optional[int] = ..., total_steps: _Optional[int] = ..., overlength_samples: _Optional[int] = ..., final_model_version: _Optional[str] = ..., best_model_version: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., auto_evaluation: _Optional[_Union[AutoEvaluation, _Mapping]] = ..., priority: _Optional[str] = ..., method_parameters: _Optional[_Union[MethodParameters, _Mapping]] = ..., replay_share: _Optional[float] = ..., preemptions: _Optional[int] = ..., training_method: _Optional[_Union[TrainingMethod, str]] = ..., tuning_mode: _Optional[_Union[TuningMode, str]] = ..., job_priority: _Optional[_Union[JobPriority, str]] = ..., check_only: _Optional[bool] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., waiting_reason: _Optional[str] = ..., restarts: _Optional[int] = ..., worker: _Optional[str] = ...) -> None: ...
+
+class Resources(_message.Message):
+    __slots__ = ("accelerators_per_node", "nodes", "accelerator_kind", "accelerator_memory_bytes")
+    ACCELERATORS_PER_NODE_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    ACCELERATOR_KIND_FIELD_NUMBER: _ClassVar[int]
+    ACCELERATOR_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    accelerators_per_node: int
+    nodes: int
+    accelerator_kind: str
+    accelerator_memory_bytes: int
+    def __init__(self, accelerators_per_node: _Optional[int] = ..., nodes: _Optional[int] = ..., accelerator_kind: _Optional[str] = ..., accelerator_memory_bytes: _Optional[int] = ...) -> None: ...
 
 class AutoEvaluation(_message.Message):
     __slots__ = ("dataset_version", "metrics")
