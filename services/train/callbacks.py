@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +17,27 @@ from services.train.spec import JobSpec
 
 
 class Progress:
-    def __init__(self, path: Path, *, only_errors: bool = False) -> None:
+    """`progress.jsonl`, one JSON object a line; `forward` also gets each (a Ray worker's channel
+    to its driver)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        only_errors: bool = False,
+        forward: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.file = path.open("a", buffering=1)
         self.only_errors = only_errors
+        self.forward = forward
 
     def write(self, kind: str, **fields: Any) -> None:
         if self.only_errors and kind != "error":
             return
-        self.file.write(json.dumps({"type": kind, "time": time.time(), **fields}) + "\n")
+        record = {"type": kind, "time": time.time(), **fields}
+        if self.forward is not None:
+            self.forward(record)
+        self.file.write(json.dumps(record) + "\n")
 
 
 # Method-specific values worth keeping per step (TRL's log keys).

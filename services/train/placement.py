@@ -33,6 +33,7 @@ class Capabilities:
     versions: dict[str, str] = field(default_factory=dict)
     ray_nodes: int = 0
     ray_accelerators_per_node: int = 0
+    ray_kind: str = ""
 
     def facts(self) -> dict[str, Any]:
         """What the heartbeat row keeps in its JSON column."""
@@ -61,7 +62,11 @@ class Capabilities:
             if self.device_names and self.accelerator_kind == "cuda"
             else ""
         )
-        ray = f", ray: {self.ray_nodes} nodes" if "ray" in self.backends else ""
+        ray = (
+            f", ray: {self.ray_nodes} nodes × {self.ray_accelerators_per_node} {self.ray_kind}"
+            if "ray" in self.backends
+            else ""
+        )
         return f"{self.accelerators} {self.accelerator_kind}{names}{ray}"
 
 
@@ -100,22 +105,25 @@ def detect(cpu_devices: int, ray: dict[str, int] | None = None) -> Capabilities:
     if ray:
         caps.ray_nodes = ray["nodes"]
         caps.ray_accelerators_per_node = ray["accelerators_per_node"]
+        caps.ray_kind = ray["kind"]
         caps.versions["ray"] = ray.get("version", "")
     return caps
 
 
 def misfit(resources: Resources, caps: Capabilities) -> str:
     """Why `caps` cannot run a job needing `resources` (empty: it can)."""
-    if resources.accelerator_kind and resources.accelerator_kind != caps.accelerator_kind:
-        return f"has {caps.accelerator_kind}, not {resources.accelerator_kind}"
     if resources.nodes > 1:
         if "ray" not in caps.backends:
             return "has no Ray cluster (several nodes run on Ray)"
+        if resources.accelerator_kind and resources.accelerator_kind != caps.ray_kind:
+            return f"its Ray cluster has {caps.ray_kind}, not {resources.accelerator_kind}"
         if caps.ray_nodes < resources.nodes:
             return f"its Ray cluster has {caps.ray_nodes} nodes"
         if caps.ray_accelerators_per_node < resources.accelerators_per_node:
-            return f"its Ray nodes have {caps.ray_accelerators_per_node} {caps.accelerator_kind} each"
+            return f"its Ray nodes have {caps.ray_accelerators_per_node} {caps.ray_kind} each"
         return ""
+    if resources.accelerator_kind and resources.accelerator_kind != caps.accelerator_kind:
+        return f"has {caps.accelerator_kind}, not {resources.accelerator_kind}"
     if resources.accelerators_per_node > caps.accelerators:
         return f"has {caps.accelerators} {caps.accelerator_kind}"
     if resources.accelerator_memory_bytes > caps.accelerator_memory_bytes:

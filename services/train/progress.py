@@ -74,6 +74,9 @@ class Progress:
                         s, row.uid, total_steps=e["total_steps"], overlength_samples=e["overlength"]
                     )
                 )
+            elif kind == "restarted":  # Ray Train restarted the group after a worker died
+                row.restarts += 1
+                await self.db.run(lambda s, n=row.restarts: update_job(s, row.uid, restarts=n))
             elif kind == "done":
                 run.done = event
             elif kind == "preempted":

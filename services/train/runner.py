@@ -12,11 +12,13 @@ What differs between methods (lengths, truncation, the trainer) lives in `servic
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,10 +47,10 @@ def _load_models(spec: JobSpec, job_dir: Path, dtype: Any) -> tuple[Any, Any, An
     base = job_dir / "base"
     if spec.training_method.sequence_classification:
         return _reward_model(spec, job_dir, dtype), None, None
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    model = _causal_lm(spec, base, dtype)
     parent_adapter = job_dir / "parent_adapter"
     lora_config = None
-    if spec.tuning == "lora":
+    if spec.adapter:
         from peft import LoraConfig
 
         lora_config = LoraConfig(
@@ -71,6 +73,59 @@ def _load_models(spec: JobSpec, job_dir: Path, dtype: Any) -> tuple[Any, Any, An
         reference = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
         ref_model = PeftModel.from_pretrained(reference, parent_adapter).merge_and_unload()
     return PeftModel.from_pretrained(model, parent_adapter, is_trainable=True), ref_model, None
+
+
+def _causal_lm(spec: JobSpec, base: Path, dtype: Any) -> Any:
+    """The base model, with the fastest attention installed on a GPU; for qlora quantized to 4-bit
+    NF4 (double quantization, bf16 compute) and prepared for k-bit training."""
+    options: dict[str, Any] = {"dtype": dtype}
+    attention = attention_implementation(dtype)
+    if attention:
+        options["attn_implementation"] = attention
+    if spec.tuning != "qlora":
+        return AutoModelForCausalLM.from_pretrained(base, **options)
+    if not torch.cuda.is_available() or importlib.util.find_spec("bitsandbytes") is None:
+        raise Stop(
+            "QLORA_UNAVAILABLE",
+            "qlora needs a CUDA worker with bitsandbytes (the gpu-worker extra); use lora here",
+        )
+    from peft import prepare_model_for_kbit_training
+    from transformers import BitsAndBytesConfig
+
+    options["quantization_config"] = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16,
+    )
+    options["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
+    model = AutoModelForCausalLM.from_pretrained(base, **options)
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+
+
+def attention_implementation(dtype: Any) -> str | None:
+    """FlashAttention-2 on a GPU worker that has it (half precision only); otherwise the library's
+    default (SDPA)."""
+    half = dtype in (torch.bfloat16, torch.float16)
+    if not fast_kernels() or not half:
+        return None
+    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return None
+
+
+def kernel_arguments() -> dict[str, Any]:
+    """Liger's fused kernels (RMSNorm, RoPE, SwiGLU, fused linear cross-entropy) on a GPU worker
+    that has them."""
+    if fast_kernels() and torch.cuda.is_available() and importlib.util.find_spec("liger_kernel") is not None:
+        return {"use_liger_kernel": True}
+    return {}
+
+
+def fast_kernels() -> bool:
+    """FlashAttention-2 and Liger when installed, unless the worker turns them off
+    (TUNEFORGE_TRAIN_FAST_KERNELS=0: to compare, or to rule them out)."""
+    return os.environ.get("TUNEFORGE_TRAIN_FAST_KERNELS", "1") != "0"
 
 
 def _reward_model(spec: JobSpec, job_dir: Path, dtype: Any) -> Any:
@@ -149,6 +204,7 @@ def trainer_arguments(
         ddp_backend="gloo" if world > 1 and not use_cuda else None,
         ddp_find_unused_parameters=False if world > 1 else None,
         **distributed_arguments(spec, world),
+        **kernel_arguments(),
         gradient_accumulation_steps=hp.gradient_accumulation_steps,
         learning_rate=hp.learning_rate,
         lr_scheduler_type=hp.scheduler,
@@ -240,6 +296,22 @@ def preflight_done(
     return spec.check_only
 
 
+def report_data(progress: Progress, data: Data, total_steps: int, *, processes: int, dtype: Any) -> None:
+    """What the job trains on and with: rows, steps, device, processes, kernels."""
+    use_cuda = torch.cuda.is_available()
+    progress.write(
+        "data",
+        train_rows=len(data.train),
+        validation_rows=len(data.validation),
+        overlength=data.overlength,
+        max_length=data.max_length,
+        total_steps=total_steps,
+        device="cuda" if use_cuda else "cpu",
+        processes=processes,
+        kernels={"attention": attention_implementation(dtype) or "sdpa", "liger": bool(kernel_arguments())},
+    )
+
+
 def train(spec: JobSpec, job_dir: Path, progress: Progress) -> int:
     method: Method = spec.training_method
     hp = spec.hyperparameters
@@ -259,25 +331,17 @@ def train(spec: JobSpec, job_dir: Path, progress: Progress) -> int:
         )
         return 1
     use_cuda = torch.cuda.is_available()
+    bf16 = use_cuda and torch.cuda.is_bf16_supported()
+    dtype = torch.bfloat16 if bf16 else torch.float32
     world = world_size()
     # `batch_size` is the step's whole batch, shared by the processes: the plan is the same on any count.
     total_steps = planned_steps(spec, len(data.train))
     steps_per_epoch = math.ceil(
         len(data.train) / max(1, method.samples_per_step(hp, spec.method_parameters, 1))
     )
-    progress.write(
-        "data",
-        train_rows=len(data.train),
-        validation_rows=len(data.validation),
-        overlength=data.overlength,
-        max_length=data.max_length,
-        total_steps=total_steps,
-        device="cuda" if use_cuda else "cpu",
-        processes=world,
-    )
-    bf16 = use_cuda and torch.cuda.is_bf16_supported()
+    report_data(progress, data, total_steps, processes=world, dtype=dtype)
     checked |= preflight_memory(spec, config, data.max_length, base, use_cuda=use_cuda, bf16=bf16)
-    model, ref_model, peft_config = _load_models(spec, job_dir, torch.bfloat16 if bf16 else torch.float32)
+    model, ref_model, peft_config = _load_models(spec, job_dir, dtype)
     if preflight_done(spec, model, tokenizer, data.train, progress, checked):
         return 0
     rows = method.trainer_rows(tokenizer, data.train, spec.method_parameters)
@@ -358,6 +422,7 @@ def finish(
         train_runtime=runtime,
         tokens=tokens,
         tokens_per_second=tokens / runtime if runtime else 0.0,
+        peak_memory_bytes=peak_memory_bytes(),
         best_validation_loss=trainer.state.best_metric if validating else None,
         best_checkpoint=trainer.state.best_model_checkpoint,
         stopped_early=trainer.state.global_step < total_steps,
@@ -365,10 +430,21 @@ def finish(
     return 0
 
 
-def run(job_dir: Path) -> int:
+def peak_memory_bytes() -> int:
+    """This process's peak: CUDA memory allocated on its device, or its resident memory on CPU."""
+    if torch.cuda.is_available():
+        return int(torch.cuda.max_memory_allocated())
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def run(job_dir: Path, forward: Callable[[dict[str, Any]], None] | None = None) -> int:
+    """Train the job in `job_dir`; `forward` also receives each report (a Ray worker sends them to
+    its driver). Returns the exit code: 0, 1 after a reported error, PEER_LOST."""
     # Only the first process reports; the others report only an error of their own (a line each,
     # appended whole), so a failure on any process is told, not just seen as a crash.
-    progress = Progress(job_dir / "progress.jsonl", only_errors=rank() != 0)
+    progress = Progress(job_dir / "progress.jsonl", only_errors=rank() != 0, forward=forward)
     try:
         spec = JobSpec.from_json(json.loads((job_dir / "spec.json").read_text()))
         return train(spec, job_dir, progress)

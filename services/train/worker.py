@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -68,11 +69,15 @@ class WorkerSettings(KitSettings):
     train_max_restarts: int = Field(
         2, ge=0, description="restarts of a job's processes from its newest checkpoint after one died"
     )
+    train_ray_address: str = Field(
+        "", description="a Ray cluster (ray://… or host:port) that runs the jobs of several nodes"
+    )
     train_misfit_retry_seconds: float = Field(
         2.0, gt=0, description="how soon a job this worker cannot run is offered to the workers again"
     )
 
 
+RAY_PROBE_SECONDS = 60.0
 MISFIT = "misfit"  # `_claim`'s answer for a job that needs what this worker lacks
 
 
@@ -122,8 +127,12 @@ class Worker:
         await self.db.run(lambda s: workers.beat(s, name, self.caps, interval, job))
 
     async def _heartbeats(self) -> None:
+        last_probe = time.monotonic()
         while True:
             await asyncio.sleep(self.settings.train_heartbeat_seconds)
+            if self.settings.train_ray_address and time.monotonic() - last_probe > RAY_PROBE_SECONDS:
+                last_probe = time.monotonic()  # the cluster may have grown or shrunk
+                self.caps = await asyncio.to_thread(capabilities, self.settings)
             try:
                 await self._beat()
             except Exception:
@@ -314,7 +323,13 @@ class Worker:
         """Start the runner (with torchrun when the job has several processes) and follow it until
         it exits, is cancelled, or the worker stops. `run`: what an earlier start reported."""
         logfile = (job_dir / "runner.log").open("ab")
-        argv, env = launch.command(job_dir, JobSpec.from_json(row.spec).resources, self.caps)
+        argv, env = launch.command(
+            job_dir,
+            JobSpec.from_json(row.spec).resources,
+            self.caps,
+            ray_address=self.settings.train_ray_address,
+            max_restarts=self.settings.train_max_restarts,
+        )
         self.child = await asyncio.create_subprocess_exec(*argv, stdout=logfile, stderr=logfile, env=env)
         # Uploads, hashing and bookkeeping yield the CPU to training: the worker lowers its own
         # priority once the child (which keeps the normal priority) has started.
@@ -434,6 +449,35 @@ class Worker:
         return outcome
 
 
+def capabilities(settings: WorkerSettings) -> Capabilities:
+    """What this worker offers: its devices, and its Ray cluster's when it has one."""
+    ray = probe_ray(settings.train_ray_address) if settings.train_ray_address else None
+    return detect(settings.train_cpu_devices, ray)
+
+
+def probe_ray(address: str) -> dict[str, Any] | None:
+    """The Ray cluster's nodes and devices (a child process: the worker never joins the cluster);
+    None when it cannot be reached, so the worker offers no Ray backend until it can."""
+    import json
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "services.train.ray_launch", "--probe"],
+            env={**os.environ, "TUNEFORGE_TRAIN_RAY_ADDRESS": address},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    except (subprocess.SubprocessError, ValueError, IndexError) as error:
+        log.warning(
+            "the Ray cluster is not reachable", extra={"address": address, "error": str(error)[-500:]}
+        )
+        return None
+
+
 def _model_files_of(checkpoint: Path, folder: Path) -> Path | None:
     """The model files of a local checkpoint copied into `folder` (None when it is gone)."""
     if not checkpoint.exists():
@@ -460,7 +504,7 @@ async def main() -> None:
         {"registry": settings.registry_endpoint, "data": settings.data_endpoint},
         api_key=settings.worker_api_key.get_secret_value,
     )
-    caps = await asyncio.to_thread(detect, settings.train_cpu_devices)
+    caps = await asyncio.to_thread(capabilities, settings)
     worker = Worker(settings, runtime.db, runtime.store, runtime.bus, runtime.outbox, peers, caps)
     try:
         await run_until_signalled(worker.stopping, worker.run)

@@ -200,7 +200,7 @@ def test_cancel_stops_a_running_job_and_keeps_checkpoints(
             {"hyperparameters": {"validation_interval_steps": 5}},
             "training_job.hyperparameters.validation_interval_steps",
         ),
-        ({"tuning": "qlora"}, "training_job.tuning"),
+        ({"tuning": "prefix"}, "training_job.tuning"),
     ],
 )
 def test_impossible_jobs_are_refused_before_queueing(
@@ -292,25 +292,23 @@ def test_a_kept_checkpoint_can_be_registered_later(
     expect_error("NOT_FOUND", client.train.register_checkpoint, job.name, 999)
 
 
-def test_two_workers_share_one_queue(tiny_model_dir: Path, tmp_path: Path) -> None:
-    with (
-        LocalSuite(tmp_path / "suite", workers=2) as suite,
-        Client(suite.endpoints, api_key=suite.admin_key, project="pool") as client,
-    ):
-        client.models.create("tiny-base")
-        base = client.models.upload("tiny-base", tiny_model_dir).name
-        client.data.install_preset("math-grading")
+def test_two_workers_share_one_queue(
+    client: Client, base_model: str, math_data: None, suite: LocalSuite
+) -> None:
+    """A second worker joins the shared suite: two jobs queued at once go one to each."""
+    extra = suite.start_worker(1)
+    try:
         jobs = [
             client.train.create(
-                base_model=base,
+                base_model=base_model,
                 training_data={"math-grading-train": 0.1},
                 hyperparameters={**FAST, "epochs": 1},
             )
             for _ in range(2)
         ]
-        for job in jobs:
-            assert STATE_NAMES[client.train.wait(job.name, timeout=300).state] == "succeeded"
-        logs = [(suite.data_dir / "logs" / f"worker-{i}.log").read_text() for i in range(2)]
-        ended = [log.count('"message": "job ended"') for log in logs]
-        assert ended == [1, 1], "each worker took one job"
-        assert all(client.train.get(job.name).attempt == 1 for job in jobs)
+        done = [client.train.wait(job.name, timeout=300) for job in jobs]
+        assert all(STATE_NAMES[d.state] == "succeeded" for d in done), [d.error for d in done]
+        assert sorted(d.worker for d in done) == ["worker-0", "worker-1"], "each worker took one job"
+        assert all(d.attempt == 1 for d in done)
+    finally:
+        extra.stop()
