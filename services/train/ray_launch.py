@@ -120,6 +120,8 @@ def train_loop(config: dict[str, Any]) -> None:
         step, blob = newest
         unpack(blob, work / "checkpoints" / f"checkpoint-{step}")
         (work / "resume").write_text(str(work / "checkpoints" / f"checkpoint-{step}"))
+    where = {"rank": rank, "pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()}
+    ray.get(sink.report.remote({"type": "ray_worker", "time": time.time(), **where}))  # for the logs
     if rank == 0:
         starts = ray.get(sink.started.remote())
         if starts > 1:

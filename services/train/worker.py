@@ -4,10 +4,13 @@
 
 For each job it claims the job, prepares its folder (`preparation.py`: the base model from the
 registry, the mixture from the data service), resumes from the newest checkpoint when the job was
-already running (its previous worker died), starts `services.train.runner`, and while it runs
+already running (its previous worker died), starts `services.train.runner` (under torchrun for
+several processes, or the Ray driver for several nodes: `launch.py`), and while it runs
 stores what the runner reports (`progress.py`), sends in-progress acks, stops the child promptly on
 cancel and checkpoints an idle job a normal one is waiting for. The message is acked only after the
-outcome is stored; a worker that dies stops acking and the job is redelivered to another.
+outcome is stored; a worker that dies stops acking and the job is redelivered to another. A job
+that needs what this worker lacks (`placement.py`) goes back to the queue at once; the worker's
+heartbeat (`workers.py`) says what it has.
 """
 
 from __future__ import annotations
