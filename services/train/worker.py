@@ -162,7 +162,12 @@ class Worker:
             await message.ack()
             return
         if row == MISFIT:  # back to the queue for a worker that has what it needs
-            await message.nak(delay=self.settings.train_misfit_retry_seconds)
+            delay = self.settings.train_misfit_retry_seconds
+            await message.nak(delay=delay)
+            # Stay away from the queue until it is offered again, so it goes to another worker
+            # (one that fetches as eagerly as this one would otherwise never get it).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=delay + 0.5)
             return
         self.current = row
         with contextlib.suppress(Exception):

@@ -198,3 +198,19 @@ def test_a_several_node_job_waits_for_a_ray_cluster(client: Client, base_model: 
     reason = client.train.get(job.name).waiting_reason
     assert f"no live worker with {nodes} nodes of 1 device" in reason, reason
     client.train.cancel(job.name)
+
+
+def test_cancelling_a_two_process_job_stops_every_process(
+    client: Client, base_model: str, math_data: None
+) -> None:
+    job = client.train.create(
+        base_model=base_model,
+        training_data=DDP_DATA,
+        hyperparameters={**DDP_JOB, "epochs": 50},
+        resources={"accelerators_per_node": 2},
+    )
+    wait_for(lambda: client.train.get(job.name).current_step >= 3, 120, "the job to train")
+    assert set(ranks_of(job.uid)) == {0, 1}
+    client.train.cancel(job.name)
+    wait_for(lambda: STATE_NAMES[client.train.get(job.name).state] == "cancelled", 60, "the cancel")
+    wait_for(lambda: not ranks_of(job.uid), 30, "every torchrun process to stop")
