@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from services.kit.auth import ALL_PROJECTS, principal_var
 from services.kit.times import to_timestamp, utcnow
+from services.train.convert import job_name
 from services.train.placement import Capabilities, is_live, waiting_reason
 from services.train.repo import JobRow, WorkerRow
 from services.train.spec import JobSpec
@@ -35,7 +36,7 @@ def beat(session: Session, name: str, caps: Capabilities, interval: float, job: 
     row.heartbeat_time = now
     row.current_job = job.uid if job is not None else ""
     row.current_project = job.project if job is not None else ""
-    row.current_job_name = f"projects/{job.project}/trainingJobs/{job.job_id}" if job is not None else ""
+    row.current_job_name = job_name(job) if job is not None else ""
     session.execute(delete(WorkerRow).where(WorkerRow.heartbeat_time < now - FORGET_AFTER))
 
 
@@ -54,12 +55,17 @@ def live_workers(session: Session) -> list[tuple[str, Capabilities, bool]]:
     ]
 
 
-def explain(session: Session, row: JobRow) -> str:
-    """Why `row` (queued or preempted) waits; empty for a job in another state."""
-    if row.state not in ("queued", "preempted"):
+def waits(row: JobRow) -> bool:
+    return row.state in ("queued", "preempted")
+
+
+def explain(session: Session, row: JobRow, live: list[tuple[str, Capabilities, bool]] | None = None) -> str:
+    """Why `row` (queued or preempted) waits; empty for a job in another state. `live`: the live
+    workers, when the caller read them already (a page of jobs)."""
+    if not waits(row):
         return ""
     spec = JobSpec.from_json(row.spec)
-    return waiting_reason(spec.resources, spec.tuning, live_workers(session))
+    return waiting_reason(spec.resources, spec.tuning, live_workers(session) if live is None else live)
 
 
 def list_workers(session: Session, include_lost: bool) -> list[train_service_pb2.Worker]:
