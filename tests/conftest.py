@@ -50,6 +50,8 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSuite]:
             # The training worker may run a job as 2 processes (gloo DDP): the distributed tests.
             "TUNEFORGE_TRAIN_CPU_DEVICES": "2",
             "TUNEFORGE_TRAIN_HEARTBEAT_SECONDS": "1",
+            # A killed data worker's task goes to its successor within seconds (augmentation resume).
+            "TUNEFORGE_DATA_ACK_WAIT_SECONDS": "8",
         },
     )
     local.start()

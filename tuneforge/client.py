@@ -24,6 +24,7 @@ from typing import Any
 
 import grpc
 
+from tuneforge.api.augmentation import Annotate, Augment
 from tuneforge.api.datasets import Datasets
 from tuneforge.api.evaluations import Evaluations
 from tuneforge.api.models import Models
@@ -41,6 +42,7 @@ _RETRY_POLICY = {
 _SERVICES = (
     "tuneforge.registry.v1.RegistryService",
     "tuneforge.data.v1.DataService",
+    "tuneforge.data.v1.AugmentationService",
     "tuneforge.train.v1.TrainService",
     "tuneforge.eval.v1.EvalService",
     "tuneforge.serve.v1.ServeService",
@@ -225,6 +227,9 @@ class Client:
         self._channels: dict[str, grpc.Channel] = {}
         self.models = Models(lambda: self.channel("registry"), self.project)
         self.data = Datasets(lambda: self.channel("data"), self.project)
+        # Augmentation and annotation are served by the data service.
+        self.augment = Augment(lambda: self.channel("data"), self.project)
+        self.annotate = Annotate(lambda: self.channel("data"), self.project)
         self.train = Training(lambda: self.channel("train"), self.project)
         self.evals = Evaluations(lambda: self.channel("eval"), self.project)
         self.serve = Serving(

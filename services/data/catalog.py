@@ -33,8 +33,9 @@ _NUMBER = re.compile(r"^[1-9][0-9]{0,9}$")
 _UID = re.compile(r"^[0-9a-f]{32}$")
 ROW_CACHE_VERSIONS = 8
 QUEUE_SUBJECT = "tuneforge.data-queue.{task}"
-# What the data worker takes from its queue: a version to make, an insight, a mixture.
-TASKS = ("version", "insight", "mixture")
+# What the data worker takes from its queue: a version to make, an insight, a mixture; and the
+# work that calls teachers: an augmentation run, an annotation task's pre-labelling.
+TASKS = ("version", "insight", "mixture", "augmentation", "annotation")
 
 
 def _version_segment(value: str, field: str) -> str:
@@ -59,6 +60,12 @@ INSIGHT = NamePattern(
 )
 MIXTURE = NamePattern("projects/{project}/mixtures/{mixture}")
 PRESET = NamePattern("presets/{preset}")
+
+
+def enqueue_task(outbox: Outbox, session: Session, task: str, uid: str) -> None:
+    """Hand `task` on `uid` to a data worker, if and when this transaction commits."""
+    assert task in TASKS
+    outbox.enqueue(session, QUEUE_SUBJECT.format(task=task), uid.encode(), f"data-{task}-{uid}")
 
 
 @dataclass(frozen=True)
@@ -92,8 +99,7 @@ class DataCatalog:
 
     def enqueue(self, session: Session, task: str, uid: str) -> None:
         """Hand `task` on `uid` to a data worker, if and when this transaction commits."""
-        assert task in TASKS
-        self.outbox.enqueue(session, QUEUE_SUBJECT.format(task=task), uid.encode(), f"data-{task}-{uid}")
+        enqueue_task(self.outbox, session, task, uid)
 
     # -- lookups -------------------------------------------------------------------------------
 

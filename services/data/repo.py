@@ -152,3 +152,151 @@ class DatasetUploadRow(UploadColumns, Base):
     __table_args__ = (UniqueConstraint("dataset_uid", "request_id", name="uq_dataset_uploads_request_id"),)
 
     dataset_uid: Mapped[str] = mapped_column(ForeignKey("datasets.uid", ondelete="CASCADE"), index=True)
+
+
+class TeacherRow(Base):
+    """A model that writes or labels data (`services.data.teachers`); its key sealed (`kit.sealing`)."""
+
+    __tablename__ = "teachers"
+    __table_args__ = (
+        UniqueConstraint("project", "teacher_id", name="uq_teachers_project_teacher_id"),
+        UniqueConstraint("project", "request_id", name="uq_teachers_project_request_id"),
+    )
+
+    uid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project: Mapped[str] = mapped_column(String(63), index=True)
+    teacher_id: Mapped[str] = mapped_column(String(63))
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    deployment: Mapped[str] = mapped_column(String(255), default="")
+    base_url: Mapped[str] = mapped_column(String(1000), default="")
+    model: Mapped[str] = mapped_column(String(300), default="")
+    sealed_api_key: Mapped[str] = mapped_column(Text, default="")
+    # max_concurrency, requests_per_minute, timeout_seconds, max_retries, input/output cost.
+    limits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AugmentationRunRow(Base):
+    """An augmentation run (`services.data.augmentations`, done by `services.data.augment_runs`)."""
+
+    __tablename__ = "augmentation_runs"
+    __table_args__ = (
+        UniqueConstraint("project", "run_id", name="uq_augmentation_runs_project_run_id"),
+        UniqueConstraint("project", "request_id", name="uq_augmentation_runs_project_request_id"),
+    )
+
+    uid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project: Mapped[str] = mapped_column(String(63), index=True)
+    run_id: Mapped[str] = mapped_column(String(63))
+    source_uid: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(1024))
+    output_dataset_uid: Mapped[str] = mapped_column(String(32))
+    output_dataset: Mapped[str] = mapped_column(String(255))
+    operation: Mapped[str] = mapped_column(String(32))
+    teacher_uid: Mapped[str] = mapped_column(String(32))
+    judge_uid: Mapped[str] = mapped_column(String(32))
+    # The run's whole recipe: templates, parameters, filters, teacher and judge names.
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    progress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    errors_by_reason: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+    error_examples: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    output_version_uid: Mapped[str] = mapped_column(String(32), default="")
+    output_version: Mapped[str] = mapped_column(String(1024), default="")
+    rejects: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    storage_prefix: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    failure_reason: Mapped[str] = mapped_column(String(64), default="")
+    failure_message: Mapped[str] = mapped_column(Text, default="")
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TeacherReplyRow(Base):
+    """A teacher's reply, under the hash of the exact request (project included): the cache that
+    lets a restarted run, or a later one asking the same, skip the call."""
+
+    __tablename__ = "teacher_replies"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project: Mapped[str] = mapped_column(String(63), index=True)
+    teacher_uid: Mapped[str] = mapped_column(String(32), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    finish_reason: Mapped[str] = mapped_column(String(32), default="")
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AnnotationTaskRow(Base):
+    """An annotation task (`services.data.annotations`; pre-labelled by `services.data.annotating`)."""
+
+    __tablename__ = "annotation_tasks"
+    __table_args__ = (
+        UniqueConstraint("project", "task_id", name="uq_annotation_tasks_project_task_id"),
+        UniqueConstraint("project", "request_id", name="uq_annotation_tasks_project_request_id"),
+    )
+
+    uid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project: Mapped[str] = mapped_column(String(63), index=True)
+    task_id: Mapped[str] = mapped_column(String(63))
+    source_uid: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(1024))
+    source_kind: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))
+    instructions: Mapped[str] = mapped_column(Text, default="")
+    labels: Mapped[list[str]] = mapped_column(JSON, default=list)
+    score_min: Mapped[int] = mapped_column(Integer, default=1)
+    score_max: Mapped[int] = mapped_column(Integer, default=5)
+    teacher_uid: Mapped[str] = mapped_column(String(32), default="")
+    teacher: Mapped[str] = mapped_column(String(255), default="")
+    template: Mapped[str] = mapped_column(Text, default="")
+    max_rows: Mapped[int] = mapped_column(Integer, default=0)
+    seed: Mapped[int] = mapped_column(BigInteger, default=0)
+    state: Mapped[str] = mapped_column(String(16))
+    progress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    output_version_uid: Mapped[str] = mapped_column(String(32), default="")
+    output_version: Mapped[str] = mapped_column(String(1024), default="")
+    failure_reason: Mapped[str] = mapped_column(String(64), default="")
+    failure_message: Mapped[str] = mapped_column(Text, default="")
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AnnotationItemRow(Base):
+    """One row of an annotation task, with the model's label."""
+
+    __tablename__ = "annotation_items"
+    __table_args__ = (UniqueConstraint("task_uid", "position", name="uq_annotation_items_position"),)
+
+    uid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    task_uid: Mapped[str] = mapped_column(ForeignKey("annotation_tasks.uid", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    row_id: Mapped[str] = mapped_column(Text)
+    row: Mapped[dict[str, Any]] = mapped_column(JSON)
+    candidates: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # {"score": 4} / {"label": "spam"} / {"answer": "..."} / {"choice": "A"}; {} when none.
+    model_value: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    model_output: Mapped[str] = mapped_column(Text, default="")
+    model_error: Mapped[str] = mapped_column(Text, default="")
+    labelled: Mapped[bool] = mapped_column(default=False)
+
+
+class AnnotationReviewRow(Base):
+    """One annotator's decision on an item (the latest replaces the earlier)."""
+
+    __tablename__ = "annotation_reviews"
+
+    item_uid: Mapped[str] = mapped_column(
+        ForeignKey("annotation_items.uid", ondelete="CASCADE"), primary_key=True
+    )
+    annotator: Mapped[str] = mapped_column(String(100), primary_key=True)
+    task_uid: Mapped[str] = mapped_column(String(32), index=True)
+    action: Mapped[str] = mapped_column(String(8))
+    value: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    review_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -11,6 +11,9 @@ import grpc
 from google.protobuf import empty_pb2
 from pydantic import Field
 
+from services.data.annotations import Annotations
+from services.data.augmentation_servicer import AugmentationServicer
+from services.data.augmentations import Augmentations
 from services.data.catalog import DataCatalog, DataLimits
 from services.data.convert import struct
 from services.data.datasets import Datasets
@@ -18,14 +21,22 @@ from services.data.insights import Insights
 from services.data.mixtures import Mixtures
 from services.data.preset_catalog import PresetCatalog, all_presets, get_preset
 from services.data.repo import OUTBOX
+from services.data.teachers import SEAL_PURPOSE, Teachers
 from services.data.transforms import Transforms
 from services.data.uploads import Uploads
 from services.data.versions import Versions
 from services.kit.peers import Peers
+from services.kit.sealing import SecretBox
 from services.kit.server import open_runtime, serve
 from services.kit.settings import KitSettings, load_settings
 from services.kit.watch import ChangeFeed
-from tuneforge.data.v1 import data_service_pb2, data_service_pb2_grpc, dataset_pb2
+from tuneforge.data.v1 import (
+    augmentation_service_pb2,
+    augmentation_service_pb2_grpc,
+    data_service_pb2,
+    data_service_pb2_grpc,
+    dataset_pb2,
+)
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -34,6 +45,7 @@ Context = grpc.aio.ServicerContext
 
 class DataSettings(KitSettings):
     registry_endpoint: str = Field("", description="registry host:port, to read tokenizers of model versions")
+    serve_endpoint: str = Field("", description="serve host:port, to check the deployments teachers name")
     data_max_upload_bytes: int = Field(2 * 1024**3, ge=1)
     data_max_line_bytes: int = Field(1024 * 1024, ge=1024)
     data_max_decompressed_bytes: int = Field(8 * 1024**3, ge=1)
@@ -237,7 +249,7 @@ async def main() -> None:
     feed = ChangeFeed(runtime.bus, "tuneforge.data.>")
     await feed.start()
     runtime.closers.append(feed.stop)
-    peers = Peers({"registry": settings.registry_endpoint})
+    peers = Peers({"registry": settings.registry_endpoint, "serve": settings.serve_endpoint})
     runtime.closers.append(peers.close)
     catalog = DataCatalog(
         runtime.db,
@@ -253,6 +265,12 @@ async def main() -> None:
         feed,
     )
     servicer = DataServicer(catalog, peers)
+    teachers = Teachers(catalog, peers, SecretBox(settings.secret_key.get_secret_value(), SEAL_PURPOSE))
+    augmentation = AugmentationServicer(
+        teachers,
+        Augmentations(catalog, servicer.datasets, teachers),
+        Annotations(catalog, servicer.datasets, teachers),
+    )
     runtime.run_periodically(
         "swept expired uploads", settings.data_sweep_interval_seconds, servicer.uploads.sweep
     )
@@ -265,6 +283,10 @@ async def main() -> None:
 
     def register(server: grpc.aio.Server) -> list[str]:
         data_service_pb2_grpc.add_DataServiceServicer_to_server(servicer, server)
-        return [data_service_pb2.DESCRIPTOR.services_by_name["DataService"].full_name]
+        augmentation_service_pb2_grpc.add_AugmentationServiceServicer_to_server(augmentation, server)
+        return [
+            data_service_pb2.DESCRIPTOR.services_by_name["DataService"].full_name,
+            augmentation_service_pb2.DESCRIPTOR.services_by_name["AugmentationService"].full_name,
+        ]
 
     await serve(runtime, register)

@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import json
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from services.data import cleaning, flags, insight, mixing, presets
+from services.data.annotating import Annotating, finished_rows
+from services.data.augment_runs import AugmentationRunner
 from services.data.catalog import read_version_rows
 from services.data.formats import Format, Limits, RowError, TextSplit
 from services.data.ingest import IngestOptions, Policy, ingest_file, summarize
@@ -31,7 +33,7 @@ from services.data.versions import emit_version
 from services.kit.db import Database
 from services.kit.outbox import Outbox
 from services.kit.peers import Peers
-from services.kit.rows import Kind, Row, characters, to_parquet_bytes
+from services.kit.rows import Kind, Row, characters, from_parquet_bytes, to_parquet_bytes
 from services.kit.store import ObjectStore
 from services.kit.times import utcnow
 
@@ -63,6 +65,8 @@ class Made:
     source_entry: dict[str, Any] = field(default_factory=dict)
     cleaning: list[dict[str, Any]] = field(default_factory=list)
     recipe: dict[str, Any] = field(default_factory=dict)
+    # More files of the version, by path (an augmentation's `rejects.jsonl`).
+    extra_files: dict[str, bytes] = field(default_factory=dict)
 
 
 class _Outbound:
@@ -74,21 +78,45 @@ class _Outbound:
 
 class Tasks:
     def __init__(
-        self, db: Database, store: ObjectStore, outbox: Outbox, peers: Peers, work_dir: Path
+        self,
+        db: Database,
+        store: ObjectStore,
+        outbox: Outbox,
+        peers: Peers,
+        work_dir: Path,
+        *,
+        augmentation: AugmentationRunner | None = None,
+        annotating: Annotating | None = None,
     ) -> None:
         self.db = db
         self.store = store
         self.outbox = outbox
         self.peers = peers
         self.work_dir = work_dir
+        self.augmentation = augmentation
+        self.annotating = annotating
         self._events = _Outbound(outbox)
 
     async def run(self, task: str, uid: str) -> None:
-        handler = {"version": self.make_version, "insight": self.compute_insight, "mixture": self.materialize}
+        handler: dict[str, Callable[[str], Awaitable[None]]] = {
+            "version": self.make_version,
+            "insight": self.compute_insight,
+            "mixture": self.materialize,
+        }
+        if self.augmentation is not None:
+            handler["augmentation"] = self.augmentation.run
+        if self.annotating is not None:
+            handler["annotation"] = self.annotating.prelabel
         await handler[task](uid)
 
     async def fail(self, task: str, uid: str, reason: str, message: str) -> None:
         """Mark the resource FAILED (a task that kept failing, or could never succeed)."""
+        if task == "augmentation" and self.augmentation is not None:
+            await self.augmentation.fail(uid, reason, message)
+            return
+        if task == "annotation" and self.annotating is not None:
+            await self.annotating.fail(uid, reason, message)
+            return
         row_type: Any = {"version": DatasetVersionRow, "insight": DatasetInsightRow, "mixture": MixtureRow}[
             task
         ]
@@ -146,6 +174,30 @@ class Tasks:
         if task["op"] == "mixture":
             rows, plan = await self._mix(task["sources"], kind, task["seed"])
             return Made(rows=rows, recipe={**row.recipe, "plan": plan})
+        if task["op"] == "annotation":
+            try:
+                _, rows, labels_file = await self.db.run(
+                    lambda s: finished_rows(s, task["task_uid"], task["options"])
+                )
+            except LookupError as error:
+                raise TaskFailed("TASK_DELETED", str(error)) from None
+            if not rows:
+                raise TaskFailed("EMPTY_RESULT", "the reviews keep no row")
+            return Made(rows=rows, extra_files={"labels.jsonl": labels_file})
+        if task["op"] == "staged":
+            # Rows a data worker already made and staged (an augmentation run, an annotation task).
+            files = {}
+            for path, entry in task["files"].items():
+                files[path] = b"".join(
+                    [
+                        chunk
+                        async for chunk in self.store.iter_verified(
+                            entry["key"], sha256=entry["sha256"], size_bytes=entry["size_bytes"], label=path
+                        )
+                    ]
+                )
+            rows = await asyncio.to_thread(from_parquet_bytes, files.pop("data.parquet"))
+            return Made(rows=rows, extra_files=files)
         raise TaskFailed("UNKNOWN_TASK", f"no data worker knows the task {task['op']!r}")
 
     async def _ingest(self, row: DatasetVersionRow, task: dict[str, Any], kind: Kind, tmp: Path) -> Made:
@@ -225,6 +277,8 @@ class Tasks:
             files.append(
                 await self._put(prefix + "data.parquet", data, "application/octet-stream", "data.parquet")
             )
+        for path, data in made.extra_files.items():
+            files.append(await self._put(prefix + path, data, "application/x-ndjson", path))
         if made.errors:
             lines = "".join(json.dumps(e.as_dict(), ensure_ascii=False) + "\n" for e in made.errors).encode()
             files.append(

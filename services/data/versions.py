@@ -18,13 +18,14 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services.data.catalog import VERSION, DataCatalog
+from services.data.catalog import VERSION, DataCatalog, enqueue_task
 from services.data.convert import DATASET, version_name, version_to_proto
 from services.data.repo import DatasetRow, DatasetVersionRow
 from services.kit.auth import parse_in_project
 from services.kit.db import keyset_page
 from services.kit.errors import FailedPrecondition, InvalidArgument
 from services.kit.names import page_size, parse_filter
+from services.kit.outbox import Outbox
 from services.kit.rows import Kind, Row
 from services.kit.times import utcnow
 from services.kit.watch import changes
@@ -65,6 +66,62 @@ def emit_version(
     return proto
 
 
+def accept_version_in(
+    session: Session, outbox: Outbox, dataset_uid: str, new: NewVersion
+) -> DatasetVersionRow:
+    """Number and record a PROCESSING version of a dataset and queue its work, in the caller's
+    transaction (the service's requests, and a data worker's finished augmentation run)."""
+    dataset = session.get(DatasetRow, dataset_uid)
+    if dataset is None:
+        raise FailedPrecondition("the dataset was deleted meanwhile", reason="DATASET_DELETED")
+    number = (
+        session.execute(
+            update(DatasetRow)
+            .where(DatasetRow.uid == dataset_uid)
+            .values(next_version=DatasetRow.next_version + 1)
+            .returning(DatasetRow.next_version)
+        ).scalar_one()
+        - 1
+    )
+    uid = new.uid or uuid.uuid4().hex
+    now = utcnow()
+    row = DatasetVersionRow(
+        uid=uid,
+        dataset_uid=dataset_uid,
+        number=number,
+        state="processing",
+        kind=new.kind.value,
+        row_count=0,
+        character_count=0,
+        skipped_row_count=0,
+        error_count=0,
+        errors_by_reason={},
+        error_examples=[],
+        source_file=new.source_file,
+        source_format="",
+        source_schema="",
+        files=[],
+        recipe=new.recipe,
+        cleaning=[],
+        insights={},
+        description=new.description,
+        tags=new.tags,
+        storage_prefix=f"datasets/{dataset_uid}/versions/{uid}/",
+        request_id=new.request_id or None,
+        create_time=now,
+        task=new.task,
+        failure_reason="",
+        failure_message="",
+        update_time=now,
+    )
+    session.add(row)
+    session.flush()
+    session.refresh(row)
+    enqueue_task(outbox, session, "version", uid)
+    # No event yet: `dataset_version.ready` or `.failed` announces the version once it is made.
+    return row
+
+
 class Versions:
     def __init__(self, catalog: DataCatalog) -> None:
         self.catalog = catalog
@@ -89,59 +146,8 @@ class Versions:
 
     def accept_in(self, session: Session, dataset_uid: str, new: NewVersion) -> dataset_pb2.DatasetVersion:
         """Number and record a PROCESSING version and queue its work, in the caller's transaction."""
-        dataset = session.get(DatasetRow, dataset_uid)
-        if dataset is None:
-            raise FailedPrecondition("the dataset was deleted meanwhile", reason="DATASET_DELETED")
-        if new.request_id:
-            existing = self._by_request(session, dataset_uid, new.request_id)
-            if existing is not None:
-                return existing
-        number = (
-            session.execute(
-                update(DatasetRow)
-                .where(DatasetRow.uid == dataset_uid)
-                .values(next_version=DatasetRow.next_version + 1)
-                .returning(DatasetRow.next_version)
-            ).scalar_one()
-            - 1
-        )
-        uid = new.uid or uuid.uuid4().hex
-        now = utcnow()
-        row = DatasetVersionRow(
-            uid=uid,
-            dataset_uid=dataset_uid,
-            number=number,
-            state="processing",
-            kind=new.kind.value,
-            row_count=0,
-            character_count=0,
-            skipped_row_count=0,
-            error_count=0,
-            errors_by_reason={},
-            error_examples=[],
-            source_file=new.source_file,
-            source_format="",
-            source_schema="",
-            files=[],
-            recipe=new.recipe,
-            cleaning=[],
-            insights={},
-            description=new.description,
-            tags=new.tags,
-            storage_prefix=f"datasets/{dataset_uid}/versions/{uid}/",
-            request_id=new.request_id or None,
-            create_time=now,
-            task=new.task,
-            failure_reason="",
-            failure_message="",
-            update_time=now,
-        )
-        session.add(row)
-        session.flush()
-        session.refresh(row)
-        self.catalog.enqueue(session, "version", uid)
-        # No event yet: `dataset_version.ready` or `.failed` announces the version once it is made.
-        return version_to_proto(row)
+        existing = self._by_request(session, dataset_uid, new.request_id) if new.request_id else None
+        return existing or version_to_proto(accept_version_in(session, self.catalog.outbox, dataset_uid, new))
 
     async def accept(self, dataset_uid: str, new: NewVersion) -> dataset_pb2.DatasetVersion:
         try:

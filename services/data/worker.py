@@ -1,5 +1,7 @@
 """The data worker: pulls the data service's long work from its JetStream queue and does it
-(`tasks.py`): making versions first, then materialized mixtures, then insights.
+(`tasks.py`): making versions first, then materialized mixtures, then insights. Work that calls
+teachers (augmentation runs, annotation pre-labelling: long, and bound by the teacher) has slots of
+its own, so it never holds up the rest.
 
     python -m services.data.worker        (or `tuneforge data-worker`)
 
@@ -17,13 +19,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import httpx2 as httpx
 from pydantic import Field, SecretStr
 
+from services.data.annotating import Annotating
+from services.data.augment_runs import AugmentationRunner, TeacherAccess
 from services.data.catalog import QUEUE_SUBJECT
 from services.data.repo import OUTBOX
 from services.data.tasks import Tasks
+from services.data.teachers import SEAL_PURPOSE
 from services.kit.bus import DATA_QUEUE_STREAM
 from services.kit.peers import Peers
+from services.kit.sealing import SecretBox
 from services.kit.server import open_runtime, run_until_signalled
 from services.kit.settings import KitSettings, load_settings
 from services.kit.workqueue import heartbeat, pull_by_priority
@@ -32,6 +39,7 @@ log = logging.getLogger("tuneforge.data-worker")
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Highest priority first: a new upload should not wait behind a long insight.
 PRIORITY = ("version", "mixture", "insight")
+TEACHER_WORK = ("annotation", "augmentation")
 MAX_DELIVERIES = 5
 
 
@@ -42,6 +50,13 @@ class DataWorkerSettings(KitSettings):
     data_work_dir: Path = Field(default_factory=lambda: Path(tempfile.gettempdir()) / "tuneforge-data-worker")
     data_ack_wait_seconds: float = Field(60.0, ge=2)
     data_worker_concurrency: int = Field(2, ge=1, le=64, description="tasks done at once")
+    data_teacher_concurrency: int = Field(
+        2, ge=1, le=64, description="augmentation runs and annotation pre-labellings done at once"
+    )
+    serve_openai_endpoint: str = Field(
+        "",
+        description="the serve service's OpenAI-compatible API (http://host:port/v1), for deployment teachers",
+    )
 
 
 class DataWorker:
@@ -53,7 +68,16 @@ class DataWorker:
 
     async def run(self) -> None:
         log.info("worker ready", extra={"worker": self.settings.worker_name})
-        queues = [(QUEUE_SUBJECT.format(task=t), f"data-{t}") for t in PRIORITY]
+        lanes = [
+            (
+                [(QUEUE_SUBJECT.format(task=t), f"data-{t}") for t in PRIORITY],
+                self.settings.data_worker_concurrency,
+            ),
+            (
+                [(QUEUE_SUBJECT.format(task=t), f"data-{t}") for t in TEACHER_WORK],
+                self.settings.data_teacher_concurrency,
+            ),
+        ]
         await asyncio.gather(
             *(
                 pull_by_priority(
@@ -64,7 +88,8 @@ class DataWorker:
                     handle=self.handle,
                     stopping=self.stopping,
                 )
-                for _ in range(self.settings.data_worker_concurrency)
+                for queues, slots in lanes
+                for _ in range(slots)
             )
         )
 
@@ -104,12 +129,29 @@ async def main() -> None:
     )
     settings.data_work_dir.mkdir(parents=True, exist_ok=True)
     peers = Peers({"registry": settings.registry_endpoint}, api_key=settings.worker_api_key.get_secret_value)
-    tasks = Tasks(runtime.db, runtime.store, runtime.outbox, peers, settings.data_work_dir)
+    access = TeacherAccess(
+        serve_openai_endpoint=settings.serve_openai_endpoint,
+        worker_key=settings.worker_api_key.get_secret_value(),
+        box=SecretBox(settings.secret_key.get_secret_value(), SEAL_PURPOSE),
+    )
+    # One connection pool for every teacher call of this worker (its size bounds nothing: each
+    # teacher's own concurrency does).
+    http = httpx.AsyncClient(limits=httpx.Limits(max_connections=None, max_keepalive_connections=64))
+    tasks = Tasks(
+        runtime.db,
+        runtime.store,
+        runtime.outbox,
+        peers,
+        settings.data_work_dir,
+        augmentation=AugmentationRunner(runtime.db, runtime.store, runtime.outbox, access, http),
+        annotating=Annotating(runtime.db, runtime.store, runtime.outbox, access, http),
+    )
     worker = DataWorker(settings, tasks, runtime.bus)
     try:
         await run_until_signalled(worker.stopping, worker.run)
         log.info("worker stopping", extra={"worker": settings.worker_name})
     finally:
+        await http.aclose()
         await peers.close()
         await runtime.close()
 

@@ -9,9 +9,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services.eval import human
 from services.eval.evaluations import EVALUATION, TASK, Evaluations, evaluation_name
 from services.eval.repo import EvaluationRow, RatingRow, RatingTaskRow
+from services.kit.agreement import fleiss_kappa, percent_agreement
 from services.kit.auth import parse_in_project
 from services.kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.kit.names import check_id, check_text, page_size
@@ -183,8 +183,8 @@ class Ratings:
             rating_task=self._task_proto(evaluation, task).name,
             ratings=len(rows),
             raters=len({r.rater for r in rows}),
-            percent_agreement=human.percent_agreement(multi),
-            fleiss_kappa=human.fleiss_kappa(multi),
+            percent_agreement=percent_agreement(multi),
+            fleiss_kappa=fleiss_kappa(multi),
             items_with_agreement=len(multi),
         )
         if rows and task.kind == "rating":

@@ -119,7 +119,7 @@ def ask_endpoint(judge: dict, texts: list[str]) -> list[str]:
 
 def run_judge(work: Path, spec: dict, prompts: list[dict], log) -> None:  # type: ignore[no-untyped-def]
     """Single-answer scores for every model, and pairwise verdicts against the baseline."""
-    from services.eval.judge import pairwise_prompt, single_prompt
+    from services.kit.judging import pairwise_prompt, single_prompt
 
     judge = spec["judge"]
     answers = [

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import Field, SecretStr
 from sqlalchemy.orm import Session
 
-from services.eval import judge, metrics, report
+from services.eval import metrics, report
 from services.eval.evaluations import emit, evaluation_name
 from services.eval.repo import OUTBOX, EvaluationRow
 from services.eval.scores import ScoreRule
@@ -30,6 +30,7 @@ from services.kit import graders
 from services.kit.bus import EVAL_QUEUE_STREAM, EVAL_QUEUE_SUBJECTS, EventBus
 from services.kit.children import child_environment, resident_bytes
 from services.kit.db import Database
+from services.kit.judging import aggregate_pairwise, parse_score
 from services.kit.outbox import Outbox
 from services.kit.peers import Peers
 from services.kit.rows import read_parquet
@@ -347,7 +348,7 @@ class EvalWorker:
             kind, index, sample = entry["key"].split("|", 2)
             outputs[kind].setdefault(int(index), {})[sample] = entry["output"]
         for index, result in enumerate(results):
-            scores = [judge.parse_score(o) for o in outputs["single"].get(index, {}).values()]
+            scores = [parse_score(o) for o in outputs["single"].get(index, {}).values()]
             valid = [s for s in scores if s is not None]
             result["judge_score"] = statistics.fmean(valid) if valid else 0.0
             result["judge_scored"] = len(valid)
@@ -356,7 +357,7 @@ class EvalWorker:
         for index in sorted(outputs["second"]):
             second, first = outputs["second"][index], outputs["first"][index]
             ids = sorted(second)
-            verdict = judge.aggregate_pairwise([second[i] for i in ids], [first[i] for i in ids])
+            verdict = aggregate_pairwise([second[i] for i in ids], [first[i] for i in ids])
             pairwise.append(
                 {
                     "baseline": results[0]["model_version"],

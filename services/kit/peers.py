@@ -48,6 +48,7 @@ from tuneforge.data.v1 import data_service_pb2, data_service_pb2_grpc, dataset_p
 from tuneforge.enums import enum_names
 from tuneforge.eval.v1 import eval_service_pb2_grpc
 from tuneforge.registry.v1 import model_pb2, registry_service_pb2, registry_service_pb2_grpc
+from tuneforge.serve.v1 import serve_service_pb2_grpc
 from tuneforge.train.v1 import train_service_pb2_grpc
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -78,6 +79,7 @@ _STUBS = {
     "data": data_service_pb2_grpc.DataServiceStub,
     "eval": eval_service_pb2_grpc.EvalServiceStub,
     "train": train_service_pb2_grpc.TrainServiceStub,
+    "serve": serve_service_pb2_grpc.ServeServiceStub,
 }
 
 

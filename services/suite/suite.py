@@ -229,6 +229,12 @@ class LocalSuite:
                 for other, port in self.state.service_ports.items()
                 if other != name and other in self.services
             },
+            # Data workers reach deployment teachers through the serve service's OpenAI API.
+            **(
+                {"TUNEFORGE_SERVE_OPENAI_ENDPOINT": self.endpoints["openai"]}
+                if "serve" in self.services
+                else {}
+            ),
             **(
                 {
                     "TUNEFORGE_SERVE_HTTP_LISTEN": f"{LOOPBACK}:{self.state.service_ports['serve-http']}",

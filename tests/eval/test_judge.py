@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.eval.judge import aggregate_pairwise, parse_score, parse_verdict, single_prompt
+from services.kit.judging import aggregate_pairwise, parse_score, parse_verdict, single_prompt
 
 
 def test_scores_and_verdicts_parse_or_fail_visibly() -> None:
@@ -28,7 +28,7 @@ def test_pairwise_counts_ties_when_the_orders_disagree() -> None:
 
 
 def test_rater_agreement() -> None:
-    from services.eval.human import fleiss_kappa, percent_agreement
+    from services.kit.agreement import fleiss_kappa, percent_agreement
 
     # The classic worked example shape: perfect agreement is 1, chance-level agreement about 0.
     assert fleiss_kappa([["A", "A"], ["B", "B"], ["A", "A"]]) == 1.0

@@ -10,6 +10,7 @@ import typer
 from google.protobuf import json_format
 
 from tuneforge.api.datasets import KIND_NAMES, VERSION_STATES
+from tuneforge.cli import augment
 from tuneforge.cli.models import client, parse_pairs
 from tuneforge.cli.output import (
     console,
@@ -28,6 +29,9 @@ app = typer.Typer(
 )
 presets_app = typer.Typer(help="Ready-made scenarios (精调样板) with their data.", no_args_is_help=True)
 app.add_typer(presets_app, name="presets")
+app.add_typer(augment.teachers_app, name="teachers")
+app.add_typer(augment.augment_app, name="augment")
+app.add_typer(augment.annotate_app, name="annotate")
 
 # FAILED in capitals: a version that holds no data should stand out in a table.
 STATE = {**VERSION_STATES, dataset_pb2.DATASET_VERSION_STATE_FAILED: "FAILED"}

@@ -22,22 +22,29 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from tuneforge.data.v1 import augmentation_pb2 as tuneforge_dot_data_dot_v1_dot_augmentation__pb2
 from tuneforge.data.v1 import dataset_pb2 as tuneforge_dot_data_dot_v1_dot_dataset__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%tuneforge/events/v1/data_events.proto\x12\x13tuneforge.events.v1\x1a\x1ftuneforge/data/v1/dataset.proto\";\n\x0c\x44\x61tasetEvent\x12+\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x1a.tuneforge.data.v1.Dataset\"Q\n\x13\x44\x61tasetVersionEvent\x12:\n\x0f\x64\x61taset_version\x18\x01 \x01(\x0b\x32!.tuneforge.data.v1.DatasetVersion\"Q\n\x13\x44\x61tasetInsightEvent\x12:\n\x0f\x64\x61taset_insight\x18\x01 \x01(\x0b\x32!.tuneforge.data.v1.DatasetInsight\";\n\x0cMixtureEvent\x12+\n\x07mixture\x18\x01 \x01(\x0b\x32\x1a.tuneforge.data.v1.Mixtureb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%tuneforge/events/v1/data_events.proto\x12\x13tuneforge.events.v1\x1a$tuneforge/data/v1/augmentation.proto\x1a\x1ftuneforge/data/v1/dataset.proto\";\n\x0c\x44\x61tasetEvent\x12+\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x1a.tuneforge.data.v1.Dataset\"Q\n\x13\x44\x61tasetVersionEvent\x12:\n\x0f\x64\x61taset_version\x18\x01 \x01(\x0b\x32!.tuneforge.data.v1.DatasetVersion\"Q\n\x13\x44\x61tasetInsightEvent\x12:\n\x0f\x64\x61taset_insight\x18\x01 \x01(\x0b\x32!.tuneforge.data.v1.DatasetInsight\";\n\x0cMixtureEvent\x12+\n\x07mixture\x18\x01 \x01(\x0b\x32\x1a.tuneforge.data.v1.Mixture\";\n\x0cTeacherEvent\x12+\n\x07teacher\x18\x01 \x01(\x0b\x32\x1a.tuneforge.data.v1.Teacher\"T\n\x14\x41ugmentationRunEvent\x12<\n\x10\x61ugmentation_run\x18\x01 \x01(\x0b\x32\".tuneforge.data.v1.AugmentationRun\"Q\n\x13\x41nnotationTaskEvent\x12:\n\x0f\x61nnotation_task\x18\x01 \x01(\x0b\x32!.tuneforge.data.v1.AnnotationTaskb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tuneforge.events.v1.data_events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DATASETEVENT']._serialized_start=95
-  _globals['_DATASETEVENT']._serialized_end=154
-  _globals['_DATASETVERSIONEVENT']._serialized_start=156
-  _globals['_DATASETVERSIONEVENT']._serialized_end=237
-  _globals['_DATASETINSIGHTEVENT']._serialized_start=239
-  _globals['_DATASETINSIGHTEVENT']._serialized_end=320
-  _globals['_MIXTUREEVENT']._serialized_start=322
-  _globals['_MIXTUREEVENT']._serialized_end=381
+  _globals['_DATASETEVENT']._serialized_start=133
+  _globals['_DATASETEVENT']._serialized_end=192
+  _globals['_DATASETVERSIONEVENT']._serialized_start=194
+  _globals['_DATASETVERSIONEVENT']._serialized_end=275
+  _globals['_DATASETINSIGHTEVENT']._serialized_start=277
+  _globals['_DATASETINSIGHTEVENT']._serialized_end=358
+  _globals['_MIXTUREEVENT']._serialized_start=360
+  _globals['_MIXTUREEVENT']._serialized_end=419
+  _globals['_TEACHEREVENT']._serialized_start=421
+  _globals['_TEACHEREVENT']._serialized_end=480
+  _globals['_AUGMENTATIONRUNEVENT']._serialized_start=482
+  _globals['_AUGMENTATIONRUNEVENT']._serialized_end=566
+  _globals['_ANNOTATIONTASKEVENT']._serialized_start=568
+  _globals['_ANNOTATIONTASKEVENT']._serialized_end=649
 # @@protoc_insertion_point(module_scope)

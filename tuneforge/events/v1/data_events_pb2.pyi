@@ -1,3 +1,4 @@
+from tuneforge.data.v1 import augmentation_pb2 as _augmentation_pb2
 from tuneforge.data.v1 import dataset_pb2 as _dataset_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -29,3 +30,21 @@ class MixtureEvent(_message.Message):
     MIXTURE_FIELD_NUMBER: _ClassVar[int]
     mixture: _dataset_pb2.Mixture
     def __init__(self, mixture: _Optional[_Union[_dataset_pb2.Mixture, _Mapping]] = ...) -> None: ...
+
+class TeacherEvent(_message.Message):
+    __slots__ = ("teacher",)
+    TEACHER_FIELD_NUMBER: _ClassVar[int]
+    teacher: _augmentation_pb2.Teacher
+    def __init__(self, teacher: _Optional[_Union[_augmentation_pb2.Teacher, _Mapping]] = ...) -> None: ...
+
+class AugmentationRunEvent(_message.Message):
+    __slots__ = ("augmentation_run",)
+    AUGMENTATION_RUN_FIELD_NUMBER: _ClassVar[int]
+    augmentation_run: _augmentation_pb2.AugmentationRun
+    def __init__(self, augmentation_run: _Optional[_Union[_augmentation_pb2.AugmentationRun, _Mapping]] = ...) -> None: ...
+
+class AnnotationTaskEvent(_message.Message):
+    __slots__ = ("annotation_task",)
+    ANNOTATION_TASK_FIELD_NUMBER: _ClassVar[int]
+    annotation_task: _augmentation_pb2.AnnotationTask
+    def __init__(self, annotation_task: _Optional[_Union[_augmentation_pb2.AnnotationTask, _Mapping]] = ...) -> None: ...

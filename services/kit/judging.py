@@ -1,5 +1,6 @@
 """The judge (裁判员): prompts for single-answer grading and pairwise comparison, and parsing of
-the verdicts, as MT-Bench does it.
+the verdicts, as MT-Bench does it. One judge for the platform: evaluations score answers with it
+(the eval service), augmentation filters and ranks generated rows with it (the data service).
 
 A score is `Score: N` (1-10) or `[[N]]`; a pairwise verdict is `[[A]]`, `[[B]]` or `[[C]]` (tie).
 An output without one is a parse failure: counted, never silently dropped. Pairwise comparison
