@@ -5,6 +5,9 @@ serve service running the tiny model (a `writer` with random weights, and a `jud
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import urllib.request
 import uuid
 from collections import Counter
@@ -508,3 +511,165 @@ def test_choice_annotation_orders_pairs_and_people_only_tasks(lab: Client, tmp_p
     assert error.violations[0].field == "annotation_task.labels"
     error = expect_error("INVALID_ARGUMENT", lab.annotate.create, source, kind="correction")
     assert error.violations[0].field == "annotation_task.source"
+
+
+def test_another_projects_key_reaches_no_teacher_run_or_task(  # type: ignore[no-untyped-def]
+    lab: Client, suite: LocalSuite, keys, tmp_path: Path
+) -> None:
+    source = upload(lab, tmp_path, "private-questions", "eval", eval_rows(1))
+    runs = [lab.augment.wait(lab.augment.run("answer", source, into="private", teacher="writer").name)]
+    tasks = [lab.annotate.create(source, kind="score")]
+    _, token = keys.create("someone-else", "member", "tenancy")
+    with Client(suite.endpoints, api_key=token, project=lab.project) as other:
+        for call in (
+            lambda: other.augment.get_teacher("writer"),
+            lambda: list(other.augment.teachers()),
+            lambda: other.augment.get(runs[0].name),
+            lambda: list(other.augment.list()),
+            lambda: other.augment.cancel(runs[0].name),
+            lambda: other.annotate.get(tasks[0].name),
+            lambda: list(other.annotate.items(tasks[0].name)),
+            lambda: other.annotate.review(f"{tasks[0].name}/items/1", "eve", reject=True),
+            lambda: other.augment.delete_teacher("writer"),
+        ):
+            expect_error("PERMISSION_DENIED", call)
+    with Client(suite.endpoints, api_key=token, project="someone-else") as other:
+        # Its own run naming this project's data and teacher reaches neither.
+        error = expect_error(
+            "PERMISSION_DENIED",
+            other.augment.run,
+            "answer",
+            source,
+            into="mine",
+            teacher="writer",
+        )
+        assert lab.project in error.message
+    assert lab.augment.get_teacher("writer").deployment.endswith("/writer"), "still there"
+
+
+def test_cli_drives_teachers_runs_and_annotation(lab: Client, suite: LocalSuite, tmp_path: Path) -> None:
+    env = {**os.environ, "TUNEFORGE_HOME": str(suite.data_dir), "TUNEFORGE_API_KEY": suite.admin_key}
+    env |= {"TUNEFORGE_PROJECT": lab.project, "COLUMNS": "200", "CLI_TEACHER_KEY": "sk-cli-secret"}
+
+    def tf(*args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "tuneforge", *args], env=env, capture_output=True, text=True, timeout=180
+        )
+        assert result.returncode == code, f"{args} -> {result.returncode}\n{result.stdout}\n{result.stderr}"
+        return result
+
+    source = upload(lab, tmp_path, "cli-questions", "eval", eval_rows(3))
+    made = json.loads(
+        tf("--json", "data", "teachers", "create", "cli-writer", "--deployment", "writer").stdout
+    )
+    assert made["model"] == "writer"
+    keyed = json.loads(
+        tf(
+            "--json",
+            "data",
+            "teachers",
+            "create",
+            "cli-remote",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--model",
+            "m",
+            "--api-key-env",
+            "CLI_TEACHER_KEY",
+        ).stdout
+    )
+    assert keyed["has_api_key"] and "sk-cli-secret" not in json.dumps(keyed)
+    assert "sk-cli-secret" not in tf("data", "teachers", "list").stdout
+    missing = tf(
+        "data",
+        "teachers",
+        "create",
+        "cli-x",
+        "--base-url",
+        "http://h/v1",
+        "--model",
+        "m",
+        "--api-key-env",
+        "NOT_SET_ANYWHERE",
+        code=2,
+    )
+    assert "NOT_SET_ANYWHERE is not set" in missing.stderr
+    assert "{{ prompt }}" in tf("data", "augment", "templates", "paraphrase").stdout
+    run = json.loads(
+        tf(
+            "--json",
+            "data",
+            "augment",
+            "run",
+            "answer",
+            source,
+            "--into",
+            "cli-answers",
+            "--teacher",
+            "cli-writer",
+            "--param",
+            "max_rows=2",
+            "--filter",
+            "exact_dedup=false",
+            "--watch",
+        ).stdout
+    )
+    assert run["state"] == "AUGMENTATION_STATE_SUCCEEDED" and int(run["progress"]["kept_rows"]) == 2
+    shown = tf("data", "augment", "show", run["name"].rsplit("/", 1)[1]).stdout
+    assert "2/2 done" in shown and "cli-answers" in shown
+    failed = tf(
+        "data",
+        "augment",
+        "run",
+        "answer",
+        source,
+        "--into",
+        "cli-answers",
+        "--teacher",
+        "cli-remote",
+        "--watch",
+        code=1,
+    )
+    assert "TEACHER_UNREACHABLE" in failed.stdout and failed.stderr.startswith("error: ")
+    bad = tf(
+        "data",
+        "augment",
+        "run",
+        "answer",
+        source,
+        "--into",
+        "x",
+        "--teacher",
+        "cli-writer",
+        "--template",
+        "answer={{ nope }}",
+        code=1,
+    )
+    assert bad.stderr.count("\n") == 1 and "augmentation_run.templates[answer]" in bad.stderr
+
+    task = json.loads(
+        tf(
+            "--json",
+            "data",
+            "annotate",
+            "create",
+            source,
+            "--kind",
+            "label",
+            "--label",
+            "good",
+            "--label",
+            "bad",
+            "--wait",
+        ).stdout
+    )
+    task_id = task["name"].rsplit("/", 1)[1]
+    assert task["state"] == "ANNOTATION_STATE_REVIEWING"
+    tf("data", "annotate", "review", task_id, "1", "--annotator", "ana", "--label", "good")
+    tf("data", "annotate", "review", task_id, "2", "--annotator", "ana", "--label", "bad")
+    assert "unreviewed" in tf("data", "annotate", "items", task_id).stdout
+    finished_task = tf(
+        "data", "annotate", "finish", task_id, "--into", "cli-labelled", "--keep-label", "good"
+    ).stdout
+    assert "1 rows" in finished_task
+    assert [r["id"] for r in lab.data.rows("cli-labelled")] == [next(iter(lab.data.rows(source)))["id"]]
