@@ -42,7 +42,6 @@ from services.data.repo import (
 from services.data.teachers import Teachers
 from services.data.versions import NewVersion, accept_version_in
 from services.kit.auth import parse_in_project, require_project
-from services.kit.db import keyset_page
 from services.kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.kit.names import PROJECT, check_id, check_text, page_size, parse_filter, quote
 from services.kit.rows import Kind
@@ -305,26 +304,9 @@ class Annotations:
     async def list(
         self, parent: str, size: int, token: str
     ) -> tuple[list[augmentation_pb2.AnnotationTask], str]:
-        project = PROJECT.parse(parent, "parent")["project"]
-        require_project(project)
-        size = page_size(size)
-
-        def list_(session: Session) -> tuple[list[augmentation_pb2.AnnotationTask], str]:
-            rows, next_token = keyset_page(
-                session,
-                select(AnnotationTaskRow).where(AnnotationTaskRow.project == project),
-                tokens=self.catalog.page_tokens,
-                columns={"create_time": AnnotationTaskRow.create_time},
-                order_by="create_time desc",
-                default_order="create_time desc",
-                tie=AnnotationTaskRow.uid,
-                size=size,
-                token=token,
-                context=f"ListAnnotationTasks|{project}",
-            )
-            return [task_to_proto(r) for r in rows], next_token
-
-        return await self.catalog.db.run(list_)
+        return await self.catalog.list_newest(
+            parent, size, token, AnnotationTaskRow, "ListAnnotationTasks", task_to_proto
+        )
 
     async def watch(self, name: str) -> AsyncIterator[augmentation_pb2.AnnotationTask]:
         await self.catalog.db.run(lambda s: self.find(s, name))

@@ -32,9 +32,8 @@ from services.data.datasets import Datasets
 from services.data.repo import AugmentationRunRow, DatasetRow
 from services.data.teachers import Teachers
 from services.kit.auth import parse_in_project, require_project
-from services.kit.db import keyset_page
 from services.kit.errors import AlreadyExists, FailedPrecondition, FieldViolation, InvalidArgument, NotFound
-from services.kit.names import PROJECT, check_id, check_text, page_size, quote
+from services.kit.names import PROJECT, check_id, check_text, quote
 from services.kit.rows import Kind
 from services.kit.times import utcnow
 from services.kit.watch import changes
@@ -365,26 +364,9 @@ class Augmentations:
     async def list(
         self, parent: str, size: int, token: str
     ) -> tuple[list[augmentation_pb2.AugmentationRun], str]:
-        project = PROJECT.parse(parent, "parent")["project"]
-        require_project(project)
-        size = page_size(size)
-
-        def list_(session: Session) -> tuple[list[augmentation_pb2.AugmentationRun], str]:
-            rows, next_token = keyset_page(
-                session,
-                select(AugmentationRunRow).where(AugmentationRunRow.project == project),
-                tokens=self.catalog.page_tokens,
-                columns={"create_time": AugmentationRunRow.create_time},
-                order_by="create_time desc",
-                default_order="create_time desc",
-                tie=AugmentationRunRow.uid,
-                size=size,
-                token=token,
-                context=f"ListAugmentationRuns|{project}",
-            )
-            return [run_to_proto(r) for r in rows], next_token
-
-        return await self.catalog.db.run(list_)
+        return await self.catalog.list_newest(
+            parent, size, token, AugmentationRunRow, "ListAugmentationRuns", run_to_proto
+        )
 
     async def watch(self, name: str) -> AsyncIterator[augmentation_pb2.AugmentationRun]:
         await self.catalog.db.run(lambda s: self.find(s, name))  # refused now if it is not there

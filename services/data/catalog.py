@@ -10,19 +10,20 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from services.data.convert import dataset_to_proto, version_name
 from services.data.repo import DatasetRow, DatasetVersionRow
-from services.kit.auth import parse_in_project
-from services.kit.db import Database
+from services.kit.auth import parse_in_project, require_project
+from services.kit.db import Database, keyset_page
 from services.kit.errors import FailedPrecondition, InvalidArgument, NotFound
-from services.kit.names import NamePattern, PageTokens
+from services.kit.names import PROJECT, NamePattern, PageTokens, page_size
 from services.kit.outbox import Outbox
 from services.kit.rows import Row, from_parquet_bytes
 from services.kit.store import ObjectStore
@@ -32,6 +33,7 @@ from tuneforge.data.v1 import dataset_pb2
 _NUMBER = re.compile(r"^[1-9][0-9]{0,9}$")
 _UID = re.compile(r"^[0-9a-f]{32}$")
 ROW_CACHE_VERSIONS = 8
+T = TypeVar("T")
 QUEUE_SUBJECT = "tuneforge.data-queue.{task}"
 # What the data worker takes from its queue: a version to make, an insight, a mixture; and the
 # work that calls teachers: an augmentation run, an annotation task's pre-labelling.
@@ -170,6 +172,32 @@ class DataCatalog:
             )
             raise FailedPrecondition(f"{version_name(row)} {why}", reason="VERSION_NOT_READY")
         return row
+
+    async def list_newest(
+        self, parent: str, size: int, token: str, row_type: Any, method: str, to_proto: Callable[[Any], T]
+    ) -> tuple[list[T], str]:
+        """One page of a project's resources of `row_type` (a table with `project`, `create_time` and
+        `uid`), newest first, as `to_proto` makes them."""
+        project = PROJECT.parse(parent, "parent")["project"]
+        require_project(project)
+        size = page_size(size)
+
+        def list_(session: Session) -> tuple[list[T], str]:
+            rows, next_token = keyset_page(
+                session,
+                select(row_type).where(row_type.project == project),
+                tokens=self.page_tokens,
+                columns={"create_time": row_type.create_time},
+                order_by="create_time desc",
+                default_order="create_time desc",
+                tie=row_type.uid,
+                size=size,
+                token=token,
+                context=f"{method}|{project}",
+            )
+            return [to_proto(r) for r in rows], next_token
+
+        return await self.db.run(list_)
 
     async def load_rows(self, row: DatasetVersionRow) -> list[Row]:
         """A ready version's canonical rows (verified against the manifest, cached in memory)."""
