@@ -23,6 +23,7 @@ EXTRAS = {
     "train": ("train", ("torch", "pyarrow", "tokenizers", "datasketch")),
     "eval": ("eval", ("torch", "sacrebleu", "pyarrow", "jieba")),
     "serve": ("serve", ("torch", "transformers", "tokenizers")),
+    "iam": ("iam", ("torch", "pyarrow", "tokenizers", "datasketch")),
 }
 
 

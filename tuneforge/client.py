@@ -27,6 +27,7 @@ import grpc
 from tuneforge.api.augmentation import Annotate, Augment
 from tuneforge.api.datasets import Datasets
 from tuneforge.api.evaluations import Evaluations
+from tuneforge.api.iam import Iam
 from tuneforge.api.models import Models
 from tuneforge.api.serving import Serving
 from tuneforge.api.training import Training
@@ -46,8 +47,9 @@ _SERVICES = (
     "tuneforge.train.v1.TrainService",
     "tuneforge.eval.v1.EvalService",
     "tuneforge.serve.v1.ServeService",
+    "tuneforge.iam.v1.IamService",
 )
-SERVICES = ("registry", "data", "train", "eval", "serve")
+SERVICES = ("registry", "data", "train", "eval", "serve", "iam")
 
 
 def tuneforge_home() -> Path:
@@ -232,6 +234,7 @@ class Client:
         self.annotate = Annotate(lambda: self.channel("data"), self.project)
         self.train = Training(lambda: self.channel("train"), self.project)
         self.evals = Evaluations(lambda: self.channel("eval"), self.project)
+        self.iam = Iam(lambda: self.channel("iam"), self.project)
         self.serve = Serving(
             lambda: self.channel("serve"), self.project, self.connection.endpoints.get("openai", "")
         )

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from services.data.convert import dataset_to_proto, version_name
 from services.data.repo import DatasetRow, DatasetVersionRow
+from services.kit.access import Access
 from services.kit.auth import parse_in_project, require_project
 from services.kit.db import Database, keyset_page
 from services.kit.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -90,7 +91,9 @@ class DataCatalog:
         page_tokens: PageTokens,
         limits: DataLimits,
         feed: ChangeFeed | None = None,
+        access: Access | None = None,
     ) -> None:
+        self.access = access
         self.db = db
         self.store = store
         self.outbox = outbox
@@ -172,6 +175,36 @@ class DataCatalog:
             )
             raise FailedPrecondition(f"{version_name(row)} {why}", reason="VERSION_NOT_READY")
         return row
+
+    # -- storage -------------------------------------------------------------------------------
+
+    @staticmethod
+    def project_bytes(session: Session, project: str | None = None) -> dict[str, int]:
+        """Bytes every dataset version stores, per project (of `project` alone when given)."""
+        query = select(DatasetRow.project, DatasetVersionRow.files).join(
+            DatasetVersionRow, DatasetVersionRow.dataset_uid == DatasetRow.uid
+        )
+        if project is not None:
+            query = query.where(DatasetRow.project == project)
+        totals: dict[str, int] = {}
+        for owner, files in session.execute(query):
+            totals[owner] = totals.get(owner, 0) + sum(int(f.get("size_bytes", 0)) for f in files or [])
+        return totals
+
+    async def check_storage(self, project: str, adding: int, field: str) -> None:
+        """RESOURCE_EXHAUSTED when `adding` bytes more would pass the project's storage quota."""
+        if self.access is not None:
+            own = (await self.db.run(lambda s: self.project_bytes(s, project))).get(project, 0)
+            await self.access.check_storage(project, "data", own, adding, field)
+
+    async def record_storage(self) -> int:
+        """Write every project's bytes where other services' quota checks read them."""
+        if self.access is None:
+            return 0
+        totals = await self.db.run(self.project_bytes)
+        access = self.access
+        await access.db.run(lambda s: [access.record_storage(s, p, "data", b) for p, b in totals.items()])
+        return 0
 
     async def list_newest(
         self, parent: str, size: int, token: str, row_type: Any, method: str, to_proto: Callable[[Any], T]

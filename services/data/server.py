@@ -40,6 +40,8 @@ from tuneforge.data.v1 import (
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
+# How often the storage each project uses is written where other services' quota checks read it.
+STORAGE_REFRESH_SECONDS = 30.0
 Context = grpc.aio.ServicerContext
 
 
@@ -263,6 +265,7 @@ async def main() -> None:
             upload_ttl=timedelta(seconds=settings.data_upload_ttl_seconds),
         ),
         feed,
+        runtime.access,
     )
     servicer = DataServicer(catalog, peers)
     teachers = Teachers(catalog, peers, SecretBox(settings.secret_key.get_secret_value(), SEAL_PURPOSE))
@@ -274,6 +277,7 @@ async def main() -> None:
     runtime.run_periodically(
         "swept expired uploads", settings.data_sweep_interval_seconds, servicer.uploads.sweep
     )
+    runtime.run_periodically("recorded storage per project", STORAGE_REFRESH_SECONDS, catalog.record_storage)
     mixture_ttl = timedelta(seconds=settings.data_mixture_ttl_seconds)
     runtime.run_periodically(
         "swept old mixtures",

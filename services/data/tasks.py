@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from services.data import cleaning, flags, insight, mixing, presets
 from services.data.annotating import Annotating, finished_rows
 from services.data.augment_runs import AugmentationRunner
-from services.data.catalog import read_version_rows
+from services.data.catalog import DataCatalog, read_version_rows
 from services.data.formats import Format, Limits, RowError, TextSplit
 from services.data.ingest import IngestOptions, Policy, ingest_file, summarize
 from services.data.insights import emit_insight, insight_prefix
@@ -30,7 +30,9 @@ from services.data.mixtures import emit_mixture, plan_dict
 from services.data.repo import DatasetInsightRow, DatasetVersionRow, MixtureRow
 from services.data.schemas import Schema
 from services.data.versions import emit_version
+from services.kit.access import Access
 from services.kit.db import Database
+from services.kit.errors import ResourceExhausted
 from services.kit.outbox import Outbox
 from services.kit.peers import Peers
 from services.kit.rows import Kind, Row, characters, from_parquet_bytes, to_parquet_bytes
@@ -87,7 +89,9 @@ class Tasks:
         *,
         augmentation: AugmentationRunner | None = None,
         annotating: Annotating | None = None,
+        access: Access | None = None,
     ) -> None:
+        self.access = access
         self.db = db
         self.store = store
         self.outbox = outbox
@@ -268,12 +272,28 @@ class Tasks:
         stored = await self.store.put_bytes(key, data, content_type)
         return {"path": path, "size_bytes": stored.size_bytes, "sha256": stored.sha256}
 
+    async def _check_storage(self, row: DatasetVersionRow, adding: int) -> None:
+        """TaskFailed (STORAGE_QUOTA) when the version would pass its project's storage quota."""
+        if self.access is None:
+            return
+        project = row.dataset.project
+        own = (await self.db.run(lambda s: DataCatalog.project_bytes(s, project))).get(project, 0)
+        try:
+            await self.access.check_storage(project, "data", own, adding, "version")
+        except ResourceExhausted as error:
+            raise TaskFailed("STORAGE_QUOTA", error.message) from None
+
     async def _store_version(self, row: DatasetVersionRow, made: Made) -> None:
         """Write the files, then mark the version READY or FAILED with its event in one transaction."""
         prefix, kind = row.storage_prefix, Kind(row.kind)
         files: list[dict[str, Any]] = []
         if not made.failed:
             data = await asyncio.to_thread(to_parquet_bytes, made.rows, kind)
+            try:
+                await self._check_storage(row, len(data) + sum(map(len, made.extra_files.values())))
+            except TaskFailed as failure:
+                await self.fail("version", row.uid, failure.reason, failure.message)
+                return
             files.append(
                 await self._put(prefix + "data.parquet", data, "application/octet-stream", "data.parquet")
             )

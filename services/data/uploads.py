@@ -200,6 +200,7 @@ class Uploads:
         try:
             key = session.storage_prefix + upload.options.filename
             stored = await self._receive(requests, key, upload.options, received)
+            await self.catalog.check_storage(dataset.project, stored.size_bytes, "header.parent")
             new = ingest_version(
                 self.catalog,
                 Kind(dataset.kind),
@@ -281,6 +282,7 @@ class Uploads:
             raise InvalidArgument.field("sha256", "must be 64 lower-case hex digits")
         check_text(request_id, "request_id", 128)
         dataset = await self._dataset(parent, "parent")
+        await self.catalog.check_storage(dataset.project, size_bytes, "size_bytes")
         declared = [{"path": options.filename, "size_bytes": size_bytes, "sha256": sha256}]
 
         def open_(session: Any) -> DatasetUploadRow:

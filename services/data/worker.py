@@ -28,7 +28,9 @@ from services.data.catalog import QUEUE_SUBJECT
 from services.data.repo import OUTBOX
 from services.data.tasks import Tasks
 from services.data.teachers import SEAL_PURPOSE
+from services.kit.access import Access
 from services.kit.bus import DATA_QUEUE_STREAM
+from services.kit.db import Database
 from services.kit.peers import Peers
 from services.kit.sealing import SecretBox
 from services.kit.server import open_runtime, run_until_signalled
@@ -145,6 +147,8 @@ async def main() -> None:
         settings.data_work_dir,
         augmentation=AugmentationRunner(runtime.db, runtime.store, runtime.outbox, access, http),
         annotating=Annotating(runtime.db, runtime.store, runtime.outbox, access, http),
+        # Versions count against their project's storage quota.
+        access=Access(Database(settings.auth_database_url, schema="auth")),
     )
     worker = DataWorker(settings, tasks, runtime.bus)
     try:

@@ -1,8 +1,11 @@
-"""Bearer API keys, hashed at rest and scoped to a project.
+"""Bearer API keys, hashed at rest and scoped to a project, with a role and an optional expiry.
 
 A key reads `tf_<key id>_<secret>`. Only the SHA-256 of the secret is stored: the secret is 256
 random bits, so a fast hash is enough (a slow password hash protects low-entropy secrets only).
-A key is scoped to one project; an `admin` key with project `*` may act on every project.
+A key is scoped to one project; an `admin` key with project `*` may act on every project (operators
+and workers). Roles: `viewer` reads, `member` reads and runs, `admin` also deletes and manages keys
+(`services.kit.access` says which methods need which). Revocation reaches every service within a
+second (each polls the key table); the time a key was last used is written at most once a minute.
 """
 
 from __future__ import annotations
@@ -18,15 +21,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import DateTime, MetaData, String, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import DateTime, MetaData, String, select, update
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from services.kit.db import Database
 from services.kit.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from services.kit.names import RESOURCE_ID, RESOURCE_ID_RULE, NamePattern
 
 ALL_PROJECTS = "*"
-ROLES = ("admin", "member")
+ROLES = ("viewer", "member", "admin")
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 MIGRATIONS = Path(__file__).parent / "auth_migrations"
 log = logging.getLogger(__name__)
 _CACHE_SECONDS = 10.0
@@ -51,6 +55,8 @@ class ApiKeyRow(AuthBase):
     display_name: Mapped[str] = mapped_column(String(200), default="")
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoke_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    expire_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_used_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,11 @@ class Principal:
     key_id: str
     project: str
     role: str
+
+    @property
+    def operator(self) -> bool:
+        """A key of every project (operators, workers)."""
+        return self.project == ALL_PROJECTS and self.role == "admin"
 
     def require_project(self, project: str) -> None:
         """Raise PERMISSION_DENIED unless this key may act on `project`."""
@@ -98,6 +109,12 @@ class ApiKey:
     display_name: str
     create_time: datetime
     revoke_time: datetime | None
+    expire_time: datetime | None = None
+    last_used_time: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoke_time is None and (self.expire_time is None or _aware(self.expire_time) > datetime.now(UTC))
 
 
 def _hash(secret: str) -> str:
@@ -110,12 +127,21 @@ class ApiKeyStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._cache: dict[str, tuple[float, ApiKeyRow | None]] = {}
+        self._used: dict[str, datetime] = {}
 
     def migrate(self) -> None:
         self.db.migrate(MIGRATIONS)
 
-    def create(self, project: str, role: str = "member", display_name: str = "") -> tuple[ApiKey, str]:
-        """Make a key; return it and the token, which is shown once and never stored."""
+    def create(
+        self,
+        project: str,
+        role: str = "member",
+        display_name: str = "",
+        expire_time: datetime | None = None,
+        session: Session | None = None,
+    ) -> tuple[ApiKey, str]:
+        """Make a key; return it and the token, which is shown once and never stored. In `session`
+        when given (the caller's transaction), else in one of its own."""
         if role not in ROLES:
             raise InvalidArgument.field("role", f"must be one of {', '.join(ROLES)}")
         if project != ALL_PROJECTS and not RESOURCE_ID.match(project):
@@ -133,9 +159,14 @@ class ApiKeyStore:
             secret_sha256=_hash(secret),
             display_name=display_name,
             create_time=datetime.now(UTC),
+            expire_time=expire_time,
         )
-        with self.db.transaction() as session:
+        if session is not None:
             session.add(row)
+            session.flush()
+        else:
+            with self.db.transaction() as own:
+                own.add(row)
         return _to_key(row), f"tf_{key_id}_{secret}"
 
     def list(self) -> list[ApiKey]:
@@ -150,6 +181,10 @@ class ApiKeyStore:
             row.revoke_time = row.revoke_time or datetime.now(UTC)
             self._cache.pop(key_id, None)
             return _to_key(row)
+
+    def forget(self, key_id: str) -> None:
+        """Drop a key from this process's cache (it was revoked here)."""
+        self._cache.pop(key_id, None)
 
     def _lookup(self, key_id: str) -> ApiKeyRow | None:
         cached = self._cache.get(key_id)
@@ -205,16 +240,44 @@ class ApiKeyStore:
             raise Unauthenticated("the API key is not valid", reason="INVALID_API_KEY")
         if row.revoke_time is not None:
             raise Unauthenticated("the API key has been revoked", reason="REVOKED_API_KEY")
+        if row.expire_time is not None and _aware(row.expire_time) <= datetime.now(UTC):
+            raise Unauthenticated("the API key has expired", reason="EXPIRED_API_KEY")
+        self._note_use(row)
         return Principal(key_id=row.key_id, project=row.project, role=row.role)
+
+    def _note_use(self, row: ApiKeyRow) -> None:
+        """Record the key's use, at most once per LAST_USED_RESOLUTION (a write per call would cost
+        more than the call)."""
+        now = datetime.now(UTC)
+        last = self._used.get(row.key_id) or (_aware(row.last_used_time) if row.last_used_time else None)
+        if last is not None and now - last < LAST_USED_RESOLUTION:
+            return
+        self._used[row.key_id] = now
+        try:
+            with self.db.transaction() as session:
+                session.execute(update(ApiKeyRow).where(ApiKeyRow.key_id == row.key_id).values(last_used_time=now))
+        except Exception:  # a busy database must not fail the call that used the key
+            log.warning("recording a key's last use failed", exc_info=True)
 
     async def authenticate_async(self, token: str) -> Principal:
         """`authenticate` without blocking the event loop: a cache miss reads the database on a thread."""
         key_id = token.split("_")[1] if token.count("_") >= 2 else ""
         cached = self._cache.get(key_id)
-        if cached and cached[0] > time.monotonic():
+        used = self._used.get(key_id)
+        recent = used is not None and datetime.now(UTC) - used < LAST_USED_RESOLUTION
+        if cached and cached[0] > time.monotonic() and recent:
             return self.authenticate(token)
         return await asyncio.to_thread(self.authenticate, token)
 
 
 def _to_key(row: ApiKeyRow) -> ApiKey:
-    return ApiKey(row.key_id, row.project, row.role, row.display_name, row.create_time, row.revoke_time)
+    return ApiKey(
+        row.key_id,
+        row.project,
+        row.role,
+        row.display_name,
+        row.create_time,
+        row.revoke_time,
+        row.expire_time,
+        row.last_used_time,
+    )

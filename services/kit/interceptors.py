@@ -5,11 +5,14 @@
 3. `ErrorInterceptor`: maps domain exceptions to a status with `ErrorInfo` and `BadRequest`;
    anything unexpected becomes INTERNAL with a request id to quote, never a traceback.
 4. `AuthInterceptor`: requires `authorization: Bearer tf_...` except on health and reflection.
+5. `AccessInterceptor`: the key's role must allow the method, the key must be within its rate, and
+   every call that changes something leaves an audit entry (`services.kit.access`).
+6. `RequestChecks`: undecodable bodies and reused request ids (`services.kit.requests`).
 """
 
 from __future__ import annotations
 
-import contextvars
+import asyncio
 import logging
 import time
 import uuid
@@ -22,15 +25,11 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from services.kit.access import Access, require_role
 from services.kit.auth import ApiKeyStore, bearer_var, principal_var
 from services.kit.errors import ERROR_DOMAIN, ServiceError, Unauthenticated
-from services.kit.logs import request_id_var
+from services.kit.logs import call_info_var, request_id_var
 from services.kit.requests import RequestChecks
-
-# Per-call facts that inner interceptors learn and outer ones log (the caller's key id).
-call_info_var: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
-    "call_info", default=None
-)
 
 log = logging.getLogger("tuneforge.rpc")
 
@@ -214,11 +213,53 @@ class AuthInterceptor(_AroundInterceptor):
             principal_var.reset(reset)
 
 
-def standard_interceptors(keys: ApiKeyStore) -> list[grpc.aio.ServerInterceptor]:
+class AccessInterceptor(_AroundInterceptor):
+    def __init__(self, access: Access) -> None:
+        self.access = access
+
+    @asynccontextmanager
+    async def around(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        principal = principal_var.get()
+        if principal is None:  # health and reflection
+            yield
+            return
+        needed = require_role(principal, method)
+        await self.access.admit(principal, principal.project)
+        if needed == "viewer":
+            yield
+            return
+        status = "OK"
+        try:
+            yield
+        except ServiceError as error:
+            status = error.code
+            raise
+        except BaseException:
+            status = "CANCELLED" if context.cancelled() else "INTERNAL"
+            raise
+        finally:
+            info = call_info_var.get() or {}
+            try:
+                await asyncio.shield(
+                    self.access.audit(
+                        principal,
+                        info.get("project", ""),
+                        method,
+                        info.get("resource", ""),
+                        status,
+                        request_id_var.get(),
+                    )
+                )
+            except Exception:
+                log.exception("writing the audit entry failed", extra={"method": method})
+
+
+def standard_interceptors(keys: ApiKeyStore, access: Access | None = None) -> list[grpc.aio.ServerInterceptor]:
     return [
         RequestIdInterceptor(),
         LoggingInterceptor(),
         ErrorInterceptor(),
         AuthInterceptor(keys),
+        AccessInterceptor(access or Access(keys.db)),
         RequestChecks(keys.db),
     ]

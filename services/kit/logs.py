@@ -7,8 +7,12 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+# Per-call facts that inner interceptors learn and outer ones use: the caller's key id (logged), the
+# project and resource the request names (audited).
+call_info_var: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("call_info", default=None)
 
 _STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 

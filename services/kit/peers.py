@@ -44,7 +44,12 @@ from services.kit.errors import (
 )
 from services.kit.logs import request_id_var
 from tuneforge.common.v1 import common_pb2
-from tuneforge.data.v1 import data_service_pb2, data_service_pb2_grpc, dataset_pb2
+from tuneforge.data.v1 import (
+    augmentation_service_pb2_grpc,
+    data_service_pb2,
+    data_service_pb2_grpc,
+    dataset_pb2,
+)
 from tuneforge.enums import enum_names
 from tuneforge.eval.v1 import eval_service_pb2_grpc
 from tuneforge.registry.v1 import model_pb2, registry_service_pb2, registry_service_pb2_grpc
@@ -80,6 +85,8 @@ _STUBS = {
     "eval": eval_service_pb2_grpc.EvalServiceStub,
     "train": train_service_pb2_grpc.TrainServiceStub,
     "serve": serve_service_pb2_grpc.ServeServiceStub,
+    # Served by the data service: its peer entry names the data service's address.
+    "augmentation": augmentation_service_pb2_grpc.AugmentationServiceStub,
 }
 
 

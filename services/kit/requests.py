@@ -26,6 +26,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from services.kit.auth import AuthBase
 from services.kit.db import Database
 from services.kit.errors import InvalidArgument
+from services.kit.logs import call_info_var
 from services.kit.names import quote
 from services.kit.times import utcnow
 
@@ -85,6 +86,29 @@ def scope_of(request: Message) -> str:
     return ""
 
 
+def resource_of(request: Message) -> str:
+    """The resource a request names: its `name`, else its `parent`, else the first `projects/…`
+    string among its fields and its messages' fields (an upload's header)."""
+    for key in ("name", "parent"):
+        if key in request.DESCRIPTOR.fields_by_name and getattr(request, key):
+            return str(getattr(request, key))
+    for message in (
+        request,
+        *(v for f, v in request.ListFields() if f.type == f.TYPE_MESSAGE and not f.is_repeated),
+    ):
+        for descriptor, value in message.ListFields():
+            if descriptor.type == descriptor.TYPE_STRING and isinstance(value, str) and _PROJECT.match(value):
+                return value
+    return ""
+
+
+def _note_target(request: Any) -> None:
+    """Tell the outer interceptors (the audit) which project and resource the request names."""
+    info = call_info_var.get()
+    if info is not None and isinstance(request, Message):
+        info["project"], info["resource"] = scope_of(request), resource_of(request)
+
+
 def fingerprint(request: Message) -> str:
     body = type(request)()
     body.CopyFrom(request)
@@ -109,8 +133,12 @@ class RequestChecks(grpc.aio.ServerInterceptor):
             behavior = handler.stream_stream if handler.response_streaming else handler.stream_unary
 
             async def checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+                first = True
                 async for request in requests:
                     _refuse_undecodable(request)
+                    if first:
+                        _note_target(request)
+                        first = False
                     yield request
 
             if handler.response_streaming:
@@ -134,6 +162,7 @@ class RequestChecks(grpc.aio.ServerInterceptor):
 
             async def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
                 _refuse_undecodable(request)
+                _note_target(request)
                 async for item in streaming(request, context):
                     yield item
 
@@ -144,6 +173,7 @@ class RequestChecks(grpc.aio.ServerInterceptor):
 
         async def unary_unary(request: Any, context: Any) -> Any:
             _refuse_undecodable(request)
+            _note_target(request)
             key = self._key(method, request)
             if key is not None:
                 await self._check(key)

@@ -17,6 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy import Table
 
+from services.kit.access import Access
 from services.kit.auth import ApiKeyStore
 from services.kit.bus import EventBus
 from services.kit.db import Database
@@ -63,6 +64,7 @@ class Runtime:
     outbox: Outbox
     relay: OutboxRelay
     page_tokens: PageTokens
+    access: Access | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def run_periodically(self, name: str, interval: float, job: Callable[[], Awaitable[int]]) -> None:
@@ -144,6 +146,7 @@ async def open_runtime(
         outbox=outbox,
         relay=relay,
         page_tokens=PageTokens(settings.secret_key.get_secret_value().encode()),
+        access=Access(keys.db, default_rate=settings.rate_limit_per_key) if keys is not None else None,
     )
     if keys is not None:  # revoked keys leave the verification cache within a second
         watcher = asyncio.create_task(keys.watch_revocations())
@@ -175,7 +178,7 @@ async def serve(runtime: Runtime, register: Callable[[grpc.aio.Server], Iterable
     assert runtime.keys is not None, "a runtime that serves the API checks keys"
     server, port = create_server(
         settings.listen,
-        interceptors=standard_interceptors(runtime.keys),
+        interceptors=standard_interceptors(runtime.keys, runtime.access),
         max_message_bytes=settings.max_message_bytes,
     )
     names = list(register(server))

@@ -38,6 +38,9 @@ class KitSettings(BaseSettings):
     log_format: Literal["auto", "json", "text"] = "auto"
     shutdown_grace_seconds: float = Field(10.0, ge=0)
     max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024 * 1024)
+    rate_limit_per_key: float = Field(
+        100.0, ge=0, description="requests per second a project key may make to this replica (0: no limit)"
+    )
 
     @field_validator("listen")
     @classmethod

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from services.kit.access import Access
 from services.kit.auth import require_project
 from services.kit.db import Database
 from services.kit.errors import NotFound
@@ -37,6 +38,40 @@ class RegistryContext:
     limits: RegistryLimits
     # The train and data services, to check the jobs and dataset versions a lineage names.
     peers: Peers | None = None
+    # Project quotas (storage) and the storage each project uses, in the shared auth database.
+    access: Access | None = None
+
+    @staticmethod
+    def project_bytes(session: Session, project: str) -> int:
+        """Bytes of every model version the project stores."""
+        return int(
+            session.scalar(
+                select(func.coalesce(func.sum(VersionRow.total_size_bytes), 0))
+                .join(ModelRow, ModelRow.uid == VersionRow.model_uid)
+                .where(ModelRow.project == project)
+            )
+        )
+
+    async def record_storage(self) -> int:
+        """Write every project's bytes to the shared usage table (quota checks of other services
+        read it); returns how many projects it wrote."""
+        if self.access is None:
+            return 0
+
+        def totals(session: Session) -> list[tuple[str, int]]:
+            return [
+                (project, int(total))
+                for project, total in session.execute(
+                    select(ModelRow.project, func.coalesce(func.sum(VersionRow.total_size_bytes), 0))
+                    .join(VersionRow, VersionRow.model_uid == ModelRow.uid, isouter=True)
+                    .group_by(ModelRow.project)
+                )
+            ]
+
+        rows = await self.db.run(totals)
+        access = self.access
+        await access.db.run(lambda s: [access.record_storage(s, p, "registry", b) for p, b in rows])
+        return 0
 
     @staticmethod
     def project_of(parent: str, field: str = "parent") -> str:

@@ -30,6 +30,8 @@ from tuneforge.registry.v1 import model_pb2, registry_service_pb2, registry_serv
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
+# How often the storage each project uses is written where other services' quota checks read it.
+STORAGE_REFRESH_SECONDS = 30.0
 
 
 class RegistrySettings(KitSettings):
@@ -246,6 +248,7 @@ async def main() -> None:
         runtime.page_tokens,
         limits_from(settings),
         Peers({"train": settings.train_endpoint, "data": settings.data_endpoint}),
+        runtime.access,
     )
     servicer = RegistryServicer(ctx, feed)
     assert ctx.peers is not None
@@ -253,6 +256,7 @@ async def main() -> None:
     runtime.run_periodically(
         "swept expired uploads", settings.registry_sweep_interval_seconds, servicer.uploads.sweep
     )
+    runtime.run_periodically("recorded storage per project", STORAGE_REFRESH_SECONDS, ctx.record_storage)
 
     def register(server: grpc.aio.Server) -> list[str]:
         registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(servicer, server)

@@ -118,6 +118,14 @@ class Versions:
         if existing is not None:
             return self.ctx.version_proto(session, existing)
         lineage = self.resolve_lineage(session, model.project, spec, field)
+        if self.ctx.access is not None:
+            self.ctx.access.check_storage_now(
+                model.project,
+                "registry",
+                self.ctx.project_bytes(session, model.project),
+                sum(f["size_bytes"] for f in files),
+                field,
+            )
         number = (
             session.execute(
                 update(ModelRow)

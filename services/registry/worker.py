@@ -20,7 +20,9 @@ from typing import Any
 
 from pydantic import Field
 
+from services.kit.access import Access
 from services.kit.bus import REGISTRY_QUEUE_STREAM, REGISTRY_QUEUE_SUBJECTS
+from services.kit.db import Database
 from services.kit.server import open_runtime, run_until_signalled
 from services.kit.settings import load_settings
 from services.kit.workqueue import heartbeat, pull_forever
@@ -53,8 +55,10 @@ async def main() -> None:
         bus_name=f"tuneforge-{settings.worker_name}",
     )
     settings.registry_work_dir.mkdir(parents=True, exist_ok=True)
+    # Derived versions count against their project's storage quota as uploads do.
+    access = Access(Database(settings.auth_database_url, schema="auth"))
     ctx = RegistryContext(
-        runtime.db, runtime.store, runtime.outbox, runtime.page_tokens, limits_from(settings)
+        runtime.db, runtime.store, runtime.outbox, runtime.page_tokens, limits_from(settings), access=access
     )
     runner = DerivationRunner(ctx, Versions(ctx), settings.registry_work_dir)
     stopping = asyncio.Event()

@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.kit.auth import ALL_PROJECTS, ApiKeyStore, Principal, principal_var
+from services.kit.auth import ALL_PROJECTS, ROLES, ApiKeyStore, Principal, principal_var
 from services.kit.errors import InvalidArgument, NotFound, PermissionDenied, ServiceError, Unauthenticated
 from services.serve.calls import CallRequest, Calls, Piece, new_call_id
 from services.serve.convert import RATING_VALUES, call_name, deployment_name
@@ -108,6 +108,8 @@ def error_response(
 
 def from_service_error(error: ServiceError) -> JSONResponse:
     status, kind = STATUS.get(error.code, (500, "server_error"))
+    if error.reason == "ROLE_FORBIDDEN":  # the key is known, its role too small: OpenAI's 403
+        status, kind = 403, "permission_error"
     param = error.violations[0].field if error.violations else None
     code = error.reason.lower()
     headers = None
@@ -154,7 +156,17 @@ class OpenAiApi:
     async def _service_error(self, request: Request, exc: ServiceError) -> JSONResponse:
         return from_service_error(exc)
 
-    async def _principal(self, request: Request) -> Principal:
+    async def _principal(self, request: Request, needs: str = "viewer") -> Principal:
+        """The caller's key, which must have the role `needs` (answering and feedback: member)."""
+        principal = await self._key(request)
+        if ROLES.index(principal.role) < ROLES.index(needs):
+            raise PermissionDenied(
+                f"this call needs a key with the {needs} role; this key is a {principal.role}",
+                reason="ROLE_FORBIDDEN",
+            )
+        return principal
+
+    async def _key(self, request: Request) -> Principal:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if not header:
@@ -170,7 +182,7 @@ class OpenAiApi:
         return principal
 
     async def _deployment(self, request: Request, model: str) -> DeploymentRow:
-        principal = await self._principal(request)
+        principal = await self._principal(request, "member")
         if model.startswith("projects/"):
             name = model
         else:
@@ -270,7 +282,7 @@ class OpenAiApi:
         }
 
     async def feedback(self, body: FeedbackBody, request: Request) -> Any:
-        await self._principal(request)
+        await self._principal(request, "member")
         await self.calls.written()
         row = await self.logs.db.run(lambda s: _call_and_deployment(s, body.id))
         if row is None:

@@ -43,7 +43,7 @@ from services.suite.processes import (
     seaweed_process,
 )
 
-SERVICES = ("registry", "data", "train", "eval", "serve")
+SERVICES = ("registry", "data", "train", "eval", "serve", "iam")
 STATE_FILE = "suite.json"
 ENDPOINTS_FILE = "endpoints.json"
 ADMIN_KEY_FILE = "admin.key"

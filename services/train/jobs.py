@@ -13,13 +13,20 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from services.kit.access import Access
 from services.kit.auth import parse_in_project, require_project
 from services.kit.db import Database, keyset_page
-from services.kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from services.kit.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
 from services.kit.names import PROJECT, NamePattern, PageTokens, check_id, check_text, page_size, parse_filter
 from services.kit.outbox import Outbox
 from services.kit.peers import Peers
@@ -69,6 +76,20 @@ def _check_step(value: str, field: str) -> str:
 CHECKPOINT = NamePattern("projects/{project}/trainingJobs/{job}/checkpoints/{step}", {"step": _check_step})
 
 
+def _check_running_jobs(session: Session, project: str, limit: int) -> None:
+    """RESOURCE_EXHAUSTED when the project already has `limit` jobs queued or running (0: no limit)."""
+    if not limit:
+        return
+    active = session.scalar(select(func.count()).where(JobRow.project == project, JobRow.state.not_in(TERMINAL)))
+    if active >= limit:
+        raise ResourceExhausted(
+            f"project {project} has {active} jobs queued or running, its quota's limit; "
+            "wait for one to end or cancel one",
+            reason="RUNNING_JOBS_QUOTA",
+            metadata={"limit": str(limit)},
+        )
+
+
 class TrainingJobs:
     def __init__(
         self,
@@ -79,7 +100,9 @@ class TrainingJobs:
         peers: Peers,
         feed: ChangeFeed,
         settings: Settings,
+        access: Access | None = None,
     ) -> None:
+        self.access = access
         self.db = db
         self.outbox = outbox
         self.page_tokens = page_tokens
@@ -118,8 +141,10 @@ class TrainingJobs:
         facts = await gather(self.peers, project, spec, self.settings)
         counts = checks.job(spec, facts)
         spec.vocab_size = int(facts.base.config.get("vocab_size") or 0)
+        limit = int((await self.access.quota(project))["max_running_jobs"]) if self.access else 0
 
         def insert(session: Session) -> training_job_pb2.TrainingJob:
+            _check_running_jobs(session, project, limit)
             if session.scalar(select(JobRow.uid).where(JobRow.project == project, JobRow.job_id == job_id)):
                 raise AlreadyExists(f"training job projects/{project}/trainingJobs/{job_id} already exists")
             now = utcnow()

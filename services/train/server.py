@@ -125,6 +125,7 @@ async def main() -> None:
             local_model_dirs=tuple(Path(p) for p in settings.train_local_model_dirs.split(":") if p),
             spool_dir=settings.train_spool_dir,
         ),
+        runtime.access,
     )
 
     def register(server: grpc.aio.Server) -> list[str]:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from tuneforge.cli import data, evals, models, quickstart, serve, suite, train
+from tuneforge.cli import data, evals, models, projects, quickstart, serve, suite, train
 from tuneforge.cli.output import Options, err_console
 from tuneforge.errors import TuneForgeError
 
@@ -46,6 +46,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(train.app, name="train")
 app.add_typer(evals.app, name="eval")
 app.add_typer(serve.app, name="serve")
+app.add_typer(projects.app, name="projects")
 app.command()(serve.chat)
 app.command()(train.worker)
 app.command("data-worker")(train.data_worker)

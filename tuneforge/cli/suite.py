@@ -219,14 +219,18 @@ AuthDb = Annotated[
 def keys_create(
     ctx: typer.Context,
     project: Annotated[str, typer.Option(help="the project the key may act on ('*' with --role admin: all)")],
-    role: Annotated[str, typer.Option(help="member or admin")] = "member",
+    role: Annotated[str, typer.Option(help="viewer, member or admin")] = "member",
     name: Annotated[str, typer.Option(help="a note on who uses it")] = "",
     auth_database_url: AuthDb = None,
     data_dir: DataDir = None,
 ) -> None:
     """Create an API key; the key is printed once and never stored."""
-    with _keys(auth_database_url, data_dir) as store:
-        key, token = store.create(project, role, name)
+    from services.kit.access import ensure_project
+
+    with _keys(auth_database_url, data_dir) as store, store.db.transaction() as session:
+        if project != "*":
+            ensure_project(session, project)
+        key, token = store.create(project, role, name, session=session)
     if options(ctx).json:
         emit_json({"key_id": key.key_id, "project": key.project, "role": key.role, "api_key": token})
     else:
