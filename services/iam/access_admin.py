@@ -38,7 +38,7 @@ from services.kit.names import (
     parse_filter,
     quote,
 )
-from services.kit.times import to_timestamp, utcnow
+from services.kit.times import from_timestamp, to_timestamp, utcnow
 from tuneforge.iam.v1 import iam_pb2
 
 KEY_ID = re.compile(r"^[0-9a-f]{12}$")
@@ -285,7 +285,7 @@ class ApiKeys:
         check_text(request_id, "request_id", 128)
         expire = None
         if key.HasField("expire_time"):
-            expire = key.expire_time.ToDatetime(tzinfo=UTC)
+            expire = from_timestamp(key.expire_time, "api_key.expire_time")
             now = datetime.now(UTC)
             if not now < expire <= now + MAX_KEY_LIFETIME:
                 raise InvalidArgument.field("api_key.expire_time", "must be in the future, within ten years")

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from services.iam.repo import OUTBOX
 from services.kit.peers import Peers
 from services.kit.server import open_runtime, serve
 from services.kit.settings import KitSettings, load_settings
+from services.kit.times import from_timestamp
 from tuneforge.data.v1 import augmentation_service_pb2, data_service_pb2
 from tuneforge.eval.v1 import eval_service_pb2
 from tuneforge.iam.v1 import iam_pb2, iam_service_pb2, iam_service_pb2_grpc
@@ -107,7 +107,7 @@ class IamServicer(iam_service_pb2_grpc.IamServiceServicer):
     async def ListAuditLogEntries(
         self, request: S.ListAuditLogEntriesRequest, context: Context
     ) -> S.ListAuditLogEntriesResponse:
-        start = request.start_time.ToDatetime(tzinfo=UTC) if request.HasField("start_time") else None
+        start = from_timestamp(request.start_time, "start_time") if request.HasField("start_time") else None
         items, token = await self.audit.list(
             request.parent, request.page_size, request.page_token, request.filter, start
         )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -23,9 +23,9 @@ from sqlalchemy import DateTime, String, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from services.kit.auth import AuthBase
+from services.kit.auth import AuthBase, principal_var
 from services.kit.db import Database
-from services.kit.errors import InvalidArgument
+from services.kit.errors import FieldViolation, InvalidArgument, PermissionDenied
 from services.kit.logs import call_info_var
 from services.kit.names import quote
 from services.kit.times import utcnow
@@ -102,10 +102,66 @@ def resource_of(request: Message) -> str:
     return ""
 
 
+# Fields that name resources (and their `…_version`, `…_model`, `…_dataset`, `…_job` kin): every
+# `projects/{p}/…` among them must be a project the caller's key may act on.
+REFERENCE_FIELDS = frozenset(
+    {
+        "name",
+        "parent",
+        "source",
+        "dataset",
+        "deployment",
+        "model",
+        "teacher",
+        "judge",
+        "evaluation",
+        "rating_task",
+        "tokenizer",
+        "validation_data",
+        "derived_from",
+        "derivation",
+    }
+)
+REFERENCE_SUFFIXES = ("_version", "_model", "_dataset", "_job")
+
+
+def named_projects(message: Message, depth: int = 4) -> Iterator[tuple[str, str]]:
+    """(field path, project) of every resource name in `message`'s reference fields."""
+    for descriptor, value in message.ListFields():
+        if descriptor.type == descriptor.TYPE_MESSAGE:
+            if depth and not descriptor.message_type.GetOptions().map_entry:
+                for i, item in enumerate(value if descriptor.is_repeated else [value]):
+                    index = f"[{i}]" if descriptor.is_repeated else ""
+                    for path, project in named_projects(item, depth - 1):
+                        yield f"{descriptor.name}{index}.{path}", project
+            continue
+        if descriptor.type != descriptor.TYPE_STRING:
+            continue
+        if descriptor.name not in REFERENCE_FIELDS and not descriptor.name.endswith(REFERENCE_SUFFIXES):
+            continue
+        for i, text in enumerate(value if descriptor.is_repeated else [value]):
+            if match := _PROJECT.match(text):
+                yield (f"{descriptor.name}[{i}]" if descriptor.is_repeated else descriptor.name), match.group(1)
+
+
 def _note_target(request: Any) -> None:
-    """Tell the outer interceptors (the audit) which project and resource the request names."""
+    """The tenancy wall, before any handler runs: every resource the request names must be in a
+    project the caller's key may act on (PERMISSION_DENIED naming the field otherwise). Then tell
+    the outer interceptors (the audit) which project and resource the request names."""
+    if not isinstance(request, Message):
+        return
+    principal = principal_var.get()
+    if principal is not None and not principal.operator:
+        for path, project in named_projects(request):
+            if project != principal.project:
+                raise PermissionDenied(
+                    f"{path}: this API key is scoped to project {principal.project!r} and cannot access "
+                    f"project {project!r}",
+                    reason="PROJECT_FORBIDDEN",
+                    violations=[FieldViolation(path, f"names project {project!r}")],
+                )
     info = call_info_var.get()
-    if info is not None and isinstance(request, Message):
+    if info is not None:
         info["project"], info["resource"] = scope_of(request), resource_of(request)
 
 

@@ -20,6 +20,7 @@ from services.kit.errors import AlreadyExists, FailedPrecondition, InvalidArgume
 from services.kit.names import NamePattern, check_text
 from services.kit.peers import DATASET_KINDS, Peers
 from services.kit.rows import Kind, content_key
+from services.kit.times import from_timestamp
 from services.serve.convert import deployment_name
 from services.serve.logs import CallLogs
 from services.serve.repo import CallRow, DeploymentRow, FeedbackRow
@@ -94,9 +95,9 @@ class Backflow:
         if len(request.tags) > 16:
             raise InvalidArgument.field("tags", "at most 16 tags")
         start = (
-            request.start_time.ToDatetime().replace(tzinfo=None) if request.HasField("start_time") else None
+            from_timestamp(request.start_time, "start_time").replace(tzinfo=None) if request.HasField("start_time") else None
         )
-        end = request.end_time.ToDatetime().replace(tzinfo=None) if request.HasField("end_time") else None
+        end = from_timestamp(request.end_time, "end_time").replace(tzinfo=None) if request.HasField("end_time") else None
         deployment, calls = await self._calls(request.deployment, start, end, list(request.tags))
         target = DATASET.parse(request.dataset, "dataset")
         if target["project"] != deployment.project:

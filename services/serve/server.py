@@ -8,7 +8,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator
-from datetime import UTC, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from pydantic import Field
 from services.kit.peers import Peers
 from services.kit.server import open_runtime, serve
 from services.kit.settings import KitSettings, load_settings
+from services.kit.times import from_timestamp
 from services.kit.watch import ChangeFeed
 from services.serve.backflow import Backflow
 from services.serve.calls import CallRequest, Calls, Routes, new_call_id
@@ -127,8 +128,8 @@ class ServeServicer(serve_service_pb2_grpc.ServeServiceServicer):
         self, request: serve_service_pb2.GetDeploymentStatsRequest, context: Context
     ) -> deployment_pb2.DeploymentStats:
         await self.calls.written()
-        start = request.start_time.ToDatetime(UTC) if request.HasField("start_time") else None
-        end = request.end_time.ToDatetime(UTC) if request.HasField("end_time") else None
+        start = from_timestamp(request.start_time, "start_time") if request.HasField("start_time") else None
+        end = from_timestamp(request.end_time, "end_time") if request.HasField("end_time") else None
         return await self.logs.stats(request.name, start, end)
 
     async def ListCallLogs(
