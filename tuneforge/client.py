@@ -180,8 +180,28 @@ class _Metadata(
         return continuation(self._details(details), request_iterator)
 
 
+def tls_credentials() -> grpc.ChannelCredentials:
+    """TLS for `tls://` endpoints: the system's roots, or `TUNEFORGE_TLS_CA_FILE`; with
+    `TUNEFORGE_TLS_CERT_FILE` and `TUNEFORGE_TLS_KEY_FILE`, a client certificate (mutual TLS)."""
+
+    def read(variable: str) -> bytes | None:
+        path = os.environ.get(variable, "")
+        if not path:
+            return None
+        try:
+            return Path(path).expanduser().read_bytes()
+        except OSError as error:
+            raise TuneForgeError("INVALID_ARGUMENT", f"{variable}: {error}") from None
+
+    return grpc.ssl_channel_credentials(
+        root_certificates=read("TUNEFORGE_TLS_CA_FILE"),
+        private_key=read("TUNEFORGE_TLS_KEY_FILE"),
+        certificate_chain=read("TUNEFORGE_TLS_CERT_FILE"),
+    )
+
+
 def _channel(address: str, api_key: str) -> grpc.Channel:
-    """A channel to `host:port` (plaintext) or `tls://host:port` (TLS with the system's roots)."""
+    """A channel to `host:port` (plaintext) or `tls://host:port` (TLS, verified: see `tls_credentials`)."""
     if not address:
         raise TuneForgeError(
             "UNAVAILABLE",
@@ -204,9 +224,7 @@ def _channel(address: str, api_key: str) -> grpc.Channel:
         ("grpc.max_send_message_length", 16 * 1024 * 1024),
     ]
     if address.startswith("tls://"):
-        channel = grpc.secure_channel(
-            address.removeprefix("tls://"), grpc.ssl_channel_credentials(), options=options
-        )
+        channel = grpc.secure_channel(address.removeprefix("tls://"), tls_credentials(), options=options)
     else:
         channel = grpc.insecure_channel(address, options=options)
     return grpc.intercept_channel(channel, _Metadata(api_key))

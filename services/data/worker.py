@@ -15,6 +15,7 @@ import asyncio
 import logging
 import os
 import socket
+import ssl
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,14 @@ class DataWorker:
         log.info("data task done", extra={"task": task, "uid": uid})
 
 
+def _trusted(settings: DataWorkerSettings) -> ssl.SSLContext:
+    """The system's roots, and the platform's own CA (TUNEFORGE_TLS_CA_FILE: a TLS suite's serve API)."""
+    context = ssl.create_default_context()
+    if settings.tls_ca_file:
+        context.load_verify_locations(cafile=str(settings.tls_ca_file))
+    return context
+
+
 async def main() -> None:
     settings = load_settings(DataWorkerSettings)
     runtime = await open_runtime(
@@ -138,7 +147,9 @@ async def main() -> None:
     )
     # One connection pool for every teacher call of this worker (its size bounds nothing: each
     # teacher's own concurrency does).
-    http = httpx.AsyncClient(limits=httpx.Limits(max_connections=None, max_keepalive_connections=64))
+    http = httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=64), verify=_trusted(settings)
+    )
     tasks = Tasks(
         runtime.db,
         runtime.store,

@@ -28,6 +28,7 @@ import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from services.kit import tls
 from services.kit.auth import bearer_var
 from services.kit.errors import (
     AlreadyExists,
@@ -170,7 +171,7 @@ class Peers:
         made = self._channels.get(peer)
         if made is None or made[0] is not loop:
             config = {"methodConfig": [{"name": [{}], "retryPolicy": _RETRY}]}
-            channel = grpc.aio.insecure_channel(
+            channel = tls.aio_channel(
                 address,
                 options=[
                     ("grpc.enable_retries", 1),

@@ -17,6 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy import Table
 
+from services.kit import tls
 from services.kit.access import Access
 from services.kit.auth import ApiKeyStore
 from services.kit.bus import EventBus
@@ -45,7 +46,8 @@ def create_server(
             ("grpc.max_send_message_length", max_message_bytes),
         ],
     )
-    port = server.add_insecure_port(address)
+    credentials = tls.current().server_credentials()
+    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot listen on {address}")
     return server, port
@@ -111,6 +113,11 @@ async def open_runtime(
     """Connect everything a service (or, with `serves_api=False`, a worker of it) needs, migrate
     its schema and start its outbox relay. Workers share their service's database and outbox."""
     configure_logging(settings.log_level, settings.log_format)
+    tls.configure(
+        tls.TlsConfig.from_files(
+            settings.tls_cert_file, settings.tls_key_file, settings.tls_ca_file, settings.tls_client_ca_file
+        )
+    )
     db = Database(settings.database_url, schema=name)
     await asyncio.to_thread(db.migrate, migrations)
     keys = None

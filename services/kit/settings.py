@@ -38,6 +38,10 @@ class KitSettings(BaseSettings):
     log_format: Literal["auto", "json", "text"] = "auto"
     shutdown_grace_seconds: float = Field(10.0, ge=0)
     max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024 * 1024)
+    tls_cert_file: Path | None = Field(None, description="serve TLS with this certificate (PEM)")
+    tls_key_file: Path | None = Field(None, description="the certificate's private key (PEM)")
+    tls_ca_file: Path | None = Field(None, description="trust this CA calling other services (TLS to peers)")
+    tls_client_ca_file: Path | None = Field(None, description="require client certificates signed by this CA")
     rate_limit_per_key: float = Field(
         100.0, ge=0, description="requests per second a project key may make to this replica (0: no limit)"
     )

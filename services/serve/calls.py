@@ -21,7 +21,7 @@ import grpc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.kit import pii
+from services.kit import pii, tls
 from services.kit.db import Database
 from services.kit.errors import InvalidArgument, ResourceExhausted, ServiceError, Unavailable
 from services.kit.peers import peer_error
@@ -141,7 +141,7 @@ class Routes:
 
     def stub(self, address: str) -> engine_service_pb2_grpc.EngineServiceStub:
         if address not in self._channels:
-            self._channels[address] = grpc.aio.insecure_channel(
+            self._channels[address] = tls.aio_channel(
                 address,
                 options=[("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", 2000)],
             )

@@ -162,8 +162,9 @@ class EmbeddedHttp(uvicorn.Server):
 
 
 async def start_http(
-    app: Any, listen: str, port_file: Path | None
+    app: Any, listen: str, port_file: Path | None, tls_files: tuple[Path, Path] | None = None
 ) -> tuple[EmbeddedHttp, asyncio.Task[None], int]:
+    """The OpenAI-compatible API on `listen`; HTTPS with `tls_files` (certificate, key)."""
     host, _, port = listen.rpartition(":")
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
     # IPPROTO_TCP named explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and
@@ -172,7 +173,8 @@ async def start_http(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host.strip("[]"), int(port)))
     bound = sock.getsockname()[1]
-    server = EmbeddedHttp(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+    ssl = {"ssl_certfile": str(tls_files[0]), "ssl_keyfile": str(tls_files[1])} if tls_files else {}
+    server = EmbeddedHttp(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, **ssl))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():
@@ -207,7 +209,10 @@ async def main() -> None:
         "compacted call logs", settings.serve_compact_interval_seconds, lambda: logs.compact(compact_after)
     )
     api = OpenAiApi(runtime.keys, deployments, calls, logs)
-    http, http_task, _ = await start_http(api.app, settings.serve_http_listen, settings.serve_http_port_file)
+    tls_files = (
+        (settings.tls_cert_file, settings.tls_key_file) if settings.tls_cert_file and settings.tls_key_file else None
+    )
+    http, http_task, _ = await start_http(api.app, settings.serve_http_listen, settings.serve_http_port_file, tls_files)
 
     async def stop_http() -> None:
         http.should_exit = True

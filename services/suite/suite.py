@@ -33,6 +33,7 @@ from minio import Minio
 
 from services.kit.auth import ALL_PROJECTS, ApiKeyStore
 from services.kit.db import Database
+from services.suite.certs import SuiteCerts, make_certs
 from services.suite.processes import (
     LOOPBACK,
     ManagedProcess,
@@ -134,9 +135,14 @@ def _tcp_open(port: int) -> bool:
         return s.connect_ex((LOOPBACK, port)) == 0
 
 
-def grpc_serving(address: str, service: str = "", timeout: float = 1.0) -> bool:
-    """True when the gRPC health service at `address` reports SERVING."""
-    with grpc.insecure_channel(address) as channel:
+def grpc_serving(
+    address: str, service: str = "", timeout: float = 1.0, credentials: grpc.ChannelCredentials | None = None
+) -> bool:
+    """True when the gRPC health service at `address` (`host:port`, or `tls://host:port` with
+    `credentials`) reports SERVING."""
+    target = address.removeprefix("tls://")
+    channel = grpc.secure_channel(target, credentials) if credentials else grpc.insecure_channel(target)
+    with channel:
         try:
             response = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=timeout
@@ -158,7 +164,12 @@ class LocalSuite:
         extra_env: dict[str, str] | None = None,
         workers: int = 1,
         local_model_dirs: tuple[Path, ...] = (),
+        tls: str = "",
     ) -> None:
+        """`tls`: "" (plaintext on loopback), "tls" (every gRPC server and the OpenAI API serve TLS
+        with the suite's own CA) or "mtls" (gRPC servers also require a client certificate)."""
+        assert tls in ("", "tls", "mtls")
+        self.tls = tls
         self.data_dir = data_dir.resolve()
         self.services = services
         self.database_url = database_url
@@ -197,16 +208,44 @@ class LocalSuite:
             "nats": f"nats://{LOOPBACK}:{self.state.nats_port}",
             "s3": f"{LOOPBACK}:{self.state.seaweed_ports['s3']}",
         }
+        scheme = "tls://" if self.tls else ""
         out.update(
             {
-                name: f"{LOOPBACK}:{port}"
+                name: f"{scheme}{LOOPBACK}:{port}"
                 for name, port in self.state.service_ports.items()
                 if name in self.services
             }
         )
         if "serve" in self.services:
-            out["openai"] = f"http://{LOOPBACK}:{self.state.service_ports['serve-http']}/v1"
+            http = "https" if self.tls else "http"
+            out["openai"] = f"{http}://{LOOPBACK}:{self.state.service_ports['serve-http']}/v1"
         return out
+
+    @property
+    def certs(self) -> SuiteCerts:
+        """The suite's CA and certificates (TLS suites)."""
+        return make_certs(self.data_dir / "tls")
+
+    def tls_env(self) -> dict[str, str]:
+        """What a client of a TLS suite sets (`TUNEFORGE_TLS_*`), and every process of the suite."""
+        if not self.tls:
+            return {}
+        certs = self.certs
+        env = {"TUNEFORGE_TLS_CA_FILE": str(certs.ca)}
+        if self.tls == "mtls":
+            env |= {"TUNEFORGE_TLS_CERT_FILE": str(certs.client_cert), "TUNEFORGE_TLS_KEY_FILE": str(certs.client_key)}
+        return env
+
+    def _health_credentials(self) -> grpc.ChannelCredentials | None:
+        if not self.tls:
+            return None
+        certs = self.certs
+        mutual = self.tls == "mtls"
+        return grpc.ssl_channel_credentials(
+            certs.ca.read_bytes(),
+            certs.client_key.read_bytes() if mutual else None,
+            certs.client_cert.read_bytes() if mutual else None,
+        )
 
     def service_env(self, name: str) -> dict[str, str]:
         """The environment a service process of this suite runs with."""
@@ -244,6 +283,7 @@ class LocalSuite:
                 else {}
             ),
             "TUNEFORGE_SHUTDOWN_GRACE_SECONDS": "3",
+            **self._process_tls_env(),
             "TUNEFORGE_TRAIN_LOCAL_MODEL_DIRS": ":".join(str(d) for d in self.local_model_dirs),
             # The eval service starts evaluations itself after training, with the workers' key.
             "TUNEFORGE_EVAL_SERVICE_API_KEY": (self.data_dir / WORKER_KEY_FILE).read_text().strip()
@@ -251,6 +291,20 @@ class LocalSuite:
             else "",
             **self.extra_env,
         }
+
+    def _process_tls_env(self) -> dict[str, str]:
+        """A TLS suite's processes serve with the suite's certificate and trust its CA."""
+        if not self.tls:
+            return {}
+        certs = self.certs
+        env = {
+            "TUNEFORGE_TLS_CERT_FILE": str(certs.cert),
+            "TUNEFORGE_TLS_KEY_FILE": str(certs.key),
+            "TUNEFORGE_TLS_CA_FILE": str(certs.ca),
+        }
+        if self.tls == "mtls":
+            env["TUNEFORGE_TLS_CLIENT_CA_FILE"] = str(certs.ca)
+        return env
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -327,7 +381,10 @@ class LocalSuite:
         self.processes[name] = process
         process.start()
         address = self.endpoints[name]
-        process.wait_ready(lambda: port_file.exists() and grpc_serving(address), timeout)
+        credentials = self._health_credentials()
+        process.wait_ready(
+            lambda: port_file.exists() and grpc_serving(address, credentials=credentials), timeout
+        )
         return process
 
     def start_worker(

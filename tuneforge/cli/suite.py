@@ -134,7 +134,15 @@ def status(ctx: typer.Context, data_dir: DataDir = None) -> None:
         elif name == "openai":  # the serve service's HTTP API: it answers 401 without a key
             healthy = _http_answers(address.removeprefix("http://") + "/models")
         else:
-            with grpc.insecure_channel(address) as channel:
+            from tuneforge.client import tls_credentials
+
+            target = address.removeprefix("tls://")
+            channel = (
+                grpc.secure_channel(target, tls_credentials())
+                if address.startswith("tls://")
+                else grpc.insecure_channel(target)
+            )
+            with channel:
                 try:
                     reply = health_pb2_grpc.HealthStub(channel).Check(
                         health_pb2.HealthCheckRequest(), timeout=2
