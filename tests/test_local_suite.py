@@ -84,7 +84,7 @@ def test_a_second_suite_on_the_folder_is_refused_or_attaches(
 ) -> None:
     first, folder = up
     components = children_of(first.pid)
-    assert len(components) >= 12, "NATS, S3, five services and their workers"
+    assert len(components) >= 12, "NATS, S3, six services and their workers"
 
     second = subprocess.run(
         [sys.executable, "-m", "tuneforge", "up", "--data-dir", str(folder)],

@@ -36,7 +36,7 @@ from services.kit.peers import Peers
 from services.kit.sealing import SecretBox
 from services.kit.server import open_runtime, run_until_signalled
 from services.kit.settings import KitSettings, load_settings
-from services.kit.workqueue import heartbeat, pull_by_priority
+from services.kit.workqueue import hand_back_on_outage, heartbeat, pull_by_priority
 
 log = logging.getLogger("tuneforge.data-worker")
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -103,6 +103,8 @@ class DataWorker:
         try:
             await self.tasks.run(task, uid)
         except Exception as exc:
+            if await hand_back_on_outage(message, exc, f"{task} {uid}"):
+                return
             deliveries = getattr(message.metadata, "num_delivered", 1) or 1
             if deliveries >= MAX_DELIVERIES:
                 log.exception("data task failed for good", extra={"task": task, "uid": uid})

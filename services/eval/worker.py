@@ -38,7 +38,7 @@ from services.kit.server import open_runtime, run_until_signalled
 from services.kit.settings import KitSettings, load_settings
 from services.kit.store import ObjectStore
 from services.kit.times import utcnow
-from services.kit.workqueue import heartbeat, pull_forever
+from services.kit.workqueue import hand_back_on_outage, heartbeat, pull_forever
 from tuneforge.registry.v1 import model_pb2
 
 log = logging.getLogger("tuneforge.eval-worker")
@@ -121,6 +121,7 @@ class EvalWorker:
         )
         beat = asyncio.create_task(heartbeat(message, self.settings.eval_ack_wait_seconds / 3))
         work = self.settings.eval_work_dir / uid
+        handed_back = False
         try:
             results, predictions = await self.evaluate(row, work)
             stored = await self.store.put_bytes(
@@ -156,6 +157,9 @@ class EvalWorker:
         except Cancelled:
             log.info("evaluation cancelled", extra={"evaluation": evaluation_name(row)})
         except Exception as exc:
+            if await hand_back_on_outage(message, exc, evaluation_name(row)):
+                handed_back = True
+                return
             log.exception("evaluation failed", extra={"evaluation": evaluation_name(row)})
             reason = f"{type(exc).__name__}: {exc}"
             await self.outbox.write(
@@ -163,7 +167,8 @@ class EvalWorker:
             )
         finally:
             beat.cancel()
-            await message.ack()
+            if not handed_back:
+                await message.ack()
             shutil.rmtree(work, ignore_errors=True)
 
     async def _link(self, row: EvaluationRow, results: list[dict[str, Any]]) -> None:

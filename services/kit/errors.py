@@ -104,3 +104,24 @@ class Aborted(ServiceError):
 class Unavailable(ServiceError):
     code = "UNAVAILABLE"
     default_reason = "UNAVAILABLE"
+
+
+def unreachable_backend(error: BaseException) -> Unavailable | None:
+    """The UNAVAILABLE a failure of a backend (the object store, the database, a peer service)
+    becomes, or None when `error` is not one: such work is retried, not read as a bug."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, Unavailable):  # a peer, or a peer's backend, that did not answer
+            return current
+        module = type(current).__module__
+        if module.startswith("urllib3") or isinstance(current, ConnectionError | TimeoutError):
+            return Unavailable("the object store did not answer; try again", reason="STORE_UNAVAILABLE")
+        if module.startswith("sqlalchemy") and type(current).__name__ in (
+            "OperationalError",
+            "DisconnectionError",
+        ):
+            return Unavailable("the database did not answer; try again", reason="DATABASE_UNAVAILABLE")
+        current = current.__cause__ or current.__context__
+    return None

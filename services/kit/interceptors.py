@@ -27,7 +27,7 @@ from grpc_status import rpc_status
 
 from services.kit.access import Access, require_role
 from services.kit.auth import ApiKeyStore, bearer_var, principal_var
-from services.kit.errors import ERROR_DOMAIN, ServiceError, Unauthenticated
+from services.kit.errors import ERROR_DOMAIN, ServiceError, Unauthenticated, unreachable_backend
 from services.kit.logs import call_info_var, request_id_var
 from services.kit.requests import RequestChecks
 
@@ -172,8 +172,13 @@ class ErrorInterceptor(_AroundInterceptor):
         except ServiceError as error:
             status = rich_status(error, request_id_var.get())
             await context.abort(status.code, status.details, status.trailing_metadata)
-        except Exception:
+        except Exception as unexpected:
             request_id = request_id_var.get()
+            backend = unreachable_backend(unexpected)
+            if backend is not None:  # a store or database outage: retryable, not a bug
+                log.warning("a backend is unreachable", extra={"method": method}, exc_info=True)
+                status = rich_status(backend, request_id)
+                await context.abort(status.code, status.details, status.trailing_metadata)
             log.exception("unhandled error", extra={"method": method})
             status = rich_status(
                 ServiceError(f"internal error; quote request id {request_id} when reporting it"), request_id

@@ -81,7 +81,13 @@ async def pull_by_priority(
                 await asyncio.sleep(1)
                 break
             for message in messages:
-                await handle(message)
+                try:
+                    await handle(message)
+                except Exception:
+                    # A handler that failed where it should not have (its bookkeeping, an ack the
+                    # server had already dropped) must not end the worker: the message is
+                    # redelivered after its ack wait.
+                    log.exception("handling a work-queue message failed", extra={"consumer": durable})
             break  # after any message, start again from the highest priority
 
 
@@ -91,3 +97,28 @@ async def waiting(bus: EventBus, stream: str, durable: str) -> int:
         return int((await bus.js.consumer_info(stream, durable)).num_pending or 0)
     except Exception:
         return 0
+
+
+# A backend outage (the object store or the database gone for a while) hands the work back to the
+# queue rather than failing it: redelivered after OUTAGE_RETRY_SECONDS, up to OUTAGE_DELIVERIES
+# times (about two and a half minutes), resumed from whatever it stored before.
+OUTAGE_RETRY_SECONDS = 5.0
+OUTAGE_DELIVERIES = 30
+
+
+async def hand_back_on_outage(message: Any, error: BaseException, what: str) -> bool:
+    """Nak `message` for a later delivery when `error` is a backend outage (and it has not come
+    back too often); True when it was handed back, so the caller must not fail the work."""
+    from services.kit.errors import unreachable_backend
+
+    deliveries = getattr(getattr(message, "metadata", None), "num_delivered", 1) or 1
+    if unreachable_backend(error) is None or deliveries >= OUTAGE_DELIVERIES:
+        return False
+    log.warning(
+        "a backend is unreachable; the work goes back to the queue",
+        extra={"work": what, "deliveries": deliveries},
+        exc_info=True,
+    )
+    with contextlib.suppress(Exception):
+        await message.nak(delay=OUTAGE_RETRY_SECONDS)
+    return True

@@ -25,7 +25,7 @@ from services.kit.bus import REGISTRY_QUEUE_STREAM, REGISTRY_QUEUE_SUBJECTS
 from services.kit.db import Database
 from services.kit.server import open_runtime, run_until_signalled
 from services.kit.settings import load_settings
-from services.kit.workqueue import heartbeat, pull_forever
+from services.kit.workqueue import hand_back_on_outage, heartbeat, pull_forever
 from services.registry.deriving import DerivationRunner
 from services.registry.lookup import RegistryContext
 from services.registry.repo import OUTBOX
@@ -69,6 +69,8 @@ async def main() -> None:
         try:
             await runner.run(uid)
         except Exception as exc:
+            if await hand_back_on_outage(message, exc, f"derivation {uid}"):
+                return
             deliveries = getattr(message.metadata, "num_delivered", 1) or 1
             if deliveries >= MAX_DELIVERIES:
                 log.exception("derivation failed for good", extra={"uid": uid})

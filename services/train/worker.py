@@ -39,7 +39,7 @@ from services.kit.server import open_runtime, run_until_signalled
 from services.kit.settings import KitSettings, load_settings
 from services.kit.store import ObjectStore
 from services.kit.times import utcnow
-from services.kit.workqueue import heartbeat, pull_by_priority
+from services.kit.workqueue import hand_back_on_outage, heartbeat, pull_by_priority
 from services.train import launch, preparation, workers
 from services.train.convert import TERMINAL, job_name
 from services.train.jobs import QUEUE_SUBJECT, emit_job
@@ -187,6 +187,8 @@ class Worker:
             log.info("job handed back for redelivery", extra={"job": job_name(row)})
             return
         except Exception as exc:
+            if await hand_back_on_outage(message, exc, job_name(row)):
+                return  # resumed from its newest stored checkpoint once the store answers
             log.exception("job failed in the worker", extra={"job": job_name(row)})
             outcome = {"state": "failed", "reason": "WORKER_ERROR", "message": f"{type(exc).__name__}: {exc}"}
             await self.outbox.write(self.db, lambda s: self._finish(s, uid, outcome))
@@ -363,6 +365,12 @@ class Worker:
                     normal_waiting_since = await self._cancel_or_preempt(
                         row, job_dir, run, normal_waiting_since
                     )
+        except BaseException:
+            # Whatever stops the following (a store outage while storing a checkpoint, say) stops
+            # the training too: the job resumes elsewhere, never twice at once.
+            if self.child.returncode is None:
+                await self._stop_child()
+            raise
         finally:
             logfile.close()
 

@@ -175,6 +175,7 @@ def test_up_prints_endpoints_and_ctrl_c_stops_everything(tmp_path: Path) -> None
             "train",
             "eval",
             "serve",
+            "iam",
             "openai",
         }
         status = subprocess.run(
@@ -183,7 +184,7 @@ def test_up_prints_endpoints_and_ctrl_c_stops_everything(tmp_path: Path) -> None
             text=True,
             timeout=60,
         )
-        assert status.returncode == 0 and status.stdout.count("serving") == 8
+        assert status.returncode == 0 and status.stdout.count("serving") == 9
         process.send_signal(signal.SIGINT)
         assert process.wait(60) == 0
     finally:

@@ -66,7 +66,7 @@ class Plan:
     evaluations: int = 2
     upload_every: float = 3.0
     s3_down_seconds: float = 10.0
-    faults: int = 8
+    faults: int = 14
     seed: int = 0
 
 
@@ -77,6 +77,7 @@ class Tally:
     bad_errors: list[str] = field(default_factory=list)
     uploads: dict[str, str] = field(default_factory=dict)  # request id -> version name
     calls: Counter[str] = field(default_factory=Counter)
+    doing: dict[str, str] = field(default_factory=dict)  # load thread -> what it is waiting on
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def error(self, where: str, code: str, message: str) -> None:
@@ -88,6 +89,7 @@ class Tally:
 
 def retried(tally: Tally, where: str, call: Callable[[], Any], *, until: float) -> Any:
     """`call` until it succeeds (a client retrying through an outage), counting each error."""
+    tally.doing[threading.current_thread().name] = f"{where} since {time.strftime('%H:%M:%S')}"
     while True:
         try:
             return call()
@@ -113,6 +115,7 @@ class FaultRun:
     # -- the run -------------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
+        started = time.monotonic()
         with self.suite:
             client = self._client()
             base, eval_version = self._prepare(client)
@@ -128,8 +131,19 @@ class FaultRun:
                 thread.start()
             self._inject(deadline)
             for thread in threads:
-                thread.join(timeout=max(1.0, deadline - time.monotonic() + 600))
-            return self._check(client)
+                thread.join(timeout=max(1.0, deadline - time.monotonic() + 180))
+            stuck = [
+                f"{t.name} stuck in {self.tally.doing.get(t.name, '?')}" for t in threads if t.is_alive()
+            ]
+            loaded = time.monotonic() - started
+            report = self._check(client)
+            report["problems"] = stuck + report["problems"]
+            report["lost"] += len(stuck)
+            return {
+                **report,
+                "seconds_under_load": round(loaded),
+                "seconds_in_all": round(time.monotonic() - started),
+            }
 
     def _client(self) -> Client:
         return Client(self.suite.endpoints, api_key=self.suite.admin_key, project=PROJECT)
@@ -230,20 +244,27 @@ class FaultRun:
     # -- faults --------------------------------------------------------------------------------
 
     def _targets(self) -> list[str]:
-        return ["worker-0", "worker-1", "eval-worker-0", "data-worker-0", *SERVICES, "nats", "s3"]
+        workers = [
+            "worker-0",
+            "worker-1",
+            "eval-worker-0",
+            "data-worker-0",
+            "serve-worker-0",
+            "registry-worker-0",
+        ]
+        return [*workers, *SERVICES, "nats", "s3"]
 
     def _inject(self, deadline: float) -> None:
         targets = self._targets()
         # Every kind of fault at least once (in a seeded order), then random ones.
         order = self.rng.sample(targets, len(targets))
         order += [self.rng.choice(targets) for _ in range(max(0, self.plan.faults - len(order)))]
-        spacing = (self.plan.seconds * 0.8) / max(1, len(order))
-        time.sleep(spacing / 2)
-        for target in order:
-            if time.monotonic() > deadline:
-                break
+        time.sleep(self.plan.seconds * 0.05)
+        for i, target in enumerate(order):
             self._fault(target)
-            time.sleep(self.rng.uniform(0.5, 1.5) * spacing)
+            # What is left of 80% of the run, shared among the faults still to come.
+            left = deadline - self.plan.seconds * 0.2 - time.monotonic()
+            time.sleep(max(0.5, self.rng.uniform(0.5, 1.5) * left / max(1, len(order) - i - 1)))
 
     def _fault(self, target: str) -> None:
         suite = self.suite
@@ -268,7 +289,7 @@ class FaultRun:
     def _check(self, client: Client) -> dict[str, Any]:
         problems: list[str] = []
         lost = duplicated = corrupt = 0
-        jobs = [client.train.wait(name, timeout=900) for name in self.jobs]
+        jobs = [client.train.wait(name, timeout=300) for name in self.jobs]
         for job in jobs:
             state = STATE_NAMES[job.state]
             if state != "succeeded":
@@ -285,7 +306,7 @@ class FaultRun:
             if len(versions) != 1:
                 duplicated += 1
                 problems.append(f"{job.name} registered {len(versions)} versions")
-        evaluations = [client.evals.wait(name, timeout=600) for name in self.evaluations]
+        evaluations = [client.evals.wait(name, timeout=300) for name in self.evaluations]
         for evaluation in evaluations:
             if EVALUATION_STATES[evaluation.state] != "succeeded":
                 lost += 1
@@ -423,7 +444,7 @@ def main() -> int:
         jobs=max(2, int(seconds // 60)),
         evaluations=max(2, int(seconds // 90)),
         s3_down_seconds=args.s3_down_seconds,
-        faults=max(13, int(seconds // 15)),
+        faults=max(14, int(seconds // 15)),
         seed=args.seed,
     )
     with tempfile.TemporaryDirectory(prefix="tuneforge-faults-") as tmp:

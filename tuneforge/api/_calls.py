@@ -88,3 +88,30 @@ def save_report(report: Any, charts: Any, directory: str | Path) -> list[Path]:
             target.write_bytes(response.read())
         written.append(target)
     return written
+
+
+def follow_until(
+    open_stream: Callable[[float], Iterator[T]], done: Callable[[T], bool], first: T, timeout: float, what: str
+) -> T:
+    """Follow a Watch stream until `done(value)`, within `timeout` seconds: the stream is opened with
+    the time left as its deadline, and opened again when a restarting service ends it (UNAVAILABLE);
+    TimeoutError when the time is up. `first` is the value read before (returned when done)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    last = first
+    while not done(last):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"{what} did not finish within {timeout:g} s")
+        try:
+            for last in open_stream(left):
+                if done(last):
+                    break
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                continue  # the loop's check says it is over
+            if error.code() != grpc.StatusCode.UNAVAILABLE:
+                raise TuneForgeError.from_rpc_error(error) from None
+            time.sleep(0.5)
+    return last

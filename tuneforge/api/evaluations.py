@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -14,7 +13,7 @@ import grpc
 from google.protobuf import json_format
 
 from tuneforge import names
-from tuneforge.api._calls import call, pages, save_report
+from tuneforge.api._calls import call, follow_until, pages, save_report
 from tuneforge.enums import enum_names
 from tuneforge.errors import TuneForgeError
 from tuneforge.eval.v1 import eval_service_pb2, eval_service_pb2_grpc, evaluation_pb2
@@ -142,14 +141,15 @@ class Evaluations:
         )
 
     def wait(self, ref: str, *, timeout: float = 3600) -> evaluation_pb2.Evaluation:
-        deadline = time.monotonic() + timeout
-        last = self.get(ref)
-        for last in self.watch(ref):
-            if STATE_NAMES[last.state] in ("succeeded", "failed", "cancelled"):
-                return last
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{last.name} did not finish within {timeout} s")
-        return last
+        """The evaluation once it ended (TimeoutError after `timeout` seconds)."""
+        request = eval_service_pb2.WatchEvaluationRequest(name=self.evaluation_name(ref))
+        return follow_until(
+            lambda left: self._stub.WatchEvaluation(request, timeout=left),
+            lambda e: STATE_NAMES[e.state] in ("succeeded", "failed", "cancelled"),
+            self.get(ref),
+            timeout,
+            request.name,
+        )
 
     def predictions(
         self, ref: str, *, model_version: str = "", order_by: str = "", page_size: int = 0

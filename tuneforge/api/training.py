@@ -12,7 +12,7 @@ import grpc
 from google.protobuf import json_format
 
 from tuneforge import names
-from tuneforge.api._calls import call, pages, save_report
+from tuneforge.api._calls import call, follow_until, pages, save_report
 from tuneforge.common.v1 import common_pb2
 from tuneforge.enums import enum_names, enum_values
 from tuneforge.errors import TuneForgeError
@@ -195,19 +195,16 @@ class Training:
             raise
 
     def wait(self, ref: str, *, timeout: float = 3600) -> training_job_pb2.TrainingJob:
-        """Block until the job ends (through the watch stream, not by polling)."""
-        import time
+        """Block until the job ends (through the watch stream, not by polling; TimeoutError after
+        `timeout` seconds)."""
+        request = train_service_pb2.WatchTrainingJobRequest(name=self.job_name(ref), after_step=2**31 - 1)
 
-        deadline = time.monotonic() + timeout
-        job = self.get(ref)
-        for update in self.watch(ref):
-            if isinstance(update, training_job_pb2.TrainingJob):
-                job = update
-                if STATE_NAMES[job.state] in TERMINAL:
-                    return job
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{job.name} did not finish within {timeout} s")
-        return self.get(ref)
+        def jobs(left: float) -> Iterator[training_job_pb2.TrainingJob]:
+            for update in self._stub.WatchTrainingJob(request, timeout=left):
+                if update.HasField("training_job"):
+                    yield update.training_job
+
+        return follow_until(jobs, lambda j: STATE_NAMES[j.state] in TERMINAL, self.get(ref), timeout, request.name)
 
     def checkpoints(self, ref: str) -> list[training_job_pb2.Checkpoint]:
         return list(
