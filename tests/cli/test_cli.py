@@ -141,6 +141,7 @@ def test_keys_and_status_commands(tf, suite: LocalSuite) -> None:  # type: ignor
         "train": "serving",
         "eval": "serving",
         "serve": "serving",
+        "iam": "serving",
         "openai": "serving",
     }
     assert "no running suite" in tf("status", "--data-dir", "/nonexistent", code=2).stderr

@@ -226,5 +226,6 @@ def test_rates_and_quotas_answer_resource_exhausted(
         )
         assert error.reason == "RUNNING_JOBS_QUOTA"
         operator.train.cancel(first.name)
+        operator.train.wait(first.name, timeout=120)  # a running job ends once its worker stops it
         second = operator.train.create(base_model=base, training_data={"math-grading-train": 0.2})
         operator.train.cancel(second.name)

@@ -407,8 +407,10 @@ def quickstart(
         stages.append((name, detail, f"{time.perf_counter() - since:.1f} s"))
         console.print(f"[green]✓[/green] {name}: {detail}")
 
-    # SIGTERM stops the suite as Ctrl-C does (the default would leave no time to stop it).
+    # SIGTERM stops the suite as Ctrl-C does (the default would leave no time to stop it); Ctrl-C
+    # works even when the parent ignored SIGINT (a shell's background job).
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     attached = False
     try:
         t = time.perf_counter()

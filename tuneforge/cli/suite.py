@@ -65,6 +65,9 @@ def up(ctx: typer.Context, data_dir: DataDir = None) -> None:
         stop["now"] = True
 
     signal.signal(signal.SIGTERM, request_stop)
+    # Ctrl-C stops the suite even when whatever started this process ignored SIGINT (a shell's
+    # background job does), which Python would otherwise inherit.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         try:
             suite.start()
