@@ -24,6 +24,7 @@ from typing import Any
 
 import grpc
 
+from tuneforge import telemetry
 from tuneforge.api.augmentation import Annotate, Augment
 from tuneforge.api.datasets import Datasets
 from tuneforge.api.evaluations import Evaluations
@@ -154,7 +155,7 @@ class _Metadata(
     grpc.StreamUnaryClientInterceptor,
     grpc.StreamStreamClientInterceptor,
 ):
-    """Adds the bearer API key and a request id to every call."""
+    """Adds the bearer API key, a request id and the current trace context to every call."""
 
     def __init__(self, api_key: str) -> None:
         self.api_key = api_key
@@ -165,6 +166,7 @@ class _Metadata(
             metadata.append(("authorization", f"Bearer {self.api_key}"))
         if not any(k == "x-request-id" for k, _ in metadata):
             metadata.append(("x-request-id", uuid.uuid4().hex))
+        metadata.extend(telemetry.inject({}).items())
         return _CallDetails(details, metadata)
 
     def intercept_unary_unary(self, continuation, details, request):  # type: ignore[no-untyped-def]

@@ -25,6 +25,7 @@ from services.data.teachers import SEAL_PURPOSE, Teachers
 from services.data.transforms import Transforms
 from services.data.uploads import Uploads
 from services.data.versions import Versions
+from services.kit.bus import DATA_QUEUE_STREAM
 from services.kit.peers import Peers
 from services.kit.sealing import SecretBox
 from services.kit.server import open_runtime, serve
@@ -248,6 +249,7 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
 async def main() -> None:
     settings = load_settings(DataSettings)
     runtime = await open_runtime("data", settings, migrations=MIGRATIONS, outbox_table=OUTBOX)
+    runtime.observe_queue(DATA_QUEUE_STREAM)
     feed = ChangeFeed(runtime.bus, "tuneforge.data.>")
     await feed.start()
     runtime.closers.append(feed.stop)

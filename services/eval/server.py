@@ -12,6 +12,7 @@ from services.eval import metrics
 from services.eval.evaluations import Evaluations
 from services.eval.ratings import Ratings
 from services.eval.repo import OUTBOX, PROCESSED_EVENTS
+from services.kit.bus import EVAL_QUEUE_STREAM
 from services.kit.outbox import SqlProcessedEventLog
 from services.kit.peers import Peers
 from services.kit.server import open_runtime, serve
@@ -125,6 +126,7 @@ class EvalServicer(eval_service_pb2_grpc.EvalServiceServicer):
 async def main() -> None:
     settings = load_settings(EvalSettings)
     runtime = await open_runtime("eval", settings, migrations=MIGRATIONS, outbox_table=OUTBOX)
+    runtime.observe_queue(EVAL_QUEUE_STREAM)
     feed = ChangeFeed(runtime.bus, "tuneforge.eval.>")
     await feed.start()
     runtime.closers.append(feed.stop)

@@ -29,6 +29,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StreamConfig
 from nats.js.errors import NotFoundError
 
 from services.kit.logs import request_id_var
+from services.kit.telemetry import NATS_ERRORS
+from tuneforge import telemetry as tracing
 from tuneforge.events.v1 import event_pb2
 
 log = logging.getLogger(__name__)
@@ -124,8 +126,22 @@ class EventBus:
         """Connect as `user` (the server refuses anonymous connections in every deployment TuneForge
         makes; credentials may also be in the URL, nats://user:password@host:port)."""
         credentials = {"user": user, "password": password} if user else {}
+
+        async def on_error(error: Exception) -> None:
+            NATS_ERRORS.labels("error").inc()
+            log.warning("NATS connection error", extra={"error": str(error)})
+
+        async def on_disconnect() -> None:
+            NATS_ERRORS.labels("disconnected").inc()
+
         nc = await nats.connect(
-            url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5, **credentials
+            url,
+            name=name,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            error_cb=on_error,
+            disconnected_cb=on_disconnect,
+            **credentials,
         )
         bus = cls(nc, nc.jetstream())
         if ensure_streams:
@@ -166,8 +182,28 @@ class EventBus:
     async def publish(self, event: event_pb2.Event) -> None:
         await self.publish_raw(event.type, event.SerializeToString(), event.id)
 
-    async def publish_raw(self, subject: str, payload: bytes, msg_id: str) -> None:
-        await self.js.publish(subject, payload, headers={"Nats-Msg-Id": msg_id})
+    async def publish_raw(
+        self, subject: str, payload: bytes, msg_id: str, trace_context: dict[str, str] | None = None
+    ) -> None:
+        """Publish once (JetStream drops a copy with the same `msg_id`); `trace_context`: the
+        `traceparent` of the work that made the message, continued by whoever handles it."""
+        parent = tracing.extract(trace_context)
+        with contextlib.ExitStack() as stack:
+            if parent is not None or tracing.current_trace_id():  # untraced work makes no span
+                stack.enter_context(
+                    tracing.span(
+                        f"publish {subject.rsplit('.', 1)[0]}",
+                        kind="PRODUCER",
+                        parent=parent,
+                        **{"messaging.system": "nats", "messaging.destination.name": subject},
+                    )
+                )
+            headers = tracing.inject({"Nats-Msg-Id": msg_id})
+            try:
+                await self.js.publish(subject, payload, headers=dict(headers))
+            except Exception:
+                NATS_ERRORS.labels("publish").inc()
+                raise
 
     def consume(
         self,
@@ -222,10 +258,16 @@ class EventBus:
                     await msg.term()
                     continue
                 try:
-                    if processed is None or not await processed.seen(durable, event.id):
-                        await handler(event)
-                        if processed is not None:
-                            await processed.mark(durable, event.id)
+                    with tracing.span(
+                        f"handle {event.type}",
+                        kind="CONSUMER",
+                        parent=tracing.extract(msg.headers),
+                        **{"messaging.system": "nats", "messaging.consumer.group.name": durable},
+                    ):
+                        if processed is None or not await processed.seen(durable, event.id):
+                            await handler(event)
+                            if processed is not None:
+                                await processed.mark(durable, event.id)
                 except Exception:
                     log.exception(
                         "event handler failed; will retry", extra={"event_id": event.id, "consumer": durable}

@@ -1,5 +1,7 @@
 """Server interceptors every service installs, outermost first:
 
+0. `TelemetryInterceptor`: a server span continuing the caller's trace (`traceparent` metadata),
+   and the RPC count and latency by method and status code (`services.kit.telemetry`).
 1. `RequestIdInterceptor`: takes `x-request-id` from the caller or makes one, returns it.
 2. `LoggingInterceptor`: one structured line per call with method, status and duration.
 3. `ErrorInterceptor`: maps domain exceptions to a status with `ErrorInfo` and `BadRequest`;
@@ -13,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -25,11 +28,13 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from services.kit import telemetry
 from services.kit.access import Access, require_role
 from services.kit.auth import ApiKeyStore, bearer_var, principal_var
 from services.kit.errors import ERROR_DOMAIN, ServiceError, Unauthenticated, unreachable_backend
 from services.kit.logs import call_info_var, request_id_var
 from services.kit.requests import RequestChecks
+from tuneforge import telemetry as tracing
 
 log = logging.getLogger("tuneforge.rpc")
 
@@ -86,6 +91,30 @@ class _AroundInterceptor(grpc.aio.ServerInterceptor):
 
 def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
     return {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+
+
+class TelemetryInterceptor(_AroundInterceptor):
+    @asynccontextmanager
+    async def around(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        started = time.perf_counter()
+        code = "OK"
+        quiet = method.startswith(UNAUTHENTICATED_PREFIXES)  # probes: counted, not traced
+        parent = None if quiet else tracing.extract(_metadata(context))
+        with contextlib.ExitStack() as stack:
+            span = None if quiet else stack.enter_context(
+                tracing.span(method.lstrip("/"), kind="SERVER", parent=parent, **{"rpc.system": "grpc"})
+            )
+            try:
+                yield
+            except BaseException:
+                status = context.code()
+                code = status.name if isinstance(status, grpc.StatusCode) else "CANCELLED"
+                raise
+            finally:
+                if span is not None:
+                    span.set_attribute("rpc.grpc.status_code", code)
+                telemetry.RPC_REQUESTS.labels(method, code).inc()
+                telemetry.RPC_SECONDS.labels(method, code).observe(time.perf_counter() - started)
 
 
 class RequestIdInterceptor(_AroundInterceptor):
@@ -261,6 +290,7 @@ class AccessInterceptor(_AroundInterceptor):
 
 def standard_interceptors(keys: ApiKeyStore, access: Access | None = None) -> list[grpc.aio.ServerInterceptor]:
     return [
+        TelemetryInterceptor(),
         RequestIdInterceptor(),
         LoggingInterceptor(),
         ErrorInterceptor(),

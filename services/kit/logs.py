@@ -1,4 +1,4 @@
-"""Structured logging: JSON lines when stderr is not a terminal, with the request id attached."""
+"""Structured logging: JSON lines when stderr is not a terminal, with the request and trace ids attached."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 from typing import Any
+
+from tuneforge.telemetry import current_trace_id
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 # Per-call facts that inner interceptors learn and outer ones use: the caller's key id (logged), the
@@ -29,6 +31,8 @@ class JsonFormatter(logging.Formatter):
         }
         if request_id := request_id_var.get():
             entry["request_id"] = request_id
+        if trace_id := current_trace_id():
+            entry["trace_id"] = trace_id
         for key, value in record.__dict__.items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 entry[key] = value
@@ -45,6 +49,8 @@ class TextFormatter(logging.Formatter):
         }
         if request_id := request_id_var.get():
             extras["request_id"] = request_id
+        if trace_id := current_trace_id():
+            extras["trace_id"] = trace_id
         if extras:
             line += " " + " ".join(f"{k}={v}" for k, v in extras.items())
         return line

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session
 from services.kit.bus import EventBus, make_event
 from services.kit.db import Database
 from tuneforge.events.v1 import event_pb2
+from tuneforge.telemetry import inject
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -33,6 +35,9 @@ def _outbox_columns() -> list[Column]:
         Column("subject", String(255), nullable=False),
         Column("payload", LargeBinary, nullable=False),
         Column("create_time", DateTime(timezone=True), nullable=False),
+        # The trace context of the change that wrote the row (JSON `traceparent`/`tracestate`): the
+        # relay publishes it in the message's headers, so the trace goes on in the consumer.
+        Column("trace_context", String(512), nullable=True),
     ]
 
 
@@ -49,6 +54,11 @@ def add_kit_tables(metadata: MetaData) -> tuple[Table, Table]:
     return Table("outbox", metadata, *_outbox_columns()), Table(
         "processed_events", metadata, *_processed_columns()
     )
+
+
+def _trace_context() -> str | None:
+    carrier = inject({})
+    return json.dumps(carrier) if carrier else None
 
 
 class Outbox:
@@ -84,7 +94,11 @@ class Outbox:
         """A work-queue message sent with the same guarantee as events: only if this transaction commits."""
         session.execute(
             insert(self.table).values(
-                event_id=message_id, subject=subject, payload=payload, create_time=datetime.now(UTC)
+                event_id=message_id,
+                subject=subject,
+                payload=payload,
+                create_time=datetime.now(UTC),
+                trace_context=_trace_context(),
             )
         )
 
@@ -95,6 +109,7 @@ class Outbox:
                 subject=event.type,
                 payload=event.SerializeToString(),
                 create_time=datetime.now(UTC),
+                trace_context=_trace_context(),
             )
         )
 
@@ -123,7 +138,9 @@ class OutboxRelay:
         while True:
             rows = await self.db.run(
                 lambda s: s.execute(
-                    select(table.c.seq, table.c.event_id, table.c.subject, table.c.payload)
+                    select(
+                        table.c.seq, table.c.event_id, table.c.subject, table.c.payload, table.c.trace_context
+                    )
                     .order_by(table.c.seq)
                     .limit(100)
                 ).all()
@@ -131,7 +148,12 @@ class OutboxRelay:
             if not rows:
                 return published
             for row in rows:
-                await self.bus.publish_raw(row.subject, row.payload, row.event_id)
+                await self.bus.publish_raw(
+                    row.subject,
+                    row.payload,
+                    row.event_id,
+                    json.loads(row.trace_context) if row.trace_context else None,
+                )
                 seq = row.seq
                 await self.db.run(lambda s, seq=seq: s.execute(delete(table).where(table.c.seq == seq)))
                 published += 1

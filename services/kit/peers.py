@@ -55,6 +55,7 @@ from tuneforge.enums import enum_names
 from tuneforge.eval.v1 import eval_service_pb2_grpc
 from tuneforge.registry.v1 import model_pb2, registry_service_pb2, registry_service_pb2_grpc
 from tuneforge.serve.v1 import serve_service_pb2_grpc
+from tuneforge.telemetry import inject
 from tuneforge.train.v1 import train_service_pb2_grpc
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -194,6 +195,7 @@ class Peers:
         metadata = [("x-request-id", request_id_var.get() or uuid.uuid4().hex)]
         if key := self.api_key():
             metadata.append(("authorization", f"Bearer {key}"))
+        metadata.extend(inject({}).items())  # the caller's trace continues in the peer
         return tuple(metadata)
 
     async def call(

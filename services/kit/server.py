@@ -17,7 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy import Table
 
-from services.kit import tls
+from services.kit import telemetry, tls
 from services.kit.access import Access
 from services.kit.auth import ApiKeyStore
 from services.kit.bus import EventBus
@@ -28,6 +28,7 @@ from services.kit.names import PageTokens
 from services.kit.outbox import Outbox, OutboxRelay
 from services.kit.settings import KitSettings
 from services.kit.store import ObjectStore
+from tuneforge.telemetry import configure_tracing, shutdown_tracing
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,13 @@ class Runtime:
 
         self.closers.append(stop)
 
+    def observe_queue(self, stream: str, interval: float = 10.0) -> None:
+        """Keep the queue gauges of `stream` (one this service fills) fresh on /metrics."""
+        if self.settings.metrics_listen:
+            self.run_periodically(
+                f"observing {stream}", interval, lambda: telemetry.observe_queue(self.bus, stream)
+            )
+
     async def close(self) -> None:
         await self.relay.stop()
         for closer in reversed(self.closers):
@@ -99,6 +107,7 @@ class Runtime:
         self.db.dispose()
         if self.keys is not None:
             self.keys.db.dispose()
+        shutdown_tracing()
 
 
 async def open_runtime(
@@ -117,6 +126,15 @@ async def open_runtime(
         tls.TlsConfig.from_files(
             settings.tls_cert_file, settings.tls_key_file, settings.tls_ca_file, settings.tls_client_ca_file
         )
+    )
+    if settings.metrics_listen:
+        telemetry.start_metrics_server(settings.metrics_listen, settings.metrics_port_file)
+        if not serves_api:
+            telemetry.watch_gpus()
+    configure_tracing(
+        f"tuneforge-{name}" if serves_api else f"tuneforge-{name}-worker",
+        otlp_endpoint=settings.otlp_endpoint,
+        trace_file=settings.trace_file,
     )
     db = Database(settings.database_url, schema=name)
     await asyncio.to_thread(db.migrate, migrations)

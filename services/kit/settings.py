@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,13 +42,19 @@ class KitSettings(BaseSettings):
     tls_key_file: Path | None = Field(None, description="the certificate's private key (PEM)")
     tls_ca_file: Path | None = Field(None, description="trust this CA calling other services (TLS to peers)")
     tls_client_ca_file: Path | None = Field(None, description="require client certificates signed by this CA")
+    metrics_listen: str = Field("", description="serve Prometheus /metrics on host:port (empty: off; port 0: any)")
+    metrics_port_file: Path | None = Field(None, description="write the metrics port here once serving")
+    trace_file: Path | None = Field(None, description="append finished trace spans here as JSON lines")
+    otlp_endpoint: str = Field("", description="export trace spans by OTLP/gRPC to this collector")
     rate_limit_per_key: float = Field(
         100.0, ge=0, description="requests per second a project key may make to this replica (0: no limit)"
     )
 
-    @field_validator("listen")
+    @field_validator("listen", "metrics_listen")
     @classmethod
-    def _host_port(cls, value: str) -> str:
+    def _host_port(cls, value: str, info: Any) -> str:
+        if not value and info.field_name == "metrics_listen":
+            return value
         host, _, port = value.rpartition(":")
         if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError("must be host:port, for example 127.0.0.1:50051")

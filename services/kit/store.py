@@ -16,6 +16,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import urllib3
 from minio import Minio
@@ -23,6 +24,7 @@ from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
 
 from services.kit.errors import DataLoss, NotFound, ResourceExhausted
+from services.kit.telemetry import STORE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,20 @@ class _QueueReader(io.RawIOBase):
         return out
 
 
+class _CountingPoolManager(urllib3.PoolManager):
+    """Counts the store's failed requests (no connection, or a 5xx answer) by HTTP method."""
+
+    def urlopen(self, method: str, url: str, redirect: bool = True, **kw: Any) -> Any:
+        try:
+            response = super().urlopen(method, url, redirect=redirect, **kw)
+        except Exception:
+            STORE_ERRORS.labels(method).inc()
+            raise
+        if response.status >= 500:
+            STORE_ERRORS.labels(method).inc()
+        return response
+
+
 class ObjectStore:
     """One bucket on an S3 server."""
 
@@ -84,7 +100,7 @@ class ObjectStore:
         region: str = "us-east-1",
         public_endpoint: str | None = None,
     ) -> None:
-        http = urllib3.PoolManager(
+        http = _CountingPoolManager(
             maxsize=32,
             timeout=urllib3.Timeout(connect=5, read=120),
             retries=urllib3.Retry(

@@ -18,6 +18,8 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from services.kit.bus import EventBus
+from services.kit.telemetry import WORKER_BUSY, WORKER_TASKS
+from tuneforge import telemetry as tracing
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +83,26 @@ async def pull_by_priority(
                 await asyncio.sleep(1)
                 break
             for message in messages:
+                WORKER_BUSY.labels(stream).set(1)
+                outcome = "handled"
                 try:
-                    await handle(message)
+                    # The trace of the request that queued the work goes on here.
+                    with tracing.span(
+                        f"process {message.subject}",
+                        kind="CONSUMER",
+                        parent=tracing.extract(message.headers),
+                        **{"messaging.system": "nats", "messaging.consumer.group.name": durable},
+                    ):
+                        await handle(message)
                 except Exception:
                     # A handler that failed where it should not have (its bookkeeping, an ack the
                     # server had already dropped) must not end the worker: the message is
                     # redelivered after its ack wait.
+                    outcome = "failed"
                     log.exception("handling a work-queue message failed", extra={"consumer": durable})
+                finally:
+                    WORKER_BUSY.labels(stream).set(0)
+                    WORKER_TASKS.labels(stream, outcome).inc()
             break  # after any message, start again from the highest priority
 
 

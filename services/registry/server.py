@@ -12,6 +12,7 @@ import grpc
 from google.protobuf import empty_pb2
 from pydantic import Field
 
+from services.kit.bus import REGISTRY_QUEUE_STREAM
 from services.kit.peers import Peers
 from services.kit.server import open_runtime, serve
 from services.kit.settings import KitSettings, load_settings
@@ -238,6 +239,7 @@ def limits_from(settings: RegistrySettings) -> RegistryLimits:
 async def main() -> None:
     settings = load_settings(RegistrySettings)
     runtime = await open_runtime("registry", settings, migrations=MIGRATIONS, outbox_table=OUTBOX)
+    runtime.observe_queue(REGISTRY_QUEUE_STREAM)
     feed = ChangeFeed(runtime.bus, "tuneforge.registry.derivation.>")
     await feed.start()
     runtime.closers.append(feed.stop)

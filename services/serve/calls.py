@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from prometheus_client import Counter, Histogram
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -35,6 +36,21 @@ from tuneforge.serve.v1 import deployment_pb2, engine_service_pb2, engine_servic
 MAX_TOKENS = 8192
 MAX_STOP = 4
 ROUTES_TTL = 1.0
+
+
+# Serving, for operators: tokens/s is `rate(tuneforge_serve_tokens_total{kind="completion"}[1m])`.
+SERVE_CALLS = Counter(
+    "tuneforge_serve_calls", "Model calls served, by deployment and outcome", ["deployment", "status"]
+)
+SERVE_TOKENS = Counter(
+    "tuneforge_serve_tokens", "Tokens read and written, by deployment", ["deployment", "kind"]
+)
+SERVE_SECONDS = Histogram(
+    "tuneforge_serve_call_duration_seconds",
+    "Time from a call's arrival to its last token",
+    ["deployment"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+)
 
 
 class ReplicaLost(Unavailable):
@@ -331,6 +347,11 @@ class Calls:
                 "parameters": settled.as_dict() if settled else {},
             }
         usage = log["usage"] or {}
+        label = f"{deployment.project}/{deployment.deployment_id}"
+        SERVE_CALLS.labels(label, log["status"] or "unknown").inc()
+        SERVE_TOKENS.labels(label, "prompt").inc(usage.get("prompt_tokens", 0))
+        SERVE_TOKENS.labels(label, "completion").inc(usage.get("completion_tokens", 0))
+        SERVE_SECONDS.labels(label).observe(time.perf_counter() - started)
         row = CallRow(
             id=call_id,
             deployment_uid=deployment.uid,

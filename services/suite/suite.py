@@ -221,6 +221,11 @@ class LocalSuite:
             out["openai"] = f"{http}://{LOOPBACK}:{self.state.service_ports['serve-http']}/v1"
         return out
 
+    def metrics_url(self, process: str) -> str:
+        """Where a process of the suite (a service, `worker-0`, `eval-worker-0`...) serves /metrics."""
+        port = (self.data_dir / "run" / f"{process}.metrics-port").read_text().strip()
+        return f"http://{LOOPBACK}:{port}/metrics"
+
     @property
     def certs(self) -> SuiteCerts:
         """The suite's CA and certificates (TLS suites)."""
@@ -253,6 +258,9 @@ class LocalSuite:
         return {
             "TUNEFORGE_LISTEN": f"{LOOPBACK}:{self.state.service_ports[name]}",
             "TUNEFORGE_PORT_FILE": str(self.data_dir / "run" / f"{name}.port"),
+            # Every process serves Prometheus /metrics on a port of its own (`metrics_url`).
+            "TUNEFORGE_METRICS_LISTEN": f"{LOOPBACK}:0",
+            "TUNEFORGE_METRICS_PORT_FILE": str(self.data_dir / "run" / f"{name}.metrics-port"),
             "TUNEFORGE_DATABASE_URL": self._database_url(name),
             "TUNEFORGE_AUTH_DATABASE_URL": self._database_url("auth"),
             "TUNEFORGE_NATS_URL": self.endpoints["nats"],
@@ -408,6 +416,7 @@ class LocalSuite:
                 "TUNEFORGE_NATS_USER": "workers",
                 "TUNEFORGE_NATS_PASSWORD": self.state.nats_workers_password,
                 "TUNEFORGE_WORKER_NAME": name,
+                "TUNEFORGE_METRICS_PORT_FILE": str(self.data_dir / "run" / f"{name}.metrics-port"),
                 "TUNEFORGE_TRAIN_WORK_DIR": str(self.data_dir / "work" / name),
                 "TUNEFORGE_EVAL_WORK_DIR": str(self.data_dir / "work" / name),
                 "TUNEFORGE_DATA_WORK_DIR": str(self.data_dir / "work" / name),

@@ -8,10 +8,12 @@ from pathlib import Path
 import grpc
 from pydantic import Field
 
+from services.kit.bus import TRAIN_QUEUE_STREAM
 from services.kit.peers import Peers
 from services.kit.server import open_runtime, serve
 from services.kit.settings import KitSettings, load_settings
 from services.kit.watch import ChangeFeed
+from services.train import monitoring
 from services.train.facts import Settings
 from services.train.jobs import TrainingJobs
 from services.train.repo import OUTBOX
@@ -103,6 +105,9 @@ class TrainServicer(train_service_pb2_grpc.TrainServiceServicer):
 async def main() -> None:
     settings = load_settings(TrainSettings)
     runtime = await open_runtime("train", settings, migrations=MIGRATIONS, outbox_table=OUTBOX)
+    runtime.observe_queue(TRAIN_QUEUE_STREAM)
+    if settings.metrics_listen:
+        runtime.run_periodically("train metrics", 10.0, lambda: monitoring.refresh(runtime.db))
     feed = ChangeFeed(runtime.bus, "tuneforge.train.>")
     await feed.start()
     runtime.closers.append(feed.stop)

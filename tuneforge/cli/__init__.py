@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from tuneforge import telemetry
 from tuneforge.cli import data, evals, models, projects, quickstart, serve, suite, train
 from tuneforge.cli.output import Options, err_console
 from tuneforge.errors import TuneForgeError
@@ -65,8 +66,11 @@ def main() -> None:
     # typer (0.29) carries its own copy of click; its exceptions live there.
     from typer._click import exceptions as click
 
+    # With TUNEFORGE_TRACE_FILE or OTEL_EXPORTER_OTLP_ENDPOINT set, the command is a trace's root.
+    words = [word for word in sys.argv[1:] if not word.startswith("-")][:2]
     try:
-        code = app(standalone_mode=False)
+        with telemetry.cli_span(" ".join(["tuneforge", *words])):
+            code = app(standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
     except click.NoArgsIsHelpError as error:
