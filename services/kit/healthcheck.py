@@ -1,0 +1,73 @@
+"""A container's health check: `python -m services.kit.healthcheck` exits 0 when this process is well.
+
+A service is well when its gRPC server answers `grpc.health.v1` SERVING on `TUNEFORGE_LISTEN` (the
+same check Kubernetes' gRPC probes make); a worker, which serves no gRPC, when its /metrics page
+answers on `TUNEFORGE_METRICS_LISTEN` (`--metrics`). Images use it as their HEALTHCHECK.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import urllib.request
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+def _local(address: str) -> str:
+    """A listen address as the process itself reaches it (0.0.0.0 and [::] mean this host)."""
+    host, _, port = address.rpartition(":")
+    return f"{'127.0.0.1' if host in ('0.0.0.0', '[::]', '') else host}:{port}"
+
+
+def grpc_serving(address: str, timeout: float) -> bool:
+    ca = os.environ.get("TUNEFORGE_TLS_CA_FILE") or os.environ.get("TUNEFORGE_TLS_CERT_FILE")
+    if os.environ.get("TUNEFORGE_TLS_CERT_FILE") and ca:
+        key = os.environ.get("TUNEFORGE_TLS_KEY_FILE", "")
+        cert = os.environ["TUNEFORGE_TLS_CERT_FILE"]
+        credentials = grpc.ssl_channel_credentials(
+            Path(ca).read_bytes(), Path(key).read_bytes() if key else None, Path(cert).read_bytes()
+        )
+        channel = grpc.secure_channel(address, credentials)
+    else:
+        channel = grpc.insecure_channel(address)
+    with channel:
+        try:
+            answer = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=timeout
+            )
+        except grpc.RpcError as error:
+            print(f"unhealthy: {error.code().name} from {address}", file=sys.stderr)
+            return False
+    return answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def metrics_answer(address: str, timeout: float) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=timeout) as response:
+            return response.status == 200
+    except OSError as error:
+        print(f"unhealthy: {error} from http://{address}/metrics", file=sys.stderr)
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--metrics", action="store_true", help="check /metrics (workers) instead of gRPC")
+    parser.add_argument("--timeout", type=float, default=4.0)
+    args = parser.parse_args(argv)
+    if args.metrics:
+        listen = os.environ.get("TUNEFORGE_METRICS_LISTEN", "")
+        if not listen:
+            print("unhealthy: TUNEFORGE_METRICS_LISTEN is not set", file=sys.stderr)
+            return 1
+        return 0 if metrics_answer(_local(listen), args.timeout) else 1
+    listen = os.environ.get("TUNEFORGE_LISTEN", "127.0.0.1:50051")
+    return 0 if grpc_serving(_local(listen), args.timeout) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
