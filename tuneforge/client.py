@@ -203,7 +203,9 @@ def tls_credentials() -> grpc.ChannelCredentials:
 
 
 def _channel(address: str, api_key: str) -> grpc.Channel:
-    """A channel to `host:port` (plaintext) or `tls://host:port` (TLS, verified: see `tls_credentials`)."""
+    """A channel to `host:port` (plaintext) or `tls://host:port` (TLS, verified: see `tls_credentials`).
+    Replicas: `ipv4:host:port,host:port` or `dns:///name:port` (every address the name resolves to);
+    calls go round-robin over them, and a call refused by one is retried on another."""
     if not address:
         raise TuneForgeError(
             "UNAVAILABLE",
@@ -216,9 +218,10 @@ def _channel(address: str, api_key: str) -> grpc.Channel:
             "grpc.service_config",
             json.dumps(
                 {
+                    "loadBalancingConfig": [{"round_robin": {}}],
                     "methodConfig": [
                         {"name": [{"service": s} for s in _SERVICES], "retryPolicy": _RETRY_POLICY}
-                    ]
+                    ],
                 }
             ),
         ),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -118,13 +119,23 @@ class EventBus:
         self.nc = nc
         self.js = js
         self._consumers: list[asyncio.Task[None]] = []
+        self.stream_replicas = 1
 
     @classmethod
     async def connect(
-        cls, url: str, *, name: str, ensure_streams: bool = True, user: str = "", password: str = ""
+        cls,
+        url: str,
+        *,
+        name: str,
+        ensure_streams: bool = True,
+        user: str = "",
+        password: str = "",
+        stream_replicas: int = 1,
     ) -> EventBus:
         """Connect as `user` (the server refuses anonymous connections in every deployment TuneForge
-        makes; credentials may also be in the URL, nats://user:password@host:port)."""
+        makes; credentials may also be in the URL, nats://user:password@host:port). `url` may list
+        the nodes of a cluster, comma-separated; the client moves to another when one goes.
+        `stream_replicas`: copies of each stream the cluster keeps (3 on a 3-node cluster)."""
         credentials = {"user": user, "password": password} if user else {}
 
         async def on_error(error: Exception) -> None:
@@ -135,7 +146,7 @@ class EventBus:
             NATS_ERRORS.labels("disconnected").inc()
 
         nc = await nats.connect(
-            url,
+            servers=[part.strip() for part in url.split(",") if part.strip()],
             name=name,
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
@@ -144,6 +155,7 @@ class EventBus:
             **credentials,
         )
         bus = cls(nc, nc.jetstream())
+        bus.stream_replicas = stream_replicas
         if ensure_streams:
             await bus.ensure_streams()
         return bus
@@ -151,6 +163,7 @@ class EventBus:
     async def ensure_streams(self) -> None:
         """Create the streams, or bring an existing one's configuration up to date."""
         for config in STREAMS:
+            config = dataclasses.replace(config, num_replicas=self.stream_replicas)
             try:
                 info = await self.js.stream_info(config.name)
             except NotFoundError:
@@ -160,11 +173,18 @@ class EventBus:
                     await self.js.stream_info(config.name)  # another process created it meanwhile
                 continue
             current = info.config
-            if (current.subjects, current.retention, current.max_age, current.duplicate_window) != (
+            if (
+                current.subjects,
+                current.retention,
+                current.max_age,
+                current.duplicate_window,
+                current.num_replicas or 1,
+            ) != (
                 config.subjects,
                 config.retention,
                 config.max_age,
                 config.duplicate_window,
+                config.num_replicas,
             ):
                 # Only when the definition changed: updating a stream while others subscribe races.
                 await self.js.update_stream(config)

@@ -171,7 +171,11 @@ class Peers:
         loop = asyncio.get_running_loop()
         made = self._channels.get(peer)
         if made is None or made[0] is not loop:
-            config = {"methodConfig": [{"name": [{}], "retryPolicy": _RETRY}]}
+            # Replicas (`ipv4:a:p,b:p` or `dns:///name:port`) are used round-robin.
+            config = {
+                "loadBalancingConfig": [{"round_robin": {}}],
+                "methodConfig": [{"name": [{}], "retryPolicy": _RETRY}],
+            }
             channel = tls.aio_channel(
                 address,
                 options=[

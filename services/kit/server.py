@@ -157,6 +157,7 @@ async def open_runtime(
         name=bus_name or f"tuneforge-{name}",
         user=settings.nats_user,
         password=settings.nats_password.get_secret_value(),
+        stream_replicas=settings.nats_stream_replicas,
     )
     outbox = Outbox(outbox_table, name)
     relay = OutboxRelay(db, outbox, bus)

@@ -23,9 +23,13 @@ class KitSettings(BaseSettings):
     auth_database_url: str = Field(
         description="SQLAlchemy URL of the API-key database shared by all services"
     )
-    nats_url: str = Field("nats://127.0.0.1:4222", description="NATS server with JetStream")
+    nats_url: str = Field(
+        "nats://127.0.0.1:4222",
+        description="NATS with JetStream (a cluster: its nodes' URLs, comma-separated)",
+    )
     nats_user: str = Field("", description="NATS user this process connects as (services or workers)")
     nats_password: SecretStr = Field(SecretStr(""), description="that user's password")
+    nats_stream_replicas: int = Field(1, ge=1, le=5, description="copies of each stream a NATS cluster keeps")
     s3_endpoint: str = Field("127.0.0.1:9000", description="S3 endpoint host:port")
     s3_public_endpoint: str | None = Field(None, description="host:port clients use for presigned URLs")
     s3_access_key: SecretStr
@@ -42,7 +46,9 @@ class KitSettings(BaseSettings):
     tls_key_file: Path | None = Field(None, description="the certificate's private key (PEM)")
     tls_ca_file: Path | None = Field(None, description="trust this CA calling other services (TLS to peers)")
     tls_client_ca_file: Path | None = Field(None, description="require client certificates signed by this CA")
-    metrics_listen: str = Field("", description="serve Prometheus /metrics on host:port (empty: off; port 0: any)")
+    metrics_listen: str = Field(
+        "", description="serve Prometheus /metrics on host:port (empty: off; port 0: any)"
+    )
     metrics_port_file: Path | None = Field(None, description="write the metrics port here once serving")
     trace_file: Path | None = Field(None, description="append finished trace spans here as JSON lines")
     otlp_endpoint: str = Field("", description="export trace spans by OTLP/gRPC to this collector")

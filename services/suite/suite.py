@@ -453,7 +453,8 @@ class LocalSuite:
     def stop(self) -> None:
         """Stop services first, then storage and messaging, so nothing loses its backend mid-write."""
         workers = [n for n in self.processes if "worker-" in n]
-        order = workers + [n for n in self.processes if n not in ("s3", "nats", *workers)] + ["s3", "nats"]
+        infrastructure = ["s3", *(n for n in self.processes if n == "nats" or n.startswith("nats-"))]
+        order = workers + [n for n in self.processes if n not in (*infrastructure, *workers)] + infrastructure
         for name in order:
             process = self.processes.get(name)
             if process is not None:
