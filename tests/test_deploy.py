@@ -38,6 +38,7 @@ SETTINGS_MODULES = (
     "services.serve.server",
     "services.serve.worker",
     "services.iam.server",
+    "services.console.server",
 )
 
 
@@ -114,6 +115,8 @@ def test_each_overlay_renders_and_validates(overlay: str) -> None:
         assert name in by_kind(docs, "Service") and name in by_kind(docs, "PodDisruptionBudget")
         assert by_kind(docs, "HorizontalPodAutoscaler")[name]["spec"]["scaleTargetRef"]["name"] == name
     assert deployments["registry"]["spec"]["replicas"] == (1 if overlay == "dev" else 3)
+    console = deployments["console"]["spec"]["template"]["spec"]["containers"][0]
+    assert console["readinessProbe"]["httpGet"]["path"] == "/healthz"
     gpu = deployments["gpu-worker"]["spec"]["template"]["spec"]
     assert gpu["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert gpu["nodeSelector"] and gpu["tolerations"][0]["key"] == "nvidia.com/gpu"
@@ -222,10 +225,19 @@ def test_the_compose_deployment_names_real_settings_targets_and_health_checks() 
     known = known_settings()
     targets = dockerfile_targets(DEPLOY / "docker" / "Dockerfile")
     services = compose["services"]
-    for name in (*SERVICES, "worker", "eval-worker", "data-worker", "registry-worker", "serve-worker"):
+    for name in (
+        *SERVICES,
+        "worker",
+        "eval-worker",
+        "data-worker",
+        "registry-worker",
+        "serve-worker",
+        "console",
+    ):
         service = services[name]
         assert service["build"]["target"] in targets, name
-        assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
+        if name != "console":  # the console needs only the services
+            assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
         names = {k for k in service["environment"] if k.startswith("TUNEFORGE_")}
         assert not names - known, f"{name}: unknown settings {names - known}"
     for infrastructure in ("postgres", "nats", "minio"):

@@ -2,7 +2,8 @@
 
 A service is well when its gRPC server answers `grpc.health.v1` SERVING on `TUNEFORGE_LISTEN` (the
 same check Kubernetes' gRPC probes make); a worker, which serves no gRPC, when its /metrics page
-answers on `TUNEFORGE_METRICS_LISTEN` (`--metrics`). Images use it as their HEALTHCHECK.
+answers on `TUNEFORGE_METRICS_LISTEN` (`--metrics`); the console when its /healthz answers on
+`TUNEFORGE_CONSOLE_LISTEN` (`--console`). Images use it as their HEALTHCHECK.
 """
 
 from __future__ import annotations
@@ -45,26 +46,30 @@ def grpc_serving(address: str, timeout: float) -> bool:
     return answer.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def metrics_answer(address: str, timeout: float) -> bool:
+def http_answer(url: str, timeout: float) -> bool:
     try:
-        with urllib.request.urlopen(f"http://{address}/metrics", timeout=timeout) as response:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.status == 200
     except OSError as error:
-        print(f"unhealthy: {error} from http://{address}/metrics", file=sys.stderr)
+        print(f"unhealthy: {error} from {url}", file=sys.stderr)
         return False
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--metrics", action="store_true", help="check /metrics (workers) instead of gRPC")
+    parser.add_argument("--console", action="store_true", help="check the console's /healthz")
     parser.add_argument("--timeout", type=float, default=4.0)
     args = parser.parse_args(argv)
+    if args.console:
+        listen = os.environ.get("TUNEFORGE_CONSOLE_LISTEN", "127.0.0.1:8080")
+        return 0 if http_answer(f"http://{_local(listen)}/healthz", args.timeout) else 1
     if args.metrics:
         listen = os.environ.get("TUNEFORGE_METRICS_LISTEN", "")
         if not listen:
             print("unhealthy: TUNEFORGE_METRICS_LISTEN is not set", file=sys.stderr)
             return 1
-        return 0 if metrics_answer(_local(listen), args.timeout) else 1
+        return 0 if http_answer(f"http://{_local(listen)}/metrics", args.timeout) else 1
     listen = os.environ.get("TUNEFORGE_LISTEN", "127.0.0.1:50051")
     return 0 if grpc_serving(_local(listen), args.timeout) else 1
 

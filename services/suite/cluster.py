@@ -48,7 +48,7 @@ class ClusterSuite(LocalSuite):
         workers: int = 2,
         **options: object,
     ) -> None:
-        super().__init__(data_dir, database_url=database_url, workers=workers, **options)  # type: ignore[arg-type]
+        super().__init__(data_dir, database_url=database_url, workers=workers, console=False, **options)  # type: ignore[arg-type]
         self.replicas = replicas
         self.nats_nodes = nats_nodes
         self.replica_ports: dict[str, list[int]] = {}

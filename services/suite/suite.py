@@ -24,6 +24,7 @@ import secrets
 import socket
 import sys
 import time
+import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -165,6 +166,7 @@ class LocalSuite:
         workers: int = 1,
         local_model_dirs: tuple[Path, ...] = (),
         tls: str = "",
+        console: bool | None = None,
     ) -> None:
         """`tls`: "" (plaintext on loopback), "tls" (every gRPC server and the OpenAI API serve TLS
         with the suite's own CA) or "mtls" (gRPC servers also require a client certificate)."""
@@ -180,6 +182,8 @@ class LocalSuite:
         self.serve_workers = 1 if "serve" in services else 0
         self.registry_workers = 1 if "registry" in services else 0
         self.local_model_dirs = local_model_dirs
+        # The browser console (and its gRPC-Web gateway) comes with a suite of every service.
+        self.console = set(SERVICES) <= set(services) if console is None else console
         self.processes: dict[str, ManagedProcess] = {}
         self.state: SuiteState | None = None
         self._lock: int | None = None
@@ -219,6 +223,8 @@ class LocalSuite:
         if "serve" in self.services:
             http = "https" if self.tls else "http"
             out["openai"] = f"{http}://{LOOPBACK}:{self.state.service_ports['serve-http']}/v1"
+        if self.console and "console" in self.state.service_ports:
+            out["console"] = f"http://{LOOPBACK}:{self.state.service_ports['console']}"
         return out
 
     def metrics_url(self, process: str) -> str:
@@ -238,7 +244,10 @@ class LocalSuite:
         certs = self.certs
         env = {"TUNEFORGE_TLS_CA_FILE": str(certs.ca)}
         if self.tls == "mtls":
-            env |= {"TUNEFORGE_TLS_CERT_FILE": str(certs.client_cert), "TUNEFORGE_TLS_KEY_FILE": str(certs.client_key)}
+            env |= {
+                "TUNEFORGE_TLS_CERT_FILE": str(certs.client_cert),
+                "TUNEFORGE_TLS_KEY_FILE": str(certs.client_key),
+            }
         return env
 
     def _health_credentials(self) -> grpc.ChannelCredentials | None:
@@ -329,7 +338,9 @@ class LocalSuite:
         used.add(state.nats_port)
         state.seaweed_ports = choose_seaweed_ports(state.seaweed_ports)
         used.update(state.seaweed_ports.values())
-        for name in [*self.services, *(["serve-http"] if "serve" in self.services else [])]:
+        extra_ports = ["serve-http"] if "serve" in self.services else []
+        extra_ports += ["console"] if self.console else []
+        for name in [*self.services, *extra_ports]:
             state.service_ports[name] = _reuse_or_new(state.service_ports.get(name, 0), used)
             used.add(state.service_ports[name])
         state.save(state_path)
@@ -368,6 +379,8 @@ class LocalSuite:
                 self.start_worker(index, timeout, kind="serve")
             for index in range(self.registry_workers):
                 self.start_worker(index, timeout, kind="registry")
+            if self.console:
+                self.start_console(timeout)
             endpoints = self.data_dir / ENDPOINTS_FILE
             endpoints.touch(mode=0o600)
             endpoints.chmod(0o600)
@@ -431,6 +444,43 @@ class LocalSuite:
         process.wait_ready(
             lambda: "worker ready" in log_path.read_bytes()[start_offset:].decode(errors="replace"), timeout
         )
+        return process
+
+    def start_console(self, timeout: float = 60.0) -> ManagedProcess:
+        """The console process: the built app and the gRPC-Web gateway to the services."""
+        assert self.state is not None
+        port_file = self.data_dir / "run" / "console.port"
+        port_file.unlink(missing_ok=True)
+        env = {
+            "PYTHONPATH": _source_root(),
+            "TUNEFORGE_CONSOLE_LISTEN": f"{LOOPBACK}:{self.state.service_ports['console']}",
+            "TUNEFORGE_CONSOLE_PORT_FILE": str(port_file),
+            "TUNEFORGE_LOG_FORMAT": "json",
+            **{
+                f"TUNEFORGE_{name.upper()}_ENDPOINT": f"{LOOPBACK}:{self.state.service_ports[name]}"
+                for name in self.services
+            },
+            **({"TUNEFORGE_TLS_CA_FILE": str(self.certs.ca)} if self.tls else {}),
+            **self.extra_env,
+        }
+        process = ManagedProcess(
+            name="console",
+            argv=[sys.executable, "-m", "services.console"],
+            log_path=self.data_dir / "logs" / "console.log",
+            env=env,
+        )
+        self.processes["console"] = process
+        process.start()
+        url = f"http://{LOOPBACK}:{self.state.service_ports['console']}/healthz"
+
+        def answers() -> bool:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    return response.status == 200
+            except OSError:
+                return False
+
+        process.wait_ready(lambda: port_file.exists() and answers(), timeout)
         return process
 
     def _ensure_keys(self) -> None:

@@ -178,6 +178,7 @@ def test_up_prints_endpoints_and_ctrl_c_stops_everything(tmp_path: Path) -> None
             "serve",
             "iam",
             "openai",
+            "console",
         }
         status = subprocess.run(
             [sys.executable, "-m", "tuneforge", "status", "--data-dir", str(data_dir)],
@@ -185,7 +186,7 @@ def test_up_prints_endpoints_and_ctrl_c_stops_everything(tmp_path: Path) -> None
             text=True,
             timeout=60,
         )
-        assert status.returncode == 0 and status.stdout.count("serving") == 9
+        assert status.returncode == 0 and status.stdout.count("serving") == 10
         process.send_signal(signal.SIGINT)
         assert process.wait(60) == 0
     finally:

@@ -445,7 +445,7 @@ def quickstart(
                 }
             )
             return
-        _print_summary(result, stages, seconds, suite.data_dir)
+        _print_summary(result, stages, seconds, suite.data_dir, endpoints.get("console", ""))
     except KeyboardInterrupt:
         keep_running = False
         console.print("interrupted; stopping …")
@@ -466,7 +466,7 @@ def _interrupt(*_: object) -> None:
 
 
 def _print_summary(
-    result: dict[str, Any], stages: list[tuple[str, str, str]], seconds: float, data_dir: Path
+    result: dict[str, Any], stages: list[tuple[str, str, str]], seconds: float, data_dir: Path, console_url: str
 ) -> None:
     table(f"quickstart finished in {seconds:.1f} s", ["stage", "result", "time"], stages)
     names = list(result["metrics"])
@@ -494,6 +494,12 @@ def _print_summary(
     for path in result["report_files"]:
         console.print(f"  {path}")
     console.print(f"production model: {result['production']}  (data kept in {data_dir})")
+    if console_url:
+        console.print(
+            f"console: {console_url}  (project `{PROJECT}`, API key in {data_dir / 'admin.key'}; "
+            "`tuneforge quickstart --keep-running` keeps it up)",
+            markup=False,
+        )
     console.print(
         f"everything above is in project `{PROJECT}`: `tuneforge --project {PROJECT} models list` "
         f"(or export TUNEFORGE_PROJECT={PROJECT}); a plain `tuneforge models list` shows project `default`",

@@ -136,6 +136,8 @@ def status(ctx: typer.Context, data_dir: DataDir = None) -> None:
             healthy = _http_answers(address)
         elif name == "openai":  # the serve service's HTTP API: it answers 401 without a key
             healthy = _http_answers(address.removeprefix("http://") + "/models")
+        elif name == "console":  # the browser console and its gRPC-Web gateway
+            healthy = _http_answers(address.removeprefix("http://") + "/healthz")
         else:
             from tuneforge.client import tls_credentials
 
