@@ -87,8 +87,14 @@ def test_metrics_and_one_trace_from_the_cli_to_the_worker(tmp_path: Path, tiny_m
             assert service["tuneforge_train_workers"] and service["tuneforge_train_worker_accelerators"]
             client.train.wait("traced", timeout=300)
 
-        worker = scrape(suite.metrics_url("worker-0"))
-        handled = {labels["outcome"]: v for labels, v in worker["tuneforge_worker_tasks_total"]}
+        # The worker counts the message once its handler returns (just after the job's end is stored).
+        deadline = time.monotonic() + 20
+        while True:
+            worker = scrape(suite.metrics_url("worker-0"))
+            handled = {labels["outcome"]: v for labels, v in worker["tuneforge_worker_tasks_total"]}
+            if handled or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         assert handled == {"handled": 1.0}
         assert "process_cpu_seconds_total" in worker  # the process collector rides along
 

@@ -20,6 +20,30 @@ export function useAsync<T>(load: () => Promise<T>, deps: unknown[]) {
   return { ...state, reload };
 }
 
+/** Follows a server stream (a job, an evaluation, a deployment) while the component shows:
+ * `onItem` gets each message; returns the error that ended it, if any. */
+export function useStream<T>(open: (signal: AbortSignal) => AsyncIterable<T>, onItem: (item: T) => void, deps: unknown[]) {
+  const [error, setError] = useState<Failure | null>(null);
+  const opener = useRef(open);
+  const handler = useRef(onItem);
+  opener.current = open;
+  handler.current = onItem;
+  useEffect(() => {
+    const stop = new AbortController();
+    setError(null);
+    (async () => {
+      try {
+        for await (const item of opener.current(stop.signal)) handler.current(item);
+      } catch (e) {
+        if (!stop.signal.aborted) setError(failure(e));
+      }
+    })();
+    return () => stop.abort();
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, deps);
+  return error;
+}
+
 export function ErrorBox({ error }: { error?: Failure | null }) {
   const { t } = useT();
   if (!error) return null;

@@ -93,30 +93,6 @@ def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
     return {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
 
 
-class TelemetryInterceptor(_AroundInterceptor):
-    @asynccontextmanager
-    async def around(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-        started = time.perf_counter()
-        code = "OK"
-        quiet = method.startswith(UNAUTHENTICATED_PREFIXES)  # probes: counted, not traced
-        parent = None if quiet else tracing.extract(_metadata(context))
-        with contextlib.ExitStack() as stack:
-            span = None if quiet else stack.enter_context(
-                tracing.span(method.lstrip("/"), kind="SERVER", parent=parent, **{"rpc.system": "grpc"})
-            )
-            try:
-                yield
-            except BaseException:
-                status = context.code()
-                code = status.name if isinstance(status, grpc.StatusCode) else "CANCELLED"
-                raise
-            finally:
-                if span is not None:
-                    span.set_attribute("rpc.grpc.status_code", code)
-                telemetry.RPC_REQUESTS.labels(method, code).inc()
-                telemetry.RPC_SECONDS.labels(method, code).observe(time.perf_counter() - started)
-
-
 class RequestIdInterceptor(_AroundInterceptor):
     @asynccontextmanager
     async def around(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
@@ -133,28 +109,44 @@ class RequestIdInterceptor(_AroundInterceptor):
 
 
 class LoggingInterceptor(_AroundInterceptor):
+    """One log line per call, the RPC count and latency by method and code, and a server span that
+    continues the caller's trace (`traceparent` metadata); probes are counted, not logged or traced."""
+
     @asynccontextmanager
     async def around(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
         started = time.perf_counter()
         outcome = "OK"
-        try:
-            yield
-        except BaseException:
-            code = context.code()
-            outcome = code.name if isinstance(code, grpc.StatusCode) else "CANCELLED"
-            raise
-        finally:
-            # Probes call health checks every few seconds: keep them out of the info log.
-            log.log(
-                logging.DEBUG if method.startswith(UNAUTHENTICATED_PREFIXES) else logging.INFO,
-                "rpc",
-                extra={
-                    "method": method,
-                    "status": outcome,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    "key_id": (call_info_var.get() or {}).get("key_id"),
-                },
-            )
+        probe = method.startswith(UNAUTHENTICATED_PREFIXES)
+        with contextlib.ExitStack() as stack:
+            span = None
+            if not probe:
+                parent = tracing.extract(_metadata(context))
+                attributes = {"rpc.system": "grpc", "tuneforge.request_id": request_id_var.get()}
+                span = stack.enter_context(
+                    tracing.span(method.lstrip("/"), kind="SERVER", parent=parent, **attributes)
+                )
+            try:
+                yield
+            except BaseException:
+                code = context.code()
+                outcome = code.name if isinstance(code, grpc.StatusCode) else "CANCELLED"
+                raise
+            finally:
+                seconds = time.perf_counter() - started
+                telemetry.RPC_REQUESTS.labels(method, outcome).inc()
+                telemetry.RPC_SECONDS.labels(method, outcome).observe(seconds)
+                if span is not None:
+                    span.set_attribute("rpc.grpc.status_code", outcome)
+                log.log(
+                    logging.DEBUG if probe else logging.INFO,
+                    "rpc",
+                    extra={
+                        "method": method,
+                        "status": outcome,
+                        "duration_ms": round(seconds * 1000, 2),
+                        "key_id": (call_info_var.get() or {}).get("key_id"),
+                    },
+                )
 
 
 MAX_MESSAGE_CHARS = 1000
@@ -288,9 +280,10 @@ class AccessInterceptor(_AroundInterceptor):
                 log.exception("writing the audit entry failed", extra={"method": method})
 
 
-def standard_interceptors(keys: ApiKeyStore, access: Access | None = None) -> list[grpc.aio.ServerInterceptor]:
+def standard_interceptors(
+    keys: ApiKeyStore, access: Access | None = None
+) -> list[grpc.aio.ServerInterceptor]:
     return [
-        TelemetryInterceptor(),
         RequestIdInterceptor(),
         LoggingInterceptor(),
         ErrorInterceptor(),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sys
-import urllib.request
 from pathlib import Path
 
 from minio import Minio
@@ -20,6 +19,7 @@ from services.suite.processes import (
     choose_seaweed_ports,
     find_binary,
     free_port,
+    http_ok,
     seaweed_process,
 )
 from services.suite.suite import (
@@ -178,15 +178,7 @@ class ClusterSuite(LocalSuite):
 
     def _wait_jetstream(self, index: int, timeout: float) -> None:
         url = f"http://{LOOPBACK}:{self.nats_ports[index]['monitor']}/healthz?js-enabled-only=true"
-
-        def healthy() -> bool:
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    return response.status == 200
-            except OSError:
-                return False
-
-        self.processes[f"nats-{index}"].wait_ready(healthy, timeout)
+        self.processes[f"nats-{index}"].wait_ready(lambda: http_ok(url), timeout)
 
     def start_replica(self, name: str, index: int, timeout: float = 60.0) -> ManagedProcess:
         """Replica `index` of the service `name` (again, after a kill)."""

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,15 @@ def free_port(avoid: set[int] | None = None, *, below: int = 65536) -> int:
             port = s.getsockname()[1]
         if port < below and port not in (avoid or set()):
             return port
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """Whether `url` answers 200 (a readiness check)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 def port_is_free(port: int) -> bool:

@@ -24,7 +24,6 @@ import secrets
 import socket
 import sys
 import time
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from services.suite.processes import (
     ManagedProcess,
     choose_seaweed_ports,
     free_port,
+    http_ok,
     nats_process,
     port_is_free,
     seaweed_process,
@@ -472,15 +472,7 @@ class LocalSuite:
         self.processes["console"] = process
         process.start()
         url = f"http://{LOOPBACK}:{self.state.service_ports['console']}/healthz"
-
-        def answers() -> bool:
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    return response.status == 200
-            except OSError:
-                return False
-
-        process.wait_ready(lambda: port_file.exists() and answers(), timeout)
+        process.wait_ready(lambda: port_file.exists() and http_ok(url), timeout)
         return process
 
     def _ensure_keys(self) -> None:

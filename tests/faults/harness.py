@@ -409,24 +409,28 @@ class FaultRun:
         }
 
     async def _read_events(self) -> list[event_pb2.Event]:
-        import nats
+        return await read_events(self.suite.bus_url)
 
-        nc = await nats.connect(self.suite.bus_url)
-        try:
-            js = nc.jetstream()
-            info = await js.stream_info("TUNEFORGE_EVENTS")
-            total = info.state.messages
-            subscription = await js.subscribe("tuneforge.>", stream="TUNEFORGE_EVENTS", ordered_consumer=True)
-            out = []
-            while len(out) < total:
-                message = await subscription.next_msg(timeout=10)
-                event = event_pb2.Event()
-                event.ParseFromString(message.data)
-                out.append(event)
-            await subscription.unsubscribe()
-            return out
-        finally:
-            await nc.close()
+
+async def read_events(bus_url: str) -> list[event_pb2.Event]:
+    """Every event in TUNEFORGE_EVENTS (`bus_url`: one NATS URL, or a cluster's, comma-separated)."""
+    import nats
+
+    nc = await nats.connect(servers=bus_url.split(","))
+    try:
+        js = nc.jetstream()
+        total = (await js.stream_info("TUNEFORGE_EVENTS")).state.messages
+        subscription = await js.subscribe("tuneforge.>", stream="TUNEFORGE_EVENTS", ordered_consumer=True)
+        out = []
+        while len(out) < total:
+            message = await subscription.next_msg(timeout=10)
+            event = event_pb2.Event()
+            event.ParseFromString(message.data)
+            out.append(event)
+        await subscription.unsubscribe()
+        return out
+    finally:
+        await nc.close()
 
 
 def main() -> int:

@@ -24,19 +24,20 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
 from services.suite.cluster import ClusterSuite
+from tests.faults.harness import read_events
 from tuneforge import Client, TuneForgeError
 from tuneforge.api.evaluations import STATE_NAMES as EVALUATION_STATES
 from tuneforge.api.training import STATE_NAMES
 from tuneforge.cli.quickstart import FAST, run
 from tuneforge.data.v1 import dataset_pb2
-from tuneforge.events.v1 import event_pb2, train_events_pb2
+from tuneforge.events.v1 import train_events_pb2
 
 PROJECT = "topology"
 SERVICES = ("registry", "data", "train", "eval", "serve", "iam")
 
 
-async def stream_facts(bus_url: str) -> tuple[dict[str, int], list[event_pb2.Event]]:
-    """Each stream's replica count, and every event in TUNEFORGE_EVENTS."""
+async def stream_replicas(bus_url: str) -> dict[str, int]:
+    """How many copies the cluster keeps of each stream."""
     nc = await nats.connect(servers=bus_url.split(","))
     try:
         js = nc.jetstream()
@@ -44,16 +45,7 @@ async def stream_facts(bus_url: str) -> tuple[dict[str, int], list[event_pb2.Eve
         for stream in ("TUNEFORGE_EVENTS", "TUNEFORGE_TRAIN_QUEUE", "TUNEFORGE_EVAL_QUEUE"):
             info = await js.stream_info(stream)
             replicas[stream] = 1 + len(info.cluster.replicas or []) if info.cluster else 1
-        total = (await js.stream_info("TUNEFORGE_EVENTS")).state.messages
-        subscription = await js.subscribe("tuneforge.>", stream="TUNEFORGE_EVENTS", ordered_consumer=True)
-        events = []
-        while len(events) < total:
-            message = await subscription.next_msg(timeout=10)
-            event = event_pb2.Event()
-            event.ParseFromString(message.data)
-            events.append(event)
-        await subscription.unsubscribe()
-        return replicas, events
+        return replicas
     finally:
         await nc.close()
 
@@ -111,7 +103,7 @@ def test_the_production_topology_keeps_every_job_event_and_version_through_kills
         database_url=postgres_url,
         extra_env={"TUNEFORGE_TRAIN_HEARTBEAT_SECONDS": "1", "TUNEFORGE_TRAIN_ACK_WAIT_SECONDS": "15"},
     ) as suite:
-        replicas, _ = asyncio.run(stream_facts(suite.bus_url))
+        replicas = asyncio.run(stream_replicas(suite.bus_url))
         assert set(replicas.values()) == {3}, replicas
         outcome: dict[str, Any] = {}
         killed: list[str] = []
@@ -183,7 +175,7 @@ def test_the_production_topology_keeps_every_job_event_and_version_through_kills
                 conn.execute(text(f"select count(*) from {s}.outbox")).scalar() for s in SERVICES
             )
         engine.dispose()
-        _, events = asyncio.run(stream_facts(suite.bus_url))
+        events = asyncio.run(read_events(suite.bus_url))
 
     ids = Counter(e.id for e in events)
     duplicated_events = sum(n - 1 for n in ids.values() if n > 1)

@@ -4,7 +4,7 @@ import type { Nav } from "../App";
 import { failure, requestId, short, type Api, type Failure } from "../api";
 import { DeploymentState, Rating, type Deployment } from "../gen/tuneforge/serve/v1/deployment_pb";
 import { useT } from "../i18n";
-import { ErrorBox, Field, LineChart, Loading, StateBadge, Table, useAsync, violationFor } from "../ui";
+import { ErrorBox, Field, LineChart, Loading, StateBadge, Table, useAsync, useStream, violationFor } from "../ui";
 
 export function DeploymentsPage({ api, nav }: { api: Api; nav: Nav }) {
   const id = nav.path.match(/^\/deployments\/([^/]+)/)?.[1];
@@ -70,20 +70,8 @@ function Playground({ api, id }: { api: Api; id: string }) {
   const [error, setError] = useState<Failure | null>(null);
   const stats = useAsync(() => api.serve.getDeploymentStats({ name }), [api, name, busy]);
   const stop = useRef<AbortController | null>(null);
-  useEffect(() => {
-    const watching = new AbortController();
-    (async () => {
-      try {
-        for await (const update of api.serve.watchDeployment({ name }, { signal: watching.signal })) setDeployment(update);
-      } catch (e) {
-        if (!watching.signal.aborted) setError(failure(e));
-      }
-    })();
-    return () => {
-      watching.abort();
-      stop.current?.abort();
-    };
-  }, [api, name]);
+  const streamError = useStream((signal) => api.serve.watchDeployment({ name }, { signal }), setDeployment, [api, name]);
+  useEffect(() => () => stop.current?.abort(), []); // a chat in flight ends with the page
   const send = async (event: FormEvent) => {
     event.preventDefault();
     if (!text.trim()) return;
@@ -134,7 +122,7 @@ function Playground({ api, id }: { api: Api; id: string }) {
           <StateBadge state={DeploymentState[deployment.state]} /> {deployment.servingVersion || deployment.modelVersion} {deployment.stateReason}
         </p>
       )}
-      <ErrorBox error={error} />
+      <ErrorBox error={error ?? streamError} />
       <div className="chat" aria-live="polite" data-testid="chat">
         {turns.map((turn, i) => (
           <div key={i} className={`turn ${turn.role}`}>

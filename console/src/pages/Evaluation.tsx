@@ -5,7 +5,7 @@ import type { Nav } from "../App";
 import { failure, requestId, short, type Api, type Failure } from "../api";
 import { EvaluationState, type Evaluation, type RatingItem, type RatingTask, type SamplePrediction } from "../gen/tuneforge/eval/v1/evaluation_pb";
 import { useT } from "../i18n";
-import { BarChart, ErrorBox, Field, Loading, StateBadge, Table, useAsync, violationFor } from "../ui";
+import { BarChart, ErrorBox, Field, Loading, StateBadge, Table, useAsync, useStream, violationFor } from "../ui";
 import { versionName } from "./Training";
 
 const FINAL = [EvaluationState.SUCCEEDED, EvaluationState.FAILED, EvaluationState.CANCELLED];
@@ -86,17 +86,7 @@ function EvaluationView({ api, id, nav }: { api: Api; id: string; nav: Nav }) {
   const [error, setError] = useState<Failure | null>(null);
   const [worst, setWorst] = useState<SamplePrediction[]>([]);
   const [kind, setKind] = useState("side_by_side");
-  useEffect(() => {
-    const stop = new AbortController();
-    (async () => {
-      try {
-        for await (const update of api.evals.watchEvaluation({ name }, { signal: stop.signal })) setEvaluation(update);
-      } catch (e) {
-        if (!stop.signal.aborted) setError(failure(e));
-      }
-    })();
-    return () => stop.abort();
-  }, [api, name]);
+  const streamError = useStream((signal) => api.evals.watchEvaluation({ name }, { signal }), setEvaluation, [api, name]);
   const done = evaluation?.state === EvaluationState.SUCCEEDED;
   const metric = evaluation?.metrics[0] ?? "";
   const last = evaluation?.modelVersions[evaluation.modelVersions.length - 1] ?? "";
@@ -123,7 +113,7 @@ function EvaluationView({ api, id, nav }: { api: Api; id: string; nav: Nav }) {
       <h1>
         {t("evaluation")}: {id}
       </h1>
-      <ErrorBox error={error} />
+      <ErrorBox error={error ?? streamError} />
       {!evaluation && <Loading loading />}
       {evaluation && (
         <>

@@ -1,6 +1,6 @@
 // 模型调优: jobs, the form (表单式开发) with the seed's hyperparameter guidance beside each field, and
 // a job's page: the live loss and learning rate, the diagnosis, checkpoints, cancel.
-import { useEffect, useMemo, useState, type FormEvent } from "react";
+import { useEffect, useMemo, useRef, useState, type FormEvent } from "react";
 import type { Nav } from "../App";
 import { date, failure, requestId, short, type Api, type Failure } from "../api";
 import { DatasetKind } from "../gen/tuneforge/data/v1/dataset_pb";
@@ -14,7 +14,7 @@ import {
   type TrainingReport,
 } from "../gen/tuneforge/train/v1/training_job_pb";
 import { guidance, useT } from "../i18n";
-import { ErrorBox, Field, LineChart, Loading, StateBadge, Table, useAsync, violationFor } from "../ui";
+import { ErrorBox, Field, LineChart, Loading, StateBadge, Table, useAsync, useStream, violationFor } from "../ui";
 
 const FINAL = [TrainingJobState.SUCCEEDED, TrainingJobState.FAILED, TrainingJobState.CANCELLED];
 
@@ -49,7 +49,7 @@ export function versionName(api: Api, text: string): string {
 
 export function TrainingPage({ api, nav }: { api: Api; nav: Nav }) {
   const job = nav.path.match(/^\/training\/jobs\/([^/]+)/)?.[1];
-  if (job) return <JobPage api={api} id={decodeURIComponent(job)} nav={nav} />;
+  if (job) return <JobPage key={job} api={api} id={decodeURIComponent(job)} nav={nav} />;
   if (nav.path.startsWith("/training/new")) return <JobForm api={api} nav={nav} preset={nav.query.get("preset") ?? ""} />;
   return <JobList api={api} nav={nav} />;
 }
@@ -283,29 +283,22 @@ function JobPage({ api, id, nav }: { api: Api; id: string; nav: Nav }) {
   const [report, setReport] = useState<TrainingReport | null>(null);
   const [checkpoints, setCheckpoints] = useState<Checkpoint[]>([]);
   const [registered, setRegistered] = useState<Record<string, string>>({});
-  useEffect(() => {
-    const stop = new AbortController();
-    setPoints([]);
-    (async () => {
-      try {
-        const seen = new Set<string>();
-        for await (const update of api.train.watchTrainingJob({ name }, { signal: stop.signal })) {
-          if (update.update.case === "trainingJob") setJob(update.update.value);
-          if (update.update.case === "metricPoint") {
-            const point = update.update.value;
-            const key = `${point.step}:${point.hasValidationLoss}`;
-            if (!seen.has(key)) {
-              seen.add(key);
-              setPoints((p) => [...p, point]);
-            }
-          }
+  const seen = useRef(new Set<string>());
+  const streamError = useStream(
+    (signal) => api.train.watchTrainingJob({ name }, { signal }),
+    (update) => {
+      if (update.update.case === "trainingJob") setJob(update.update.value);
+      if (update.update.case === "metricPoint") {
+        const point = update.update.value;
+        const key = `${point.step}:${point.hasValidationLoss}`;
+        if (!seen.current.has(key)) {
+          seen.current.add(key);
+          setPoints((p) => [...p, point]);
         }
-      } catch (e) {
-        if (!stop.signal.aborted) setError(failure(e));
       }
-    })();
-    return () => stop.abort();
-  }, [api, name]);
+    },
+    [api, name],
+  );
   const finished = job !== null && FINAL.includes(job.state);
   useEffect(() => {
     if (!finished) return;
@@ -336,7 +329,7 @@ function JobPage({ api, id, nav }: { api: Api; id: string; nav: Nav }) {
       <h1>
         {t("training")}: {id}
       </h1>
-      <ErrorBox error={error} />
+      <ErrorBox error={error ?? streamError} />
       {!job && <Loading loading />}
       {job && (
         <div className="card job-head" data-testid="job-state">
