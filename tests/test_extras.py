@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,3 +109,48 @@ def test_each_extra_alone_installs_and_serves(
             break
         time.sleep(0.5)
     pytest.fail(f"{service} did not serve:\n{(tmp_path / 'service.log').read_text()[-3000:]}")
+
+
+def test_the_console_extra_alone_installs_and_forwards_to_the_services(
+    suite: LocalSuite, wheel: Path, tmp_path: Path, started: list[subprocess.Popen[bytes]]
+) -> None:
+    """The console image's install: no torch, no service libraries; it answers and forwards."""
+    python = _venv(tmp_path / "venv", f"tuneforge[console] @ {wheel.as_uri()}")
+    missing = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import importlib.util as u; print([m for m in ('torch', 'pyarrow', 'fastapi') if u.find_spec(m)])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    assert missing.stdout.strip() == "[]", f"console brings {missing.stdout.strip()}"
+    port_file = tmp_path / "port"
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        "TUNEFORGE_CONSOLE_LISTEN": "127.0.0.1:0",
+        "TUNEFORGE_CONSOLE_PORT_FILE": str(port_file),
+        "TUNEFORGE_REGISTRY_ENDPOINT": suite.endpoints["registry"],
+    }
+    log = (tmp_path / "console.log").open("wb")
+    started.append(
+        subprocess.Popen(
+            [str(python), "-m", "services.console"], env=env, cwd=tmp_path, stdout=log, stderr=log
+        )
+    )
+    deadline = time.monotonic() + 60
+    while not port_file.exists() and time.monotonic() < deadline and started[-1].poll() is None:
+        time.sleep(0.3)
+    assert port_file.exists(), (tmp_path / "console.log").read_text()[-3000:]
+    # A gRPC-Web call with no key reaches the registry, which refuses it (UNAUTHENTICATED = 16).
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port_file.read_text()}/tuneforge.registry.v1.RegistryService/ListModels",
+        data=b"\x00\x00\x00\x00\x00",
+        headers={"content-type": "application/grpc-web+proto"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        body = response.read()
+    assert body[0] == 0x80 and b"grpc-status: 16" in body, body

@@ -181,6 +181,14 @@ export async function uploadDataset(api: Api, dataset: string, file: File, forma
   return version;
 }
 
+/** A dataset version as the API names it, from `dataset/N` or a full name. */
+export function versionName(api: Api, text: string): string {
+  const value = text.trim();
+  if (value.startsWith("projects/")) return value;
+  const [dataset, version] = value.replace("/versions/", "/").split("/");
+  return `${api.parent}/datasets/${dataset}/versions/${version ?? "1"}`;
+}
+
 export function short(name: string): string {
   return name.split("/").slice(-1)[0] ?? name;
 }

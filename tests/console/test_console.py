@@ -159,7 +159,7 @@ def test_every_page_works_wide_and_narrow_in_both_languages(
     page.close()
 
 
-def test_a_malformed_upload_shows_its_bad_rows_by_line_and_field(
+def test_uploads_show_bad_rows_by_line_and_field_then_clean_and_mix(
     browser: object, suite: LocalSuite, tmp_path: Path
 ) -> None:
     project, key = project_with_key(suite, "console-data")
@@ -195,6 +195,39 @@ def test_a_malformed_upload_shows_its_bad_rows_by_line_and_field(
     assert any("role" in c[3] for c in cells), cells
     assert "FAILED" in page.get_by_test_id("version-summary").first.inner_text()
     page.screenshot(path=str(SHOTS / "upload-row-errors.png"), full_page=True)
+    # A good file (one row twice) makes version 2; cleaning it counts what each step did.
+    fine = tmp_path / "fine.jsonl"
+    other = {"messages": [{"role": "user", "content": "bye"}, {"role": "assistant", "content": "see you"}]}
+    fine.write_text("".join(json.dumps(row) + "\n" for row in (good, good, other)))
+    page.get_by_label("File", exact=True).set_input_files(str(fine))
+    page.get_by_role("button", name="Upload a file").click()
+    page.get_by_test_id("version-summary").filter(has_text="READY").first.wait_for(timeout=60_000)
+    page.get_by_role("link", name="2", exact=True).click()
+    page.get_by_role("button", name="Clean into a new version").click()
+    cleaning = page.get_by_role("table", name="Cleaning, per step").first
+    cleaning.wait_for(timeout=60_000)
+    steps = {
+        r.locator("td").nth(0).inner_text(): r.locator("td").nth(2).inner_text()
+        for r in cleaning.locator("tbody tr").all()
+    }
+    assert steps.get("exact_dedup") == "1", steps
+    # The mixing plan, as the seed shows it, then the mixture as a version of its own.
+    page.get_by_label("Version 1", exact=True).fill("chats/3")
+    page.get_by_label("Rate", exact=True).fill("2")
+    page.get_by_role("button", name="Plan", exact=True).click()
+    plan = page.get_by_role("table", name="Mixing plan")
+    plan.wait_for()
+    assert [h.strip() for h in plan.locator("th").all_inner_texts()] == [
+        "数据集 Dataset",
+        "字符数 Characters",
+        "样本数 Samples",
+        "采样率 Sampling rate",
+        "数据占比 Share",
+    ]
+    assert plan.locator("tbody td").all_inner_texts()[2:5] == ["2", "2", "100.0%"]
+    page.get_by_label("Into dataset (a new version)", exact=True).fill("mixed")
+    page.get_by_role("button", name="Make the mixture").click()
+    page.get_by_test_id("version-summary").filter(has_text="mixed/versions/1").wait_for(timeout=60_000)
     page.close()
 
 

@@ -3,7 +3,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { useState, type FormEvent } from "react";
 import type { Nav } from "../App";
-import { date, failure, requestId, short, uploadDataset, type Api, type Failure } from "../api";
+import { date, failure, requestId, short, uploadDataset, versionName, type Api, type Failure } from "../api";
 import { ComputationState, DatasetKind, DatasetVersionState, type DatasetVersion, type MixturePlan } from "../gen/tuneforge/data/v1/dataset_pb";
 import { useT } from "../i18n";
 import { BarChart, ErrorBox, Field, Loading, StateBadge, Table, useAsync } from "../ui";
@@ -13,6 +13,7 @@ export function DataPage({ api, nav }: { api: Api; nav: Nav }) {
   const datasets = useAsync(() => api.data.listDatasets({ parent: api.parent, pageSize: 100 }), [api]);
   const selected = nav.query.get("dataset") ?? "";
   const open = (id: string) => nav.go(`/data?dataset=${encodeURIComponent(id)}`);
+  const [uploads, setUploads] = useState(0); // a new upload refreshes the versions shown
   return (
     <section>
       <h1>{t("data")}</h1>
@@ -35,9 +36,9 @@ export function DataPage({ api, nav }: { api: Api; nav: Nav }) {
             />
           )}
         </article>
-        <Upload api={api} initial={selected} onDone={(dataset) => { datasets.reload(); open(dataset); }} />
+        <Upload api={api} initial={selected} onDone={(dataset) => { datasets.reload(); setUploads((n) => n + 1); open(dataset); }} />
       </div>
-      {selected && <Versions key={selected} api={api} dataset={selected} nav={nav} />}
+      {selected && <Versions key={`${selected}:${uploads}`} api={api} dataset={selected} nav={nav} />}
       <MixingPlan api={api} />
     </section>
   );
@@ -182,6 +183,7 @@ function VersionDetail({ api, version }: { api: Api; version: DatasetVersion }) 
         </>
       )}
       {version.state === DatasetVersionState.READY && <Insight api={api} version={version.name} />}
+      {version.state === DatasetVersionState.READY && <Clean api={api} version={version.name} />}
       <h3>{t("preview")}</h3>
       <ErrorBox error={rows.error} />
       {rows.value && (
@@ -192,6 +194,78 @@ function VersionDetail({ api, version }: { api: Api; version: DatasetVersion }) 
         </div>
       )}
     </div>
+  );
+}
+
+// The steps a cleaning may take with their defaults, in the order they run.
+const CLEANING_STEPS = [
+  "normalizeUnicode",
+  "normalizeWhitespace",
+  "dropEmpty",
+  "maskPii",
+  "exactDedup",
+  "nearDedup",
+] as const;
+
+function Clean({ api, version }: { api: Api; version: string }) {
+  const { t } = useT();
+  const [steps, setSteps] = useState<Set<string>>(new Set(["normalizeWhitespace", "dropEmpty", "exactDedup"]));
+  const [result, setResult] = useState<DatasetVersion | null>(null);
+  const [error, setError] = useState<Failure | null>(null);
+  const [busy, setBusy] = useState(false);
+  const toggle = (step: string) => {
+    const next = new Set(steps);
+    if (next.has(step)) next.delete(step);
+    else next.add(step);
+    setSteps(next);
+  };
+  const clean = async (event: FormEvent) => {
+    event.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      let made = await api.data.cleanDatasetVersion({
+        name: version,
+        requestId: requestId(),
+        operations: CLEANING_STEPS.filter((s) => steps.has(s)).map((s) => ({ operation: { case: s, value: {} } })),
+      });
+      for await (const update of api.data.watchDatasetVersion({ name: made.name })) {
+        made = update;
+        if (update.state !== DatasetVersionState.PROCESSING) break;
+      }
+      setResult(made);
+    } catch (e) {
+      setError(failure(e));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <form onSubmit={clean} aria-labelledby="clean-title">
+      <h3 id="clean-title">{t("clean")}</h3>
+      <fieldset className="checks">
+        <legend className="sr-only">{t("clean")}</legend>
+        {CLEANING_STEPS.map((step) => (
+          <label key={step}>
+            <input type="checkbox" checked={steps.has(step)} onChange={() => toggle(step)} /> {step}
+          </label>
+        ))}
+      </fieldset>
+      <button type="submit" disabled={busy || steps.size === 0}>
+        {busy ? t("loading") : t("clean")}
+      </button>
+      <ErrorBox error={error} />
+      {result && (
+        <>
+          <VersionSummary version={result} />
+          <Table
+            label={t("cleaning")}
+            head={[t("operation"), t("rowsIn"), t("removed"), t("changed")]}
+            rows={result.cleaning.map((c) => [c.operation, String(c.rowsIn), String(c.rowsRemoved), String(c.rowsChanged)])}
+          />
+        </>
+      )}
+    </form>
   );
 }
 
@@ -248,6 +322,8 @@ function MixingPlan({ api }: { api: Api }) {
   const { t } = useT();
   const [sources, setSources] = useState<{ version: string; rate: string }[]>([{ version: "", rate: "1" }]);
   const [plan, setPlan] = useState<MixturePlan | null>(null);
+  const [into, setInto] = useState("");
+  const [mixed, setMixed] = useState<DatasetVersion | null>(null);
   const [error, setError] = useState<Failure | null>(null);
   const submit = async (event: FormEvent) => {
     event.preventDefault();
@@ -256,9 +332,31 @@ function MixingPlan({ api }: { api: Api }) {
       setPlan(
         await api.data.planMixture({
           parent: api.parent,
-          sources: sources.map((s) => ({ datasetVersion: s.version.includes("/") ? s.version : `${api.parent}/datasets/${s.version}`, samplingRate: Number(s.rate) })),
+          sources: refs(),
         }),
       );
+    } catch (e) {
+      setError(failure(e));
+    }
+  };
+  const refs = () =>
+    sources.map((s) => ({ datasetVersion: versionName(api, s.version), samplingRate: Number(s.rate) }));
+  const materialize = async () => {
+    setError(null);
+    try {
+      const parent = `${api.parent}/datasets/${into}`;
+      try {
+        await api.data.getDataset({ name: parent });
+      } catch (e) {
+        if (ConnectError.from(e).code !== Code.NotFound || !plan) throw e;
+        await api.data.createDataset({ parent: api.parent, datasetId: into, dataset: { kind: plan.kind }, requestId: requestId() });
+      }
+      let made = await api.data.createMixture({ parent, sources: refs(), requestId: requestId() });
+      for await (const update of api.data.watchDatasetVersion({ name: made.name })) {
+        made = update;
+        if (update.state !== DatasetVersionState.PROCESSING) break;
+      }
+      setMixed(made);
     } catch (e) {
       setError(failure(e));
     }
@@ -296,6 +394,17 @@ function MixingPlan({ api }: { api: Api }) {
           ])}
         />
       )}
+      {plan && (
+        <div className="inline-form">
+          <Field id="mix-into" label={t("mixInto")}>
+            <input id="mix-into" value={into} onChange={(e) => setInto(e.target.value)} placeholder="my-mixture" />
+          </Field>
+          <button type="button" disabled={!into} onClick={materialize}>
+            {t("materialize")}
+          </button>
+        </div>
+      )}
+      {mixed && <VersionSummary version={mixed} />}
     </form>
   );
 }

@@ -2,11 +2,10 @@
 // human rating (scores 1–5, or blind A/B where the page never says which model wrote which answer).
 import { useEffect, useState, type FormEvent } from "react";
 import type { Nav } from "../App";
-import { failure, requestId, short, type Api, type Failure } from "../api";
+import { failure, requestId, short, versionName, type Api, type Failure } from "../api";
 import { EvaluationState, type Evaluation, type RatingItem, type RatingTask, type SamplePrediction } from "../gen/tuneforge/eval/v1/evaluation_pb";
 import { useT } from "../i18n";
 import { BarChart, ErrorBox, Field, Loading, StateBadge, Table, useAsync, useStream, violationFor } from "../ui";
-import { versionName } from "./Training";
 
 const FINAL = [EvaluationState.SUCCEEDED, EvaluationState.FAILED, EvaluationState.CANCELLED];
 const COLORS = ["#3a6ea5", "#d9822b", "#5b8c5a", "#8e6bb8"];

@@ -2,7 +2,7 @@
 // a job's page: the live loss and learning rate, the diagnosis, checkpoints, cancel.
 import { useEffect, useMemo, useRef, useState, type FormEvent } from "react";
 import type { Nav } from "../App";
-import { date, failure, requestId, short, type Api, type Failure } from "../api";
+import { date, failure, requestId, short, versionName, type Api, type Failure } from "../api";
 import { DatasetKind } from "../gen/tuneforge/data/v1/dataset_pb";
 import {
   TrainingJobState,
@@ -38,14 +38,6 @@ const GUIDED: [string, string, string][] = [
   ["checkpoint_interval_steps", "checkpointIntervalSteps", "1"],
   ["validation_interval_steps", "validationIntervalSteps", "1"],
 ];
-
-/** A dataset version as the API names it, from `dataset/N` or a full name. */
-export function versionName(api: Api, text: string): string {
-  const value = text.trim();
-  if (value.startsWith("projects/")) return value;
-  const [dataset, version] = value.replace("/versions/", "/").split("/");
-  return `${api.parent}/datasets/${dataset}/versions/${version ?? "1"}`;
-}
 
 export function TrainingPage({ api, nav }: { api: Api; nav: Nav }) {
   const job = nav.path.match(/^\/training\/jobs\/([^/]+)/)?.[1];
@@ -241,7 +233,9 @@ function JobForm({ api, nav, preset }: { api: Api; nav: Nav; preset: string }) {
               help={
                 g && (
                   <details className="guidance">
-                    <summary>{g.meaning}</summary>
+                    <summary>
+                      {g.meaning} <strong>{t("recommended")}: {g.recommended}</strong>
+                    </summary>
                     <dl>
                       <dt>{t("tooLarge")}</dt>
                       <dd>{g.tooLarge}</dd>
