@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -332,3 +334,57 @@ def test_from_template_to_a_chat_with_the_tuned_model(
         assert any(log.feedback.rating == 1 for log in logs), "the feedback reached the call log"
         client.serve.delete("grader")
     page.close()
+
+
+def grpc_web(
+    suite: LocalSuite, path: str, body: bytes, content_type: str = "application/grpc-web+proto"
+) -> tuple[int, dict, bytes]:
+    request = urllib.request.Request(
+        suite.endpoints["console"] + path, data=body, headers={"content-type": content_type}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def test_the_gateway_forwards_calls_and_refuses_what_it_cannot(suite: LocalSuite) -> None:
+    project, key = project_with_key(suite, "console-gw")
+    empty = b"\x00\x00\x00\x00\x00"
+    # No such method, a body that is not gRPC-Web, broken framing, two messages to a unary call.
+    assert grpc_web(suite, "/tuneforge.registry.v1.RegistryService/Nope", empty)[1]["grpc-status"] == "12"
+    assert (
+        grpc_web(suite, "/tuneforge.registry.v1.RegistryService/ListModels", b"{}", "application/json")[0]
+        == 415
+    )
+    assert (
+        grpc_web(suite, "/tuneforge.registry.v1.RegistryService/ListModels", b"\x00\x00\x00\x00\x10ab")[1][
+            "grpc-status"
+        ]
+        == "3"
+    )
+    assert (
+        grpc_web(suite, "/tuneforge.registry.v1.RegistryService/ListModels", empty * 2)[1]["grpc-status"]
+        == "3"
+    )
+    # Forwarded: without a key the service itself refuses, in the trailer frame.
+    status, _, body = grpc_web(suite, "/tuneforge.registry.v1.RegistryService/ListModels", empty)
+    assert status == 200 and body[0] == 0x80 and b"grpc-status: 16" in body
+    # With the key, the message comes back byte for byte as the service wrote it.
+    from tuneforge.registry.v1 import registry_service_pb2
+
+    request = registry_service_pb2.ListModelsRequest(parent=f"projects/{project}").SerializeToString()
+    framed = b"\x00" + len(request).to_bytes(4, "big") + request
+    answer = urllib.request.Request(
+        suite.endpoints["console"] + "/tuneforge.registry.v1.RegistryService/ListModels",
+        data=framed,
+        headers={"content-type": "application/grpc-web+proto", "authorization": f"Bearer {key}"},
+    )
+    with urllib.request.urlopen(answer, timeout=30) as response:
+        body = response.read()
+    length = int.from_bytes(body[1:5], "big")
+    assert (
+        body[0] == 0 and registry_service_pb2.ListModelsResponse.FromString(body[5 : 5 + length]) is not None
+    )
+    assert b"grpc-status: 0" in body[5 + length :]
