@@ -143,6 +143,7 @@ def test_keys_and_status_commands(tf, suite: LocalSuite) -> None:  # type: ignor
         "serve": "serving",
         "iam": "serving",
         "openai": "serving",
+        "console": "serving",
     }
     assert "no running suite" in tf("status", "--data-dir", "/nonexistent", code=2).stderr
 
