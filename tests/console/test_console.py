@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from services.suite.suite import LocalSuite
 from tuneforge import Client
@@ -276,7 +277,10 @@ def test_from_template_to_a_chat_with_the_tuned_model(
     page.get_by_label("checkpoint_interval_steps", exact=True).fill("5")
     page.get_by_role("button", name="Start training").click()
     # The job's page: the live loss, then the end with its diagnosis.
-    page.wait_for_url("**/training/jobs/console-job")
+    try:
+        page.wait_for_url("**/training/jobs/console-job")
+    except PlaywrightTimeout:
+        pytest.fail(f"the job was not created: {page.locator('form .error').all_inner_texts()}")
     page.locator("svg[aria-label='Loss'] polyline").first.wait_for(timeout=240_000)
     page.get_by_test_id("diagnosis").wait_for(timeout=300_000)
     assert "SUCCEEDED" in page.get_by_test_id("job-state").inner_text()
