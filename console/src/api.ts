@@ -49,8 +49,7 @@ export function makeApi(session: Session, onUnauthenticated: (error: ConnectErro
   const auth: Interceptor = (next) => async (request) => {
     request.header.set("authorization", `Bearer ${session.apiKey}`);
     try {
-      const response = await next(request);
-      return response;
+      return await next(request);
     } catch (error) {
       const failure = ConnectError.from(error);
       if (failure.code === Code.Unauthenticated) onUnauthenticated(failure);

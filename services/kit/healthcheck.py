@@ -17,6 +17,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.kit import tls
+
 
 def _local(address: str) -> str:
     """A listen address as the process itself reaches it (0.0.0.0 and [::] mean this host)."""
@@ -25,16 +27,12 @@ def _local(address: str) -> str:
 
 
 def grpc_serving(address: str, timeout: float) -> bool:
-    ca = os.environ.get("TUNEFORGE_TLS_CA_FILE") or os.environ.get("TUNEFORGE_TLS_CERT_FILE")
-    if os.environ.get("TUNEFORGE_TLS_CERT_FILE") and ca:
-        key = os.environ.get("TUNEFORGE_TLS_KEY_FILE", "")
-        cert = os.environ["TUNEFORGE_TLS_CERT_FILE"]
-        credentials = grpc.ssl_channel_credentials(
-            Path(ca).read_bytes(), Path(key).read_bytes() if key else None, Path(cert).read_bytes()
-        )
-        channel = grpc.secure_channel(address, credentials)
-    else:
-        channel = grpc.insecure_channel(address)
+    # The process's own TLS settings (kit.tls), as its peers use them: TLS when it trusts a CA.
+    path = lambda name: Path(os.environ[name]) if os.environ.get(name) else None  # noqa: E731
+    credentials = tls.TlsConfig.from_files(
+        path("TUNEFORGE_TLS_CERT_FILE"), path("TUNEFORGE_TLS_KEY_FILE"), path("TUNEFORGE_TLS_CA_FILE"), None
+    ).channel_credentials()
+    channel = grpc.secure_channel(address, credentials) if credentials else grpc.insecure_channel(address)
     with channel:
         try:
             answer = health_pb2_grpc.HealthStub(channel).Check(
