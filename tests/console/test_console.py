@@ -261,6 +261,13 @@ def test_from_template_to_a_chat_with_the_tuned_model(
         "() => document.querySelector('#job-data-0').value.includes('essay-grading-train')", timeout=60_000
     )
     assert "essay-grading-train" in data_field.input_value()
+    # The template's data is processed in the background: the form shows its state and holds the
+    # job back until it is READY (the server refuses a version still processing).
+    data_state = page.get_by_test_id("data-state-0")
+    data_state.wait_for()
+    if "PROCESSING" in data_state.inner_text():
+        assert page.get_by_role("button", name="Start training").is_disabled()
+    data_state.filter(has_text="READY").wait_for(timeout=240_000)
     assert page.get_by_label("Method", exact=True).input_value() == str(
         2
     )  # sft, the only method SFT data trains

@@ -1,9 +1,9 @@
 // 模型调优: jobs, the form (表单式开发) with the seed's hyperparameter guidance beside each field, and
 // a job's page: the live loss and learning rate, the diagnosis, checkpoints, cancel.
-import { useEffect, useMemo, useRef, useState, type FormEvent } from "react";
+import { useCallback, useEffect, useMemo, useRef, useState, type FormEvent } from "react";
 import type { Nav } from "../App";
 import { date, failure, requestId, short, versionName, type Api, type Failure } from "../api";
-import { DatasetKind } from "../gen/tuneforge/data/v1/dataset_pb";
+import { DatasetKind, DatasetVersionState } from "../gen/tuneforge/data/v1/dataset_pb";
 import {
   TrainingJobState,
   TrainingMethod,
@@ -102,6 +102,11 @@ function JobForm({ api, nav, preset }: { api: Api; nav: Nav; preset: string }) {
   const [kind, setKind] = useState<DatasetKind | null>(null);
   const [error, setError] = useState<Failure | null>(null);
   const [busy, setBusy] = useState(false);
+  // Each source's state: a version still being processed cannot train yet (the server refuses it),
+  // so the form waits for it and says so.
+  const [states, setStates] = useState<Record<string, DatasetVersionState>>({});
+  const onState = useCallback((version: string, state: DatasetVersionState) => setStates((s) => ({ ...s, [version]: state })), []);
+  const processing = form.data.some((d) => states[d.version] === DatasetVersionState.PROCESSING);
   const models = useAsync(() => api.registry.listModels({ parent: api.parent, pageSize: 100 }), [api]);
   // A template fills the form: its data (installed into the project), method and hyperparameters.
   const template = useAsync(
@@ -193,6 +198,7 @@ function JobForm({ api, nav, preset }: { api: Api; nav: Nav; preset: string }) {
           <div className="inline-form" key={i}>
             <Field id={`job-data-${i}`} label={`${t("trainingData")} ${i + 1}`} error={violationFor(error, i === 0 ? "training_data" : `training_data[${i}]`)}>
               <input id={`job-data-${i}`} value={d.version} onChange={(e) => set({ data: form.data.map((x, j) => (j === i ? { ...x, version: e.target.value } : x)) })} required />
+              <VersionState api={api} version={d.version} index={i} onState={onState} />
             </Field>
             <Field id={`job-rate-${i}`} label={t("rate")} error={violationFor(error, `training_data[${i}].sampling_rate`)}>
               <input id={`job-rate-${i}`} value={d.rate} inputMode="decimal" onChange={(e) => set({ data: form.data.map((x, j) => (j === i ? { ...x, rate: e.target.value } : x)) })} />
@@ -260,11 +266,55 @@ function JobForm({ api, nav, preset }: { api: Api; nav: Nav; preset: string }) {
           );
         })}
         <ErrorBox error={error} />
-        <button type="submit" disabled={busy}>
+        {processing && (
+          <p className="notice" role="status">
+            {t("dataProcessing")}
+          </p>
+        )}
+        <button type="submit" disabled={busy || processing}>
           {t("start")}
         </button>
       </form>
     </section>
+  );
+}
+
+// A data version's state beside its field, followed live while the data service processes it.
+function VersionState({ api, version, index, onState }: { api: Api; version: string; index: number; onState: (version: string, state: DatasetVersionState) => void }) {
+  const [state, setState] = useState<DatasetVersionState | null>(null);
+  const [problem, setProblem] = useState("");
+  useEffect(() => {
+    setState(null);
+    setProblem("");
+    if (!version.includes("/versions/") && !/^[^/]+\/\d+$/.test(version)) return;
+    const stop = new AbortController();
+    const report = (s: DatasetVersionState, message = "") => {
+      setState(s);
+      setProblem(message);
+      onState(version, s);
+    };
+    (async () => {
+      try {
+        const name = versionName(api, version);
+        let current = await api.data.getDatasetVersion({ name }, { signal: stop.signal });
+        report(current.state, current.failure?.message);
+        if (current.state !== DatasetVersionState.PROCESSING) return;
+        for await (current of api.data.watchDatasetVersion({ name }, { signal: stop.signal })) {
+          report(current.state, current.failure?.message);
+          if (current.state !== DatasetVersionState.PROCESSING) break;
+        }
+      } catch {
+        // No such version (yet): the server names the field when the form is sent.
+        if (!stop.signal.aborted) setState(null);
+      }
+    })();
+    return () => stop.abort();
+  }, [api, version, onState]);
+  if (state === null) return null;
+  return (
+    <span className="version-state" data-testid={`data-state-${index}`}>
+      <StateBadge state={DatasetVersionState[state]} /> {problem}
+    </span>
   );
 }
 
