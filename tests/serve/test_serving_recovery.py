@@ -39,7 +39,9 @@ def test_a_process_killed_mid_stream_ends_the_stream_and_another_takes_over(
             for chunk in stream:
                 if chunk.choices and chunk.choices[0].delta.content:
                     received.append(chunk.choices[0].delta.content)
-                if len(received) == 3:
+                # Killed at the first token, so the tiny model (hundreds of tokens a second) cannot
+                # finish the answer before the kill lands.
+                if len(received) == 1:
                     suite.processes["serve-worker-0"].kill()
         assert "stopped mid-answer" in caught.value.message and len(received) < 450
         killed = time.monotonic()
