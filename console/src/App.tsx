@@ -4,6 +4,8 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { useCallback, useEffect, useMemo, useState, type FormEvent } from "react";
 import { failure, makeApi, saveSession, savedSession, type Api, type Session } from "./api";
 import { dictionaries, LangContext, useT, type Key, type Lang } from "./i18n";
+import { AnnotationPage } from "./pages/Annotation";
+import { AugmentationPage } from "./pages/Augmentation";
 import { DataPage } from "./pages/Data";
 import { DeploymentsPage } from "./pages/Deployments";
 import { EvaluationPage } from "./pages/Evaluation";
@@ -19,6 +21,8 @@ export type Nav = { path: string; query: URLSearchParams; go: (to: string) => vo
 const MENU: [string, Key][] = [
   ["/", "overview"],
   ["/data", "data"],
+  ["/augmentation", "augmentation"],
+  ["/annotation", "annotation"],
   ["/templates", "templates"],
   ["/training", "training"],
   ["/evaluation", "evaluation"],
@@ -128,6 +132,8 @@ export function App() {
     if (!api) return null;
     const p = nav.path;
     if (p.startsWith("/data")) return <DataPage api={api} nav={nav} />;
+    if (p.startsWith("/augmentation")) return <AugmentationPage api={api} nav={nav} />;
+    if (p.startsWith("/annotation")) return <AnnotationPage api={api} nav={nav} />;
     if (p.startsWith("/templates")) return <TemplatesPage api={api} nav={nav} />;
     if (p.startsWith("/training")) return <TrainingPage api={api} nav={nav} />;
     if (p.startsWith("/evaluation")) return <EvaluationPage api={api} nav={nav} />;

@@ -141,6 +141,8 @@ def test_every_page_works_wide_and_narrow_in_both_languages(
     for path, heading in [
         ("/", "Overview"),
         ("/data", "Data"),
+        ("/augmentation", "Augmentation"),
+        ("/annotation", "Annotation"),
         ("/templates", "Templates"),
         ("/training/new", "New job"),
         ("/evaluation", "Evaluation"),
@@ -344,6 +346,120 @@ def test_from_template_to_a_chat_with_the_tuned_model(
         logs = list(client.serve.logs("grader"))
         assert any(log.feedback.rating == 1 for log in logs), "the feedback reached the call log"
         client.serve.delete("grader")
+    page.close()
+
+
+def test_augment_with_a_teacher_then_review_its_labels_and_finish(
+    browser: object, suite: LocalSuite, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    project, key = project_with_key(suite, "console-aug")
+    with Client(suite.endpoints, api_key=key, project=project) as client:
+        client.models.create("tiny")
+        base = client.models.upload("tiny", tiny_model_dir).name
+        client.serve.create("writer", base, max_tokens=12, temperature=0.0)
+        sources = {
+            "questions": (
+                "eval",
+                [{"prompt": f"What is {i} plus {i}?", "reference": str(2 * i)} for i in range(4)],
+            ),
+            "chats": (
+                "sft",
+                [
+                    {
+                        "messages": [
+                            {"role": "user", "content": f"Name {i + 2} colours."},
+                            {"role": "assistant", "content": "Red."},
+                        ]
+                    }
+                    for i in range(4)
+                ],
+            ),
+        }
+        for name, (kind, records) in sources.items():
+            client.data.create(name, kind)
+            path = tmp_path / f"{name}.jsonl"
+            path.write_text("".join(json.dumps(r) + "\n" for r in records))
+            client.data.upload(name, path)
+        client.serve.wait("writer", timeout=180)
+    page = signed_in(browser, suite, project, key)
+    console = suite.endpoints["console"]
+
+    # Teachers: a URL that carries credentials is refused on its field; a deployment is taken.
+    page.goto(console + "/augmentation")
+    page.get_by_label("Teacher id", exact=True).fill("leaky")
+    page.get_by_label("Base URL", exact=True).fill("http://user:secret@127.0.0.1:9/v1")
+    page.get_by_label("Model", exact=True).fill("any")
+    page.get_by_role("button", name="Create").click()
+    page.locator("#teacher-url-error").wait_for()
+    page.get_by_label("Base URL", exact=True).fill("")
+    page.get_by_label("Model", exact=True).fill("")
+    page.get_by_label("Teacher id", exact=True).fill("writer")
+    page.get_by_label("Deployment of this project", exact=True).fill("writer")
+    page.get_by_role("button", name="Create").click()
+    page.get_by_role("table", name="Teachers").get_by_text("writer").first.wait_for()
+
+    # A run answers the questions with the teacher; its page follows it to the version it made.
+    page.get_by_label("Source version", exact=True).fill("questions/1")
+    page.get_by_label("Teacher", exact=True).select_option(label="writer")
+    page.get_by_label("Into dataset", exact=True).fill("answered")
+    page.get_by_role("button", name="Start run").click()
+    page.wait_for_url("**/augmentation/*")
+    state = page.get_by_test_id("run-state")
+    state.filter(has_text="SUCCEEDED").wait_for(timeout=180_000)
+    assert "4/4" in page.get_by_test_id("run-rows").inner_text()
+    assert "answered/versions/1" in state.get_by_role("link").inner_text()
+    page.screenshot(path=str(SHOTS / "augmentation-run.png"), full_page=True)
+
+    # An annotation task: the teacher pre-labels corrections, two people review them.
+    page.goto(console + "/data?dataset=chats&version=1")
+    page.get_by_role("button", name="Annotate this version").click()
+    page.get_by_role("heading", name="New annotation task").wait_for()
+    assert page.get_by_label("Source version", exact=True).input_value() == "chats/versions/1"
+    page.get_by_label("Task id", exact=True).fill("fix-answers")
+    page.get_by_label("What is labelled", exact=True).select_option(label="correction")
+    page.get_by_label("Pre-label with", exact=True).select_option(label="writer")
+    page.get_by_role("button", name="Create").click()
+    page.wait_for_url("**/annotation/fix-answers")
+    page.get_by_test_id("task-summary").filter(has_text="REVIEWING").wait_for(timeout=120_000)
+    task = f"projects/{project}/annotationTasks/fix-answers"
+    with Client(suite.endpoints, api_key=key, project=project) as client:
+        labelled = [i for i in client.annotate.items(task) if i.HasField("model_value")]
+    assert labelled, "the teacher pre-labelled some rows"
+    accepted = labelled[-1].name.rsplit("/", 1)[1]
+    assert accepted not in ("1", "2")
+    page.get_by_label("Your name (annotator)", exact=True).fill("ana")
+
+    def review(item: str, button: str, annotator: str = "ana") -> None:
+        card = page.get_by_test_id(f"item-{item}")
+        card.get_by_role("button", name=button).click()
+        card.locator(".reviews").filter(has_text=annotator).wait_for()
+
+    page.get_by_test_id("item-1").get_by_label("Your label", exact=True).fill("The right answer.")
+    review("1", "Save my label")
+    review("2", "Reject")
+    review(accepted, "Accept")
+    page.get_by_test_id("progress-reviewed").filter(has_text="3").wait_for()
+    page.get_by_label("Your name (annotator)", exact=True).fill("bo")
+    review(accepted, "Accept", "bo")
+    page.get_by_test_id("reviewer-agreement").filter(has_text="100.0%").wait_for()
+    with Client(suite.endpoints, api_key=key, project=project) as client:
+        agreement = client.annotate.get(task).agreement
+    shown = page.get_by_test_id("model-agreement").inner_text()
+    assert (
+        f"{agreement.model_agreement * 100:.1f}%" in shown and f"{agreement.model_reviews} reviews" in shown
+    )
+    page.screenshot(path=str(SHOTS / "annotation-review.png"), full_page=True)
+
+    # Finishing writes the reviewed rows: the edit and the accepted label; the rejected row is gone.
+    page.get_by_label("Into dataset", exact=True).fill("fixed")
+    page.get_by_role("button", name="Finish", exact=True).click()
+    page.get_by_test_id("task-summary").get_by_role("link").filter(has_text="fixed/versions/1").wait_for()
+    with Client(suite.endpoints, api_key=key, project=project) as client:
+        version = client.data.wait(client.data.get_version(f"projects/{project}/datasets/fixed/versions/1"))
+        rows = list(client.data.rows(version.name))
+        client.serve.delete("writer")
+    answers = sorted(r["messages"][-1]["content"] for r in rows)
+    assert len(rows) == 2 and "The right answer." in answers, answers
     page.close()
 
 

@@ -158,12 +158,12 @@ function Versions({ api, dataset, nav }: { api: Api; dataset: string; nav: Nav }
           ])}
         />
       )}
-      {current && <VersionDetail key={current.name} api={api} version={current} />}
+      {current && <VersionDetail key={current.name} api={api} version={current} nav={nav} />}
     </article>
   );
 }
 
-function VersionDetail({ api, version }: { api: Api; version: DatasetVersion }) {
+function VersionDetail({ api, version, nav }: { api: Api; version: DatasetVersion; nav: Nav }) {
   const { t } = useT();
   const rows = useAsync(
     async () => (version.state === DatasetVersionState.READY ? (await api.data.readDatasetRows({ name: version.name, pageSize: 10 })).rows : []),
@@ -181,6 +181,15 @@ function VersionDetail({ api, version }: { api: Api; version: DatasetVersion }) 
             rows={version.cleaning.map((c) => [c.operation, String(c.rowsIn), String(c.rowsRemoved), String(c.rowsChanged)])}
           />
         </>
+      )}
+      {version.state === DatasetVersionState.READY && (
+        <div className="actions">
+          {(["augmentation", "annotation"] as const).map((page) => (
+            <button key={page} type="button" className="secondary" onClick={() => nav.go(`/${page}?source=${encodeURIComponent(version.name.replace(`${api.parent}/datasets/`, ""))}`)}>
+              {t(page === "augmentation" ? "augmentThis" : "annotateThis")}
+            </button>
+          ))}
+        </div>
       )}
       {version.state === DatasetVersionState.READY && <Insight api={api} version={version.name} />}
       {version.state === DatasetVersionState.READY && <Clean api={api} version={version.name} />}
