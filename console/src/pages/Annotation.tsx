@@ -203,7 +203,7 @@ function TaskView({ api, id, nav }: { api: Api; id: string; nav: Nav }) {
       {!task && <Loading loading />}
       {task && (
         <>
-          <TaskSummary api={api} task={task} nav={nav} />
+          <TaskSummary api={api} task={task} nav={nav} onCancelled={setTask} onError={setError} />
           {reviewable && <Finish api={api} task={task} onFinished={setTask} />}
           <div className="card inline-form">
             <Field id="annotator" label={t("annotator")}>
@@ -234,8 +234,11 @@ function TaskView({ api, id, nav }: { api: Api; id: string; nav: Nav }) {
   );
 }
 
-function TaskSummary({ api, task, nav }: { api: Api; task: AnnotationTask; nav: Nav }) {
+function TaskSummary(props: { api: Api; task: AnnotationTask; nav: Nav; onCancelled: (task: AnnotationTask) => void; onError: (error: Failure) => void }) {
+  const { api, task, nav } = props;
   const { t } = useT();
+  const open = [AnnotationState.PENDING, AnnotationState.LABELLING, AnnotationState.REVIEWING].includes(task.state);
+  const cancel = () => api.augment.cancelAnnotationTask({ name: task.name }).then(props.onCancelled, (e) => props.onError(failure(e)));
   const p = task.progress;
   const a = task.agreement;
   const output = task.outputVersion.replace(`${api.parent}/datasets/`, "");
@@ -300,6 +303,11 @@ function TaskSummary({ api, task, nav }: { api: Api; task: AnnotationTask; nav: 
           {p?.costEstimate ? ` · ≈ ${p.costEstimate.toFixed(4)}` : ""}
         </dd>
       </dl>
+      {open && (
+        <button type="button" className="danger" onClick={cancel}>
+          {t("cancel")}
+        </button>
+      )}
     </div>
   );
 }
