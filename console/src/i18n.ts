@@ -250,6 +250,18 @@ const en = {
   templatesUsed: "Prompt templates used",
   augmentThis: "Augment this version",
   annotateThis: "Annotate this version",
+  methodSettings: "Method settings",
+  maskReasoning: "Leave <think>…</think> reasoning out of the loss",
+  default: "default",
+  rewards: "Rewards",
+  reward: "Reward",
+  pattern: "Pattern (regex)",
+  requiredFields: "Required fields (comma-separated)",
+  targetWords: "Target words (0: the reference's length)",
+  graderJson: "Grader (OpenAI grader JSON)",
+  weight: "Weight",
+  remove: "Remove",
+  addReward: "Add a reward",
 };
 
 export type Key = keyof typeof en;
@@ -500,6 +512,18 @@ const zh: Record<Key, string> = {
   templatesUsed: "使用的 Prompt 模板",
   augmentThis: "增强此版本",
   annotateThis: "标注此版本",
+  methodSettings: "方法参数",
+  maskReasoning: "<think>…</think> 推理过程不计入 loss",
+  default: "默认",
+  rewards: "奖励函数",
+  reward: "奖励",
+  pattern: "匹配模式（正则）",
+  requiredFields: "必需字段（逗号分隔）",
+  targetWords: "目标字数（0：参考答案的长度）",
+  graderJson: "Grader（OpenAI grader JSON）",
+  weight: "权重",
+  remove: "删除",
+  addReward: "添加奖励函数",
 };
 
 export const dictionaries: Record<Lang, Record<Key, string>> = { en, zh };

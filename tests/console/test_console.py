@@ -463,6 +463,58 @@ def test_augment_with_a_teacher_then_review_its_labels_and_finish(
     page.close()
 
 
+def test_the_form_sends_the_methods_settings_and_shows_their_errors(
+    browser: object, suite: LocalSuite, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    project, key = project_with_key(suite, "console-rl")
+    with Client(suite.endpoints, api_key=key, project=project) as client:
+        client.models.create("tiny")
+        base = client.models.upload("tiny", tiny_model_dir).name
+        client.data.create("prompts", "prompt_only")
+        path = tmp_path / "prompts.jsonl"
+        path.write_text(
+            "".join(json.dumps({"prompt": f"写一个数字：第{i}题", "reference": ""}) + "\n" for i in range(16))
+        )
+        client.data.upload("prompts", path)
+    page = signed_in(browser, suite, project, key)
+    page.goto(suite.endpoints["console"] + "/training/new")
+    page.get_by_label("Job id", exact=True).fill("rl-job")
+    page.get_by_label("Base model", exact=True).fill(base)
+    page.get_by_label("Training data 1", exact=True).fill("prompts/1")
+    page.get_by_test_id("data-state-0").filter(has_text="READY").wait_for()
+    # Prompt-only data trains GRPO alone; its settings appear.
+    page.get_by_role("group", name="Method settings").wait_for()
+    assert page.locator("#job-method option:checked").inner_text() == "grpo"
+    # A regex reward without its pattern, and groups that do not divide the batch: each error comes
+    # back under its field.
+    page.get_by_role("button", name="Add a reward").click()
+    page.get_by_label("num_generations", exact=True).fill("3")
+    page.get_by_role("button", name="Start training").click()
+    page.locator("#reward-0-pattern-error").filter(has_text="pattern").wait_for()
+    assert "divide" in page.locator("#mp-num_generations-error").inner_text()
+    page.get_by_label("Pattern (regex)", exact=True).fill(r"\d+")
+    page.get_by_label("num_generations", exact=True).fill("4")
+    page.get_by_label("beta", exact=True).fill("0.05")
+    page.get_by_label("loss_type", exact=True).select_option("dr_grpo")
+    page.get_by_role("button", name="Add a reward").click()
+    page.get_by_label("Reward 2", exact=True).select_option("word_count")
+    page.get_by_label("Target words (0: the reference's length)", exact=True).fill("5")
+    page.get_by_test_id("reward-1").get_by_label("Weight", exact=True).fill("0.5")
+    page.screenshot(path=str(SHOTS / "training-form-grpo.png"), full_page=True)
+    page.get_by_role("button", name="Start training").click()
+    page.wait_for_url("**/training/jobs/rl-job")
+    with Client(suite.endpoints, api_key=key, project=project) as client:
+        job = client.train.get("rl-job")
+        client.train.cancel("rl-job")
+    sent = job.method_parameters
+    assert (sent.num_generations, sent.beta, sent.loss_type) == (4, 0.05, "dr_grpo")
+    assert [(r.type, r.pattern, r.target_words, r.weight) for r in sent.rewards] == [
+        ("regex", r"\d+", 0, 1.0),  # no weight given: the default, 1
+        ("word_count", "", 5, 0.5),
+    ]
+    page.close()
+
+
 def grpc_web(
     suite: LocalSuite, path: str, body: bytes, content_type: str = "application/grpc-web+proto"
 ) -> tuple[int, dict, bytes]:

@@ -1,0 +1,164 @@
+// The training form's settings of the chosen method (MethodParameters): the preference strength of
+// DPO/ORPO/KTO/reward models, KTO's weights, GRPO's sampling, loss and rule rewards, SFT's reasoning
+// mask. Only the chosen method's settings are sent: the server refuses another method's.
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { Failure } from "../api";
+import { TrainingMethod, type MethodParameters, type MethodParametersSchema } from "../gen/tuneforge/train/v1/training_job_pb";
+import { useT } from "../i18n";
+import { Field, violationFor } from "../ui";
+
+export type Reward = { type: string; pattern: string; fields: string; targetWords: string; grader: string; weight: string };
+export type MethodForm = { values: Record<string, string>; rewards: Reward[]; maskReasoning: boolean };
+export const emptyMethodForm = (): MethodForm => ({ values: {}, rewards: [], maskReasoning: false });
+
+const REWARD_TYPES = ["regex", "exact_answer", "word_count", "json_fields", "grader"];
+const LOSSES = ["dapo", "grpo", "dr_grpo", "bnpo", "cispo"];
+const SCALINGS = ["group", "batch", "none"];
+const PREFERENCE = [TrainingMethod.DPO, TrainingMethod.ORPO, TrainingMethod.KTO, TrainingMethod.REWARD_MODEL, TrainingMethod.GRPO];
+// (field in the form, field in the message, the methods that take it, input step)
+const NUMBERS: [string, keyof MethodParameters, TrainingMethod[], string][] = [
+  ["beta", "beta", PREFERENCE, "any"],
+  ["desirable_weight", "desirableWeight", [TrainingMethod.KTO], "any"],
+  ["undesirable_weight", "undesirableWeight", [TrainingMethod.KTO], "any"],
+  ["num_generations", "numGenerations", [TrainingMethod.GRPO], "1"],
+  ["max_completion_length", "maxCompletionLength", [TrainingMethod.GRPO], "1"],
+  ["temperature", "temperature", [TrainingMethod.GRPO], "any"],
+  ["epsilon_high", "epsilonHigh", [TrainingMethod.GRPO], "any"],
+];
+
+/** The message for `method`, from what the form holds; undefined when nothing is set. */
+export function methodParameters(method: TrainingMethod, form: MethodForm): MessageInitShape<typeof MethodParametersSchema> | undefined {
+  const out: Record<string, unknown> = {};
+  for (const [field, message, methods] of NUMBERS) {
+    if (methods.includes(method) && form.values[field]) out[message] = Number(form.values[field]);
+  }
+  if (method === TrainingMethod.GRPO) {
+    for (const [field, message] of [["loss_type", "lossType"], ["scale_rewards", "scaleRewards"], ["reward_model", "rewardModel"]] as const) {
+      if (form.values[field]) out[message] = form.values[field].trim();
+    }
+    out.rewards = form.rewards.map(
+      (r) => ({
+        type: r.type,
+        pattern: r.type === "regex" ? r.pattern : "",
+        requiredFields: r.type === "json_fields" ? r.fields.split(",").map((f) => f.trim()).filter(Boolean) : [],
+        targetWords: r.type === "word_count" ? Number(r.targetWords || 0) : 0,
+        grader: r.type === "grader" ? r.grader : "",
+        weight: r.weight ? Number(r.weight) : 0,
+      }),
+    );
+  }
+  if (method === TrainingMethod.SFT && form.maskReasoning) out.maskReasoning = true;
+  return Object.keys(out).length > 0 ? (out as MessageInitShape<typeof MethodParametersSchema>) : undefined;
+}
+
+export function MethodSettings(props: { method: TrainingMethod; form: MethodForm; onChange: (form: MethodForm) => void; error: Failure | null }) {
+  const { t } = useT();
+  const { method, form, error } = props;
+  const on = (field: string) => `method_parameters.${field}`;
+  const setValue = (field: string, value: string) => props.onChange({ ...form, values: { ...form.values, [field]: value } });
+  const setReward = (i: number, change: Partial<Reward>) =>
+    props.onChange({ ...form, rewards: form.rewards.map((r, j) => (j === i ? { ...r, ...change } : r)) });
+  const numbers = NUMBERS.filter(([, , methods]) => methods.includes(method));
+  if (numbers.length === 0 && method !== TrainingMethod.SFT) return null;
+  return (
+    <fieldset className="method-settings">
+      <legend>{t("methodSettings")}</legend>
+      {method === TrainingMethod.SFT && (
+        <label className="check">
+          <input type="checkbox" checked={form.maskReasoning} onChange={(e) => props.onChange({ ...form, maskReasoning: e.target.checked })} />{" "}
+          {t("maskReasoning")}
+        </label>
+      )}
+      <div className="inline-form">
+        {numbers.map(([field, , , step]) => (
+          <Field key={field} id={`mp-${field}`} label={field} error={violationFor(error, on(field))}>
+            <input id={`mp-${field}`} type="number" step={step} value={form.values[field] ?? ""} onChange={(e) => setValue(field, e.target.value)} />
+          </Field>
+        ))}
+        {method === TrainingMethod.GRPO && (
+          <>
+            <Field id="mp-loss_type" label="loss_type" error={violationFor(error, on("loss_type"))}>
+              <select id="mp-loss_type" value={form.values.loss_type ?? ""} onChange={(e) => setValue("loss_type", e.target.value)}>
+                <option value="">dapo ({t("default")})</option>
+                {LOSSES.map((l) => (
+                  <option key={l} value={l}>
+                    {l}
+                  </option>
+                ))}
+              </select>
+            </Field>
+            <Field id="mp-scale_rewards" label="scale_rewards" error={violationFor(error, on("scale_rewards"))}>
+              <select id="mp-scale_rewards" value={form.values.scale_rewards ?? ""} onChange={(e) => setValue("scale_rewards", e.target.value)}>
+                <option value="">group ({t("default")})</option>
+                {SCALINGS.map((s) => (
+                  <option key={s} value={s}>
+                    {s}
+                  </option>
+                ))}
+              </select>
+            </Field>
+            <Field id="mp-reward_model" label="reward_model" error={violationFor(error, on("reward_model"))}>
+              <input id="mp-reward_model" value={form.values.reward_model ?? ""} placeholder="projects/…/models/rm/versions/1" onChange={(e) => setValue("reward_model", e.target.value)} />
+            </Field>
+          </>
+        )}
+      </div>
+      {method === TrainingMethod.GRPO && (
+        <>
+          <h3>{t("rewards")}</h3>
+          {violationFor(error, on("rewards")) && (
+            <p className="field-error" role="alert">
+              {violationFor(error, on("rewards"))}
+            </p>
+          )}
+          {form.rewards.map((r, i) => (
+            <div className="inline-form reward" key={i} data-testid={`reward-${i}`}>
+              <Field id={`reward-${i}-type`} label={`${t("reward")} ${i + 1}`} error={violationFor(error, on(`rewards[${i}].type`))}>
+                <select id={`reward-${i}-type`} value={r.type} onChange={(e) => setReward(i, { type: e.target.value })}>
+                  {REWARD_TYPES.map((type) => (
+                    <option key={type} value={type}>
+                      {type}
+                    </option>
+                  ))}
+                </select>
+              </Field>
+              {r.type === "regex" && (
+                <Field id={`reward-${i}-pattern`} label={t("pattern")} error={violationFor(error, on(`rewards[${i}].pattern`))}>
+                  <input id={`reward-${i}-pattern`} value={r.pattern} onChange={(e) => setReward(i, { pattern: e.target.value })} placeholder="最终得分：\d+" />
+                </Field>
+              )}
+              {r.type === "json_fields" && (
+                <Field id={`reward-${i}-fields`} label={t("requiredFields")} error={violationFor(error, on(`rewards[${i}].required_fields`))}>
+                  <input id={`reward-${i}-fields`} value={r.fields} onChange={(e) => setReward(i, { fields: e.target.value })} placeholder="score, reason" />
+                </Field>
+              )}
+              {r.type === "word_count" && (
+                <Field id={`reward-${i}-words`} label={t("targetWords")} error={violationFor(error, on(`rewards[${i}].target_words`))}>
+                  <input id={`reward-${i}-words`} type="number" value={r.targetWords} placeholder="0" onChange={(e) => setReward(i, { targetWords: e.target.value })} />
+                </Field>
+              )}
+              {r.type === "grader" && (
+                <Field id={`reward-${i}-grader`} label={t("graderJson")} error={violationFor(error, on(`rewards[${i}].grader`))}>
+                  <textarea id={`reward-${i}-grader`} rows={3} value={r.grader} onChange={(e) => setReward(i, { grader: e.target.value })} />
+                </Field>
+              )}
+              <Field id={`reward-${i}-weight`} label={t("weight")} error={violationFor(error, on(`rewards[${i}].weight`))}>
+                <input id={`reward-${i}-weight`} type="number" step="any" value={r.weight} placeholder="1" onChange={(e) => setReward(i, { weight: e.target.value })} />
+              </Field>
+              <button type="button" className="secondary" onClick={() => props.onChange({ ...form, rewards: form.rewards.filter((_, j) => j !== i) })}>
+                {t("remove")}
+              </button>
+            </div>
+          ))}
+          <button
+            type="button"
+            className="secondary"
+            onClick={() => props.onChange({ ...form, rewards: [...form.rewards, { type: "regex", pattern: "", fields: "", targetWords: "", grader: "", weight: "" }] })}
+          >
+            {t("addReward")}
+          </button>
+        </>
+      )}
+    </fieldset>
+  );
+}
