@@ -262,6 +262,13 @@ const en = {
   weight: "Weight",
   remove: "Remove",
   addReward: "Add a reward",
+  resources: "Resources",
+  acceleratorsPerNode: "Devices per node",
+  nodes: "Nodes",
+  acceleratorKind: "Device kind",
+  anyKind: "any",
+  memoryGiB: "Memory per device (GiB)",
+  liveWorkers: "Live workers",
 };
 
 export type Key = keyof typeof en;
@@ -524,6 +531,13 @@ const zh: Record<Key, string> = {
   weight: "权重",
   remove: "删除",
   addReward: "添加奖励函数",
+  resources: "计算资源",
+  acceleratorsPerNode: "每节点设备数",
+  nodes: "节点数",
+  acceleratorKind: "设备类型",
+  anyKind: "任意",
+  memoryGiB: "每设备内存（GiB）",
+  liveWorkers: "在线 Worker",
 };
 
 export const dictionaries: Record<Lang, Record<Key, string>> = { en, zh };

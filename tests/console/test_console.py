@@ -500,12 +500,18 @@ def test_the_form_sends_the_methods_settings_and_shows_their_errors(
     page.get_by_label("Reward 2", exact=True).select_option("word_count")
     page.get_by_label("Target words (0: the reference's length)", exact=True).fill("5")
     page.get_by_test_id("reward-1").get_by_label("Weight", exact=True).fill("0.5")
+    # It asks for 2 CUDA devices, which no live worker (CPU only here) has: it waits, saying why.
+    assert "cpu" in page.get_by_test_id("live-workers").inner_text()
+    page.get_by_label("Devices per node", exact=True).fill("2")
+    page.get_by_label("Device kind", exact=True).select_option("cuda")
     page.screenshot(path=str(SHOTS / "training-form-grpo.png"), full_page=True)
     page.get_by_role("button", name="Start training").click()
     page.wait_for_url("**/training/jobs/rl-job")
+    page.get_by_text("no live worker with 2 cuda").wait_for()
     with Client(suite.endpoints, api_key=key, project=project) as client:
         job = client.train.get("rl-job")
         client.train.cancel("rl-job")
+    assert (job.resources.accelerators_per_node, job.resources.accelerator_kind) == (2, "cuda")
     sent = job.method_parameters
     assert (sent.num_generations, sent.beta, sent.loss_type) == (4, 0.05, "dr_grpo")
     assert [(r.type, r.pattern, r.target_words, r.weight) for r in sent.rewards] == [

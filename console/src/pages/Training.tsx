@@ -14,7 +14,7 @@ import {
   type TrainingReport,
 } from "../gen/tuneforge/train/v1/training_job_pb";
 import { guidance, useT } from "../i18n";
-import { emptyMethodForm, methodParameters, MethodSettings, type MethodForm } from "./MethodSettings";
+import { emptyMethodForm, emptyResources, methodParameters, MethodSettings, ResourceSettings, resources, type MethodForm, type ResourcesForm } from "./JobSettings";
 import { ErrorBox, Field, LineChart, Loading, StateBadge, Table, useAsync, useStream, violationFor } from "../ui";
 
 const FINAL = [TrainingJobState.SUCCEEDED, TrainingJobState.FAILED, TrainingJobState.CANCELLED];
@@ -102,6 +102,7 @@ function JobForm({ api, nav, preset }: { api: Api; nav: Nav; preset: string }) {
   });
   const [kind, setKind] = useState<DatasetKind | null>(null);
   const [methodForm, setMethodForm] = useState<MethodForm>(emptyMethodForm);
+  const [resourceForm, setResourceForm] = useState<ResourcesForm>(emptyResources);
   const [error, setError] = useState<Failure | null>(null);
   const [busy, setBusy] = useState(false);
   // Each source's state: a version still being processed cannot train yet (the server refuses it),
@@ -169,6 +170,7 @@ function JobForm({ api, nav, preset }: { api: Api; nav: Nav; preset: string }) {
           validationSplit: form.validationSplit ? Number(form.validationSplit) : 0,
           lora: form.tuning !== TuningMode.FULL && form.lora ? form.lora : undefined,
           methodParameters: methodParameters(form.method, methodForm),
+          resources: resources(resourceForm),
         },
       });
       nav.go(`/training/jobs/${short(job.name)}`);
@@ -231,6 +233,7 @@ function JobForm({ api, nav, preset }: { api: Api; nav: Nav; preset: string }) {
           <input id="job-validation" type="number" step="any" value={form.validationSplit} placeholder="0.1" onChange={(e) => set({ validationSplit: e.target.value })} />
         </Field>
         <MethodSettings method={form.method} form={methodForm} onChange={setMethodForm} error={error} />
+        <ResourceSettings api={api} form={resourceForm} onChange={setResourceForm} error={error} />
         <h2>{t("hyperparameters")}</h2>
         {GUIDED.map(([field, , step]) => {
           const g = guidance[lang][field];

@@ -1,11 +1,13 @@
-// The training form's settings of the chosen method (MethodParameters): the preference strength of
-// DPO/ORPO/KTO/reward models, KTO's weights, GRPO's sampling, loss and rule rewards, SFT's reasoning
-// mask. Only the chosen method's settings are sent: the server refuses another method's.
+// Two parts of the training form. The chosen method's settings (MethodParameters): the preference
+// strength of DPO/ORPO/KTO/reward models, KTO's weights, GRPO's sampling, loss and rule rewards,
+// SFT's reasoning mask; only the chosen method's are sent (the server refuses another method's).
+// And the resources the job needs (devices, nodes, kind, memory), beside what live workers have.
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { Failure } from "../api";
 import { TrainingMethod, type MethodParameters, type MethodParametersSchema } from "../gen/tuneforge/train/v1/training_job_pb";
 import { useT } from "../i18n";
-import { Field, violationFor } from "../ui";
+import { Field, useAsync, violationFor } from "../ui";
+import type { Api } from "../api";
 
 export type Reward = { type: string; pattern: string; fields: string; targetWords: string; grader: string; weight: string };
 export type MethodForm = { values: Record<string, string>; rewards: Reward[]; maskReasoning: boolean };
@@ -159,6 +161,60 @@ export function MethodSettings(props: { method: TrainingMethod; form: MethodForm
           </button>
         </>
       )}
+    </fieldset>
+  );
+}
+
+export type ResourcesForm = { accelerators: string; nodes: string; kind: string; memoryGiB: string };
+export const emptyResources = (): ResourcesForm => ({ accelerators: "", nodes: "", kind: "", memoryGiB: "" });
+
+/** The job's resources message; undefined when nothing is asked for (one process, any worker). */
+export function resources(form: ResourcesForm) {
+  if (!form.accelerators && !form.nodes && !form.kind && !form.memoryGiB) return undefined;
+  return {
+    acceleratorsPerNode: Number(form.accelerators || 0),
+    nodes: Number(form.nodes || 0),
+    acceleratorKind: form.kind,
+    acceleratorMemoryBytes: BigInt(Math.round(Number(form.memoryGiB || 0) * 2 ** 30)),
+  };
+}
+
+/** Devices, nodes, kind and memory the job needs, beside what the live workers have. */
+export function ResourceSettings(props: { api: Api; form: ResourcesForm; onChange: (form: ResourcesForm) => void; error: Failure | null }) {
+  const { t } = useT();
+  const { form, error } = props;
+  const workers = useAsync(() => props.api.train.listWorkers({}), [props.api]);
+  const set = (change: Partial<ResourcesForm>) => props.onChange({ ...form, ...change });
+  const on = (field: string) => violationFor(error, `resources.${field}`);
+  const gib = (bytes: bigint) => `${(Number(bytes) / 2 ** 30).toFixed(0)} GiB`;
+  return (
+    <fieldset className="method-settings">
+      <legend>{t("resources")}</legend>
+      <div className="inline-form">
+        <Field id="res-accelerators" label={t("acceleratorsPerNode")} error={on("accelerators_per_node")}>
+          <input id="res-accelerators" type="number" value={form.accelerators} placeholder="1" onChange={(e) => set({ accelerators: e.target.value })} />
+        </Field>
+        <Field id="res-nodes" label={t("nodes")} error={on("nodes")}>
+          <input id="res-nodes" type="number" value={form.nodes} placeholder="1" onChange={(e) => set({ nodes: e.target.value })} />
+        </Field>
+        <Field id="res-kind" label={t("acceleratorKind")} error={on("accelerator_kind")}>
+          <select id="res-kind" value={form.kind} onChange={(e) => set({ kind: e.target.value })}>
+            <option value="">{t("anyKind")}</option>
+            <option value="cuda">cuda</option>
+            <option value="cpu">cpu</option>
+          </select>
+        </Field>
+        <Field id="res-memory" label={t("memoryGiB")} error={on("accelerator_memory_bytes")}>
+          <input id="res-memory" type="number" step="any" value={form.memoryGiB} placeholder="0" onChange={(e) => set({ memoryGiB: e.target.value })} />
+        </Field>
+      </div>
+      <p className="muted" data-testid="live-workers">
+        {t("liveWorkers")}:{" "}
+        {(workers.value?.workers ?? [])
+          .filter((w) => w.live)
+          .map((w) => `${w.name} (${w.acceleratorKind} × ${w.accelerators}, ${gib(w.acceleratorKind === "cpu" ? w.hostMemoryBytes : w.acceleratorMemoryBytes)}${w.busy ? `, ${t("busy")}` : ""})`)
+          .join(" · ") || t("none")}
+      </p>
     </fieldset>
   );
 }
