@@ -512,6 +512,18 @@ def test_the_form_sends_the_methods_settings_and_shows_their_errors(
         job = client.train.get("rl-job")
         client.train.cancel("rl-job")
     assert (job.resources.accelerators_per_node, job.resources.accelerator_kind) == (2, "cuda")
+    # The audit log keeps both calls: the refused one and the one that made the job.
+    page.goto(suite.endpoints["console"] + "/keys")
+    log = page.get_by_role("table", name="Audit log")
+    log.get_by_text("INVALID_ARGUMENT").first.wait_for()
+    assert "TrainService/CreateTrainingJob" in log.inner_text()
+    page.get_by_label("State", exact=True).select_option("INVALID_ARGUMENT")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('table[aria-label=\"Audit log\"] tbody tr')]"
+        ".every(row => row.innerText.includes('INVALID_ARGUMENT'))"
+    )
+    rows = log.locator("tbody tr")
+    assert rows.count() >= 1 and "CreateTrainingJob" in rows.first.inner_text()
     sent = job.method_parameters
     assert (sent.num_generations, sent.beta, sent.loss_type) == (4, 0.05, "dr_grpo")
     assert [(r.type, r.pattern, r.target_words, r.weight) for r in sent.rewards] == [
