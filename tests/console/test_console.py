@@ -533,6 +533,35 @@ def test_the_form_sends_the_methods_settings_and_shows_their_errors(
     page.close()
 
 
+def test_a_version_is_quantized_from_its_page_and_drawn_in_the_lineage(
+    browser: object, suite: LocalSuite, tiny_model_dir: Path
+) -> None:
+    project, key = project_with_key(suite, "console-derive")
+    with Client(suite.endpoints, api_key=key, project=project) as client:
+        client.models.create("tiny")
+        client.models.upload("tiny", tiny_model_dir)
+    page = signed_in(browser, suite, project, key)
+    page.goto(suite.endpoints["console"] + "/models/tiny")
+    page.get_by_role("button", name="Quantize int8").click()
+    derivation = page.get_by_test_id("derivation")
+    derivation.filter(has_text="SUCCEEDED").wait_for(timeout=180_000)
+    derivation.get_by_role("link", name="tiny/versions/2").click()
+    page.wait_for_url("**/models/tiny?version=2")
+    graph = page.get_by_test_id("lineage-graph")
+    graph.get_by_text("derived").wait_for()
+    graph.get_by_text("quantize:int8").wait_for()  # how the new version was made, under its name
+    assert graph.locator("g.node").count() == 2
+    # The list of versions shows the new one without a reload.
+    assert page.get_by_role("table").first.get_by_role("link", name="2", exact=True).count() == 1
+    page.get_by_role("button", name="Download").click()
+    page.locator(".downloads a").filter(has_text="safetensors").first.wait_for()
+    page.screenshot(path=str(SHOTS / "model-derived-int8.png"), full_page=True)
+    with Client(suite.endpoints, api_key=key, project=project) as client:
+        derived = client.models.get_version(f"projects/{project}/models/tiny/versions/2")
+    assert derived.lineage.parent_version.endswith("/models/tiny/versions/1")
+    page.close()
+
+
 def grpc_web(
     suite: LocalSuite, path: str, body: bytes, content_type: str = "application/grpc-web+proto"
 ) -> tuple[int, dict, bytes]:

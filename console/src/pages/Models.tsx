@@ -5,7 +5,7 @@ import { date, failure, requestId, short, type Api, type Failure } from "../api"
 import { DerivationState, ModelVersionKind, type LineageEdge, type LineageNode, type ModelVersion } from "../gen/tuneforge/registry/v1/model_pb";
 import type { PresignedUrl } from "../gen/tuneforge/common/v1/common_pb";
 import { useT } from "../i18n";
-import { ErrorBox, Field, Loading, Table, useAsync, violationFor } from "../ui";
+import { ErrorBox, Field, Loading, StateBadge, Table, useAsync, violationFor } from "../ui";
 
 export function ModelsPage({ api, nav }: { api: Api; nav: Nav }) {
   const model = nav.path.match(/^\/models\/([^/]+)/)?.[1];
@@ -101,24 +101,25 @@ function ModelView({ api, id, nav }: { api: Api; id: string; nav: Nav }) {
         <button type="submit">{t("setAlias")}</button>
         {notice && <p className="notice" role="status">{notice}</p>}
       </form>
-      {current && <VersionPanel key={current.name} api={api} version={current} nav={nav} />}
+      {current && <VersionPanel key={current.name} api={api} version={current} nav={nav} onDerived={versions.reload} />}
     </section>
   );
 }
 
-function VersionPanel({ api, version, nav }: { api: Api; version: ModelVersion; nav: Nav }) {
+function VersionPanel({ api, version, nav, onDerived }: { api: Api; version: ModelVersion; nav: Nav; onDerived: () => void }) {
   const { t } = useT();
   const graph = useAsync(() => api.registry.getLineageGraph({ name: version.name }), [api, version.name]);
   const [urls, setUrls] = useState<PresignedUrl[]>([]);
-  const [derivation, setDerivation] = useState("");
+  const [derivation, setDerivation] = useState<{ operation: string; state: string; result: string } | null>(null);
   const [error, setError] = useState<Failure | null>(null);
   const derive = async (operation: string, target = "") => {
     setError(null);
     try {
       const started = await api.registry.createDerivation({ name: version.name, operation, target, requestId: requestId() });
-      setDerivation(`${operation}: ${DerivationState[started.state]}`);
+      setDerivation({ operation, state: DerivationState[started.state], result: "" });
       for await (const update of api.registry.watchDerivation({ name: started.name })) {
-        setDerivation(`${operation}: ${DerivationState[update.state]} ${update.resultVersion}`);
+        setDerivation({ operation, state: DerivationState[update.state], result: update.resultVersion });
+        if (update.resultVersion) onDerived();
       }
     } catch (e) {
       setError(failure(e));
@@ -158,7 +159,22 @@ function VersionPanel({ api, version, nav }: { api: Api; version: ModelVersion; 
           {t("download")}
         </button>
       </div>
-      {derivation && <p className="notice" role="status">{derivation}</p>}
+      {derivation && (
+        <p className="notice" role="status" data-testid="derivation">
+          {derivation.operation}: <StateBadge state={derivation.state} />{" "}
+          {derivation.result && (
+            <a
+              href={`/models/${derivation.result.split("/")[3]}?version=${short(derivation.result)}`}
+              onClick={(e) => {
+                e.preventDefault();
+                nav.go(`/models/${derivation.result.split("/")[3]}?version=${short(derivation.result)}`);
+              }}
+            >
+              {derivation.result.replace(/^projects\/[^/]+\/models\//, "")}
+            </a>
+          )}
+        </p>
+      )}
       {urls.length > 0 && (
         <ul className="downloads">
           {urls.map((u) => (
@@ -200,6 +216,11 @@ function LineageGraph(props: { nodes: LineageNode[]; edges: LineageEdge[]; root:
   const height = 20 + Math.max(...Array.from(columns.values(), (c) => c.length)) * (box.h + box.gapY);
   const label = (n: string) => n.replace(/^projects\/[^/]+\/(models|datasets)\//, "").replace("/versions/", "/");
   const aliases = (n: string) => props.nodes.find((x) => x.modelVersion === n)?.aliases ?? [];
+  // Under each version: how it was derived (e.g. `quantize int8`), then its aliases.
+  const subtitle = (n: string) => {
+    const node = props.nodes.find((x) => x.modelVersion === n);
+    return [node?.derivation.replace(/_/g, " ") ?? "", ...aliases(n)].filter(Boolean).join(" · ");
+  };
   return (
     <div className="graph-wrap">
       <svg viewBox={`0 0 ${width} ${height}`} width={width} height={height} role="img" aria-label="lineage" data-testid="lineage-graph">
@@ -234,7 +255,7 @@ function LineageGraph(props: { nodes: LineageNode[]; edges: LineageEdge[]; root:
             >
               <rect x={p.x} y={p.y} width={box.w} height={box.h} rx={6} />
               <text x={p.x + 8} y={p.y + 18}>{label(n).slice(0, 26)}</text>
-              <text x={p.x + 8} y={p.y + 35} className="node-sub">{aliases(n).join(", ")}</text>
+              <text x={p.x + 8} y={p.y + 35} className="node-sub">{subtitle(n).slice(0, 30)}</text>
             </g>
           );
         })}
