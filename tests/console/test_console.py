@@ -489,9 +489,15 @@ def test_the_form_sends_the_methods_settings_and_shows_their_errors(
     # back under its field.
     page.get_by_role("button", name="Add a reward").click()
     page.get_by_label("num_generations", exact=True).fill("3")
+    page.get_by_text("Advanced hyperparameters").click()
+    page.get_by_label("warmup_ratio", exact=True).fill("0.9")
     page.get_by_role("button", name="Start training").click()
     page.locator("#reward-0-pattern-error").filter(has_text="pattern").wait_for()
     assert "divide" in page.locator("#mp-num_generations-error").inner_text()
+    assert "0.5" in page.locator("#adv-warmup_ratio-error").inner_text()
+    page.get_by_label("warmup_ratio", exact=True).fill("0.1")
+    page.get_by_label("scheduler", exact=True).select_option("cosine")
+    page.get_by_label("seed", exact=True).fill("7")
     page.get_by_label("Pattern (regex)", exact=True).fill(r"\d+")
     page.get_by_label("num_generations", exact=True).fill("4")
     page.get_by_label("beta", exact=True).fill("0.05")
@@ -524,6 +530,8 @@ def test_the_form_sends_the_methods_settings_and_shows_their_errors(
     )
     rows = log.locator("tbody tr")
     assert rows.count() >= 1 and "CreateTrainingJob" in rows.first.inner_text()
+    hp = job.hyperparameters
+    assert (round(hp.warmup_ratio, 6), hp.scheduler, hp.seed) == (0.1, "cosine", 7)
     sent = job.method_parameters
     assert (sent.num_generations, sent.beta, sent.loss_type) == (4, 0.05, "dr_grpo")
     assert [(r.type, r.pattern, r.target_words, r.weight) for r in sent.rewards] == [

@@ -218,3 +218,99 @@ export function ResourceSettings(props: { api: Api; form: ResourcesForm; onChang
     </fieldset>
   );
 }
+
+export type AdvancedForm = {
+  numbers: Record<string, string>;
+  scheduler: string;
+  promptTruncation: string;
+  packing: boolean;
+  truncateOverlength: boolean;
+  ignoreLossAnomalies: boolean;
+};
+export const emptyAdvanced = (): AdvancedForm => ({
+  numbers: {},
+  scheduler: "",
+  promptTruncation: "",
+  packing: false,
+  truncateOverlength: false,
+  ignoreLossAnomalies: false,
+});
+// (field in the API, field in the message, input step)
+const ADVANCED: [string, string, string][] = [
+  ["warmup_ratio", "warmupRatio", "any"],
+  ["weight_decay", "weightDecay", "any"],
+  ["gradient_accumulation_steps", "gradientAccumulationSteps", "1"],
+  ["seed", "seed", "1"],
+  ["early_stopping.patience", "patience", "1"],
+  ["early_stopping.min_delta", "minDelta", "any"],
+];
+
+/** The advanced hyperparameters the form holds, as message fields to merge into the guided ones. */
+export function advancedHyperparameters(form: AdvancedForm): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const stopping: Record<string, number> = {};
+  for (const [field, message] of ADVANCED) {
+    const text = form.numbers[field];
+    if (!text) continue;
+    if (field.startsWith("early_stopping.")) stopping[message] = Number(text);
+    else out[message] = message === "seed" ? BigInt(Math.trunc(Number(text))) : Number(text);
+  }
+  if (Object.keys(stopping).length > 0) out.earlyStopping = stopping;
+  if (form.scheduler) out.scheduler = form.scheduler;
+  if (form.promptTruncation) out.promptTruncation = form.promptTruncation;
+  if (form.packing) out.packing = true;
+  if (form.truncateOverlength) out.truncateOverlength = true;
+  if (form.ignoreLossAnomalies) out.ignoreLossAnomalies = true;
+  return out;
+}
+
+/** The rarer hyperparameters, folded away: schedule, regularisation, accumulation, seed, early
+ * stopping, packing and over-length handling. */
+export function AdvancedSettings(props: { form: AdvancedForm; onChange: (form: AdvancedForm) => void; error: Failure | null }) {
+  const { t } = useT();
+  const { form, error } = props;
+  const set = (change: Partial<AdvancedForm>) => props.onChange({ ...form, ...change });
+  const on = (field: string) => violationFor(error, `hyperparameters.${field}`);
+  const id = (field: string) => `adv-${field.replace(".", "-")}`;
+  const invalid = ADVANCED.some(([field]) => on(field)) || ["scheduler", "prompt_truncation"].some((f) => on(f));
+  return (
+    <details className="method-settings" open={invalid || undefined}>
+      <summary>{t("advanced")}</summary>
+      <div className="inline-form">
+        {ADVANCED.map(([field, , step]) => (
+          <Field key={field} id={id(field)} label={field} error={on(field)}>
+            <input id={id(field)} type="number" step={step} value={form.numbers[field] ?? ""} onChange={(e) => set({ numbers: { ...form.numbers, [field]: e.target.value } })} />
+          </Field>
+        ))}
+        <Field id="adv-scheduler" label="scheduler" error={on("scheduler")}>
+          <select id="adv-scheduler" value={form.scheduler} onChange={(e) => set({ scheduler: e.target.value })}>
+            <option value="">linear ({t("default")})</option>
+            {["linear", "cosine", "constant", "constant_with_warmup"].map((s) => (
+              <option key={s} value={s}>
+                {s}
+              </option>
+            ))}
+          </select>
+        </Field>
+        <Field id="adv-prompt_truncation" label="prompt_truncation" error={on("prompt_truncation")}>
+          <select id="adv-prompt_truncation" value={form.promptTruncation} onChange={(e) => set({ promptTruncation: e.target.value })}>
+            <option value="">none ({t("default")})</option>
+            <option value="left">left</option>
+            <option value="middle">middle</option>
+          </select>
+        </Field>
+      </div>
+      <label className="check">
+        <input type="checkbox" checked={form.packing} onChange={(e) => set({ packing: e.target.checked })} /> packing — {t("packingHelp")}
+      </label>
+      <label className="check">
+        <input type="checkbox" checked={form.truncateOverlength} onChange={(e) => set({ truncateOverlength: e.target.checked })} /> truncate_overlength —{" "}
+        {t("truncateHelp")}
+      </label>
+      <label className="check">
+        <input type="checkbox" checked={form.ignoreLossAnomalies} onChange={(e) => set({ ignoreLossAnomalies: e.target.checked })} /> ignore_loss_anomalies —{" "}
+        {t("anomaliesHelp")}
+      </label>
+    </details>
+  );
+}

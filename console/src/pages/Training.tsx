@@ -14,7 +14,7 @@ import {
   type TrainingReport,
 } from "../gen/tuneforge/train/v1/training_job_pb";
 import { guidance, useT } from "../i18n";
-import { emptyMethodForm, emptyResources, methodParameters, MethodSettings, ResourceSettings, resources, type MethodForm, type ResourcesForm } from "./JobSettings";
+import { AdvancedSettings, advancedHyperparameters, emptyAdvanced, emptyMethodForm, emptyResources, methodParameters, MethodSettings, ResourceSettings, resources, type AdvancedForm, type MethodForm, type ResourcesForm } from "./JobSettings";
 import { ErrorBox, Field, LineChart, Loading, StateBadge, Table, useAsync, useStream, violationFor } from "../ui";
 
 const FINAL = [TrainingJobState.SUCCEEDED, TrainingJobState.FAILED, TrainingJobState.CANCELLED];
@@ -103,6 +103,7 @@ function JobForm({ api, nav, preset }: { api: Api; nav: Nav; preset: string }) {
   const [kind, setKind] = useState<DatasetKind | null>(null);
   const [methodForm, setMethodForm] = useState<MethodForm>(emptyMethodForm);
   const [resourceForm, setResourceForm] = useState<ResourcesForm>(emptyResources);
+  const [advanced, setAdvanced] = useState<AdvancedForm>(emptyAdvanced);
   const [error, setError] = useState<Failure | null>(null);
   const [busy, setBusy] = useState(false);
   // Each source's state: a version still being processed cannot train yet (the server refuses it),
@@ -166,7 +167,7 @@ function JobForm({ api, nav, preset }: { api: Api; nav: Nav; preset: string }) {
           trainingMethod: form.method,
           tuningMode: form.tuning,
           trainingData: form.data.map((d) => ({ datasetVersion: versionName(api, d.version), samplingRate: Number(d.rate) })),
-          hyperparameters,
+          hyperparameters: { ...hyperparameters, ...advancedHyperparameters(advanced) },
           validationSplit: form.validationSplit ? Number(form.validationSplit) : 0,
           lora: form.tuning !== TuningMode.FULL && form.lora ? form.lora : undefined,
           methodParameters: methodParameters(form.method, methodForm),
@@ -272,6 +273,7 @@ function JobForm({ api, nav, preset }: { api: Api; nav: Nav; preset: string }) {
             </Field>
           );
         })}
+        <AdvancedSettings form={advanced} onChange={setAdvanced} error={error} />
         <ErrorBox error={error} />
         {processing && (
           <p className="notice" role="status">
