@@ -124,6 +124,11 @@ def test_augment_with_a_teacher_then_review_its_labels_and_finish(
         client.serve.delete("writer")
     answers = sorted(r["messages"][-1]["content"] for r in rows)
     assert len(rows) == 2 and "The right answer." in answers, answers
+    # The overview lists both pieces of data work.
+    page.goto(console + "/")
+    work = page.get_by_role("table", name="Augmentation and annotation")
+    work.get_by_role("link", name="fix-answers").wait_for()
+    assert "FINISHED" in work.inner_text() and "SUCCEEDED" in work.inner_text()
     page.close()
 
 

@@ -1,6 +1,7 @@
 // 总览: what the project has going on, and the workers that run it.
 import type { Nav } from "../App";
 import { date, short, type Api } from "../api";
+import { AnnotationState, AugmentationOperation, AugmentationState } from "../gen/tuneforge/data/v1/augmentation_pb";
 import { EvaluationState } from "../gen/tuneforge/eval/v1/evaluation_pb";
 import { DeploymentState } from "../gen/tuneforge/serve/v1/deployment_pb";
 import { TrainingJobState } from "../gen/tuneforge/train/v1/training_job_pb";
@@ -10,13 +11,22 @@ import { ErrorBox, Loading, StateBadge, Table, useAsync } from "../ui";
 export function OverviewPage({ api, nav }: { api: Api; nav: Nav }) {
   const { t } = useT();
   const facts = useAsync(async () => {
-    const [jobs, evaluations, deployments, workers] = await Promise.all([
+    const [jobs, evaluations, deployments, workers, runs, tasks] = await Promise.all([
       api.train.listTrainingJobs({ parent: api.parent, pageSize: 5 }),
       api.evals.listEvaluations({ parent: api.parent, pageSize: 5 }),
       api.serve.listDeployments({ parent: api.parent, pageSize: 5 }),
       api.train.listWorkers({}),
+      api.augment.listAugmentationRuns({ parent: api.parent, pageSize: 5 }),
+      api.augment.listAnnotationTasks({ parent: api.parent, pageSize: 5 }),
     ]);
-    return { jobs: jobs.trainingJobs, evaluations: evaluations.evaluations, deployments: deployments.deployments, workers: workers.workers };
+    return {
+      jobs: jobs.trainingJobs,
+      evaluations: evaluations.evaluations,
+      deployments: deployments.deployments,
+      workers: workers.workers,
+      runs: runs.augmentationRuns,
+      tasks: tasks.annotationTasks,
+    };
   }, [api]);
   const link = (to: string, text: string) => (
     <a href={to} onClick={(e) => { e.preventDefault(); nav.go(to); }}>{text}</a>
@@ -64,6 +74,27 @@ export function OverviewPage({ api, nav }: { api: Api; nav: Nav }) {
                 <StateBadge state={DeploymentState[d.state]} />,
                 d.servingVersion,
               ])}
+            />
+          </article>
+          <article className="card">
+            <h2>{t("dataWork")}</h2>
+            <Table
+              label={t("dataWork")}
+              head={[t("name"), t("kind"), t("state"), t("progress")]}
+              rows={[
+                ...v.runs.map((r) => [
+                  link(`/augmentation/${short(r.name)}`, short(r.name)),
+                  AugmentationOperation[r.operation].toLowerCase(),
+                  <StateBadge state={AugmentationState[r.state]} />,
+                  `${r.progress?.rowsDone ?? 0}/${r.progress?.rowsTotal ?? 0}`,
+                ]),
+                ...v.tasks.map((task) => [
+                  link(`/annotation/${short(task.name)}`, short(task.name)),
+                  t("annotation"),
+                  <StateBadge state={AnnotationState[task.state]} />,
+                  `${task.progress?.reviewed ?? 0}/${task.progress?.items ?? 0}`,
+                ]),
+              ]}
             />
           </article>
           <article className="card">
