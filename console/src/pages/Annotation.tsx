@@ -360,7 +360,9 @@ function ItemCard(props: { api: Api; task: AnnotationTask; item: AnnotationItem;
   const { t } = useT();
   const { api, task, item } = props;
   const mine = item.reviews.find((r) => r.annotator === props.annotator.trim());
-  const [draft, setDraft] = useState(valueText(mine?.value ?? item.finalValue ?? item.modelValue) || (task.kind === AnnotationKind.SCORE ? String(task.scoreMin) : ""));
+  // The edit box starts from this reviewer's label, else the decided one, else the model's.
+  const start = [mine?.value, item.finalValue, item.modelValue].map(valueText).find(Boolean);
+  const [draft, setDraft] = useState(start ?? (task.kind === AnnotationKind.SCORE ? String(task.scoreMin) : ""));
   const [error, setError] = useState<Failure | null>(null);
   const [busy, setBusy] = useState(false);
   const position = short(item.name);
