@@ -188,6 +188,11 @@ export function versionName(api: Api, text: string): string {
   return `${api.parent}/datasets/${dataset}/versions/${version ?? "1"}`;
 }
 
+/** A dataset version's name as the project's pages show it: `dataset/versions/N`. */
+export function versionText(api: Api, name: string): string {
+  return name.replace(`${api.parent}/datasets/`, "");
+}
+
 export function short(name: string): string {
   return name.split("/").slice(-1)[0] ?? name;
 }

@@ -1,7 +1,8 @@
 // Small building blocks: loading state, errors with the fields they name, labelled fields, tables
 // and SVG charts (a chart of a few hundred points needs no charting library).
 import { useCallback, useEffect, useRef, useState, type ReactNode } from "react";
-import { failure, type Failure } from "./api";
+import type { Nav } from "./App";
+import { failure, versionText, type Api, type Failure } from "./api";
 import { useT } from "./i18n";
 
 export function useAsync<T>(load: () => Promise<T>, deps: unknown[]) {
@@ -204,6 +205,32 @@ export function BarChart(props: { bars: { label: string; value: number; color?: 
         </div>
       ))}
     </div>
+  );
+}
+
+/** A link inside the console: a real address (a new tab works), followed by the router on a click. */
+export function NavLink({ nav, to, children }: { nav: Nav; to: string; children: ReactNode }) {
+  return (
+    <a
+      href={to}
+      onClick={(event) => {
+        event.preventDefault();
+        nav.go(to);
+      }}
+    >
+      {children}
+    </a>
+  );
+}
+
+/** A dataset version, linked to its page. */
+export function DataVersionLink({ api, nav, name }: { api: Api; nav: Nav; name: string }) {
+  const text = versionText(api, name);
+  const [dataset, version] = text.split("/versions/");
+  return (
+    <NavLink nav={nav} to={`/data?dataset=${dataset}&version=${version}`}>
+      {text}
+    </NavLink>
   );
 }
 

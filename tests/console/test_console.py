@@ -15,6 +15,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from services.suite.suite import LocalSuite
 from tests.console.pages import NARROW, SHOTS, WIDE, project_with_key, signed_in, unlabelled
+from tests.data.test_augmentation import upload
 from tuneforge import Client
 
 
@@ -174,16 +175,8 @@ def test_from_template_to_a_chat_with_the_tuned_model(
     with Client(suite.endpoints, api_key=key, project=project) as client:
         client.models.create("tiny")
         base = client.models.upload("tiny", tiny_model_dir).name
-        client.data.create("small-eval", "eval")
-        rows = tmp_path / "small-eval.jsonl"
-        rows.write_text(
-            "".join(
-                json.dumps({"prompt": f"第{i}篇作文。", "reference": "最终得分：40"}, ensure_ascii=False)
-                + "\n"
-                for i in range(4)
-            )
-        )
-        eval_version = client.data.upload("small-eval", rows).name
+        essays = [{"prompt": f"第{i}篇作文。", "reference": "最终得分：40"} for i in range(4)]
+        eval_version = upload(client, tmp_path, "small-eval", "eval", essays)
     page = signed_in(browser, suite, project, key)
     # The essay-grading template fills the training form.
     page.get_by_role("link", name="Templates").first.click()

@@ -5,11 +5,11 @@ server's errors under their fields and the audit log; a derivation drawn in the 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from services.suite.suite import LocalSuite
 from tests.console.pages import SHOTS, project_with_key, signed_in
+from tests.data.test_augmentation import upload
 from tuneforge import Client
 
 
@@ -40,10 +40,7 @@ def test_augment_with_a_teacher_then_review_its_labels_and_finish(
             ),
         }
         for name, (kind, records) in sources.items():
-            client.data.create(name, kind)
-            path = tmp_path / f"{name}.jsonl"
-            path.write_text("".join(json.dumps(r) + "\n" for r in records))
-            client.data.upload(name, path)
+            upload(client, tmp_path, name, kind, records)
         client.serve.wait("writer", timeout=180)
     page = signed_in(browser, suite, project, key)
     console = suite.endpoints["console"]
@@ -139,12 +136,8 @@ def test_the_form_sends_the_methods_settings_and_shows_their_errors(
     with Client(suite.endpoints, api_key=key, project=project) as client:
         client.models.create("tiny")
         base = client.models.upload("tiny", tiny_model_dir).name
-        client.data.create("prompts", "prompt_only")
-        path = tmp_path / "prompts.jsonl"
-        path.write_text(
-            "".join(json.dumps({"prompt": f"写一个数字：第{i}题", "reference": ""}) + "\n" for i in range(16))
-        )
-        client.data.upload("prompts", path)
+        prompts = [{"prompt": f"写一个数字：第{i}题", "reference": ""} for i in range(16)]
+        upload(client, tmp_path, "prompts", "prompt_only", prompts)
     page = signed_in(browser, suite, project, key)
     page.goto(suite.endpoints["console"] + "/training/new")
     page.get_by_label("Job id", exact=True).fill("rl-job")

@@ -4,7 +4,7 @@
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 import { Fragment, useCallback, useEffect, useState, type FormEvent } from "react";
 import type { Nav } from "../App";
-import { failure, requestId, short, versionName, type Api, type Failure } from "../api";
+import { failure, requestId, short, versionName, versionText, type Api, type Failure } from "../api";
 import {
   AnnotationItemStatus,
   AnnotationKind,
@@ -15,19 +15,15 @@ import {
   type AnnotationValue,
 } from "../gen/tuneforge/data/v1/augmentation_pb";
 import { useT } from "../i18n";
-import { ErrorBox, Field, Loading, StateBadge, Table, useAsync, useStream, violationFor } from "../ui";
+import { DataVersionLink, ErrorBox, Field, Loading, NavLink, StateBadge, Table, useAsync, useStream, violationFor } from "../ui";
 
 const KINDS = [AnnotationKind.SCORE, AnnotationKind.LABEL, AnnotationKind.CORRECTION, AnnotationKind.CHOICE];
 // Items can be reviewed once pre-labelling is over (a FAILED task keeps what was labelled).
 const REVIEWABLE = [AnnotationState.REVIEWING, AnnotationState.FAILED];
 const ANNOTATOR_KEY = "tuneforge.annotator";
 
-export const kindName = (kind: AnnotationKind) => AnnotationKind[kind].toLowerCase();
+const kindName = (kind: AnnotationKind) => AnnotationKind[kind].toLowerCase();
 const percent = (share: number) => `${(share * 100).toFixed(1)}%`;
-const link = (nav: Nav, to: string) => (event: { preventDefault: () => void }) => {
-  event.preventDefault();
-  nav.go(to);
-};
 
 export function AnnotationPage({ api, nav }: { api: Api; nav: Nav }) {
   const match = nav.path.match(/^\/annotation\/([^/]+)/);
@@ -144,11 +140,11 @@ function TaskList({ api, nav }: { api: Api; nav: Nav }) {
           label={t("annotation")}
           head={[t("name"), t("annotationKind"), t("sourceVersion"), t("state"), t("reviewed"), t("modelAgreement")]}
           rows={tasks.value.annotationTasks.map((task) => [
-            <a href={`/annotation/${short(task.name)}`} onClick={link(nav, `/annotation/${short(task.name)}`)}>
+            <NavLink nav={nav} to={`/annotation/${short(task.name)}`}>
               {short(task.name)}
-            </a>,
+            </NavLink>,
             t(`kind_${kindName(task.kind)}` as "kind_score"),
-            <code>{task.source.replace(`${api.parent}/datasets/`, "")}</code>,
+            <code>{versionText(api, task.source)}</code>,
             <StateBadge state={AnnotationState[task.state]} />,
             `${task.progress?.reviewed ?? 0}/${task.progress?.items ?? 0}`,
             task.agreement?.modelReviews ? percent(task.agreement.modelAgreement) : "—",
@@ -241,13 +237,11 @@ function TaskSummary(props: { api: Api; task: AnnotationTask; nav: Nav; onCancel
   const cancel = () => api.augment.cancelAnnotationTask({ name: task.name }).then(props.onCancelled, (e) => props.onError(failure(e)));
   const p = task.progress;
   const a = task.agreement;
-  const output = task.outputVersion.replace(`${api.parent}/datasets/`, "");
-  const [dataset, version] = output.split("/versions/");
   return (
     <div className="card" data-testid="task-summary">
       <p>
         <StateBadge state={AnnotationState[task.state]} /> {t(`kind_${kindName(task.kind)}` as "kind_score")} ·{" "}
-        <code>{task.source.replace(`${api.parent}/datasets/`, "")}</code>
+        <code>{versionText(api, task.source)}</code>
         {task.teacher && (
           <>
             {" "}
@@ -261,12 +255,9 @@ function TaskSummary(props: { api: Api; task: AnnotationTask; nav: Nav; onCancel
           {task.failure.message}
         </p>
       )}
-      {output && (
+      {task.outputVersion && (
         <p className="notice">
-          {t("outputVersion")}:{" "}
-          <a href={`/data?dataset=${dataset}&version=${version}`} onClick={link(nav, `/data?dataset=${dataset}&version=${version}`)}>
-            {output}
-          </a>
+          {t("outputVersion")}: <DataVersionLink api={api} nav={nav} name={task.outputVersion} />
         </p>
       )}
       <dl className="facts" aria-label={t("agreement")}>
@@ -313,7 +304,7 @@ function TaskSummary(props: { api: Api; task: AnnotationTask; nav: Nav; onCancel
 }
 
 /** A label as text, whatever the kind. */
-export function valueText(value: AnnotationValue | undefined): string {
+function valueText(value: AnnotationValue | undefined): string {
   const v = value?.value;
   if (!v || v.case === undefined) return "";
   return String(v.value);

@@ -3,10 +3,10 @@
 // page: live progress, the rows dropped by reason, failed rows, the version made, cancel.
 import { useState, type FormEvent } from "react";
 import type { Nav } from "../App";
-import { failure, requestId, short, versionName, type Api, type Failure } from "../api";
-import { AugmentationOperation, AugmentationState, type AugmentationRun } from "../gen/tuneforge/data/v1/augmentation_pb";
+import { failure, requestId, short, versionName, versionText, type Api, type Failure } from "../api";
+import { AugmentationOperation, AugmentationState, type AugmentationRun, type Teacher } from "../gen/tuneforge/data/v1/augmentation_pb";
 import { useT } from "../i18n";
-import { BarChart, ErrorBox, Field, Loading, StateBadge, Table, useAsync, useStream, violationFor } from "../ui";
+import { BarChart, DataVersionLink, ErrorBox, Field, Loading, NavLink, StateBadge, Table, useAsync, useStream, violationFor } from "../ui";
 
 const OPERATIONS = [
   AugmentationOperation.ANSWER,
@@ -18,10 +18,6 @@ const OPERATIONS = [
 ];
 const FINAL = [AugmentationState.SUCCEEDED, AugmentationState.FAILED, AugmentationState.CANCELLED];
 const operationName = (op: AugmentationOperation) => AugmentationOperation[op].toLowerCase();
-const go = (nav: Nav, to: string) => (event: { preventDefault: () => void }) => {
-  event.preventDefault();
-  nav.go(to);
-};
 
 export function AugmentationPage({ api, nav }: { api: Api; nav: Nav }) {
   const match = nav.path.match(/^\/augmentation\/([^/]+)/);
@@ -36,7 +32,7 @@ function Runs({ api, nav }: { api: Api; nav: Nav }) {
     <section>
       <h1>{t("augmentation")}</h1>
       <div className="grid2">
-        <Teachers api={api} teachers={teachers} />
+        <Teachers api={api} teachers={teachers.value?.teachers} error={teachers.error} onMade={teachers.reload} />
         <NewRun api={api} nav={nav} teachers={teachers.value?.teachers.map((x) => x.name) ?? []} />
       </div>
       <h2>{t("runs")}</h2>
@@ -47,15 +43,15 @@ function Runs({ api, nav }: { api: Api; nav: Nav }) {
           label={t("runs")}
           head={[t("name"), t("operation"), t("sourceVersion"), t("state"), t("progress"), t("kept"), t("outputVersion")]}
           rows={runs.value.augmentationRuns.map((run) => [
-            <a href={`/augmentation/${short(run.name)}`} onClick={go(nav, `/augmentation/${short(run.name)}`)}>
+            <NavLink nav={nav} to={`/augmentation/${short(run.name)}`}>
               {short(run.name)}
-            </a>,
+            </NavLink>,
             operationName(run.operation),
-            <code>{run.source.replace(`${api.parent}/datasets/`, "")}</code>,
+            <code>{versionText(api, run.source)}</code>,
             <StateBadge state={AugmentationState[run.state]} />,
             `${run.progress?.rowsDone ?? 0}/${run.progress?.rowsTotal ?? 0}`,
             String(run.progress?.keptRows ?? 0),
-            <code>{run.outputVersion.replace(`${api.parent}/datasets/`, "")}</code>,
+            run.outputVersion && <DataVersionLink api={api} nav={nav} name={run.outputVersion} />,
           ])}
         />
       )}
@@ -63,9 +59,7 @@ function Runs({ api, nav }: { api: Api; nav: Nav }) {
   );
 }
 
-type TeacherList = ReturnType<typeof useAsync<Awaited<ReturnType<Api["augment"]["listTeachers"]>>>>;
-
-function Teachers({ api, teachers }: { api: Api; teachers: TeacherList }) {
+function Teachers({ api, teachers, error: listError, onMade }: { api: Api; teachers?: Teacher[]; error?: Failure; onMade: () => void }) {
   const { t } = useT();
   const [form, setForm] = useState({ id: "", deployment: "", baseUrl: "", model: "", apiKey: "", concurrency: "8", rpm: "" });
   const [error, setError] = useState<Failure | null>(null);
@@ -91,7 +85,7 @@ function Teachers({ api, teachers }: { api: Api; teachers: TeacherList }) {
       });
       // The key goes once; the form forgets it.
       setForm({ ...form, id: "", apiKey: "" });
-      teachers.reload();
+      onMade();
     } catch (e) {
       setError(failure(e));
     } finally {
@@ -101,12 +95,12 @@ function Teachers({ api, teachers }: { api: Api; teachers: TeacherList }) {
   return (
     <div className="card">
       <h2>{t("teachers")}</h2>
-      <ErrorBox error={teachers.error} />
-      {teachers.value && (
+      <ErrorBox error={listError} />
+      {teachers && (
         <Table
           label={t("teachers")}
           head={[t("name"), t("endpoint"), t("concurrency")]}
-          rows={teachers.value.teachers.map((teacher) => [
+          rows={teachers.map((teacher) => [
             short(teacher.name),
             teacher.deployment ? (
               <code>{short(teacher.deployment)}</code>
@@ -304,8 +298,6 @@ function RunView({ api, id, nav }: { api: Api; id: string; nav: Nav }) {
     }
   };
   const p = run?.progress;
-  const output = run?.outputVersion.replace(`${api.parent}/datasets/`, "") ?? "";
-  const [dataset, version] = output.split("/versions/");
   return (
     <section>
       <h1>
@@ -318,7 +310,7 @@ function RunView({ api, id, nav }: { api: Api; id: string; nav: Nav }) {
           <div className="card" data-testid="run-state">
             <p>
               <StateBadge state={AugmentationState[run.state]} /> {t(`op_${operationName(run.operation)}` as "op_answer")} ·{" "}
-              <code>{run.source.replace(`${api.parent}/datasets/`, "")}</code> → <code>{short(run.outputDataset)}</code> · {t("teacher")}{" "}
+              <code>{versionText(api, run.source)}</code> → <code>{short(run.outputDataset)}</code> · {t("teacher")}{" "}
               <code>{short(run.teacher)}</code>
             </p>
             {run.failure && (
@@ -326,12 +318,9 @@ function RunView({ api, id, nav }: { api: Api; id: string; nav: Nav }) {
                 {run.failure.message}
               </p>
             )}
-            {output && (
+            {run.outputVersion && (
               <p className="notice">
-                {t("outputVersion")}:{" "}
-                <a href={`/data?dataset=${dataset}&version=${version}`} onClick={go(nav, `/data?dataset=${dataset}&version=${version}`)}>
-                  {output}
-                </a>
+                {t("outputVersion")}: <DataVersionLink api={api} nav={nav} name={run.outputVersion} />
               </p>
             )}
             <progress max={Number(p?.rowsTotal ?? 0) || 1} value={Number(p?.rowsDone ?? 0)} aria-label={t("progress")} />

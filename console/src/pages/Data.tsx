@@ -3,10 +3,10 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { useState, type FormEvent } from "react";
 import type { Nav } from "../App";
-import { date, failure, requestId, short, uploadDataset, versionName, type Api, type Failure } from "../api";
+import { date, failure, requestId, short, uploadDataset, versionName, versionText, type Api, type Failure } from "../api";
 import { ComputationState, DatasetKind, DatasetVersionState, type DatasetVersion, type MixturePlan } from "../gen/tuneforge/data/v1/dataset_pb";
 import { useT } from "../i18n";
-import { BarChart, ErrorBox, Field, Loading, StateBadge, Table, useAsync } from "../ui";
+import { BarChart, ErrorBox, Field, Loading, NavLink, StateBadge, Table, useAsync } from "../ui";
 
 export function DataPage({ api, nav }: { api: Api; nav: Nav }) {
   const { t } = useT();
@@ -27,9 +27,9 @@ export function DataPage({ api, nav }: { api: Api; nav: Nav }) {
               label={t("datasets")}
               head={[t("name"), t("kind"), t("versions")]}
               rows={datasets.value.datasets.map((d) => [
-                <a href={`/data?dataset=${short(d.name)}`} onClick={(e) => { e.preventDefault(); open(short(d.name)); }}>
+                <NavLink nav={nav} to={`/data?dataset=${encodeURIComponent(short(d.name))}`}>
                   {short(d.name)}
-                </a>,
+                </NavLink>,
                 DatasetKind[d.kind].toLowerCase(),
                 String(d.versionCount),
               ])}
@@ -185,7 +185,7 @@ function VersionDetail({ api, version, nav }: { api: Api; version: DatasetVersio
       {version.state === DatasetVersionState.READY && (
         <div className="actions">
           {(["augmentation", "annotation"] as const).map((page) => (
-            <button key={page} type="button" className="secondary" onClick={() => nav.go(`/${page}?source=${encodeURIComponent(version.name.replace(`${api.parent}/datasets/`, ""))}`)}>
+            <button key={page} type="button" className="secondary" onClick={() => nav.go(`/${page}?source=${encodeURIComponent(versionText(api, version.name))}`)}>
               {t(page === "augmentation" ? "augmentThis" : "annotateThis")}
             </button>
           ))}
@@ -395,7 +395,7 @@ function MixingPlan({ api }: { api: Api }) {
           label={t("mixing")}
           head={[t("mixDataset"), t("mixChars"), t("mixSamples"), t("mixRate"), t("mixShare")]}
           rows={plan.sources.map((s) => [
-            s.source?.datasetVersion.replace(`${api.parent}/datasets/`, "") ?? "",
+            versionText(api, s.source?.datasetVersion ?? ""),
             String(s.characters),
             String(s.samples),
             String(s.source?.samplingRate ?? 0),

@@ -4,7 +4,7 @@ import type { Nav } from "../App";
 import { failure, requestId, short, type Api, type Failure } from "../api";
 import { DeploymentState, Rating, type Deployment } from "../gen/tuneforge/serve/v1/deployment_pb";
 import { useT } from "../i18n";
-import { ErrorBox, Field, LineChart, Loading, StateBadge, Table, useAsync, useStream, violationFor } from "../ui";
+import { ErrorBox, Field, LineChart, Loading, NavLink, StateBadge, Table, useAsync, useStream, violationFor } from "../ui";
 
 export function DeploymentsPage({ api, nav }: { api: Api; nav: Nav }) {
   const id = nav.path.match(/^\/deployments\/([^/]+)/)?.[1];
@@ -48,7 +48,7 @@ function DeploymentList({ api, nav }: { api: Api; nav: Nav }) {
           label={t("deployments")}
           head={[t("name"), t("state"), t("modelVersion")]}
           rows={list.value.deployments.map((d) => [
-            <a href={`/deployments/${short(d.name)}`} onClick={(e) => { e.preventDefault(); nav.go(`/deployments/${short(d.name)}`); }}>{short(d.name)}</a>,
+            <NavLink nav={nav} to={`/deployments/${short(d.name)}`}>{short(d.name)}</NavLink>,
             <StateBadge state={DeploymentState[d.state]} />,
             d.servingVersion || d.modelVersion,
           ])}

@@ -5,7 +5,7 @@ import type { Nav } from "../App";
 import { failure, requestId, short, versionName, type Api, type Failure } from "../api";
 import { EvaluationState, type Evaluation, type RatingItem, type RatingTask, type SamplePrediction } from "../gen/tuneforge/eval/v1/evaluation_pb";
 import { useT } from "../i18n";
-import { BarChart, ErrorBox, Field, Loading, StateBadge, Table, useAsync, useStream, violationFor } from "../ui";
+import { BarChart, ErrorBox, Field, Loading, NavLink, StateBadge, Table, useAsync, useStream, violationFor } from "../ui";
 
 const FINAL = [EvaluationState.SUCCEEDED, EvaluationState.FAILED, EvaluationState.CANCELLED];
 const COLORS = ["#3a6ea5", "#d9822b", "#5b8c5a", "#8e6bb8"];
@@ -66,9 +66,9 @@ function EvaluationList({ api, nav }: { api: Api; nav: Nav }) {
           label={t("evaluation")}
           head={[t("name"), t("state"), t("progress")]}
           rows={list.value.evaluations.map((e) => [
-            <a href={`/evaluation/${short(e.name)}`} onClick={(ev) => { ev.preventDefault(); nav.go(`/evaluation/${short(e.name)}`); }}>
+            <NavLink nav={nav} to={`/evaluation/${short(e.name)}`}>
               {e.displayName || short(e.name)}
-            </a>,
+            </NavLink>,
             <StateBadge state={EvaluationState[e.state]} />,
             `${e.doneSamples}/${e.totalSamples}`,
           ])}

@@ -9,7 +9,7 @@ import { useT } from "../i18n";
 import { Field, useAsync, violationFor } from "../ui";
 import type { Api } from "../api";
 
-export type Reward = { type: string; pattern: string; fields: string; targetWords: string; grader: string; weight: string };
+type Reward = { type: string; pattern: string; fields: string; targetWords: string; grader: string; weight: string };
 export type MethodForm = { values: Record<string, string>; rewards: Reward[]; maskReasoning: boolean };
 export const emptyMethodForm = (): MethodForm => ({ values: {}, rewards: [], maskReasoning: false });
 

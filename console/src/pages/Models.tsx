@@ -5,7 +5,7 @@ import { date, failure, requestId, short, type Api, type Failure } from "../api"
 import { DerivationState, ModelVersionKind, type LineageEdge, type LineageNode, type ModelVersion } from "../gen/tuneforge/registry/v1/model_pb";
 import type { PresignedUrl } from "../gen/tuneforge/common/v1/common_pb";
 import { useT } from "../i18n";
-import { ErrorBox, Field, Loading, StateBadge, Table, useAsync, violationFor } from "../ui";
+import { ErrorBox, Field, Loading, NavLink, StateBadge, Table, useAsync, violationFor } from "../ui";
 
 export function ModelsPage({ api, nav }: { api: Api; nav: Nav }) {
   const model = nav.path.match(/^\/models\/([^/]+)/)?.[1];
@@ -26,9 +26,9 @@ function ModelList({ api, nav }: { api: Api; nav: Nav }) {
           label={t("models")}
           head={[t("name"), t("versions"), t("created")]}
           rows={models.value.models.map((m) => [
-            <a href={`/models/${short(m.name)}`} onClick={(e) => { e.preventDefault(); nav.go(`/models/${short(m.name)}`); }}>
+            <NavLink nav={nav} to={`/models/${short(m.name)}`}>
               {m.displayName || short(m.name)}
-            </a>,
+            </NavLink>,
             String(m.versionCount),
             date(m.createTime),
           ])}
@@ -76,7 +76,7 @@ function ModelView({ api, id, nav }: { api: Api; id: string; nav: Nav }) {
           label={t("versions")}
           head={[t("version"), t("kind"), "MiB", t("aliases"), t("created")]}
           rows={list.map((v) => [
-            <a href="#" onClick={(e) => { e.preventDefault(); nav.go(`/models/${id}?version=${short(v.name)}`); }}>{short(v.name)}</a>,
+            <NavLink nav={nav} to={`/models/${id}?version=${short(v.name)}`}>{short(v.name)}</NavLink>,
             ModelVersionKind[v.kind].toLowerCase(),
             (Number(v.totalSizeBytes) / 2 ** 20).toFixed(1),
             v.aliases.join(", "),
@@ -163,15 +163,9 @@ function VersionPanel({ api, version, nav, onDerived }: { api: Api; version: Mod
         <p className="notice" role="status" data-testid="derivation">
           {derivation.operation}: <StateBadge state={derivation.state} />{" "}
           {derivation.result && (
-            <a
-              href={`/models/${derivation.result.split("/")[3]}?version=${short(derivation.result)}`}
-              onClick={(e) => {
-                e.preventDefault();
-                nav.go(`/models/${derivation.result.split("/")[3]}?version=${short(derivation.result)}`);
-              }}
-            >
+            <NavLink nav={nav} to={`/models/${derivation.result.split("/")[3]}?version=${short(derivation.result)}`}>
               {derivation.result.replace(/^projects\/[^/]+\/models\//, "")}
-            </a>
+            </NavLink>
           )}
         </p>
       )}

@@ -6,7 +6,7 @@ import { EvaluationState } from "../gen/tuneforge/eval/v1/evaluation_pb";
 import { DeploymentState } from "../gen/tuneforge/serve/v1/deployment_pb";
 import { TrainingJobState } from "../gen/tuneforge/train/v1/training_job_pb";
 import { useT } from "../i18n";
-import { ErrorBox, Loading, StateBadge, Table, useAsync } from "../ui";
+import { ErrorBox, Loading, NavLink, StateBadge, Table, useAsync } from "../ui";
 
 export function OverviewPage({ api, nav }: { api: Api; nav: Nav }) {
   const { t } = useT();
@@ -29,7 +29,9 @@ export function OverviewPage({ api, nav }: { api: Api; nav: Nav }) {
     };
   }, [api]);
   const link = (to: string, text: string) => (
-    <a href={to} onClick={(e) => { e.preventDefault(); nav.go(to); }}>{text}</a>
+    <NavLink nav={nav} to={to}>
+      {text}
+    </NavLink>
   );
   const v = facts.value;
   return (

@@ -1,7 +1,7 @@
 // 精调样板间: the scenario templates as cards; "start from this template" fills the training form.
 import { useState } from "react";
 import type { Nav } from "../App";
-import { failure, requestId, short, type Api, type Failure } from "../api";
+import { failure, requestId, short, versionText, type Api, type Failure } from "../api";
 import { useT } from "../i18n";
 import { ErrorBox, Loading, useAsync } from "../ui";
 
@@ -14,7 +14,7 @@ export function TemplatesPage({ api, nav }: { api: Api; nav: Nav }) {
     setError(null);
     try {
       const done = await api.data.installPreset({ parent: api.parent, preset, requestId: `console-${short(preset)}-${requestId()}` });
-      setInstalled({ ...installed, [preset]: done.datasetVersions.map((v) => v.name.replace(`${api.parent}/datasets/`, "")) });
+      setInstalled({ ...installed, [preset]: done.datasetVersions.map((v) => versionText(api, v.name)) });
     } catch (e) {
       setError(failure(e));
     }

@@ -3,7 +3,7 @@
 import { useCallback, useEffect, useMemo, useRef, useState, type FormEvent } from "react";
 import type { Nav } from "../App";
 import { date, failure, requestId, short, versionName, type Api, type Failure } from "../api";
-import { DatasetKind, DatasetVersionState } from "../gen/tuneforge/data/v1/dataset_pb";
+import { DatasetKind, DatasetVersionState, type DatasetVersion } from "../gen/tuneforge/data/v1/dataset_pb";
 import {
   TrainingJobState,
   TrainingMethod,
@@ -15,7 +15,7 @@ import {
 } from "../gen/tuneforge/train/v1/training_job_pb";
 import { guidance, useT } from "../i18n";
 import { AdvancedSettings, advancedHyperparameters, emptyAdvanced, emptyMethodForm, emptyResources, methodParameters, MethodSettings, ResourceSettings, resources, type AdvancedForm, type MethodForm, type ResourcesForm } from "./JobSettings";
-import { ErrorBox, Field, LineChart, Loading, StateBadge, Table, useAsync, useStream, violationFor } from "../ui";
+import { ErrorBox, Field, LineChart, Loading, NavLink, StateBadge, Table, useAsync, useStream, violationFor } from "../ui";
 
 const FINAL = [TrainingJobState.SUCCEEDED, TrainingJobState.FAILED, TrainingJobState.CANCELLED];
 
@@ -63,9 +63,9 @@ function JobList({ api, nav }: { api: Api; nav: Nav }) {
           label={t("jobs")}
           head={[t("name"), t("method"), t("state"), t("progress"), t("created")]}
           rows={jobs.value.trainingJobs.map((j) => [
-            <a href={`/training/jobs/${short(j.name)}`} onClick={(e) => { e.preventDefault(); nav.go(`/training/jobs/${short(j.name)}`); }}>
+            <NavLink nav={nav} to={`/training/jobs/${short(j.name)}`}>
               {j.displayName || short(j.name)}
-            </a>,
+            </NavLink>,
             TrainingMethod[j.trainingMethod].toLowerCase(),
             <StateBadge state={TrainingJobState[j.state]} />,
             `${j.currentStep}/${j.totalSteps}`,
@@ -288,41 +288,26 @@ function JobForm({ api, nav, preset }: { api: Api; nav: Nav; preset: string }) {
   );
 }
 
-// A data version's state beside its field, followed live while the data service processes it.
+// A data version's state beside its field, followed live (Watch yields the version now, then each
+// change until it is READY or FAILED).
+async function* nothing(): AsyncIterable<DatasetVersion> {}
+
 function VersionState({ api, version, index, onState }: { api: Api; version: string; index: number; onState: (version: string, state: DatasetVersionState) => void }) {
-  const [state, setState] = useState<DatasetVersionState | null>(null);
-  const [problem, setProblem] = useState("");
-  useEffect(() => {
-    setState(null);
-    setProblem("");
-    if (!version.includes("/versions/") && !/^[^/]+\/\d+$/.test(version)) return;
-    const stop = new AbortController();
-    const report = (s: DatasetVersionState, message = "") => {
-      setState(s);
-      setProblem(message);
-      onState(version, s);
-    };
-    (async () => {
-      try {
-        const name = versionName(api, version);
-        let current = await api.data.getDatasetVersion({ name }, { signal: stop.signal });
-        report(current.state, current.failure?.message);
-        if (current.state !== DatasetVersionState.PROCESSING) return;
-        for await (current of api.data.watchDatasetVersion({ name }, { signal: stop.signal })) {
-          report(current.state, current.failure?.message);
-          if (current.state !== DatasetVersionState.PROCESSING) break;
-        }
-      } catch {
-        // No such version (yet): the server names the field when the form is sent.
-        if (!stop.signal.aborted) setState(null);
-      }
-    })();
-    return () => stop.abort();
-  }, [api, version, onState]);
-  if (state === null) return null;
+  const [seen, setSeen] = useState<{ version: string; value: DatasetVersion } | null>(null);
+  const named = version.includes("/versions/") || /^[^/]+\/\d+$/.test(version);
+  // No such version (yet): nothing is shown; the server names the field when the form is sent.
+  const failed = useStream(
+    (signal) => (named ? api.data.watchDatasetVersion({ name: versionName(api, version) }, { signal }) : nothing()),
+    (value) => {
+      setSeen({ version, value });
+      onState(version, value.state);
+    },
+    [api, version],
+  );
+  if (failed || seen?.version !== version) return null;
   return (
     <span className="version-state" data-testid={`data-state-${index}`}>
-      <StateBadge state={DatasetVersionState[state]} /> {problem}
+      <StateBadge state={DatasetVersionState[seen.value.state]} /> {seen.value.failure?.message}
     </span>
   );
 }
@@ -393,9 +378,9 @@ function JobPage({ api, id, nav }: { api: Api; id: string; nav: Nav }) {
           {job.finalModelVersion && (
             <p>
               {t("modelVersion")}:{" "}
-              <a href={`/models/${job.finalModelVersion.split("/")[3]}`} onClick={(e) => { e.preventDefault(); nav.go(`/models/${job.finalModelVersion.split("/")[3]}`); }}>
+              <NavLink nav={nav} to={`/models/${job.finalModelVersion.split("/")[3]}`}>
                 {job.finalModelVersion}
-              </a>
+              </NavLink>
             </p>
           )}
           {!finished && (
