@@ -56,13 +56,15 @@ def test_idle_job_is_preempted_by_a_normal_job_and_resumes_from_its_checkpoint(
     steps = [p.step for p in client.train.metrics(idle.name) if not p.has_validation_loss]
     assert steps == list(range(1, done.total_steps + 1)), "every step, once"
     kept = [c.step for c in client.train.checkpoints(idle.name)]
-    preempted_at = [s for s in kept if s % 200 and s != done.total_steps]
-    assert len(preempted_at) == 1, kept  # the checkpoint written when it gave the worker up
     log = (suite.data_dir / "logs" / "worker-0.log").read_text()
     records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     records = [r for r in records if r.get("job") in (idle.name, normal.name)]
-    resumed = [r for r in records if r.get("message") == "resuming from checkpoint"]
-    assert [r["step"] for r in resumed] == preempted_at, "resumed from the preemption checkpoint"
+    resumed = [r["step"] for r in records if r.get("message") == "resuming from checkpoint"]
+    # Resumed once, from the checkpoint written when it gave the worker up. That step may fall on a
+    # scheduled checkpoint (every 200 steps); any other kept checkpoint is a scheduled one or the last.
+    assert len(resumed) == 1 and resumed[0] in kept, (resumed, kept)
+    scheduled = set(range(200, done.total_steps, 200)) | {done.total_steps}
+    assert set(kept) <= scheduled | {resumed[0]}, kept
     assert not [r for r in records if r.get("message") == "step trained again"], "no step repeated"
     order = [
         (r["job"].rsplit("/", 1)[-1], r.get("state", "preempting"))
