@@ -92,11 +92,13 @@ class Runtime:
 
         self.closers.append(stop)
 
-    def observe_queue(self, stream: str, interval: float = 10.0) -> None:
+    def observe_queue(self, stream: str) -> None:
         """Keep the queue gauges of `stream` (one this service fills) fresh on /metrics."""
         if self.settings.metrics_listen:
             self.run_periodically(
-                f"observing {stream}", interval, lambda: telemetry.observe_queue(self.bus, stream)
+                f"observing {stream}",
+                self.settings.metrics_refresh_seconds,
+                lambda: telemetry.observe_queue(self.bus, stream),
             )
 
     async def close(self) -> None:

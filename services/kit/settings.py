@@ -50,6 +50,9 @@ class KitSettings(BaseSettings):
         "", description="serve Prometheus /metrics on host:port (empty: off; port 0: any)"
     )
     metrics_port_file: Path | None = Field(None, description="write the metrics port here once serving")
+    metrics_refresh_seconds: float = Field(
+        10.0, gt=0, description="how often the queue, job and worker gauges are read from NATS and SQL"
+    )
     trace_file: Path | None = Field(None, description="append finished trace spans here as JSON lines")
     otlp_endpoint: str = Field("", description="export trace spans by OTLP/gRPC to this collector")
     rate_limit_per_key: float = Field(

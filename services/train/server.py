@@ -107,7 +107,8 @@ async def main() -> None:
     runtime = await open_runtime("train", settings, migrations=MIGRATIONS, outbox_table=OUTBOX)
     runtime.observe_queue(TRAIN_QUEUE_STREAM)
     if settings.metrics_listen:
-        runtime.run_periodically("train metrics", 10.0, lambda: monitoring.refresh(runtime.db))
+        runtime.run_periodically(
+            "train metrics", settings.metrics_refresh_seconds, lambda: monitoring.refresh(runtime.db))
     feed = ChangeFeed(runtime.bus, "tuneforge.train.>")
     await feed.start()
     runtime.closers.append(feed.stop)
