@@ -108,7 +108,8 @@ async def main() -> None:
     runtime.observe_queue(TRAIN_QUEUE_STREAM)
     if settings.metrics_listen:
         runtime.run_periodically(
-            "train metrics", settings.metrics_refresh_seconds, lambda: monitoring.refresh(runtime.db))
+            "train metrics", settings.metrics_refresh_seconds, lambda: monitoring.refresh(runtime.db)
+        )
     feed = ChangeFeed(runtime.bus, "tuneforge.train.>")
     await feed.start()
     runtime.closers.append(feed.stop)

@@ -20,7 +20,7 @@ from tuneforge.registry.v1 import model_pb2, registry_service_pb2
 
 def test_kill_during_upload_then_restart(tmp_path: Path) -> None:
     env = {"TUNEFORGE_REGISTRY_UPLOAD_TTL_SECONDS": "3", "TUNEFORGE_REGISTRY_SWEEP_INTERVAL_SECONDS": "1"}
-    with LocalSuite(tmp_path / "suite", extra_env=env) as suite:
+    with LocalSuite(tmp_path / "suite", services=("registry",), extra_env=env) as suite:
         client = Client(suite.endpoints["registry"], api_key=suite.admin_key, project="crash")
         model = client.models.create("victim")
         sent = threading.Event()

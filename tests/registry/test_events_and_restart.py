@@ -74,14 +74,14 @@ async def test_every_change_emits_an_event(
 def test_restart_keeps_data(tmp_path: Path) -> None:
     folder = write_model_folder(tmp_path / "m", tensor_bytes=2 * 1024 * 1024)
     data_dir = tmp_path / "suite"
-    with LocalSuite(data_dir) as first:
+    with LocalSuite(data_dir, services=("registry",)) as first:
         endpoint = first.endpoints["registry"]
         admin = first.admin_key
         with Client(endpoint, api_key=admin, project="keep") as client:
             client.models.create("kept", tags={"k": "v"})
             version = client.models.upload("kept", folder)
             client.models.set_alias("kept", "production", version.name)
-    with LocalSuite(data_dir) as second:
+    with LocalSuite(data_dir, services=("registry",)) as second:
         assert second.admin_key == admin
         with Client(second.endpoints["registry"], api_key=admin, project="keep") as client:
             assert client.models.get("kept").tags["k"] == "v"

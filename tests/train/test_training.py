@@ -229,7 +229,7 @@ def test_impossible_jobs_are_refused_before_queueing(
 def test_worker_killed_mid_job_is_resumed_by_another(tiny_model_dir: Path, tmp_path: Path) -> None:
     env = {"TUNEFORGE_TRAIN_ACK_WAIT_SECONDS": "4"}
     with (
-        LocalSuite(tmp_path / "suite", extra_env=env, workers=1) as suite,
+        LocalSuite(tmp_path / "suite", services=("registry", "data", "train"), extra_env=env) as suite,
         Client(suite.endpoints, api_key=suite.admin_key, project="resume") as client,
     ):
         client.models.create("tiny-base")
