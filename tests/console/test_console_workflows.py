@@ -57,7 +57,31 @@ def test_augment_with_a_teacher_then_review_its_labels_and_finish(
     page.get_by_label("Teacher id", exact=True).fill("writer")
     page.get_by_label("Deployment of this project", exact=True).fill("writer")
     page.get_by_role("button", name="Create").click()
-    page.get_by_role("table", name="Teachers").get_by_text("writer").first.wait_for()
+    teachers = page.get_by_role("table", name="Teachers")
+    teachers.get_by_text("writer").first.wait_for()
+
+    # An API teacher: its key is sent once; changing its limits and key keeps the key unseen; delete.
+    page.get_by_label("Teacher id", exact=True).fill("external")
+    page.get_by_label("Deployment of this project", exact=True).fill("")
+    page.get_by_label("Base URL", exact=True).fill("http://127.0.0.1:9/v1")
+    page.get_by_label("Model", exact=True).fill("big-model")
+    page.get_by_label("API key", exact=True).fill("sk-first-secret")
+    page.get_by_role("button", name="Create").click()
+    teachers.get_by_text("big-model").wait_for()
+    page.get_by_test_id("teacher-edit-external").click()
+    page.locator("#edit-concurrency").fill("3")
+    page.get_by_label("New API key (empty: keep the stored one)", exact=True).fill("sk-second-secret")
+    page.get_by_role("button", name="Save").click()
+    page.locator("#teacher-edit-title").wait_for(state="detached")
+    with Client(suite.endpoints, api_key=key, project=project) as client:
+        external = client.augment.get_teacher("external")
+    assert external.max_concurrency == 3 and external.has_api_key and not external.api_key
+    assert "secret" not in page.content()
+    page.get_by_test_id("teacher-delete-external").click()
+    teachers.get_by_text("big-model").wait_for(state="detached")
+    page.get_by_label("Base URL", exact=True).fill("")
+    page.get_by_label("Model", exact=True).fill("")
+    page.get_by_label("API key", exact=True).fill("")
 
     # A run answers the questions with the teacher; its page follows it to the version it made.
     page.get_by_label("Source version", exact=True).fill("questions/1")

@@ -64,7 +64,20 @@ function Teachers({ api, teachers, error: listError, onMade }: { api: Api; teach
   const [form, setForm] = useState({ id: "", deployment: "", baseUrl: "", model: "", apiKey: "", concurrency: "8", rpm: "" });
   const [error, setError] = useState<Failure | null>(null);
   const [busy, setBusy] = useState(false);
+  const [editing, setEditing] = useState<Teacher | null>(null);
+  const [rowError, setRowError] = useState<Failure | null>(null);
   const set = (change: Partial<typeof form>) => setForm({ ...form, ...change });
+  // Refused (FAILED_PRECONDITION) while a run or an annotation task that uses it has not ended.
+  const remove = async (teacher: Teacher) => {
+    setRowError(null);
+    try {
+      await api.augment.deleteTeacher({ name: teacher.name });
+      if (editing?.name === teacher.name) setEditing(null);
+      onMade();
+    } catch (e) {
+      setRowError(failure(e));
+    }
+  };
   const submit = async (event: FormEvent) => {
     event.preventDefault();
     setBusy(true);
@@ -96,10 +109,11 @@ function Teachers({ api, teachers, error: listError, onMade }: { api: Api; teach
     <div className="card">
       <h2>{t("teachers")}</h2>
       <ErrorBox error={listError} />
+      <ErrorBox error={rowError} />
       {teachers && (
         <Table
           label={t("teachers")}
-          head={[t("name"), t("endpoint"), t("concurrency")]}
+          head={[t("name"), t("endpoint"), t("concurrency"), t("actions")]}
           rows={teachers.map((teacher) => [
             short(teacher.name),
             teacher.deployment ? (
@@ -111,7 +125,26 @@ function Teachers({ api, teachers, error: listError, onMade }: { api: Api; teach
               </code>
             ),
             `${teacher.maxConcurrency}${teacher.requestsPerMinute ? ` · ${teacher.requestsPerMinute}/min` : ""}`,
+            <span className="row-actions">
+              <button type="button" data-testid={`teacher-edit-${short(teacher.name)}`} onClick={() => setEditing(teacher)}>
+                {t("edit")}
+              </button>{" "}
+              <button type="button" className="danger" data-testid={`teacher-delete-${short(teacher.name)}`} onClick={() => remove(teacher)}>
+                {t("deleteTeacher")}
+              </button>
+            </span>,
           ])}
+        />
+      )}
+      {editing && (
+        <TeacherEdit
+          key={editing.name}
+          api={api}
+          teacher={editing}
+          onDone={() => {
+            setEditing(null);
+            onMade();
+          }}
         />
       )}
       <form onSubmit={submit} noValidate aria-labelledby="teacher-title">
@@ -148,6 +181,69 @@ function Teachers({ api, teachers, error: listError, onMade }: { api: Api; teach
         </button>
       </form>
     </div>
+  );
+}
+
+// Limits and the key of a teacher: the key field starts empty (the stored one is never sent back)
+// and only a key typed here replaces it.
+function TeacherEdit({ api, teacher, onDone }: { api: Api; teacher: Teacher; onDone: () => void }) {
+  const { t } = useT();
+  const [form, setForm] = useState({
+    concurrency: String(teacher.maxConcurrency),
+    rpm: String(teacher.requestsPerMinute || ""),
+    apiKey: "",
+  });
+  const [error, setError] = useState<Failure | null>(null);
+  const [busy, setBusy] = useState(false);
+  const set = (change: Partial<typeof form>) => setForm({ ...form, ...change });
+  const submit = async (event: FormEvent) => {
+    event.preventDefault();
+    setBusy(true);
+    setError(null);
+    const paths = ["max_concurrency", "requests_per_minute", ...(form.apiKey ? ["api_key"] : [])];
+    try {
+      await api.augment.updateTeacher({
+        teacher: {
+          name: teacher.name,
+          maxConcurrency: Number(form.concurrency || 0),
+          requestsPerMinute: Number(form.rpm || 0),
+          apiKey: form.apiKey,
+        },
+        updateMask: { paths },
+      });
+      onDone();
+    } catch (e) {
+      setError(failure(e));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <form onSubmit={submit} noValidate aria-labelledby="teacher-edit-title" className="subcard">
+      <h3 id="teacher-edit-title">
+        {t("editTeacher")} · {short(teacher.name)}
+      </h3>
+      <div className="inline-form">
+        <Field id="edit-concurrency" label={t("concurrency")} error={violationFor(error, "max_concurrency")}>
+          <input id="edit-concurrency" type="number" value={form.concurrency} onChange={(e) => set({ concurrency: e.target.value })} />
+        </Field>
+        <Field id="edit-rpm" label={t("requestsPerMinute")} error={violationFor(error, "requests_per_minute")}>
+          <input id="edit-rpm" type="number" value={form.rpm} placeholder="0" onChange={(e) => set({ rpm: e.target.value })} />
+        </Field>
+        {!teacher.deployment && (
+          <Field id="edit-key" label={t("newApiKey")} error={violationFor(error, "api_key")}>
+            <input id="edit-key" type="password" value={form.apiKey} onChange={(e) => set({ apiKey: e.target.value })} autoComplete="off" />
+          </Field>
+        )}
+      </div>
+      <ErrorBox error={error} />
+      <button type="submit" disabled={busy}>
+        {t("save")}
+      </button>{" "}
+      <button type="button" onClick={onDone}>
+        {t("cancel")}
+      </button>
+    </form>
   );
 }
 
