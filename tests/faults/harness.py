@@ -369,12 +369,18 @@ class FaultRun:
             time.sleep(1)
 
     def _event_check(self, jobs: list[Any], versions: dict[str, Any], problems: list[str]) -> dict[str, int]:
-        time.sleep(3)  # the relays publish what the last transactions wrote
-        unpublished = 0
-        for service in OUTBOXES:
-            database = self.suite.data_dir / "db" / f"{service}.db"
-            with sqlite3.connect(database) as conn:
-                unpublished += conn.execute("select count(*) from outbox").fetchone()[0]
+        # The relays publish what the last transactions wrote; one that failed during an outage
+        # retries after its backoff (up to 30 s), so a row still there after 45 s is lost.
+        deadline = time.monotonic() + 45
+        while True:
+            unpublished = 0
+            for service in OUTBOXES:
+                database = self.suite.data_dir / "db" / f"{service}.db"
+                with sqlite3.connect(database) as conn:
+                    unpublished += conn.execute("select count(*) from outbox").fetchone()[0]
+            if not unpublished or time.monotonic() > deadline:
+                break
+            time.sleep(1)
         events = asyncio.run(self._read_events())
         ids = Counter(e.id for e in events)
         duplicated = sum(n - 1 for n in ids.values() if n > 1)

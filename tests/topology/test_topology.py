@@ -168,12 +168,18 @@ def test_the_production_topology_keeps_every_job_event_and_version_through_kills
                 for v in client.data.list_versions(d.name.rsplit("/", 1)[-1])
                 if v.state == dataset_pb2.DATASET_VERSION_STATE_READY
             ]
-        time.sleep(3)  # the relays publish what the last transactions wrote
+        # The relays publish what the last transactions wrote; one that failed while its NATS node
+        # was down retries after its backoff (up to 30 s), so a row still there after 45 s is lost.
         engine = create_engine(postgres_url)
-        with engine.connect() as conn:
-            unpublished = sum(
-                conn.execute(text(f"select count(*) from {s}.outbox")).scalar() for s in SERVICES
-            )
+        deadline = time.monotonic() + 45
+        while True:
+            with engine.connect() as conn:
+                unpublished = sum(
+                    conn.execute(text(f"select count(*) from {s}.outbox")).scalar() for s in SERVICES
+                )
+            if not unpublished or time.monotonic() > deadline:
+                break
+            time.sleep(1)
         engine.dispose()
         events = asyncio.run(read_events(suite.bus_url))
 
