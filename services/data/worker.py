@@ -165,7 +165,7 @@ async def main() -> None:
     )
     worker = DataWorker(settings, tasks, runtime.bus)
     try:
-        await run_until_signalled(worker.stopping, worker.run)
+        await run_until_signalled(worker.stopping, worker.run, grace_seconds=settings.shutdown_grace_seconds)
         log.info("worker stopping", extra={"worker": settings.worker_name})
     finally:
         await http.aclose()

@@ -433,7 +433,7 @@ async def main() -> None:
     )
     worker = EvalWorker(settings, runtime.db, runtime.store, runtime.bus, runtime.outbox, peers)
     try:
-        await run_until_signalled(worker.stopping, worker.run)
+        await run_until_signalled(worker.stopping, worker.run, grace_seconds=settings.shutdown_grace_seconds)
     finally:
         await peers.close()
         await runtime.close()

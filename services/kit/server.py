@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import threading
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,11 @@ from services.kit.store import ObjectStore
 from tuneforge.telemetry import configure_tracing, shutdown_tracing
 
 log = logging.getLogger(__name__)
+
+#: After a stop signal, how long closing may take past the drain (the grace seconds) before the
+#: process ends anyway: a peer that went away at the same moment (NATS or S3 killed with the local
+#: suite, say) must not keep it alive. What it had not finished is redone, as after a crash.
+CLOSE_SECONDS = 15.0
 
 
 def create_server(
@@ -188,12 +195,36 @@ async def open_runtime(
     return runtime
 
 
-async def run_until_signalled(stopping: asyncio.Event, work: Callable[[], Awaitable[None]]) -> None:
-    """Run `work` (a worker's loop, which returns once `stopping` is set) with SIGTERM and SIGINT
-    setting `stopping`."""
+def stop_on_signals(stopping: asyncio.Event, grace_seconds: float) -> None:
+    """SIGTERM and SIGINT set `stopping`; the first one also arms a timer thread that ends the
+    process `grace_seconds + CLOSE_SECONDS` later if the orderly stop has not finished by then."""
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if not stopping.is_set():
+            timer = threading.Timer(grace_seconds + CLOSE_SECONDS, _overdue, (grace_seconds + CLOSE_SECONDS,))
+            timer.daemon = True
+            timer.start()
+        stopping.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
+        loop.add_signal_handler(sig, on_signal)
+
+
+def _overdue(seconds: float) -> None:
+    log.error("still stopping after %.0f s; exiting now", seconds)
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    os._exit(1)
+
+
+async def run_until_signalled(
+    stopping: asyncio.Event, work: Callable[[], Awaitable[None]], *, grace_seconds: float
+) -> None:
+    """Run `work` (a worker's loop, which returns once `stopping` is set) with SIGTERM and SIGINT
+    setting `stopping` (see `stop_on_signals`)."""
+    stop_on_signals(stopping, grace_seconds)
     await work()
 
 
@@ -225,9 +256,7 @@ async def serve(runtime: Runtime, register: Callable[[grpc.aio.Server], Iterable
     log.info("serving", extra={"service": runtime.name, "port": port})
 
     stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
+    stop_on_signals(stopping, settings.shutdown_grace_seconds)
     await stopping.wait()
     log.info(
         "shutting down", extra={"service": runtime.name, "grace_seconds": settings.shutdown_grace_seconds}

@@ -98,7 +98,7 @@ async def main() -> None:
         )
 
     try:
-        await run_until_signalled(stopping, work)
+        await run_until_signalled(stopping, work, grace_seconds=settings.shutdown_grace_seconds)
         log.info("worker stopping", extra={"worker": settings.worker_name})
     finally:
         await runtime.close()

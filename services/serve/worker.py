@@ -367,7 +367,7 @@ async def main() -> None:
     await server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     try:
-        await run_until_signalled(worker.stopping, worker.run)
+        await run_until_signalled(worker.stopping, worker.run, grace_seconds=settings.shutdown_grace_seconds)
     finally:
         await server.stop(5)
         await peers.close()

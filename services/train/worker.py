@@ -523,7 +523,7 @@ async def main() -> None:
     caps = await asyncio.to_thread(capabilities, settings)
     worker = Worker(settings, runtime.db, runtime.store, runtime.bus, runtime.outbox, peers, caps)
     try:
-        await run_until_signalled(worker.stopping, worker.run)
+        await run_until_signalled(worker.stopping, worker.run, grace_seconds=settings.shutdown_grace_seconds)
         log.info("worker stopping", extra={"worker": settings.worker_name})
     finally:
         await peers.close()
