@@ -1,6 +1,6 @@
 // Small building blocks: loading state, errors with the fields they name, labelled fields, tables
 // and SVG charts (a chart of a few hundred points needs no charting library).
-import { useCallback, useEffect, useRef, useState, type ReactNode } from "react";
+import { useCallback, useEffect, useRef, useState, type FormEvent, type ReactNode } from "react";
 import type { Nav } from "./App";
 import { failure, versionText, type Api, type Failure } from "./api";
 import { useT } from "./i18n";
@@ -43,6 +43,35 @@ export function useStream<T>(open: (signal: AbortSignal) => AsyncIterable<T>, on
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, deps);
   return error;
+}
+
+/** Runs `act` with a busy flag and keeps its failure (with the fields it names) for the page;
+ *  `submit` runs it as a form's onSubmit. */
+export function useAction<A extends unknown[]>(act: (...args: A) => Promise<unknown>) {
+  const [error, setError] = useState<Failure | null>(null);
+  const [busy, setBusy] = useState(false);
+  const run = async (...args: A) => {
+    setBusy(true);
+    setError(null);
+    try {
+      await act(...args);
+    } catch (e) {
+      setError(failure(e));
+    } finally {
+      setBusy(false);
+    }
+  };
+  const submit = (event: FormEvent) => {
+    event.preventDefault();
+    void run(...([] as unknown as A));
+  };
+  return { error, busy, run, submit };
+}
+
+/** A form's values, and `set` to change some of them. */
+export function useFields<F extends object>(initial: F) {
+  const [form, setForm] = useState(initial);
+  return { form, setForm, set: (change: Partial<F>) => setForm({ ...form, ...change }) };
 }
 
 export function ErrorBox({ error }: { error?: Failure | null }) {

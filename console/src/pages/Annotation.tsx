@@ -2,7 +2,7 @@
 // edit or reject each item under their own name; the page follows the task, shows the agreement
 // between the model and people and among people, and finishing writes a dataset version.
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
-import { Fragment, useCallback, useEffect, useState, type FormEvent } from "react";
+import { Fragment, useCallback, useEffect, useState } from "react";
 import type { Nav } from "../App";
 import { failure, requestId, short, versionName, versionText, type Api, type Failure } from "../api";
 import {
@@ -15,7 +15,7 @@ import {
   type AnnotationValue,
 } from "../gen/tuneforge/data/v1/augmentation_pb";
 import { useT } from "../i18n";
-import { DataVersionLink, ErrorBox, Field, Loading, NavLink, StateBadge, Table, useAsync, useStream, violationFor } from "../ui";
+import { DataVersionLink, ErrorBox, Field, Loading, NavLink, StateBadge, Table, useAction, useAsync, useFields, useStream, violationFor } from "../ui";
 
 const KINDS = [AnnotationKind.SCORE, AnnotationKind.LABEL, AnnotationKind.CORRECTION, AnnotationKind.CHOICE];
 // Items can be reviewed once pre-labelling is over (a FAILED task keeps what was labelled).
@@ -34,7 +34,7 @@ function TaskList({ api, nav }: { api: Api; nav: Nav }) {
   const { t } = useT();
   const tasks = useAsync(() => api.augment.listAnnotationTasks({ parent: api.parent, pageSize: 50 }), [api]);
   const teachers = useAsync(() => api.augment.listTeachers({ parent: api.parent, pageSize: 100 }), [api]);
-  const [form, setForm] = useState({
+  const { form, set } = useFields({
     id: "",
     source: nav.query.get("source") ?? "",
     kind: AnnotationKind.SCORE,
@@ -45,36 +45,24 @@ function TaskList({ api, nav }: { api: Api; nav: Nav }) {
     teacher: "",
     maxRows: "",
   });
-  const [error, setError] = useState<Failure | null>(null);
-  const [busy, setBusy] = useState(false);
-  const set = (change: Partial<typeof form>) => setForm({ ...form, ...change });
-  const submit = async (event: FormEvent) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      const made = await api.augment.createAnnotationTask({
-        parent: api.parent,
-        annotationTaskId: form.id.trim(),
-        requestId: requestId(),
-        annotationTask: {
-          source: form.source.trim() ? versionName(api, form.source) : "",
-          kind: form.kind,
-          instructions: form.instructions,
-          labels: form.kind === AnnotationKind.LABEL ? form.labels.split(",").map((l) => l.trim()).filter(Boolean) : [],
-          scoreMin: form.kind === AnnotationKind.SCORE ? Number(form.low) : 0,
-          scoreMax: form.kind === AnnotationKind.SCORE ? Number(form.high) : 0,
-          teacher: form.teacher,
-          maxRows: Number(form.maxRows || 0),
-        },
-      });
-      nav.go(`/annotation/${short(made.name)}`);
-    } catch (e) {
-      setError(failure(e));
-    } finally {
-      setBusy(false);
-    }
-  };
+  const { error, busy, submit } = useAction(async () => {
+    const made = await api.augment.createAnnotationTask({
+      parent: api.parent,
+      annotationTaskId: form.id.trim(),
+      requestId: requestId(),
+      annotationTask: {
+        source: form.source.trim() ? versionName(api, form.source) : "",
+        kind: form.kind,
+        instructions: form.instructions,
+        labels: form.kind === AnnotationKind.LABEL ? form.labels.split(",").map((l) => l.trim()).filter(Boolean) : [],
+        scoreMin: form.kind === AnnotationKind.SCORE ? Number(form.low) : 0,
+        scoreMax: form.kind === AnnotationKind.SCORE ? Number(form.high) : 0,
+        teacher: form.teacher,
+        maxRows: Number(form.maxRows || 0),
+      },
+    });
+    nav.go(`/annotation/${short(made.name)}`);
+  });
   return (
     <section>
       <h1>{t("annotation")}</h1>
@@ -354,27 +342,17 @@ function ItemCard(props: { api: Api; task: AnnotationTask; item: AnnotationItem;
   // The edit box starts from this reviewer's label, else the decided one, else the model's.
   const start = [mine?.value, item.finalValue, item.modelValue].map(valueText).find(Boolean);
   const [draft, setDraft] = useState(start ?? (task.kind === AnnotationKind.SCORE ? String(task.scoreMin) : ""));
-  const [error, setError] = useState<Failure | null>(null);
-  const [busy, setBusy] = useState(false);
   const position = short(item.name);
-  const review = async (action: ReviewAction, value?: string) => {
-    setBusy(true);
-    setError(null);
-    try {
-      props.onReviewed(
-        await api.augment.reviewAnnotationItem({
-          name: item.name,
-          annotator: props.annotator.trim(),
-          action,
-          value: action === ReviewAction.EDIT ? asValue(task.kind, value ?? draft) : undefined,
-        }),
-      );
-    } catch (e) {
-      setError(failure(e));
-    } finally {
-      setBusy(false);
-    }
-  };
+  const { error, busy, run: review } = useAction(async (action: ReviewAction, value?: string) => {
+    props.onReviewed(
+      await api.augment.reviewAnnotationItem({
+        name: item.name,
+        annotator: props.annotator.trim(),
+        action,
+        value: action === ReviewAction.EDIT ? asValue(task.kind, value ?? draft) : undefined,
+      }),
+    );
+  });
   const modelLabel = valueText(item.modelValue);
   return (
     <article className="card item" data-testid={`item-${position}`} aria-label={`${t("item")} ${position}`}>
@@ -471,29 +449,18 @@ function Finish({ api, task, onFinished }: { api: Api; task: AnnotationTask; onF
   const [includeUnreviewed, setIncludeUnreviewed] = useState(false);
   const [minScore, setMinScore] = useState("");
   const [keep, setKeep] = useState("");
-  const [error, setError] = useState<Failure | null>(null);
-  const [busy, setBusy] = useState(false);
-  const submit = async (event: FormEvent) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      onFinished(
-        await api.augment.finishAnnotationTask({
-          name: task.name,
-          outputDataset: into.trim() ? `${api.parent}/datasets/${into.trim()}` : "",
-          includeUnreviewed,
-          minScore: Number(minScore || 0),
-          keepLabels: keep.split(",").map((l) => l.trim()).filter(Boolean),
-          requestId: requestId(),
-        }),
-      );
-    } catch (e) {
-      setError(failure(e));
-    } finally {
-      setBusy(false);
-    }
-  };
+  const { error, busy, submit } = useAction(async () => {
+    onFinished(
+      await api.augment.finishAnnotationTask({
+        name: task.name,
+        outputDataset: into.trim() ? `${api.parent}/datasets/${into.trim()}` : "",
+        includeUnreviewed,
+        minScore: Number(minScore || 0),
+        keepLabels: keep.split(",").map((l) => l.trim()).filter(Boolean),
+        requestId: requestId(),
+      }),
+    );
+  });
   return (
     <form className="card" onSubmit={submit} noValidate aria-labelledby="finish-title">
       <h2 id="finish-title">{t("finishTask")}</h2>

@@ -1,12 +1,12 @@
 // 数据增强: teachers (a deployment of the project, or any OpenAI-compatible API with its key, which
 // is sent once and never shown again), runs of an operation over a dataset version, and a run's
 // page: live progress, the rows dropped by reason, failed rows, the version made, cancel.
-import { useState, type FormEvent } from "react";
+import { useState } from "react";
 import type { Nav } from "../App";
 import { failure, requestId, short, versionName, versionText, type Api, type Failure } from "../api";
 import { AugmentationOperation, AugmentationState, type AugmentationRun, type Teacher } from "../gen/tuneforge/data/v1/augmentation_pb";
 import { useT } from "../i18n";
-import { BarChart, DataVersionLink, ErrorBox, Field, Loading, NavLink, StateBadge, Table, useAsync, useStream, violationFor } from "../ui";
+import { BarChart, DataVersionLink, ErrorBox, Field, Loading, NavLink, StateBadge, Table, useAction, useAsync, useFields, useStream, violationFor } from "../ui";
 
 const OPERATIONS = [
   AugmentationOperation.ANSWER,
@@ -61,55 +61,37 @@ function Runs({ api, nav }: { api: Api; nav: Nav }) {
 
 function Teachers({ api, teachers, error: listError, onMade }: { api: Api; teachers?: Teacher[]; error?: Failure; onMade: () => void }) {
   const { t } = useT();
-  const [form, setForm] = useState({ id: "", deployment: "", baseUrl: "", model: "", apiKey: "", concurrency: "8", rpm: "" });
-  const [error, setError] = useState<Failure | null>(null);
-  const [busy, setBusy] = useState(false);
+  const { form, setForm, set } = useFields({ id: "", deployment: "", baseUrl: "", model: "", apiKey: "", concurrency: "8", rpm: "" });
   const [editing, setEditing] = useState<Teacher | null>(null);
-  const [rowError, setRowError] = useState<Failure | null>(null);
-  const set = (change: Partial<typeof form>) => setForm({ ...form, ...change });
   // Refused (FAILED_PRECONDITION) while a run or an annotation task that uses it has not ended.
-  const remove = async (teacher: Teacher) => {
-    setRowError(null);
-    try {
-      await api.augment.deleteTeacher({ name: teacher.name });
-      if (editing?.name === teacher.name) setEditing(null);
-      onMade();
-    } catch (e) {
-      setRowError(failure(e));
-    }
-  };
-  const submit = async (event: FormEvent) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      await api.augment.createTeacher({
-        parent: api.parent,
-        teacherId: form.id.trim(),
-        requestId: requestId(),
-        teacher: {
-          deployment: form.deployment.trim() ? `${api.parent}/deployments/${short(form.deployment.trim())}` : "",
-          baseUrl: form.baseUrl.trim(),
-          model: form.model.trim(),
-          apiKey: form.apiKey,
-          maxConcurrency: Number(form.concurrency || 0),
-          requestsPerMinute: Number(form.rpm || 0),
-        },
-      });
-      // The key goes once; the form forgets it.
-      setForm({ ...form, id: "", apiKey: "" });
-      onMade();
-    } catch (e) {
-      setError(failure(e));
-    } finally {
-      setBusy(false);
-    }
-  };
+  const removal = useAction(async (teacher: Teacher) => {
+    await api.augment.deleteTeacher({ name: teacher.name });
+    if (editing?.name === teacher.name) setEditing(null);
+    onMade();
+  });
+  const { error, busy, submit } = useAction(async () => {
+    await api.augment.createTeacher({
+      parent: api.parent,
+      teacherId: form.id.trim(),
+      requestId: requestId(),
+      teacher: {
+        deployment: form.deployment.trim() ? `${api.parent}/deployments/${short(form.deployment.trim())}` : "",
+        baseUrl: form.baseUrl.trim(),
+        model: form.model.trim(),
+        apiKey: form.apiKey,
+        maxConcurrency: Number(form.concurrency || 0),
+        requestsPerMinute: Number(form.rpm || 0),
+      },
+    });
+    // The key goes once; the form forgets it.
+    setForm({ ...form, id: "", apiKey: "" });
+    onMade();
+  });
   return (
     <div className="card">
       <h2>{t("teachers")}</h2>
       <ErrorBox error={listError} />
-      <ErrorBox error={rowError} />
+      <ErrorBox error={removal.error} />
       {teachers && (
         <Table
           label={t("teachers")}
@@ -129,7 +111,7 @@ function Teachers({ api, teachers, error: listError, onMade }: { api: Api; teach
               <button type="button" data-testid={`teacher-edit-${short(teacher.name)}`} onClick={() => setEditing(teacher)}>
                 {t("edit")}
               </button>{" "}
-              <button type="button" className="danger" data-testid={`teacher-delete-${short(teacher.name)}`} onClick={() => remove(teacher)}>
+              <button type="button" className="danger" data-testid={`teacher-delete-${short(teacher.name)}`} onClick={() => removal.run(teacher)}>
                 {t("deleteTeacher")}
               </button>
             </span>,
@@ -188,36 +170,24 @@ function Teachers({ api, teachers, error: listError, onMade }: { api: Api; teach
 // and only a key typed here replaces it.
 function TeacherEdit({ api, teacher, onDone }: { api: Api; teacher: Teacher; onDone: () => void }) {
   const { t } = useT();
-  const [form, setForm] = useState({
+  const { form, set } = useFields({
     concurrency: String(teacher.maxConcurrency),
     rpm: String(teacher.requestsPerMinute || ""),
     apiKey: "",
   });
-  const [error, setError] = useState<Failure | null>(null);
-  const [busy, setBusy] = useState(false);
-  const set = (change: Partial<typeof form>) => setForm({ ...form, ...change });
-  const submit = async (event: FormEvent) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
+  const { error, busy, submit } = useAction(async () => {
     const paths = ["max_concurrency", "requests_per_minute", ...(form.apiKey ? ["api_key"] : [])];
-    try {
-      await api.augment.updateTeacher({
-        teacher: {
-          name: teacher.name,
-          maxConcurrency: Number(form.concurrency || 0),
-          requestsPerMinute: Number(form.rpm || 0),
-          apiKey: form.apiKey,
-        },
-        updateMask: { paths },
-      });
-      onDone();
-    } catch (e) {
-      setError(failure(e));
-    } finally {
-      setBusy(false);
-    }
-  };
+    await api.augment.updateTeacher({
+      teacher: {
+        name: teacher.name,
+        maxConcurrency: Number(form.concurrency || 0),
+        requestsPerMinute: Number(form.rpm || 0),
+        apiKey: form.apiKey,
+      },
+      updateMask: { paths },
+    });
+    onDone();
+  });
   return (
     <form onSubmit={submit} noValidate aria-labelledby="teacher-edit-title" className="subcard">
       <h3 id="teacher-edit-title">
@@ -249,7 +219,7 @@ function TeacherEdit({ api, teacher, onDone }: { api: Api; teacher: Teacher; onD
 
 function NewRun({ api, nav, teachers }: { api: Api; nav: Nav; teachers: string[] }) {
   const { t } = useT();
-  const [form, setForm] = useState({
+  const { form, set } = useFields({
     source: nav.query.get("source") ?? "",
     operation: AugmentationOperation.ANSWER,
     teacher: "",
@@ -263,44 +233,32 @@ function NewRun({ api, nav, teachers }: { api: Api; nav: Nav; teachers: string[]
     judgeMinScore: "",
     nearDedup: "",
   });
-  const [error, setError] = useState<Failure | null>(null);
-  const [busy, setBusy] = useState(false);
-  const set = (change: Partial<typeof form>) => setForm({ ...form, ...change });
   const op = form.operation;
-  const submit = async (event: FormEvent) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      const made = await api.augment.createAugmentationRun({
-        parent: api.parent,
-        requestId: requestId(),
-        augmentationRun: {
-          source: form.source.trim() ? versionName(api, form.source) : "",
-          outputDataset: form.into.trim() ? `${api.parent}/datasets/${form.into.trim()}` : "",
-          operation: op,
-          teacher: form.teacher,
-          judge: form.judge,
-          parameters: {
-            samples: Number(form.samples || 0),
-            count: Number(form.count || 0),
-            rounds: Number(form.rounds || 0),
-            targetLanguage: op === AugmentationOperation.TRANSLATE ? form.language : "",
-            maxRows: Number(form.maxRows || 0),
-          },
-          filters: {
-            judgeMinScore: form.judgeMinScore ? Number(form.judgeMinScore) : undefined,
-            nearDedupThreshold: Number(form.nearDedup || 0),
-          },
+  const { error, busy, submit } = useAction(async () => {
+    const made = await api.augment.createAugmentationRun({
+      parent: api.parent,
+      requestId: requestId(),
+      augmentationRun: {
+        source: form.source.trim() ? versionName(api, form.source) : "",
+        outputDataset: form.into.trim() ? `${api.parent}/datasets/${form.into.trim()}` : "",
+        operation: op,
+        teacher: form.teacher,
+        judge: form.judge,
+        parameters: {
+          samples: Number(form.samples || 0),
+          count: Number(form.count || 0),
+          rounds: Number(form.rounds || 0),
+          targetLanguage: op === AugmentationOperation.TRANSLATE ? form.language : "",
+          maxRows: Number(form.maxRows || 0),
         },
-      });
-      nav.go(`/augmentation/${short(made.name)}`);
-    } catch (e) {
-      setError(failure(e));
-    } finally {
-      setBusy(false);
-    }
-  };
+        filters: {
+          judgeMinScore: form.judgeMinScore ? Number(form.judgeMinScore) : undefined,
+          nearDedupThreshold: Number(form.nearDedup || 0),
+        },
+      },
+    });
+    nav.go(`/augmentation/${short(made.name)}`);
+  });
   const teacherOptions = teachers.map((name) => (
     <option key={name} value={name}>
       {short(name)}
